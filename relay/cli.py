@@ -1,0 +1,195 @@
+"""The `relay` command line: serve, mint hook URLs, check the configuration, render templates."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from relay import __version__
+from relay.errors import RelayError
+from relay.fields import FieldList, Fields, FieldValue
+from relay.payloads import normalise_key
+from relay.settings import ConfigError, Settings, load_settings, templates_dir
+from relay.templating import SkipDelivery, TemplateLibrary
+from relay.tokens import Hook, HookSigner, hook_url, new_hook_id
+
+
+def _pairs(items: Sequence[str], what: str) -> dict[str, list[str]]:
+    pairs: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"relay: {what} {item!r} must look like name=value")
+        pairs.setdefault(key.strip(), []).append(value)
+    return pairs
+
+
+def _params(items: Sequence[str]) -> dict[str, str]:
+    return {key: values[-1] for key, values in _pairs(items, "--param").items()}
+
+
+def _settings(env: Mapping[str, str], *, require_secret: bool = True) -> Settings:
+    try:
+        return load_settings(env, require_secret=require_secret)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config: {problem}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _library(settings: Settings) -> TemplateLibrary:
+    library = TemplateLibrary(settings.templates_dir)
+    if library.problems:
+        for problem in library.problems:
+            print(problem, file=sys.stderr)
+        raise SystemExit(1)
+    return library
+
+
+def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import uvicorn
+
+    settings = _settings(env)
+    _library(settings)
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    # Trust X-Forwarded-* only behind Heroku's router (DYNO is set there), never by default.
+    behind_router = "DYNO" in env
+    uvicorn.run(
+        "relay.app:app_from_environ",
+        factory=True,
+        host=args.host,
+        port=args.port or settings.port,
+        access_log=False,
+        proxy_headers=behind_router,
+        forwarded_allow_ips="*" if behind_router else None,
+        log_level="info",
+    )
+    return 0
+
+
+def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env)
+    library = _library(settings)
+    template = library.get(args.template)
+    if template is None:
+        print(f"relay: no template named {args.template!r}; there are:", file=sys.stderr)
+        print("  " + "\n  ".join(library.names()), file=sys.stderr)
+        return 1
+    params = _params(args.param)
+    unknown = sorted(set(params) - set(template.params))
+    if unknown:
+        known = ", ".join(template.params) or "none"
+        print(f"relay: {template.name} takes no param {', '.join(unknown)} (it takes: {known})",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    missing = [p.name for p in template.params.values() if p.required and p.name not in params]
+    if missing:
+        for name in missing:
+            print(f"relay: --param {name}=… is required: {template.params[name].help}",
+                  file=sys.stderr)  # fmt: skip
+        return 1
+    signer = HookSigner([k.reveal() for k in settings.secret_keys])
+    hook = Hook(id=new_hook_id(), template=template.name, params=params)
+    print(f"hook {hook.id}: {template.summary}" + (f" ({args.label})" if args.label else ""))
+    print(hook_url(args.base_url or settings.public_url, signer.mint(hook)))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    problems: list[str] = []
+    settings: Settings | None = None
+    try:
+        settings = load_settings(env)
+    except ConfigError as exc:
+        problems += exc.problems
+    folder = templates_dir(env, Path.cwd())
+    library = TemplateLibrary(folder) if folder.is_dir() else None
+    problems += library.problems if library else []
+    for problem in problems:
+        print(f"problem: {problem}")
+    if problems or settings is None or library is None:
+        return 1
+    for warning in settings.warnings:
+        print(f"warning: {warning}")
+    print(f"ok: {len(library.templates)} templates in {settings.templates_dir}")
+    print(f"ok: PassKit API at {settings.passkit_api_url}")
+    return 0
+
+
+def _fields(items: Sequence[str]) -> tuple[Fields, list[str]]:
+    fields: Fields = {}
+    for key, values in _pairs(items, "field").items():
+        name = normalise_key(key)
+        texts = [FieldValue(v.strip(), name) for v in values if v.strip()]
+        if texts:
+            fields[name] = texts[0] if len(texts) == 1 else FieldList(texts, name)
+    return fields, list(fields)
+
+
+def cmd_render(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from relay.delivery import Relay
+    from relay.passkit import PassKitClient
+
+    settings = _settings(env, require_secret=False)
+    library = _library(settings)
+    fields, received = _fields(args.fields)
+    hook = Hook(id="hk_render", template=args.template, params=_params(args.param))
+    relay = Relay(library=library, client=PassKitClient(settings))
+    try:
+        request = relay.prepare(hook, fields, received)
+    except SkipDelivery as skip:
+        print(f"skipped: {skip.reason}")
+        return 0
+    except RelayError as exc:
+        print(json.dumps({"ok": False, "error": exc.as_dict()}, indent=2, ensure_ascii=False))
+        return 1
+    print(f"{request.method} {request.path}")
+    if request.json is not None:
+        print(json.dumps(request.json, indent=2, ensure_ascii=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relay", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"passkit-relay {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the production server (uvicorn)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
+    serve.set_defaults(handler=cmd_serve)
+
+    url = sub.add_parser("url", help="mint a hook URL (the URL is the last line printed)")
+    url.add_argument("template", help="template name, e.g. member-upsert")
+    url.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    url.add_argument("--label", default="", help="a note saying where the URL is used")
+    url.add_argument("--base-url", default="", help="default: $RELAY_PUBLIC_URL")
+    url.set_defaults(handler=cmd_url)
+
+    check = sub.add_parser("check", help="validate the configuration and every template")
+    check.set_defaults(handler=cmd_check)
+
+    render = sub.add_parser("render", help="print the PassKit request a delivery would send")
+    render.add_argument("template")
+    render.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    render.add_argument("fields", nargs="*", metavar="FIELD=VALUE")
+    render.set_defaults(handler=cmd_render)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args, os.environ if env is None else env)
+    return code
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""The relay's exceptions, each carrying the HTTP status and error code users see (SPEC "Answers").
+
+    RelayError
+    ├── TokenError                      401
+    │   ├── InvalidToken                    invalid_token
+    │   └── RevokedToken                    revoked_token
+    ├── PayloadError
+    │   ├── InvalidBody                 400 invalid_body
+    │   ├── BodyTooLarge                413 body_too_large
+    │   └── UnsupportedMediaType        415 unsupported_media_type
+    ├── FieldError                      422
+    │   ├── MissingFields                   missing_field (all missing fields at once)
+    │   └── InvalidField                    invalid_field
+    ├── InvalidRequest                  422 invalid_request (rendered request fails validation)
+    ├── RateLimited                     429 rate_limited
+    ├── TemplateProblem                 500 template_error (the operator's template is broken)
+    ├── NotConfigured                   503 not_configured (an optional feature lacks its setting)
+    └── PassKitError
+        ├── PassKitRejected             422 passkit_rejected
+        ├── PassKitNotFound             404 not_found
+        ├── PassKitConflict             409 conflict
+        ├── PassKitAuth                 502 passkit_auth
+        ├── PassKitUnavailable          503 passkit_unavailable
+        └── PassKitTimeout              504 passkit_timeout
+
+Status codes are chosen for the sender's retry logic: input problems are 4xx (Zapier, Make and
+Stripe stop retrying), transient upstream problems are 5xx (they retry).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MESSAGE_LIMIT = 250  # Zapier cuts integration error messages here.
+
+
+def shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """Cut text to `limit` characters on a word boundary, marking the cut."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:") + "…"
+
+
+def quote_value(value: object, limit: int = 40) -> str:
+    """A user's value quoted for a message, cut short so the message stays readable."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return repr(text)
+
+
+class RelayError(Exception):
+    status = 500
+    code = "internal_error"
+    default_hint = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        hint: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.hint = hint if hint is not None else self.default_hint
+        self.retry_after = retry_after
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `error` object of the answer: field-first message under 250 characters."""
+        message = self.message
+        if self.field and not message.startswith(self.field):
+            message = f"{self.field}: {message}"
+        error: dict[str, Any] = {"code": self.code}
+        if self.field:
+            error["field"] = self.field
+        error["message"] = shorten(message)
+        if self.hint:
+            error["hint"] = shorten(self.hint, 400)
+        return error
+
+
+class TokenError(RelayError):
+    status = 401
+
+
+class InvalidToken(TokenError):
+    code = "invalid_token"
+    default_hint = (
+        "Copy the whole hook URL again from `relay url` or the admin console and paste it into "
+        "the URL box of Webhooks by Zapier or Make's HTTP module."
+    )
+
+
+class RevokedToken(TokenError):
+    code = "revoked_token"
+    default_hint = "This hook URL was revoked. Ask the relay's operator for a new URL."
+
+
+class PayloadError(RelayError):
+    status = 400
+
+
+class InvalidBody(PayloadError):
+    code = "invalid_body"
+
+
+class BodyTooLarge(PayloadError):
+    status = 413
+    code = "body_too_large"
+    default_hint = "Send only the fields the pass needs; files and long texts do not belong here."
+
+
+class UnsupportedMediaType(PayloadError):
+    status = 415
+    code = "unsupported_media_type"
+    default_hint = (
+        "In Zapier set Payload Type to Form or JSON; in Make choose Body type "
+        "application/x-www-form-urlencoded, or Raw with Content type JSON."
+    )
+
+
+class FieldError(RelayError):
+    status = 422
+
+
+class MissingFields(FieldError):
+    code = "missing_field"
+
+    def __init__(self, missing: list[str], received: list[str], *, hint: str | None = None):
+        names = ", ".join(missing)
+        verbs = ("is", "was") if len(missing) == 1 else ("are", "were")
+        got = ", ".join(received[:12]) + (", …" if len(received) > 12 else "") or "no fields"
+        message = f"{names} {verbs[0]} required but {verbs[1]} not sent (got: {got})."
+        if hint is None:
+            rows = " and ".join(missing)
+            hint = (
+                f"In Zapier's Data section (or Make's request body) add a row named {rows} and map "
+                "the matching value from an earlier step."
+            )
+        super().__init__(message, field=missing[0], hint=hint)
+        self.missing = missing
+
+    def as_dict(self) -> dict[str, Any]:
+        error = super().as_dict()
+        if len(self.missing) > 1:
+            error["fields"] = self.missing
+        return error
+
+
+class InvalidField(FieldError):
+    code = "invalid_field"
+
+
+class InvalidRequest(RelayError):
+    status = 422
+    code = "invalid_request"
+
+
+class RateLimited(RelayError):
+    status = 429
+    code = "rate_limited"
+    default_hint = "Slow the zap down (Zapier: Delay After Queue; Make: sequential processing)."
+
+
+class TemplateProblem(RelayError):
+    code = "template_error"
+    default_hint = "The relay's operator must fix this template; `relay check` shows the problem."
+
+
+class NotConfigured(RelayError):
+    status = 503
+    code = "not_configured"
+
+
+class PassKitError(RelayError):
+    status = 502
+
+
+class PassKitRejected(PassKitError):
+    status = 422
+    code = "passkit_rejected"
+    default_hint = (
+        "Check the mapped values against what PassKit expects; a dry run shows the request."
+    )
+
+
+class PassKitNotFound(PassKitError):
+    status = 404
+    code = "not_found"
+    default_hint = (
+        "Check the external_id (or member_id) you mapped; it must match an existing pass."
+    )
+
+
+class PassKitConflict(PassKitError):
+    status = 409
+    code = "conflict"
+    default_hint = "Use a member-upsert hook URL to create or update by external_id."
+
+
+class PassKitAuth(PassKitError):
+    status = 502
+    code = "passkit_auth"
+    default_hint = (
+        "The relay's operator must check PASSKIT_API_KEY/PASSKIT_API_SECRET (or PASSKIT_TOKEN) "
+        "and PASSKIT_REGION."
+    )
+
+
+class PassKitUnavailable(PassKitError):
+    status = 503
+    code = "passkit_unavailable"
+    default_hint = "PassKit is busy or down; Zapier autoreplay or Make's Break handler will retry."
+
+
+class PassKitTimeout(PassKitError):
+    status = 504
+    code = "passkit_timeout"
+    default_hint = (
+        "PassKit did not answer in time; replay with the same idempotency_key so nothing is "
+        "issued twice."
+    )

@@ -1,0 +1,239 @@
+"""The PassKit REST client: authentication, retries, and PassKit's answers turned into errors.
+
+Only this module touches the HTTP library. Its interface is small on purpose (send a validated
+request, get status, JSON and headers back) so the transport underneath can be swapped: the app
+factory builds one pooled client per app and tests inject `httpx.MockTransport`/respx.
+
+Retries: 429, 5xx and connection failures (including a pooled keep-alive connection the server
+closed) are retried with exponential backoff and full jitter, honouring `Retry-After`, inside a
+total budget well under Zapier's 30 s. A read timeout is not retried: the call may have been
+carried out, and the caller's idempotency key or create protection decides what happens next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from relay import __version__
+from relay.errors import (
+    PassKitAuth,
+    PassKitConflict,
+    PassKitError,
+    PassKitNotFound,
+    PassKitRejected,
+    PassKitTimeout,
+    PassKitUnavailable,
+)
+from relay.operations import PassKitRequest
+from relay.settings import Settings
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+JWT_LIFETIME = 3600  # PassKit accepts tokens for up to an hour.
+JWT_RENEW_BEFORE = 300  # Renew early so a token never expires in flight or on a skewed clock.
+BACKOFF_FIRST = 0.25  # PassKit: "Back off for 250ms and repeat request until successful."
+BACKOFF_CAP = 4.0
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint_jwt(key: str, secret: str, now: int, lifetime: int = JWT_LIFETIME) -> str:
+    """An HS256 JWT with PassKit's claims (`uid`, `iat`, `exp`), as PassKit's own scripts do."""
+    header = _b64(b'{"alg":"HS256","typ":"JWT"}')
+    claims = json.dumps({"uid": key, "iat": now, "exp": now + lifetime}, separators=(",", ":"))
+    signing_input = f"{header}.{_b64(claims.encode())}"
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+class Credentials:
+    """Produces the Authorization header: a bare JWT reused until shortly before it expires,
+    or `Bearer <long-lived token>`."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._jwt = ""
+        self._jwt_expires = 0.0
+
+    def header(self) -> str | None:
+        settings = self._settings
+        if settings.passkit_token:
+            return "Bearer " + settings.passkit_token.reveal()
+        if not (settings.passkit_api_key and settings.passkit_api_secret):
+            return None
+        now = self._clock()
+        if now >= self._jwt_expires - JWT_RENEW_BEFORE:
+            issued = int(now)
+            self._jwt = mint_jwt(
+                settings.passkit_api_key, settings.passkit_api_secret.reveal(), issued
+            )
+            self._jwt_expires = issued + JWT_LIFETIME
+        return self._jwt
+
+
+@dataclass(frozen=True)
+class PassKitAnswer:
+    status: int
+    json: Any
+    headers: Mapping[str, str]
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """Retry-After as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+def _decode(response: httpx.Response) -> Any:
+    if not response.content:
+        return {}
+    try:
+        return response.json()
+    except ValueError:
+        return {"raw": response.text[:500]}
+
+
+def passkit_message(body: Any) -> str:
+    """PassKit's own error text from either error shape: {code,message} or {"error":{…}}."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+        if body.get("raw"):
+            return str(body["raw"])
+    return "no message"
+
+
+class PassKitClient:
+    """One pooled connection to PassKit per app; `send` retries within the budget."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.credentials = Credentials(settings, wall_clock)
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+        self._jitter = jitter
+        self._http = httpx.AsyncClient(
+            base_url=settings.passkit_api_url,
+            transport=transport,
+            timeout=httpx.Timeout(
+                settings.passkit_timeout, connect=min(5.0, settings.passkit_timeout)
+            ),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+            headers={"Accept": "application/json", "User-Agent": f"passkit-relay/{__version__}"},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def pass_url(self, pass_id: str) -> str:
+        return f"{self.settings.passkit_pass_url}/{pass_id}"
+
+    def _backoff(self, attempt: int) -> float:
+        return self._jitter() * min(BACKOFF_CAP, BACKOFF_FIRST * 2.0**attempt)
+
+    async def send(self, request: PassKitRequest) -> PassKitAnswer:
+        """Send once, retrying transient failures; the final answer is returned whatever its
+        status (see `raise_for_answer`), transport failures raise PassKit errors."""
+        deadline = self._clock() + self.settings.retry_budget
+        headers = {}
+        auth = self.credentials.header()
+        if auth:
+            headers["Authorization"] = auth
+        attempt = 0
+        while True:
+            remaining = deadline - self._clock()
+            wait: float
+            try:
+                response = await self._http.request(
+                    request.method,
+                    request.path,
+                    json=request.json,
+                    headers=headers,
+                    timeout=httpx.Timeout(
+                        min(self.settings.passkit_timeout, max(remaining, 0.1)),
+                        connect=min(5.0, max(remaining, 0.1)),
+                    ),
+                )
+            except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+                raise PassKitTimeout(
+                    f"PassKit did not answer the {request.operation.name} call in time."
+                ) from exc
+            except (httpx.TransportError, httpx.PoolTimeout) as exc:
+                failure = f"could not reach PassKit ({type(exc).__name__})"
+                wait = self._backoff(attempt)
+            else:
+                if response.status_code not in RETRY_STATUSES:
+                    return PassKitAnswer(
+                        response.status_code, _decode(response), response.headers, attempt + 1
+                    )
+                failure = f"PassKit answered {response.status_code}"
+                told = retry_after_seconds(response.headers.get("retry-after"), self._wall_clock())
+                wait = told if told is not None else self._backoff(attempt)
+            attempt += 1
+            if self._clock() + wait >= deadline:
+                raise PassKitUnavailable(
+                    f"PassKit is unavailable: {failure}, still after {attempt} attempts.",
+                    retry_after=max(1.0, round(wait)),
+                )
+            await self._sleep(wait)
+
+
+def raise_for_answer(answer: PassKitAnswer, operation_name: str) -> None:
+    """Turn a non-2xx PassKit answer into the relay error a Zapier/Make user can act on."""
+    if answer.ok:
+        return
+    message = passkit_message(answer.json)
+    status = answer.status
+    error: PassKitError
+    if status in (401, 403):
+        error = PassKitAuth(f"PassKit refused the relay's credentials ({status}: {message}).")
+    elif status == 404:
+        error = PassKitNotFound(f"PassKit has no such record: {message}.")
+    elif status == 409 or "already exist" in message.lower():
+        error = PassKitConflict(f"It already exists in PassKit: {message}.")
+    elif 400 <= status < 500:
+        error = PassKitRejected(f"PassKit rejected the {operation_name} request: {message}.")
+    else:
+        error = PassKitUnavailable(f"PassKit failed ({status}: {message}).", retry_after=30)
+    raise error

@@ -1,0 +1,258 @@
+"""The sandbox app: PassKit's REST routes over the in-memory state, plus admin and pass pages.
+
+Each API route is a small ASGI endpoint (`ApiCall`) that does, in order: count the call, wait
+the configured latency, maybe inject a fault (429/503/drop: before anything runs, so a retry
+is safe), check the credentials, decode the body like grpc-gateway (`proto`), run the
+operation, answer JSON — or `{"code", "message", "details"}` with the gRPC code's HTTP status.
+Routing happens before authentication, as at the real gateway: an unknown path is a 404 and a
+wrong method a 405 whatever the credentials.
+
+Not PassKit (no auth, for tests and demos):
+
+    GET  /_sandbox/faults   current faults          POST /_sandbox/faults  change them
+    GET  /_sandbox/state    counts, records, calls  POST /_sandbox/reset   back to the seed
+    GET  /                  issued passes           GET  /pass/{id}        a pass's card
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from relay.sandbox import coupons, distribution, members, messages, pages, tickets
+from relay.sandbox.auth import authenticate
+from relay.sandbox.errors import (
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    RESOURCE_EXHAUSTED,
+    UNAVAILABLE,
+    UNIMPLEMENTED,
+    SandboxError,
+    invalid,
+)
+from relay.sandbox.faults import Faults, choose_fault, drop_connection, update_faults
+from relay.sandbox.proto import Message, decode
+from relay.sandbox.state import Clock, Record, State
+
+Operation = Callable[[State, Record], Record]
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """How to build a sandbox. `public_url` is where it is reachable (pass pages live at
+    `{public_url}/pass/{id}`); `random_seed` seeds the fault RNG; `faults` are the faults in
+    force at start and after a reset."""
+
+    api_key: str
+    api_secret: str = field(repr=False)
+    long_lived_token: str | None = field(default=None, repr=False)
+    public_url: str = "http://127.0.0.1:8001"
+    seed: bool = True
+    random_seed: int | None = None
+    faults: Faults = field(default_factory=Faults)
+
+
+# (method, path, request message or None for GET, operation) — passkit-api.md §3–§6.
+API: tuple[tuple[str, str, Message | None, Operation], ...] = (
+    ("POST", "/members/program", messages.PROGRAM, State.create_program),
+    ("POST", "/members/tier", messages.TIER, State.create_tier),
+    ("POST", "/members/member", messages.MEMBER, members.enrol),
+    ("PUT", "/members/member", messages.MEMBER, members.update),
+    ("DELETE", "/members/member", messages.MEMBER, members.delete),
+    ("GET", "/members/member/id/{id}", None, members.get_by_id),
+    (
+        "GET",
+        "/members/member/externalId/{programId}/{externalId}",
+        None,
+        members.get_by_external_id,
+    ),
+    ("PUT", "/members/member/points/earn", messages.EARN_BURN, members.earn),
+    ("PUT", "/members/member/points/burn", messages.EARN_BURN, members.burn),
+    ("PUT", "/members/member/points/set", messages.SET_POINTS, members.set_points),
+    ("PUT", "/members/member/tier", messages.CHANGE_TIER, members.change_tier),
+    ("POST", "/members/member/checkIn", messages.CHECK_IN_OUT, members.check_in),
+    ("POST", "/members/member/checkOut", messages.CHECK_IN_OUT, members.check_out),
+    ("POST", "/coupon/singleUse/campaign", messages.CAMPAIGN, State.create_campaign),
+    ("POST", "/coupon/singleUse/offer", messages.OFFER, State.create_offer),
+    ("POST", "/coupon/singleUse/coupon", messages.COUPON, coupons.create),
+    ("PUT", "/coupon/singleUse/coupon/redeem", messages.COUPON, coupons.redeem),
+    ("DELETE", "/coupon/singleUse/coupon", messages.COUPON, coupons.void),
+    (
+        "GET",
+        "/coupon/singleUse/coupon/externalId/{couponCampaignId}/{externalId}",
+        None,
+        coupons.get_by_external_id,
+    ),
+    ("GET", "/coupon/singleUse/coupon/{id}", None, coupons.get_by_id),
+    ("POST", "/eventTickets/production", messages.PRODUCTION, State.create_production),
+    ("POST", "/eventTickets/venue", messages.VENUE, State.create_venue),
+    ("POST", "/eventTickets/ticketType", messages.TICKET_TYPE, State.create_ticket_type),
+    ("POST", "/eventTickets/ticket", messages.ISSUE_TICKET, tickets.issue),
+    ("PUT", "/eventTickets/ticket/redeem", messages.REDEEM_TICKET, tickets.redeem),
+    ("GET", "/eventTickets/ticket/id/{id}", None, tickets.get_by_id),
+    ("GET", "/eventTickets/ticket/ticketNumber", None, tickets.get_by_number),
+    ("POST", "/distribution/email", messages.EMAIL, distribution.send_email),
+)
+
+
+def error_response(error: SandboxError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+def _request_message(spec: Message | None, request: Request, body: bytes) -> Record:
+    """grpc-gateway's mapping: the JSON body is the message (`body: "*"`; an empty body is an
+    empty message), or for GET the path and query parameters are its fields."""
+    if spec is None:
+        return dict(request.query_params) | dict(request.path_params)
+    if not body.strip():
+        return {}
+    try:
+        parsed = json.loads(body)
+    except ValueError as exc:
+        raise invalid(f"proto: syntax error: the body is not JSON ({exc})") from None
+    return decode(spec, parsed)
+
+
+class ApiCall:
+    """One PassKit route as a plain ASGI app, so a fault can act below the HTTP response
+    (a dropped connection is not something a Response object can express)."""
+
+    def __init__(
+        self, config: SandboxConfig, state: State, key: str, spec: Message | None, op: Operation
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.key = key  # "METHOD /path/{param}", as counted in GET /_sandbox/state
+        self.spec = spec
+        self.operation = op
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        state.calls[self.key] += 1
+        request = Request(scope, receive)
+        body = await request.body()
+        faults = state.faults
+        if faults.latency_ms:
+            await anyio.sleep(faults.latency_ms / 1000)
+        fault = choose_fault(faults, state.rng)
+        if fault:
+            state.faults_injected[fault] += 1
+        if fault == "drop":
+            await drop_connection(send, 503)
+            return
+        if fault == "429":
+            too_many = SandboxError(RESOURCE_EXHAUSTED, "too many requests, retry later")
+            response: Response = error_response(too_many, {"Retry-After": str(faults.retry_after)})
+        elif fault == "503":
+            response = error_response(SandboxError(UNAVAILABLE, "the service is unavailable"))
+        else:
+            response = self.answer(request, body)
+        if fault == "drop_after":
+            await drop_connection(send, response.status_code)  # done, but the answer is lost
+            return
+        await response(scope, receive, send)
+
+    def answer(self, request: Request, body: bytes) -> Response:
+        config = self.config
+        try:
+            refreshed = authenticate(
+                request.headers.get("authorization"),
+                key=config.api_key,
+                secret=config.api_secret,
+                long_lived_token=config.long_lived_token,
+                now=self.state.clock(),
+            )
+        except SandboxError as error:
+            return error_response(error)
+        # PassKit hands a JWT caller a fresh token on every authenticated call.
+        headers = {"X-Passkit-Token": refreshed} if refreshed else None
+        try:
+            message = _request_message(self.spec, request, body)
+            return JSONResponse(self.operation(self.state, message), headers=headers)
+        except SandboxError as error:
+            return error_response(error, headers)
+
+
+def _admin_routes(state: State) -> list[Route]:
+    async def get_faults(request: Request) -> Response:
+        return JSONResponse(state.faults.as_dict())
+
+    async def set_faults(request: Request) -> Response:
+        try:
+            faults, seed = update_faults(state.faults, json.loads(await request.body() or b"{}"))
+        except ValueError as exc:
+            return error_response(invalid(str(exc)))
+        state.faults = faults
+        if seed is not None:
+            state.rng.seed(seed)
+        return JSONResponse(faults.as_dict())
+
+    async def get_state(request: Request) -> Response:
+        return JSONResponse(state.snapshot() | {"faults": state.faults.as_dict()})
+
+    async def reset(request: Request) -> Response:
+        state.reset()
+        return JSONResponse({"counts": state.snapshot()["counts"]})
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(pages.index_page(state))
+
+    async def pass_page(request: Request) -> Response:
+        pass_id = request.path_params["id"]
+        page = pages.pass_page(state, pass_id)
+        if page is None:
+            return HTMLResponse(pages.not_found_page(pass_id), status_code=404)
+        return HTMLResponse(page)
+
+    return [
+        Route("/_sandbox/faults", get_faults, methods=["GET"]),
+        Route("/_sandbox/faults", set_faults, methods=["POST"]),
+        Route("/_sandbox/state", get_state, methods=["GET"]),
+        Route("/_sandbox/reset", reset, methods=["POST"]),
+        Route("/", index, methods=["GET"]),
+        Route("/pass/{id}", pass_page, methods=["GET"]),
+    ]
+
+
+async def routing_error(request: Request, exc: Exception) -> Response:
+    """grpc-gateway's answers for an unknown path (404) or a known path's wrong method (405)."""
+    assert isinstance(exc, HTTPException)
+    code, message = {
+        404: (NOT_FOUND, "Not Found"),
+        405: (UNIMPLEMENTED, "Method Not Allowed"),
+    }.get(exc.status_code, (INVALID_ARGUMENT, str(exc.detail)))
+    body: dict[str, Any] = {"code": code, "message": message, "details": []}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def create_sandbox(config: SandboxConfig, *, clock: Clock = time.time) -> Starlette:
+    """A fresh sandbox; its state is `app.state.sandbox` for in-process tests."""
+    state = State(
+        clock=clock,
+        seed=config.seed,
+        random_seed=config.random_seed,
+        pass_url=config.public_url.rstrip("/") + "/pass",
+        faults=config.faults,
+    )
+    api = [
+        Route(path, ApiCall(config, state, f"{method} {path}", spec, op), methods=[method])
+        for method, path, spec, op in API
+    ]
+    app = Starlette(
+        routes=[*api, *_admin_routes(state)],
+        exception_handlers={HTTPException: routing_error},
+    )
+    app.state.sandbox = state
+    app.state.config = config
+    return app

@@ -1,0 +1,103 @@
+"""Faults for tests and benchmarks: latency, 429s, 503s and dropped connections.
+
+Switched at run time through `POST /_sandbox/faults` and applied to API routes only. Each API
+call draws one number from the state's seeded RNG and the rates are consecutive slices of
+[0, 1), so a fixed `seed` gives the same fault sequence on every run and the kinds never
+overlap. 429/503 and `drop` happen before the operation runs (nothing changes, a retry is
+safe); `drop_after` runs the operation and then loses the answer, the case idempotency keys
+exist for.
+
+A drop must look like a broken connection to the client, not like an HTTP answer. ASGI has no
+"close the socket" message, so `drop_connection` starts a response (with a Content-Length)
+and returns without sending the body. uvicorn (both its h11 and httptools protocols) then logs
+"ASGI callable returned without completing response." and closes the transport; the client
+sees the headers and an early EOF, which httpx raises as `RemoteProtocolError` ("peer closed
+connection without sending complete message body"). Under `httpx.ASGITransport` there is no
+socket to close, so drops need a real server (tests start uvicorn on a loopback port).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]  # ASGI's, without importing it
+
+RATES = ("rate_429", "rate_503", "rate_drop", "rate_drop_after")
+
+
+@dataclass(frozen=True)
+class Faults:
+    latency_ms: int = 0
+    rate_429: float = 0.0
+    rate_503: float = 0.0
+    rate_drop: float = 0.0
+    rate_drop_after: float = 0.0
+    retry_after: int = 1  # seconds, sent in Retry-After with each 429
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def update_faults(current: Faults, changes: Any) -> tuple[Faults, int | None]:
+    """Apply a `POST /_sandbox/faults` body: given keys replace current values, `seed` (an
+    int) reseeds the RNG. Raises ValueError naming the offending key."""
+    if not isinstance(changes, Mapping):
+        raise ValueError("the body must be a JSON object")
+    known = {*Faults.__dataclass_fields__, "seed"}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"unknown fault setting {unknown[0]!r}; known: {sorted(known)}")
+    values: dict[str, Any] = {}
+    for key in ("latency_ms", "retry_after"):
+        if key in changes:
+            value = changes[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 60_000:
+                raise ValueError(f"{key} must be an integer between 0 and 60000")
+            values[key] = value
+    for key in RATES:
+        if key in changes:
+            value = changes[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{key} must be a number between 0 and 1")
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{key} must be a number between 0 and 1")
+            values[key] = float(value)
+    updated = replace(current, **values)
+    if sum(getattr(updated, key) for key in RATES) > 1.0 + 1e-9:
+        raise ValueError("the fault rates add up to more than 1")
+    seed = changes.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError("seed must be an integer")
+    return updated, seed
+
+
+def choose_fault(faults: Faults, rng: random.Random) -> str | None:
+    """ "429", "503", "drop", "drop_after" or None for this call."""
+    if not any(getattr(faults, key) for key in RATES):
+        return None  # no draw: turning faults on later starts the seeded sequence afresh
+    roll = rng.random()
+    edge = 0.0
+    for key in RATES:
+        edge += getattr(faults, key)
+        if roll < edge:
+            return key.removeprefix("rate_")
+    return None
+
+
+async def drop_connection(send: Send, status: int) -> None:
+    """Start an answer and never finish it: the server closes the connection (see above).
+    `status` only shows in the server's access log; the client never gets to use it."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"1024"),
+                (b"x-sandbox-fault", b"drop"),
+            ],
+        }
+    )

@@ -1,0 +1,201 @@
+"""Configuration, read once at start-up from an injected mapping (normally `os.environ`).
+
+Every problem is collected, so a misconfigured deploy prints one clear line per problem instead
+of failing on the first. Secrets are wrapped in `Secret`, whose repr and str are masked, so a
+settings object can be logged or shown in a traceback without leaking anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REGIONS = {"pub1": "EU", "pub2": "US"}
+# Wheels carry the shipped templates inside the package; a source checkout has them beside it.
+PACKAGE_TEMPLATES = next(
+    (
+        p
+        for p in (Path(__file__).parent / "templates", Path(__file__).parent.parent / "templates")
+        if p.is_dir()
+    ),
+    Path(__file__).parent / "templates",
+)
+
+
+class Secret:
+    """A secret value; prints as '**********' everywhere except `reveal()`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class ConfigError(Exception):
+    """Raised with every configuration problem found, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    secret_keys: tuple[Secret, ...]
+    public_url: str
+    port: int
+    passkit_api_url: str
+    passkit_pass_url: str
+    passkit_api_key: str | None
+    passkit_api_secret: Secret | None
+    passkit_token: Secret | None
+    database_url: str
+    templates_dir: Path
+    stripe_webhook_secrets: tuple[Secret, ...] = ()
+    admin_password: Secret | None = None
+    body_limit: int = 1024 * 1024
+    retry_budget: float = 20.0
+    passkit_timeout: float = 10.0
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def has_passkit_credentials(self) -> bool:
+        return bool(self.passkit_token or (self.passkit_api_key and self.passkit_api_secret))
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _number(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        number = float(raw)
+    except ValueError:
+        problems.append(f"{name} must be a number (got {raw!r}).")
+        return default
+    if number <= 0:
+        problems.append(f"{name} must be greater than 0 (got {raw!r}).")
+    return number
+
+
+def templates_dir(env: Mapping[str, str], cwd: Path) -> Path:
+    if env.get("RELAY_TEMPLATES", "").strip():
+        return Path(env["RELAY_TEMPLATES"].strip())
+    local = cwd / "templates"
+    return local if local.is_dir() else PACKAGE_TEMPLATES
+
+
+def load_settings(
+    env: Mapping[str, str], *, require_secret: bool = True, cwd: Path | None = None
+) -> Settings:
+    """Build Settings from `env`, raising ConfigError listing every problem found."""
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    keys = _split(env.get("RELAY_SECRET_KEY"))
+    if require_secret and not keys:
+        problems.append(
+            "RELAY_SECRET_KEY is not set: it signs hook URLs. Set it to a long random value, "
+            'e.g. python -c "import secrets; print(secrets.token_urlsafe(32))".'
+        )
+    for key in keys:
+        if len(key) < 16:
+            problems.append("RELAY_SECRET_KEY: each key must be at least 16 characters long.")
+            break
+
+    port_raw = env.get("PORT", "8000").strip() or "8000"
+    port = 8000
+    if not port_raw.isdigit() or not 0 < int(port_raw) < 65536:
+        problems.append(f"PORT must be a port number between 1 and 65535 (got {port_raw!r}).")
+    else:
+        port = int(port_raw)
+
+    public_url = (env.get("RELAY_PUBLIC_URL") or f"http://localhost:{port}").strip().rstrip("/")
+    if not public_url.startswith(("http://", "https://")):
+        problems.append(
+            f"RELAY_PUBLIC_URL must start with http:// or https:// (got {public_url!r})."
+        )
+
+    region = (env.get("PASSKIT_REGION") or "pub1").strip().lower()
+    if region not in REGIONS:
+        problems.append(f"PASSKIT_REGION must be pub1 (EU) or pub2 (US) (got {region!r}).")
+        region = "pub1"
+    api_url = (env.get("PASSKIT_API_URL") or f"https://api.{region}.passkit.io").strip().rstrip("/")
+    if not api_url.startswith(("http://", "https://")):
+        problems.append(f"PASSKIT_API_URL must start with http:// or https:// (got {api_url!r}).")
+
+    api_key = (env.get("PASSKIT_API_KEY") or "").strip() or None
+    api_secret = (env.get("PASSKIT_API_SECRET") or "").strip() or None
+    token = (env.get("PASSKIT_TOKEN") or "").strip() or None
+    if bool(api_key) != bool(api_secret):
+        missing = "PASSKIT_API_SECRET" if api_key else "PASSKIT_API_KEY"
+        problems.append(
+            f"{missing} is not set: PASSKIT_API_KEY and PASSKIT_API_SECRET go together."
+        )
+    if not (token or (api_key and api_secret)):
+        warnings.append(
+            "No PassKit credentials: set PASSKIT_API_KEY and PASSKIT_API_SECRET "
+            "(or PASSKIT_TOKEN); until then only dry runs work."
+        )
+
+    database_url = (env.get("DATABASE_URL") or "sqlite:///relay.db").strip()
+    if not database_url.startswith(("sqlite://", "postgres://", "postgresql://")):
+        problems.append(
+            "DATABASE_URL must start with sqlite:///, postgres:// or postgresql:// "
+            f"(got {database_url.split('://')[0]!r}://…)."
+        )
+
+    stripe_secrets = _split(env.get("STRIPE_WEBHOOK_SECRET"))
+    for secret in stripe_secrets:
+        if not secret.startswith("whsec_"):
+            problems.append("STRIPE_WEBHOOK_SECRET: each secret must start with whsec_.")
+            break
+
+    folder = templates_dir(env, cwd or Path.cwd())
+    if not folder.is_dir():
+        problems.append(f"RELAY_TEMPLATES: folder {str(folder)!r} does not exist.")
+
+    admin_password = (env.get("RELAY_ADMIN_PASSWORD") or "").strip() or None
+    body_limit = int(_number(env, "RELAY_BODY_LIMIT", 1024 * 1024, problems))
+    retry_budget = _number(env, "RELAY_RETRY_BUDGET", 20.0, problems)
+    passkit_timeout = _number(env, "PASSKIT_TIMEOUT", 10.0, problems)
+
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        secret_keys=tuple(Secret(k) for k in keys),
+        public_url=public_url,
+        port=port,
+        passkit_api_url=api_url,
+        passkit_pass_url=f"https://{region}.pskt.io",
+        passkit_api_key=api_key,
+        passkit_api_secret=Secret(api_secret) if api_secret else None,
+        passkit_token=Secret(token) if token else None,
+        database_url=database_url,
+        templates_dir=folder,
+        stripe_webhook_secrets=tuple(Secret(s) for s in stripe_secrets),
+        admin_password=Secret(admin_password) if admin_password else None,
+        body_limit=body_limit,
+        retry_budget=retry_budget,
+        passkit_timeout=passkit_timeout,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,201 @@
+"""Storage: the hook registry, idempotency keys (and Stripe event ids), and the delivery log.
+
+One small interface, `Store`, with two backends chosen by `DATABASE_URL`:
+
+- `sqlite:///relay.db` (relative), `sqlite:////abs/relay.db`, `sqlite:///:memory:` → SQLite,
+  the default: stdlib only, WAL mode, good for one machine (several processes included).
+- `postgres://…` (as Heroku sets it) or `postgresql://…` → PostgreSQL, for several dynos.
+
+No call blocks the event loop: SQLite runs on worker threads, PostgreSQL on psycopg's async
+driver. `open_store` applies pending migrations unless told not to; `relay migrate` (Heroku's
+release phase) does only that.
+
+Idempotency in one paragraph: `claim(scope, key, now)` answers `won` (run the request, then
+`complete` it with the answer to replay, or `release` it after a failure worth retrying, such as
+a 503, so a retry runs again), `done` (replay `status`/`body`), or `busy` (a concurrent request
+holds it: `wait_for` polls until it is done, released or stale, in any process). Hook requests
+use the hook id as scope; Stripe uses `"stripe:<hook id>"` with the event id as key, so a refused
+Stripe delivery (released) never marks its event as seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from relay.store.records import (
+    DAY,
+    DELIVERY_RETENTION,
+    IDEMPOTENCY_TTL,
+    OUTCOMES,
+    STALE_AFTER,
+    Claim,
+    ClaimState,
+    DeliveryRecord,
+    DeliveryStats,
+    HookRecord,
+    Outcome,
+    Source,
+    new_delivery_id,
+)
+from relay.store.redact import redact
+
+__all__ = [
+    "DAY",
+    "DELIVERY_RETENTION",
+    "IDEMPOTENCY_TTL",
+    "OUTCOMES",
+    "STALE_AFTER",
+    "Claim",
+    "ClaimState",
+    "DeliveryRecord",
+    "DeliveryStats",
+    "HookRecord",
+    "Outcome",
+    "Source",
+    "Store",
+    "new_delivery_id",
+    "open_store",
+    "redact",
+    "sqlite_path",
+]
+
+
+class Store(Protocol):
+    """What the app needs from storage. Times are Unix timestamps (float seconds)."""
+
+    async def migrate(self) -> None:
+        """Apply pending schema migrations; a no-op when current, safe in parallel."""
+
+    async def close(self) -> None:
+        """Commit queued deliveries, then close every connection."""
+
+    async def ping(self) -> bool:
+        """True when the database answers (health checks)."""
+
+    # -- hook registry --
+
+    async def add_hook(self, hook: HookRecord) -> None:
+        """Register a minted hook (or update its template, params and label)."""
+
+    async def get_hook(self, hook_id: str) -> HookRecord | None: ...
+
+    async def list_hooks(self, *, include_revoked: bool = True) -> list[HookRecord]:
+        """Newest first."""
+
+    async def revoke_hook(
+        self,
+        hook_id: str,
+        at: float,
+        *,
+        template: str | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Revoke; True if this call revoked it. With `template` (the caller verified the
+        hook's token), a hook missing from the registry is registered as revoked."""
+
+    async def revoked_hooks(self) -> dict[str, float]:
+        """Every revoked hook id and when: small enough to reload every few seconds."""
+
+    # -- idempotency and Stripe event ids --
+
+    async def claim(
+        self,
+        scope: str,
+        key: str,
+        now: float,
+        *,
+        ttl: float = IDEMPOTENCY_TTL,
+        stale_after: float = STALE_AFTER,
+    ) -> Claim:
+        """Try to take `key`; a done key older than `ttl` or a pending one older than
+        `stale_after` (its process died) is taken over."""
+
+    async def wait_for(
+        self,
+        scope: str,
+        key: str,
+        *,
+        timeout: float,
+        poll: float = 0.05,
+        ttl: float = IDEMPOTENCY_TTL,
+        stale_after: float = STALE_AFTER,
+        clock: Callable[[], float] = ...,
+    ) -> Claim:
+        """Claim again every `poll` seconds until not busy or `timeout` passes."""
+
+    async def complete(self, claim: Claim, status: int, body: str) -> bool:
+        """Store the answer to replay; False if the claim was taken over meanwhile."""
+
+    async def release(self, claim: Claim) -> None:
+        """Forget the key, so the next request with it runs again."""
+
+    async def purge_idempotency(self, before: float) -> int:
+        """Delete keys claimed before `before`; returns how many."""
+
+    # -- delivery log --
+
+    async def record_delivery(self, record: DeliveryRecord) -> str:
+        """Durably record a delivery (group-committed) and count it on its hook; its id."""
+
+    async def get_delivery(self, delivery_id: str) -> DeliveryRecord | None: ...
+
+    async def list_deliveries(
+        self,
+        *,
+        hook_id: str | None = None,
+        outcome: str | None = None,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before_id: str | None = None,
+        limit: int = 50,
+    ) -> list[DeliveryRecord]:
+        """Newest first; the next page is `before_id=<last id of this page>`."""
+
+    async def delivery_stats(self, since: float, *, hook_id: str | None = None) -> DeliveryStats:
+        """Counts per outcome since `since`, latency percentiles of the newest 10,000."""
+
+    async def purge_deliveries(self, before: float) -> int:
+        """Delete deliveries older than `before` (retention); returns how many."""
+
+
+def sqlite_path(database_url: str) -> str:
+    """The file a `sqlite:///…` URL names: three slashes relative, four absolute."""
+    if not database_url.startswith("sqlite:///") or database_url == "sqlite:///":
+        raise ValueError(
+            "DATABASE_URL for SQLite must look like sqlite:///relay.db (relative), "
+            "sqlite:////var/data/relay.db (absolute) or sqlite:///:memory:."
+        )
+    return database_url.removeprefix("sqlite:///")
+
+
+async def open_store(database_url: str, *, migrate: bool = True) -> Store:
+    """Connect to the database `database_url` names and (by default) bring its schema up to date."""
+    store: Store
+    if database_url.startswith(("postgres://", "postgresql://")):
+        # Imported here so a SQLite deployment never loads the PostgreSQL driver.
+        from relay.store.postgres import PostgresStore
+
+        postgres = PostgresStore(database_url)
+        try:
+            await postgres.open()
+        except BaseException:
+            await postgres.close()
+            raise
+        store = postgres
+    elif database_url.startswith("sqlite:"):
+        from relay.store.sqlite import SQLiteStore
+
+        sqlite = SQLiteStore(sqlite_path(database_url))
+        await sqlite.open()
+        store = sqlite
+    else:
+        raise ValueError("DATABASE_URL must start with sqlite:///, postgres:// or postgresql://.")
+    if migrate:
+        try:
+            await store.migrate()
+        except BaseException:
+            await store.close()
+            raise
+    return store

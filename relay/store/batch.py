@@ -1,0 +1,88 @@
+"""Group commit: many concurrent writers, one transaction per batch, each caller told when durable.
+
+A commit costs a disk flush (PostgreSQL) or a WAL append under SQLite's single writer lock. One
+transaction per delivery would therefore cap the relay at a few hundred deliveries a second and
+make every request wait its turn. Instead callers put their row on a queue and await a future;
+one writer task takes everything queued, commits it in one transaction and resolves every
+future at once. A caller still answers 2xx only after its own row is committed, so a crash
+(even kill -9) never loses a delivery that was answered, but it no longer waits for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class GroupCommit(Generic[T]):
+    """Batches `submit`ted items into calls of `flush(items)`; `submit` returns once flushed."""
+
+    def __init__(
+        self, flush: Callable[[Sequence[T]], Awaitable[None]], *, max_batch: int = 500
+    ) -> None:
+        self._flush = flush
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[None]] | None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def submit(self, item: T) -> None:
+        """Queue `item`; returns once it is committed, or raises what the commit raised."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        if self._queue is None or self._task is None:
+            # Started lazily so the store can be built outside the event loop that uses it.
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._run(self._queue), name="relay-group-commit")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Mark a failure as seen even when its caller has gone, so asyncio does not log it twice.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._queue.put_nowait((item, future))
+        # shield: a caller that gives up (client gone) must not cancel the batch for the others.
+        await asyncio.shield(future)
+
+    async def _run(self, queue: asyncio.Queue[tuple[T, asyncio.Future[None]] | None]) -> None:
+        stopping = False
+        while not stopping:
+            first = await queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch and not queue.empty():
+                entry = queue.get_nowait()
+                if entry is None:
+                    stopping = True
+                    break
+                batch.append(entry)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+        try:
+            await self._flush([item for item, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting callers instead
+            if len(batch) > 1:
+                # One bad row must not fail its neighbours: retry each alone, so only the
+                # caller whose row cannot be written sees the error.
+                for entry in batch:
+                    await self._commit([entry])
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+    async def aclose(self) -> None:
+        """Commit what is queued, then stop the writer task."""
+        self._closed = True
+        if self._queue is None or self._task is None:
+            return
+        self._queue.put_nowait(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

@@ -1,0 +1,95 @@
+"""Versioned schema migrations, written once for both SQLite and PostgreSQL.
+
+Each migration is a version number and a list of statements; a backend applies the missing ones
+in one transaction (DDL is transactional in both databases) and records them in
+`schema_migrations`, so running `relay migrate` twice, or two processes at once, changes nothing
+the second time. Never edit a released migration: append a new one.
+
+Only the column types differ between the two dialects, so the statements name them as
+placeholders: `{float}` for timestamps and latencies, `{bigint}` for counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+Dialect = Literal["sqlite", "postgres"]
+
+_TYPES: dict[Dialect, dict[str, str]] = {
+    "sqlite": {"float": "REAL", "bigint": "INTEGER"},
+    "postgres": {"float": "DOUBLE PRECISION", "bigint": "BIGINT"},
+}
+
+CREATE_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations "
+    "(version INTEGER PRIMARY KEY, applied_at {float} NOT NULL)"
+)
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            # The hook registry. Params and template duplicate what the signed URL holds: the
+            # URL keeps working without this row, the row adds revocation and statistics.
+            """CREATE TABLE hooks (
+                id TEXT PRIMARY KEY,
+                template TEXT NOT NULL,
+                params TEXT NOT NULL DEFAULT '{{}}',
+                label TEXT NOT NULL DEFAULT '',
+                created_at {float} NOT NULL,
+                revoked_at {float},
+                last_used_at {float},
+                deliveries {bigint} NOT NULL DEFAULT 0,
+                failures {bigint} NOT NULL DEFAULT 0
+            )""",
+            "CREATE INDEX hooks_revoked ON hooks (revoked_at) WHERE revoked_at IS NOT NULL",
+            # Idempotency keys and Stripe event ids: one row per (scope, key) while it is
+            # pending or done; a released key has no row at all.
+            """CREATE TABLE idempotency (
+                scope TEXT NOT NULL,
+                idem_key TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                state TEXT NOT NULL,
+                status INTEGER,
+                body TEXT,
+                created_at {float} NOT NULL,
+                PRIMARY KEY (scope, idem_key)
+            )""",
+            "CREATE INDEX idempotency_created ON idempotency (created_at)",
+            # The delivery log. Ids sort by time (see records.new_delivery_id), so pages are
+            # read by id alone; JSON columns are TEXT because nothing queries inside them.
+            """CREATE TABLE deliveries (
+                id TEXT PRIMARY KEY,
+                at {float} NOT NULL,
+                source TEXT NOT NULL,
+                hook_id TEXT,
+                template TEXT NOT NULL,
+                operation TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                status INTEGER NOT NULL,
+                latency_ms {float} NOT NULL,
+                request_id TEXT NOT NULL,
+                error_code TEXT,
+                request TEXT,
+                passkit_request TEXT,
+                passkit_response TEXT,
+                replay_of TEXT
+            )""",
+            "CREATE INDEX deliveries_at ON deliveries (at)",
+            "CREATE INDEX deliveries_hook ON deliveries (hook_id, id)",
+            "CREATE INDEX deliveries_outcome ON deliveries (outcome, id)",
+        ],
+    ),
+]
+
+
+def render(statement: str, dialect: Dialect) -> str:
+    return statement.format(**_TYPES[dialect])
+
+
+def pending(applied: set[int], dialect: Dialect) -> Iterator[tuple[int, list[str]]]:
+    """The migrations not yet applied, oldest first, rendered for `dialect`."""
+    for version, statements in MIGRATIONS:
+        if version not in applied:
+            yield version, [render(s, dialect) for s in statements]

@@ -1,0 +1,182 @@
+"""The SQL text the store runs, and the mapping between its rows and the record dataclasses.
+
+Everything here is written once for both SQLite and PostgreSQL, with `:name` parameters (the
+PostgreSQL backend rewrites them to psycopg's `%(name)s`). Statements are assembled only from
+constants in this module; values always travel as parameters, never inside the SQL text.
+"""
+
+# ruff: noqa: S608  (see above: no value is ever formatted into SQL)
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from relay.store.records import DeliveryRecord, HookRecord, Outcome, Source
+
+Params = Mapping[str, Any]
+Row = tuple[Any, ...]
+# Big purges run in chunks, each its own transaction, so deliveries keep committing meanwhile.
+PURGE_CHUNK = 5_000
+# Percentiles come from the newest deliveries in the window: plenty for an overview, and the
+# query stays cheap however large the log grows.
+STATS_SAMPLE = 10_000
+
+HOOK_COLUMNS = (
+    "id, template, params, label, created_at, revoked_at, last_used_at, deliveries, failures"
+)
+DELIVERY_COLUMNS = (
+    "id, at, source, hook_id, template, operation, outcome, status, latency_ms, request_id, "
+    "error_code, request, passkit_request, passkit_response, replay_of"
+)
+INSERT_DELIVERY = (
+    f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (:id, :at, :source, :hook_id, "
+    ":template, :operation, :outcome, :status, :latency_ms, :request_id, :error_code, "
+    ":request, :passkit_request, :passkit_response, :replay_of)"
+)
+# A hook used but not registered (its row was lost with the database; the URL still works) is
+# registered here from the delivery, with no params: the signed URL keeps the real ones.
+COUNT_HOOK = (
+    "INSERT INTO hooks (id, template, created_at, last_used_at, deliveries, failures) "
+    "VALUES (:id, :template, :at, :at, :n, :failed) ON CONFLICT (id) DO UPDATE SET "
+    "last_used_at = CASE WHEN hooks.last_used_at IS NULL OR hooks.last_used_at < :at "
+    "THEN :at ELSE hooks.last_used_at END, "
+    "deliveries = hooks.deliveries + :n, failures = hooks.failures + :failed"
+)
+ADD_HOOK = (
+    "INSERT INTO hooks (id, template, params, label, created_at, revoked_at) "
+    "VALUES (:id, :template, :params, :label, :created_at, :revoked_at) "
+    "ON CONFLICT (id) DO UPDATE SET template = :template, params = :params, label = :label"
+)
+REVOKE_HOOK = "UPDATE hooks SET revoked_at = :at WHERE id = :id AND revoked_at IS NULL"
+# The caller verified a token, so the hook is real even if its row was lost with the database.
+REVOKE_OR_REGISTER_HOOK = (
+    "INSERT INTO hooks (id, template, params, created_at, revoked_at) "
+    "VALUES (:id, :template, :params, :at, :at) ON CONFLICT (id) DO UPDATE "
+    "SET revoked_at = :at WHERE hooks.revoked_at IS NULL"
+)
+# The claim in one atomic statement: insert a pending row, or take over an existing one that is
+# stale (pending, its process died) or expired (done, older than the window); otherwise leave
+# it untouched. The row always comes back, and its owner says whether this caller won.
+TAKE = (
+    "idempotency.created_at < CASE WHEN idempotency.state = 'pending' "
+    "THEN :stale_before ELSE :expired_before END"
+)
+CLAIM = (
+    "INSERT INTO idempotency (scope, idem_key, owner, state, created_at) "
+    "VALUES (:scope, :key, :owner, 'pending', :now) ON CONFLICT (scope, idem_key) DO UPDATE SET "
+    f"owner = CASE WHEN {TAKE} THEN :owner ELSE idempotency.owner END, "
+    f"state = CASE WHEN {TAKE} THEN 'pending' ELSE idempotency.state END, "
+    f"status = CASE WHEN {TAKE} THEN NULL ELSE idempotency.status END, "
+    f"body = CASE WHEN {TAKE} THEN NULL ELSE idempotency.body END, "
+    f"created_at = CASE WHEN {TAKE} THEN :now ELSE idempotency.created_at END "
+    "RETURNING owner, state, status, body"
+)
+
+
+# Only the claim's owner may complete or release it: after a stale takeover, the slow first
+# request must not overwrite or delete the answer of the request that took over.
+COMPLETE = (
+    "UPDATE idempotency SET state = 'done', status = :status, body = :body "
+    "WHERE scope = :scope AND idem_key = :key AND owner = :owner AND state = 'pending'"
+)
+RELEASE = "DELETE FROM idempotency WHERE scope = :scope AND idem_key = :key AND owner = :owner"
+PURGE_IDEMPOTENCY = (
+    "DELETE FROM idempotency WHERE (scope, idem_key) IN "
+    "(SELECT scope, idem_key FROM idempotency WHERE created_at < :before LIMIT :chunk)"
+)
+PURGE_DELIVERIES = (
+    "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE at < :before LIMIT :chunk)"
+)
+
+
+def dumps(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def hook_from_row(row: Row) -> HookRecord:
+    return HookRecord(
+        id=row[0],
+        template=row[1],
+        params=json.loads(row[2]),
+        label=row[3],
+        created_at=row[4],
+        revoked_at=row[5],
+        last_used_at=row[6],
+        deliveries=row[7],
+        failures=row[8],
+    )
+
+
+def delivery_from_row(row: Row) -> DeliveryRecord:
+    return DeliveryRecord(
+        id=row[0],
+        at=row[1],
+        source=cast(Source, row[2]),
+        hook_id=row[3],
+        template=row[4],
+        operation=row[5],
+        outcome=cast(Outcome, row[6]),
+        status=row[7],
+        latency_ms=row[8],
+        request_id=row[9],
+        error_code=row[10],
+        request=loads(row[11]),
+        passkit_request=loads(row[12]),
+        passkit_response=loads(row[13]),
+        replay_of=row[14],
+    )
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def delivery_params(r: DeliveryRecord) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "at": r.at,
+        "source": r.source,
+        "hook_id": r.hook_id,
+        "template": r.template,
+        "operation": r.operation,
+        "outcome": r.outcome,
+        "status": r.status,
+        "latency_ms": r.latency_ms,
+        "request_id": r.request_id,
+        "error_code": r.error_code,
+        "request": dumps(r.request),
+        "passkit_request": dumps(r.passkit_request),
+        "passkit_response": dumps(r.passkit_response),
+        "replay_of": r.replay_of,
+    }
+
+
+def hook_counts(records: Sequence[DeliveryRecord]) -> list[dict[str, Any]]:
+    """One COUNT_HOOK row per hook in a batch: uses, failures and the latest use.
+
+    Summed per hook (one row update instead of one per delivery) and sorted by hook id, so two
+    processes' batches lock hook rows in the same order and cannot deadlock. Stripe deliveries
+    count on their endpoint's hook, whose template is "stripe" (the event picks the rest).
+    """
+    counts: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r.hook_id is None:
+            continue
+        template = "stripe" if r.source == "stripe" else r.template
+        count = counts.setdefault(
+            r.hook_id, {"id": r.hook_id, "template": template, "at": r.at, "n": 0, "failed": 0}
+        )
+        count["at"] = max(count["at"], r.at)
+        count["n"] += 1
+        count["failed"] += r.outcome == "failed"
+    return [counts[hook_id] for hook_id in sorted(counts)]

@@ -1,0 +1,124 @@
+"""The plain records the store reads and writes, shared by every backend.
+
+Times are Unix timestamps (float seconds, UTC) throughout: they compare and subtract the same way
+in SQLite and PostgreSQL, and the callers already have a clock that gives them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Source = Literal["hook", "stripe"]
+Outcome = Literal["ok", "failed", "skipped", "duplicate", "ignored", "dry_run"]
+ClaimState = Literal["won", "done", "busy"]
+
+OUTCOMES: tuple[Outcome, ...] = ("ok", "failed", "skipped", "duplicate", "ignored", "dry_run")
+DAY = 86_400.0
+IDEMPOTENCY_TTL = 7 * DAY
+DELIVERY_RETENTION = 30 * DAY
+# A pending claim this old belongs to a process that died mid-delivery (a live one finishes well
+# inside Zapier's 30 s timeout), so another request may take it over.
+STALE_AFTER = 60.0
+
+
+@dataclass(frozen=True)
+class HookRecord:
+    """A minted hook as the registry knows it; the signed URL stays the source of truth."""
+
+    id: str
+    template: str
+    params: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+    created_at: float = 0.0
+    revoked_at: float | None = None
+    last_used_at: float | None = None
+    deliveries: int = 0
+    failures: int = 0
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to "may I run this idempotent request?".
+
+    - ``won``: the caller runs it, then calls ``complete`` (answer to replay) or ``release``
+      (a failure worth retrying: the key is forgotten).
+    - ``done``: it already ran; ``status`` and ``body`` are the stored answer to replay.
+    - ``busy``: another request holds the key right now; ``Store.wait_for`` waits for it.
+    """
+
+    state: ClaimState
+    scope: str
+    key: str
+    owner: str
+    status: int | None = None
+    body: str | None = None
+
+    @property
+    def won(self) -> bool:
+        return self.state == "won"
+
+    @property
+    def done(self) -> bool:
+        return self.state == "done"
+
+    @property
+    def busy(self) -> bool:
+        return self.state == "busy"
+
+
+def new_delivery_id(at: float) -> str:
+    """A delivery id that sorts by time: microseconds in fixed-width hex, then randomness.
+
+    Sorting by id is then sorting by time, so the log pages by id alone (keyset pagination), and
+    processes sharing one database never collide without asking it for a sequence number.
+    """
+    return f"dl_{int(at * 1_000_000):014x}{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One delivery (hook or Stripe) as the log keeps it.
+
+    ``request``, ``passkit_request`` and ``passkit_response`` are JSON values, already redacted
+    by the caller (see ``relay.store.redact``). An empty ``id`` is assigned on recording.
+    """
+
+    at: float
+    source: Source
+    hook_id: str | None
+    template: str
+    operation: str
+    outcome: Outcome
+    status: int
+    latency_ms: float
+    request_id: str
+    error_code: str | None = None
+    request: Any = None
+    passkit_request: Any = None
+    passkit_response: Any = None
+    replay_of: str | None = None
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class DeliveryStats:
+    """An overview of the log since some time: counts per outcome and latency percentiles."""
+
+    total: int
+    by_outcome: dict[str, int]
+    p50_ms: float | None
+    p95_ms: float | None
+
+    @property
+    def ok(self) -> int:
+        return self.by_outcome.get("ok", 0)
+
+    @property
+    def failed(self) -> int:
+        return self.by_outcome.get("failed", 0)

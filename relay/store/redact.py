@@ -1,0 +1,73 @@
+"""Redaction of what goes into the delivery log: the log is for debugging, never for secrets.
+
+Two nets, because a secret can hide under an innocent key or an innocent-looking one:
+
+- by key: any key whose name mentions a credential (`Authorization`, `api_key`, `client_secret`,
+  `Stripe-Signature`, `password`…) has its whole value masked, however deeply nested;
+- by shape: any string value containing something that looks like a credential (a JWT or relay
+  token `eyJ….…`, `Bearer …`, Stripe `sk_live_…`/`sk_test_…`/`rk_…`/`whsec_…`) has that part
+  masked, so a secret pasted into a free-text field is caught too.
+
+`store_payloads=False` (a privacy setting) keeps no payload at all: the log then holds only the
+delivery's metadata (time, hook, outcome, status, latency, error code).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+MASK = "[redacted]"
+
+# Compared against the key lower-cased with "-" and spaces read as "_".
+_SECRET_KEY_PARTS = (
+    "authorization",
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "jwt",
+    "cookie",
+    "signature",
+    "private_key",
+    "credential",
+)
+_SECRET_SHAPES = re.compile(
+    r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]*)?"  # JWTs and relay hook tokens
+    r"|\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+"  # Stripe secret and restricted keys
+    r"|\bwhsec_[A-Za-z0-9+/=]+"  # Stripe webhook signing secrets
+    r"|(?i:\bbearer\s+)[A-Za-z0-9._~+/=\-]+"  # any bearer token
+)
+
+
+def secret_key(name: str) -> bool:
+    """True when a field called `name` holds a credential by its name alone."""
+    normal = name.strip().lower().replace("-", "_").replace(" ", "_")
+    return any(part in normal for part in _SECRET_KEY_PARTS)
+
+
+def redact_text(text: str) -> str:
+    return _SECRET_SHAPES.sub(MASK, text)
+
+
+def redact(value: Any, *, store_payloads: bool = True) -> Any:
+    """A copy of the JSON value `value` with every credential masked (None: keep nothing)."""
+    if not store_payloads:
+        return None
+    return _redact(value)
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            key: MASK if isinstance(key, str) and secret_key(key) and value[key] else _redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(item) for item in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value

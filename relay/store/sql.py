@@ -1,0 +1,273 @@
+"""The store's logic, written once for both SQLite and PostgreSQL.
+
+Every operation is one statement (an `INSERT … ON CONFLICT … RETURNING` where it must decide
+something atomically, see `queries.py`), so a backend only supplies three primitives: read,
+write one statement in its own transaction, and write a batch in one transaction.
+"""
+
+# ruff: noqa: S608  (statements are built from the constants in queries.py; values are parameters)
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+
+from relay.store import queries as q
+from relay.store.batch import GroupCommit
+from relay.store.queries import Params, Row
+from relay.store.records import (
+    IDEMPOTENCY_TTL,
+    STALE_AFTER,
+    Claim,
+    DeliveryRecord,
+    DeliveryStats,
+    HookRecord,
+    new_delivery_id,
+)
+
+
+class SQLStore(ABC):
+    """Everything but the connection handling; see `relay.store.Store` for the contract."""
+
+    def __init__(self) -> None:
+        self._log: GroupCommit[DeliveryRecord] = GroupCommit(self._flush_deliveries)
+
+    # -- the backend's primitives ------------------------------------------------------------
+
+    @abstractmethod
+    async def _read(self, sql: str, params: Params) -> list[Row]: ...
+
+    @abstractmethod
+    async def _write(self, sql: str, params: Params) -> tuple[int, list[Row]]:
+        """Run one statement in its own transaction: (rows changed, rows returned)."""
+
+    @abstractmethod
+    async def _write_batch(self, steps: Sequence[tuple[str, Sequence[Params]]]) -> None:
+        """Run each statement over its parameter rows, all in one transaction."""
+
+    @abstractmethod
+    async def migrate(self) -> None: ...
+
+    @abstractmethod
+    async def _close(self) -> None: ...
+
+    async def close(self) -> None:
+        await self._log.aclose()
+        await self._close()
+
+    async def ping(self) -> bool:
+        try:
+            rows = await self._read("SELECT 1", {})
+        except Exception:  # noqa: BLE001 - a health check reports, it does not raise
+            return False
+        return bool(rows and rows[0][0] == 1)
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    async def add_hook(self, hook: HookRecord) -> None:
+        await self._write(
+            q.ADD_HOOK,
+            {
+                "id": hook.id,
+                "template": hook.template,
+                "params": json.dumps(dict(hook.params), sort_keys=True),
+                "label": hook.label,
+                "created_at": hook.created_at,
+                "revoked_at": hook.revoked_at,
+            },
+        )
+
+    async def get_hook(self, hook_id: str) -> HookRecord | None:
+        rows = await self._read(
+            f"SELECT {q.HOOK_COLUMNS} FROM hooks WHERE id = :id", {"id": hook_id}
+        )
+        return q.hook_from_row(rows[0]) if rows else None
+
+    async def list_hooks(self, *, include_revoked: bool = True) -> list[HookRecord]:
+        where = "" if include_revoked else " WHERE revoked_at IS NULL"
+        rows = await self._read(
+            f"SELECT {q.HOOK_COLUMNS} FROM hooks{where} ORDER BY created_at DESC, id", {}
+        )
+        return [q.hook_from_row(row) for row in rows]
+
+    async def revoke_hook(
+        self,
+        hook_id: str,
+        at: float,
+        *,
+        template: str | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> bool:
+        args = {"id": hook_id, "at": at}
+        if template is None:
+            changed, _ = await self._write(q.REVOKE_HOOK, args)
+        else:
+            # The caller verified a token, so the hook is real even if its row was lost.
+            changed, _ = await self._write(
+                q.REVOKE_OR_REGISTER_HOOK,
+                {**args, "template": template, "params": json.dumps(dict(params or {}))},
+            )
+        return changed == 1
+
+    async def revoked_hooks(self) -> dict[str, float]:
+        rows = await self._read("SELECT id, revoked_at FROM hooks WHERE revoked_at IS NOT NULL", {})
+        return {row[0]: row[1] for row in rows}
+
+    # -- idempotency -------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        scope: str,
+        key: str,
+        now: float,
+        *,
+        ttl: float = IDEMPOTENCY_TTL,
+        stale_after: float = STALE_AFTER,
+    ) -> Claim:
+        owner = secrets.token_hex(8)
+        _, rows = await self._write(
+            q.CLAIM,
+            {
+                "scope": scope,
+                "key": key,
+                "owner": owner,
+                "now": now,
+                "stale_before": now - stale_after,
+                "expired_before": now - ttl,
+            },
+        )
+        got_owner, state, status, body = rows[0]
+        if got_owner == owner:
+            return Claim("won", scope, key, owner)
+        if state == "done":
+            return Claim("done", scope, key, got_owner, status, body)
+        return Claim("busy", scope, key, got_owner)
+
+    async def wait_for(
+        self,
+        scope: str,
+        key: str,
+        *,
+        timeout: float,
+        poll: float = 0.05,
+        ttl: float = IDEMPOTENCY_TTL,
+        stale_after: float = STALE_AFTER,
+        clock: Callable[[], float] = time.time,
+    ) -> Claim:
+        # Polling the database (not an in-process event) is what makes this work when the
+        # first request is being served by another process.
+        deadline = time.monotonic() + timeout
+        while True:
+            claim = await self.claim(scope, key, clock(), ttl=ttl, stale_after=stale_after)
+            if not claim.busy or time.monotonic() >= deadline:
+                return claim
+            await asyncio.sleep(poll)
+
+    async def complete(self, claim: Claim, status: int, body: str) -> bool:
+        changed, _ = await self._write(
+            q.COMPLETE,
+            {
+                "scope": claim.scope,
+                "key": claim.key,
+                "owner": claim.owner,
+                "status": status,
+                "body": body,
+            },
+        )
+        return changed == 1
+
+    async def release(self, claim: Claim) -> None:
+        await self._write(
+            q.RELEASE,
+            {"scope": claim.scope, "key": claim.key, "owner": claim.owner},
+        )
+
+    async def purge_idempotency(self, before: float) -> int:
+        return await self._purge(q.PURGE_IDEMPOTENCY, before)
+
+    # -- deliveries --------------------------------------------------------------------------
+
+    async def record_delivery(self, record: DeliveryRecord) -> str:
+        if not record.id:
+            record = replace(record, id=new_delivery_id(record.at))
+        await self._log.submit(record)
+        return record.id
+
+    async def _flush_deliveries(self, records: Sequence[DeliveryRecord]) -> None:
+        await self._write_batch(
+            [
+                (q.INSERT_DELIVERY, [q.delivery_params(r) for r in records]),
+                (q.COUNT_HOOK, q.hook_counts(records)),
+            ]
+        )
+
+    async def get_delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        rows = await self._read(
+            f"SELECT {q.DELIVERY_COLUMNS} FROM deliveries WHERE id = :id", {"id": delivery_id}
+        )
+        return q.delivery_from_row(rows[0]) if rows else None
+
+    async def list_deliveries(
+        self,
+        *,
+        hook_id: str | None = None,
+        outcome: str | None = None,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before_id: str | None = None,
+        limit: int = 50,
+    ) -> list[DeliveryRecord]:
+        filters = {
+            "hook_id = :hook_id": hook_id,
+            "outcome = :outcome": outcome,
+            "source = :source": source,
+            "at >= :since": since,
+            "at < :until": until,
+            "id < :before_id": before_id,
+        }
+        params = {"hook_id": hook_id, "outcome": outcome, "source": source, "since": since}
+        params.update({"until": until, "before_id": before_id, "limit": limit})
+        where = " AND ".join(clause for clause, value in filters.items() if value is not None)
+        rows = await self._read(
+            f"SELECT {q.DELIVERY_COLUMNS} FROM deliveries"
+            f"{' WHERE ' + where if where else ''} ORDER BY id DESC LIMIT :limit",
+            {k: v for k, v in params.items() if v is not None},
+        )
+        return [q.delivery_from_row(row) for row in rows]
+
+    async def delivery_stats(self, since: float, *, hook_id: str | None = None) -> DeliveryStats:
+        where = "at >= :since" + (" AND hook_id = :hook_id" if hook_id is not None else "")
+        params = {"since": since, "hook_id": hook_id, "sample": q.STATS_SAMPLE}
+        params = {k: v for k, v in params.items() if v is not None}
+        counts = await self._read(
+            f"SELECT outcome, COUNT(*) FROM deliveries WHERE {where} GROUP BY outcome", params
+        )
+        latencies = await self._read(
+            f"SELECT latency_ms FROM deliveries WHERE {where} ORDER BY id DESC LIMIT :sample",
+            params,
+        )
+        ordered = sorted(row[0] for row in latencies)
+        by_outcome = {row[0]: int(row[1]) for row in counts}
+        return DeliveryStats(
+            total=sum(by_outcome.values()),
+            by_outcome=by_outcome,
+            p50_ms=q.percentile(ordered, 0.50),
+            p95_ms=q.percentile(ordered, 0.95),
+        )
+
+    async def purge_deliveries(self, before: float) -> int:
+        return await self._purge(q.PURGE_DELIVERIES, before)
+
+    async def _purge(self, sql: str, before: float) -> int:
+        total = 0
+        while True:
+            changed, _ = await self._write(sql, {"before": before, "chunk": q.PURGE_CHUNK})
+            total += changed
+            if changed < q.PURGE_CHUNK:
+                return total

@@ -1,0 +1,129 @@
+"""SQLite backend: the stdlib `sqlite3` module, kept off the event loop by two worker threads.
+
+- WAL journal: readers never block the writer, and several relay processes can share one file.
+- `synchronous=NORMAL`: a commit survives the relay process being killed (-9 included), which is
+  the promise we make for answered deliveries; only an OS crash or power cut may lose the last
+  commits. FULL would fsync on every commit for that, at a large cost in throughput.
+- One writer connection on its own thread does every write, in order; group commit (see
+  `batch.py`) keeps that single writer from becoming a queue of tiny transactions.
+- Writes start with BEGIN IMMEDIATE: the write lock is taken up front, so a process waiting for
+  another one's lock waits `busy_timeout` instead of failing on a lock upgrade.
+- One reader connection on a second thread serves queries, so the admin console reading the log
+  never delays a delivery's commit. `:memory:` databases are private to one connection, so there
+  the reader is the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from relay.store import migrations
+from relay.store.queries import Params, Row
+from relay.store.sql import SQLStore
+
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves rather than let the module guess.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+class SQLiteStore(SQLStore):
+    """A store in one SQLite file (or `:memory:` for tests and demos)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        # Each connection lives on exactly one thread; an executor of one worker guarantees it.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="relay-sqlite-writer")
+        self._reader = (
+            self._writer
+            if path == ":memory:"
+            else ThreadPoolExecutor(1, thread_name_prefix="relay-sqlite-reader")
+        )
+        self._write_conn: sqlite3.Connection | None = None
+        self._read_conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        self._write_conn = await self._on(self._writer, lambda: _connect(self.path))
+        if self._reader is self._writer:
+            self._read_conn = self._write_conn
+        else:
+            self._read_conn = await self._on(self._reader, lambda: _connect(self.path))
+
+    async def _on(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(executor, fn)
+
+    def _conn(self, conn: sqlite3.Connection | None) -> sqlite3.Connection:
+        if conn is None:
+            raise RuntimeError("the SQLite store is not open (or already closed)")
+        return conn
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn(self._write_conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+        except BaseException:
+            # SQLite already rolled back on some errors (disk full, I/O); don't mask them.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def _read(self, sql: str, params: Params) -> list[Row]:
+        conn = self._conn(self._read_conn)
+        return await self._on(self._reader, lambda: conn.execute(sql, params).fetchall())
+
+    async def _write(self, sql: str, params: Params) -> tuple[int, list[Row]]:
+        def work(conn: sqlite3.Connection) -> tuple[int, list[Row]]:
+            cursor = conn.execute(sql, params)
+            rows = cursor.fetchall()  # before rowcount: RETURNING counts rows as they are read
+            return cursor.rowcount, rows
+
+        return await self._on(self._writer, lambda: self._transaction(work))
+
+    async def _write_batch(self, steps: Sequence[tuple[str, Sequence[Params]]]) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            for sql, rows in steps:
+                if rows:
+                    conn.executemany(sql, rows)
+
+        await self._on(self._writer, lambda: self._transaction(work))
+
+    async def migrate(self) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(migrations.render(migrations.CREATE_MIGRATIONS_TABLE, "sqlite"))
+            applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, statements in migrations.pending(applied, "sqlite"):
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    (version, time.time()),
+                )
+
+        # BEGIN IMMEDIATE serialises two processes migrating the same file at once.
+        await self._on(self._writer, lambda: self._transaction(work))
+
+    async def _close(self) -> None:
+        read_conn, write_conn = self._read_conn, self._write_conn
+        self._read_conn = self._write_conn = None
+        if read_conn is not None and read_conn is not write_conn:
+            await self._on(self._reader, read_conn.close)
+        if write_conn is not None:
+            await self._on(self._writer, write_conn.close)
+        self._reader.shutdown(wait=False)
+        self._writer.shutdown(wait=False)

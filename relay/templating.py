@@ -1,0 +1,299 @@
+"""Jinja as a strict JSON generator: request templates in `templates/*.json.j2`.
+
+A template's first Jinja comment holds TOML front matter (operation, summary, params, fields);
+its body renders the JSON body of one PassKit operation. Rendering is sandboxed and strict:
+undefined names fail, and every `{{ … }}` is JSON-encoded on the way out (values already encoded
+by `|tojson` pass through), so no input can break the JSON or run template code. Null values
+are dropped after rendering, so optional fields can be written unconditionally.
+
+All templates are compiled when the library loads, so a broken template stops the boot (and
+`relay check`) instead of a customer's zap.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from relay.errors import InvalidRequest, MissingFields, RelayError, TemplateProblem
+from relay.fields import Fields
+from relay.filters import FILTERS
+from relay.operations import CATALOG, Operation
+
+SUFFIX = ".json.j2"
+_FRONT_MATTER = re.compile(r"\A\s*\{#-?\s*---[ \t]*\n(.*?)\n[ \t]*---\s*-?#\}", re.DOTALL)
+
+
+class JsonText(str):
+    """Text that is already JSON (from `|tojson`); the finalizer leaves it alone."""
+
+
+class SkipDelivery(Exception):
+    """Raised by `skip("reason")` in a template: the delivery is acknowledged and ignored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    required: bool = False
+    help: str = ""
+    example: str = ""
+    type: str = "text"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    help: str = ""
+    required: bool = True
+    default: str | None = None
+    example: str = ""
+
+
+@dataclass(frozen=True)
+class RequestTemplate:
+    name: str
+    path: Path
+    operation: Operation
+    summary: str
+    description: str
+    params: Mapping[str, ParamSpec]
+    fields: Mapping[str, FieldSpec]
+    one_of: tuple[str, ...]  # at least one of these fields must be sent
+    jinja: Template = field(repr=False, compare=False)
+
+    @property
+    def required_fields(self) -> list[str]:
+        return [f.name for f in self.fields.values() if f.required]
+
+
+def _json_out(value: Any) -> str:
+    if isinstance(value, JsonText):
+        return value
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except TypeError:
+        raise TemplateError(f"cannot write a {type(value).__name__} into JSON") from None
+
+
+def _tojson(value: Any) -> JsonText:
+    return JsonText(_json_out(value))
+
+
+def _skip(reason: str = "skipped by the template") -> NoReturn:
+    raise SkipDelivery(str(reason))
+
+
+class _JsonEnvironment(SandboxedEnvironment):
+    """Sandboxed; `a.b` on a dict reads the key first, so a field named `items` or a Stripe
+    object's `items` list is not shadowed by the dict method of the same name."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+def make_environment(folder: Path) -> SandboxedEnvironment:
+    env = _JsonEnvironment(
+        loader=FileSystemLoader(folder),
+        undefined=StrictUndefined,
+        autoescape=False,
+        finalize=_json_out,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    env.filters.update(FILTERS)
+    env.filters["tojson"] = _tojson
+    env.globals["skip"] = _skip
+    return env
+
+
+def _prune(value: Any) -> Any:
+    """Drop nulls (and objects left empty by them): PassKit treats absent as "not given"."""
+    if isinstance(value, dict):
+        pruned = {k: _prune(v) for k, v in value.items() if v is not None}
+        return {k: v for k, v in pruned.items() if v != {}}
+    if isinstance(value, list):
+        return [_prune(v) for v in value if v is not None]
+    return value
+
+
+def _template_line(exc: BaseException, path: Path) -> int | None:
+    """The template line an exception was raised on (Jinja maps its frames to the template)."""
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+    return lines[-1] if lines else getattr(exc, "lineno", None)
+
+
+def _parse_front_matter(name: str, source: str) -> dict[str, Any]:
+    match = _FRONT_MATTER.match(source)
+    if not match:
+        raise ValueError("it does not start with a {#--- … ---#} front matter comment")
+    try:
+        return tomllib.loads(match.group(1))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"its front matter is not valid TOML: {exc}") from None
+
+
+def _param_spec(name: str, raw: Any) -> ParamSpec:
+    if isinstance(raw, str):
+        return ParamSpec(name, help=raw)
+    if isinstance(raw, dict):
+        default = raw.get("default")
+        return ParamSpec(
+            name,
+            help=str(raw.get("help", "")),
+            required=bool(raw.get("required", default is None)),
+            default=None if default is None else str(default),
+            example=str(raw.get("example", "")),
+        )
+    raise ValueError(f"param {name} must be a help text or a table")
+
+
+def _build(name: str, path: Path, meta: dict[str, Any], jinja: Template) -> RequestTemplate:
+    op_name = meta.get("operation")
+    if op_name not in CATALOG:
+        known = ", ".join(sorted(CATALOG))
+        raise ValueError(f"operation {op_name!r} is not one of: {known}")
+    fields = {}
+    for fname, raw in (meta.get("fields") or {}).items():
+        if not isinstance(raw, dict):
+            raise ValueError(f"fields.{fname} must be a table")
+        fields[fname] = FieldSpec(
+            fname,
+            required=bool(raw.get("required", False)),
+            help=str(raw.get("help", "")),
+            example=str(raw.get("example", "")),
+            type=str(raw.get("type", "text")),
+        )
+    one_of = tuple(str(f) for f in meta.get("one_of", ()))
+    for fname in one_of:
+        if fname not in fields:
+            raise ValueError(f"one_of names {fname!r}, which is not under [fields]")
+    params = {p: _param_spec(p, raw) for p, raw in (meta.get("params") or {}).items()}
+    return RequestTemplate(
+        name=name,
+        path=path,
+        operation=CATALOG[op_name],
+        summary=str(meta.get("summary", "")),
+        description=str(meta.get("description", "")),
+        params=params,
+        fields=fields,
+        one_of=one_of,
+        jinja=jinja,
+    )
+
+
+class TemplateLibrary:
+    """Every template under one folder, parsed and compiled once."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.env = make_environment(folder)
+        self.templates: dict[str, RequestTemplate] = {}
+        self.problems: list[str] = []
+        for path in sorted(folder.rglob("*" + SUFFIX)):
+            relative = path.relative_to(folder).as_posix()
+            name = relative[: -len(SUFFIX)]
+            try:
+                meta = _parse_front_matter(name, path.read_text(encoding="utf-8"))
+                self.templates[name] = _build(name, path, meta, self.env.get_template(relative))
+            except TemplateError as exc:
+                line = getattr(exc, "lineno", None)
+                where = f" line {line}" if line else ""
+                self.problems.append(f"template {name}{where}: {exc}")
+            except (ValueError, UnicodeDecodeError) as exc:
+                self.problems.append(f"template {name}: {exc}")
+
+    def get(self, name: str) -> RequestTemplate | None:
+        return self.templates.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self.templates)
+
+
+def check_fields(template: RequestTemplate, fields: Fields, received: list[str]) -> None:
+    """Report every missing required field at once, before rendering."""
+    missing = [name for name in template.required_fields if name not in fields]
+    if template.one_of and not any(name in fields for name in template.one_of):
+        missing.append(" or ".join(template.one_of))
+    if missing:
+        raise MissingFields(missing, received)
+
+
+def resolve_params(template: RequestTemplate, given: Mapping[str, str]) -> dict[str, Any]:
+    """The hook's params with declared defaults; a missing required param is the operator's
+    mistake at minting time, reported as such."""
+    params: dict[str, Any] = {}
+    for spec in template.params.values():
+        value = given.get(spec.name) or spec.default
+        if value is None and spec.required:
+            raise InvalidRequest(
+                f"{spec.name} is a hook setting this URL does not have.",
+                field=spec.name,
+                hint=f"Ask the relay's operator for a new URL minted with "
+                f"--param {spec.name}=… ({spec.help or 'see the template'}).",
+            )
+        params[spec.name] = value
+    for key, value in given.items():
+        params.setdefault(key, value)
+    return params
+
+
+def render(
+    template: RequestTemplate,
+    fields: Fields,
+    params: Mapping[str, Any],
+    *,
+    now: datetime,
+    extra: Mapping[str, Any] | None = None,
+    updating: bool = False,
+) -> Any:
+    """Render a template into a JSON value (nulls pruned). Input problems raise their own
+    FieldError; anything else wrong with the template raises TemplateProblem.
+
+    `updating` is true when an upsert re-renders for its update path, so a template can leave
+    out what must only be set on creation (such as a default tier)."""
+    form: dict[str, Any] = {name: None for name in template.fields if "*" not in name}
+    form.update(fields)
+    context = {
+        "form": form,
+        "params": dict(params),
+        "now": now,
+        "updating": updating,
+        **(extra or {}),
+    }
+    try:
+        text = template.jinja.render(context)
+    except (RelayError, SkipDelivery):
+        raise
+    except Exception as exc:
+        line = _template_line(exc, template.path)
+        where = f" line {line}" if line else ""
+        raise TemplateProblem(
+            f"Template {template.name}{where} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    try:
+        return _prune(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise TemplateProblem(
+            f"Template {template.name} rendered invalid JSON ({exc.msg} at output line "
+            f"{exc.lineno}, column {exc.colno}). Write values as {{{{ form.x|tojson }}}} with no "
+            "quotes around them."
+        ) from None

@@ -1,0 +1,97 @@
+"""Shared fixtures: settings from a dict, a respx-backed PassKit, and the app over ASGI.
+
+The app is driven with `httpx.AsyncClient(transport=httpx.ASGITransport(app))` rather than
+Starlette's TestClient (see README "Testing"): no lifespan is needed because the factory builds
+the PassKit client itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from relay.app import create_app
+from relay.settings import Settings, load_settings
+from relay.tokens import Hook, HookSigner
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = Path(__file__).resolve().parent / "samples"
+API = "https://api.passkit.test"
+SECRET_KEY = "test-secret-key-0123456789abcdef"
+PASSKIT_KEY = "pk-test-key"
+PASSKIT_SECRET = "pk-test-secret-value"
+FROZEN_NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+BASE_ENV = {
+    "RELAY_SECRET_KEY": SECRET_KEY,
+    "PASSKIT_API_KEY": PASSKIT_KEY,
+    "PASSKIT_API_SECRET": PASSKIT_SECRET,
+    "PASSKIT_API_URL": API,
+    "RELAY_PUBLIC_URL": "https://relay.example.com",
+    "RELAY_TEMPLATES": str(ROOT / "templates"),
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def make_settings(**overrides: str) -> Settings:
+    return load_settings({**BASE_ENV, **overrides}, cwd=ROOT)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def passkit() -> respx.MockRouter:
+    """A fake PassKit: tests add routes and inspect `route.calls.last.request`."""
+    return respx.MockRouter(base_url=API, assert_all_called=False)
+
+
+@pytest.fixture
+def make_client(
+    passkit: respx.MockRouter,
+) -> Callable[..., httpx.AsyncClient]:
+    def build(settings: Settings | None = None) -> httpx.AsyncClient:
+        app = create_app(
+            settings or make_settings(),
+            transport=httpx.MockTransport(passkit.async_handler),
+            clock=lambda: FROZEN_NOW,
+        )
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="https://relay.example.com"
+        )
+
+    return build
+
+
+@pytest.fixture
+async def relay_client(make_client: Callable[..., httpx.AsyncClient]) -> AsyncIterator[httpx.AsyncClient]:
+    async with make_client() as client:
+        yield client
+
+
+def mint(template: str, **params: str) -> str:
+    """The path of a freshly minted hook URL."""
+    token = HookSigner([SECRET_KEY]).mint(Hook(id="hk_test000001", template=template, params=params))
+    return f"/hooks/{token}"
+
+
+def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+    def part(segment: str) -> bytes:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+    header, claims, signature = token.split(".")
+    return json.loads(part(header)), json.loads(part(claims)), part(signature)

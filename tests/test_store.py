@@ -1,0 +1,506 @@
+"""Storage tests, run unchanged against SQLite and a real PostgreSQL.
+
+The `store` fixture is parametrised over both backends. PostgreSQL comes from
+RELAY_TEST_DATABASE_URL (`eval "$(scripts/ci-postgres)"` installs, starts and points at one);
+each test gets a fresh schema through `search_path`, dropped afterwards. Without the variable
+the PostgreSQL half skips locally and fails in CI, where it must run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from relay.store import (
+    DAY,
+    Claim,
+    DeliveryRecord,
+    HookRecord,
+    Store,
+    new_delivery_id,
+    open_store,
+    redact,
+    sqlite_path,
+)
+from relay.store.redact import MASK
+from relay.store.sql import SQLStore
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1_800_000_000.0  # a fixed "now": tests pass times explicitly instead of sleeping
+
+
+def postgres_url() -> str:
+    url = os.environ.get("RELAY_TEST_DATABASE_URL", "").strip()
+    if not url:
+        reason = "PostgreSQL tests need RELAY_TEST_DATABASE_URL (scripts/ci-postgres sets it up)"
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(reason + "; in CI they must run, not skip")
+        pytest.skip(reason)
+    return url
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """The URL with libpq's `options` making `schema` the first (and only) schema searched."""
+    option = quote(f"-csearch_path={schema}", safe="")
+    return f"{url}{'&' if '?' in url else '?'}options={option}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'relay.db'}"
+        return
+    import psycopg
+
+    url = postgres_url()
+    schema = "test_" + secrets.token_hex(6)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield with_search_path(url, schema)
+    finally:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def delivery(at: float = T0, **changes: Any) -> DeliveryRecord:
+    record = DeliveryRecord(
+        at=at,
+        source="hook",
+        hook_id="hk_a",
+        template="member-enrol",
+        operation="members.enrol",
+        outcome="ok",
+        status=200,
+        latency_ms=12.5,
+        request_id="req_" + secrets.token_hex(4),
+        request={"email": "ana@example.com"},
+        passkit_request={"method": "POST", "path": "/members/member", "json": {"x": 1}},
+        passkit_response={"id": "m1"},
+    )
+    return replace(record, **changes)
+
+
+# -- migrations and connection -------------------------------------------------------------
+
+
+async def test_migrations_are_idempotent(store: Store) -> None:
+    await store.migrate()
+    await store.migrate()
+    assert isinstance(store, SQLStore)
+    versions = await store._read("SELECT version FROM schema_migrations", {})
+    assert versions == [(1,)]
+    assert await store.ping()
+
+
+async def test_two_processes_migrating_at_once(database_url: str) -> None:
+    first = await open_store(database_url, migrate=False)
+    second = await open_store(database_url, migrate=False)
+    try:
+        await asyncio.gather(first.migrate(), second.migrate())
+        await first.add_hook(HookRecord(id="hk_a", template="member-enrol", created_at=T0))
+        assert (await second.get_hook("hk_a")) is not None
+    finally:
+        await first.close()
+        await second.close()
+
+
+def test_sqlite_urls() -> None:
+    assert sqlite_path("sqlite:///relay.db") == "relay.db"
+    assert sqlite_path("sqlite:////var/data/relay.db") == "/var/data/relay.db"
+    assert sqlite_path("sqlite:///:memory:") == ":memory:"
+    with pytest.raises(ValueError, match=r"sqlite:///relay\.db"):
+        sqlite_path("sqlite://relay.db")
+
+
+async def test_memory_database_and_bad_urls() -> None:
+    memory = await open_store("sqlite:///:memory:")
+    try:
+        await memory.add_hook(HookRecord(id="hk_m", template="member-enrol", created_at=T0))
+        assert [h.id for h in await memory.list_hooks()] == ["hk_m"]
+    finally:
+        await memory.close()
+    with pytest.raises(ValueError, match="DATABASE_URL"):
+        await open_store("mysql://localhost/relay")
+
+
+# -- hook registry -------------------------------------------------------------------------
+
+
+async def test_hooks_add_list_revoke(store: Store) -> None:
+    first = HookRecord(
+        id="hk_a", template="member-enrol", params={"program_id": "p1"}, label="CRM", created_at=T0
+    )
+    await store.add_hook(first)
+    await store.add_hook(HookRecord(id="hk_b", template="coupon-issue", created_at=T0 + 1))
+    assert await store.get_hook("hk_a") == first
+    assert await store.get_hook("hk_nope") is None
+    assert [h.id for h in await store.list_hooks()] == ["hk_b", "hk_a"]
+
+    assert await store.revoke_hook("hk_a", T0 + 5)
+    assert not await store.revoke_hook("hk_a", T0 + 6), "already revoked"
+    assert not await store.revoke_hook("hk_unknown", T0 + 6), "unknown ids are not invented"
+    revoked = await store.get_hook("hk_a")
+    assert revoked is not None and revoked.revoked and revoked.revoked_at == T0 + 5
+    assert await store.revoked_hooks() == {"hk_a": T0 + 5}
+    assert [h.id for h in await store.list_hooks(include_revoked=False)] == ["hk_b"]
+
+    # A verified token whose row was lost with the database is registered as revoked.
+    assert await store.revoke_hook("hk_lost", T0 + 7, template="member-update", params={"a": "1"})
+    lost = await store.get_hook("hk_lost")
+    assert lost is not None and lost.template == "member-update" and lost.params == {"a": "1"}
+    assert not await store.revoke_hook("hk_lost", T0 + 8, template="member-update")
+    assert (await store.revoked_hooks()).keys() == {"hk_a", "hk_lost"}
+
+
+async def test_deliveries_count_on_their_hook(store: Store) -> None:
+    await store.add_hook(HookRecord(id="hk_a", template="member-enrol", created_at=T0))
+    await store.record_delivery(delivery(T0 + 10))
+    await store.record_delivery(delivery(T0 + 20, outcome="failed", status=422))
+    await store.record_delivery(delivery(T0 + 15))
+    hook = await store.get_hook("hk_a")
+    assert hook is not None
+    assert (hook.deliveries, hook.failures, hook.last_used_at) == (3, 1, T0 + 20)
+
+    # Used but never registered (the database was lost): registered from the delivery.
+    await store.record_delivery(delivery(T0 + 30, hook_id="hk_new", template="coupon-issue"))
+    await store.record_delivery(delivery(T0 + 31, hook_id="hk_s", source="stripe", template="x"))
+    new = await store.get_hook("hk_new")
+    assert new is not None and (new.template, new.deliveries, new.created_at) == (
+        "coupon-issue",
+        1,
+        T0 + 30,
+    )
+    stripe = await store.get_hook("hk_s")
+    assert stripe is not None and stripe.template == "stripe"
+
+
+# -- idempotency ---------------------------------------------------------------------------
+
+
+async def test_claim_complete_replay(store: Store) -> None:
+    claim = await store.claim("hk_a", "key-1", T0)
+    assert claim.won
+    assert (await store.claim("hk_a", "key-1", T0 + 1)).busy
+    assert (await store.claim("hk_b", "key-1", T0 + 1)).won, "keys are scoped to the hook"
+    assert await store.complete(claim, 200, '{"ok":true}')
+    replay = await store.claim("hk_a", "key-1", T0 + 2)
+    assert (replay.state, replay.status, replay.body) == ("done", 200, '{"ok":true}')
+    assert not await store.complete(replay, 500, "{}"), "only the owner completes"
+
+
+async def test_release_then_reclaim(store: Store) -> None:
+    claim = await store.claim("hk_a", "key-1", T0)
+    await store.release(claim)
+    again = await store.claim("hk_a", "key-1", T0 + 1)
+    assert again.won and again.owner != claim.owner
+    await store.release(claim)  # a stale owner's release does not free the new claim
+    assert (await store.claim("hk_a", "key-1", T0 + 2)).busy
+
+
+async def test_expiry_and_purge(store: Store) -> None:
+    claim = await store.claim("hk_a", "old", T0)
+    await store.complete(claim, 200, "{}")
+    newer = await store.claim("hk_a", "new", T0 + 6 * DAY)
+    await store.complete(newer, 200, "{}")
+    assert (await store.claim("hk_a", "old", T0 + 6 * DAY)).done
+    assert (await store.claim("hk_a", "old", T0 + 7 * DAY + 1)).won, "expired after 7 days"
+    assert (await store.claim("hk_a", "new", T0 + 7 * DAY + 1, ttl=3600)).won, "custom window"
+
+    assert await store.purge_idempotency(T0 + 10 * DAY) == 2
+    assert await store.purge_idempotency(T0 + 10 * DAY) == 0
+
+
+async def test_stale_pending_claim_is_taken_over(store: Store) -> None:
+    dead = await store.claim("hk_a", "key-1", T0)
+    assert (await store.claim("hk_a", "key-1", T0 + 59)).busy
+    taken = await store.claim("hk_a", "key-1", T0 + 61)
+    assert taken.won
+    assert not await store.complete(dead, 200, '{"late":true}'), "the dead owner lost it"
+    assert await store.complete(taken, 200, '{"ok":true}')
+    assert (await store.claim("hk_a", "key-1", T0 + 62)).body == '{"ok":true}'
+
+
+async def test_concurrent_duplicates_run_once(store: Store) -> None:
+    ran = 0
+
+    async def request() -> Claim:
+        nonlocal ran
+        claim = await store.claim("hk_a", "same-key", T0)
+        if claim.busy:
+            claim = await store.wait_for("hk_a", "same-key", timeout=10, clock=lambda: T0)
+        if claim.won:
+            ran += 1
+            await asyncio.sleep(0.1)  # the PassKit call
+            await store.complete(claim, 200, '{"id":"m1"}')
+        return claim
+
+    claims = await asyncio.gather(*(request() for _ in range(50)))
+    assert ran == 1
+    assert sorted(c.state for c in claims) == ["done"] * 49 + ["won"]
+    assert {c.body for c in claims if c.done} == {'{"id":"m1"}'}
+
+
+async def test_wait_for_times_out_or_takes_over_a_released_key(store: Store) -> None:
+    held = await store.claim("hk_a", "k", T0)
+    waited = await store.wait_for("hk_a", "k", timeout=0.15, poll=0.02, clock=lambda: T0)
+    assert waited.busy
+
+    async def fail_later() -> None:
+        await asyncio.sleep(0.1)
+        await store.release(held)  # e.g. PassKit answered 503: the retry must run again
+
+    releaser = asyncio.create_task(fail_later())
+    waited = await store.wait_for("hk_a", "k", timeout=5, poll=0.02, clock=lambda: T0)
+    await releaser
+    assert waited.won
+
+
+async def test_stripe_event_ids(store: Store) -> None:
+    scope = "stripe:hk_s"
+    refused = await store.claim(scope, "evt_1", T0)
+    assert refused.won
+    await store.release(refused)  # a refused delivery never marks the event as seen
+    retried = await store.claim(scope, "evt_1", T0 + 60)
+    assert retried.won
+    await store.complete(retried, 200, '{"ok":true}')
+    assert (await store.claim(scope, "evt_1", T0 + 120)).done
+
+
+# -- delivery log --------------------------------------------------------------------------
+
+
+async def test_record_and_get_delivery(store: Store) -> None:
+    record = delivery(error_code=None, replay_of="dl_original")
+    delivery_id = await store.record_delivery(record)
+    assert delivery_id.startswith("dl_")
+    assert await store.get_delivery(delivery_id) == replace(record, id=delivery_id)
+    assert await store.get_delivery("dl_missing") is None
+    given = delivery(id="dl_given", request=None, passkit_request=None, passkit_response=None)
+    assert await store.record_delivery(given) == "dl_given"
+    assert await store.get_delivery("dl_given") == given
+
+
+async def test_list_filter_paginate_stats_purge(store: Store) -> None:
+    for i in range(25):
+        await store.record_delivery(
+            delivery(
+                T0 + i,
+                hook_id="hk_a" if i % 2 else "hk_b",
+                outcome="failed" if i % 5 == 0 else "ok",
+                status=422 if i % 5 == 0 else 200,
+                latency_ms=float(i + 1),
+                error_code="missing_field" if i % 5 == 0 else None,
+            )
+        )
+    newest = await store.list_deliveries()
+    assert [d.at for d in newest] == [T0 + i for i in range(24, -1, -1)]
+
+    pages: list[float] = []
+    before: str | None = None
+    while page := await store.list_deliveries(limit=10, before_id=before):
+        pages += [d.at for d in page]
+        before = page[-1].id
+    assert pages == [d.at for d in newest]
+
+    assert {d.hook_id for d in await store.list_deliveries(hook_id="hk_a")} == {"hk_a"}
+    assert len(await store.list_deliveries(hook_id="hk_a")) == 12
+    failed = await store.list_deliveries(outcome="failed")
+    assert [d.at for d in failed] == [T0 + 20, T0 + 15, T0 + 10, T0 + 5, T0]
+    window = await store.list_deliveries(since=T0 + 10, until=T0 + 15, hook_id="hk_b")
+    assert [d.at for d in window] == [T0 + 14, T0 + 12, T0 + 10]
+    assert await store.list_deliveries(source="stripe") == []
+
+    stats = await store.delivery_stats(T0)
+    assert (stats.total, stats.ok, stats.failed) == (25, 20, 5)
+    assert (stats.p50_ms, stats.p95_ms) == (13.0, 24.0)
+    assert (await store.delivery_stats(T0 + 20, hook_id="hk_a")).total == 2
+    empty = await store.delivery_stats(T0 + 100)
+    assert (empty.total, empty.p50_ms) == (0, None)
+
+    assert await store.purge_deliveries(T0 + 10) == 10
+    assert len(await store.list_deliveries(limit=100)) == 15
+
+
+async def test_group_commit_lands_every_concurrent_delivery(store: Store) -> None:
+    assert isinstance(store, SQLStore)
+    batches: list[int] = []
+    write_batch = store._write_batch
+
+    async def counting(steps: Any) -> None:
+        batches.append(len(steps[0][1]))
+        await write_batch(steps)
+
+    store._write_batch = counting  # type: ignore[method-assign]
+    ids = await asyncio.gather(
+        *(store.record_delivery(delivery(T0 + i / 1000)) for i in range(400))
+    )
+    assert len(set(ids)) == 400
+    assert sum(batches) == 400 and len(batches) < 400, "deliveries shared transactions"
+    assert len(await store.list_deliveries(limit=1000)) == 400
+    hook = await store.get_hook("hk_a")
+    assert hook is not None and hook.deliveries == 400
+
+
+async def test_a_bad_row_fails_only_its_own_caller(store: Store) -> None:
+    await store.record_delivery(delivery(id="dl_taken"))
+    results = await asyncio.gather(
+        store.record_delivery(delivery(T0 + 1)),
+        store.record_delivery(delivery(T0 + 2, id="dl_taken")),
+        store.record_delivery(delivery(T0 + 3)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Exception)
+    assert all(isinstance(r, str) for r in (results[0], results[2]))
+    assert len(await store.list_deliveries()) == 3
+
+
+def test_delivery_ids_sort_by_time() -> None:
+    ids = [new_delivery_id(T0 + i / 1_000_000) for i in range(100)]
+    assert ids == sorted(ids)
+
+
+# -- several processes on one database -----------------------------------------------------
+
+
+async def test_two_instances_share_revocations_and_claims(database_url: str) -> None:
+    one = await open_store(database_url)
+    two = await open_store(database_url)
+    try:
+        await one.add_hook(HookRecord(id="hk_a", template="member-enrol", created_at=T0))
+        assert await two.revoked_hooks() == {}
+        assert await two.revoke_hook("hk_a", T0 + 1)
+        assert await one.revoked_hooks() == {"hk_a": T0 + 1}
+
+        claim = await one.claim("hk_a", "k", T0)
+        assert (await two.claim("hk_a", "k", T0)).busy
+        await one.complete(claim, 201, '{"id":"m1"}')
+        assert (await two.wait_for("hk_a", "k", timeout=1, clock=lambda: T0)).body == '{"id":"m1"}'
+
+        await one.record_delivery(delivery())
+        assert len(await two.list_deliveries()) == 1
+    finally:
+        await one.close()
+        await two.close()
+
+
+KILL_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from relay.store import DeliveryRecord, open_store
+
+    async def main():
+        store = await open_store(sys.argv[1])
+        n = 0
+        async def one(i):
+            record = DeliveryRecord(at=1.0 + i, source="hook", hook_id="hk_k", template="t",
+                operation="members.enrol", outcome="ok", status=200, latency_ms=1.0,
+                request_id=f"r{i}", request={"i": i})
+            delivery_id = await store.record_delivery(record)
+            print(delivery_id, flush=True)  # "answered 2xx": only after the record is durable
+        while True:
+            await asyncio.gather(*(one(n + i) for i in range(20)))
+            n += 20
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_kill_9_loses_no_answered_delivery(database_url: str) -> None:
+    await (await open_store(database_url)).close()  # migrated before the child starts
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILL_CHILD, database_url],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    answered: list[str] = []
+    try:
+        assert child.stdout is not None
+        while len(answered) < 300:
+            line = await asyncio.to_thread(child.stdout.readline)
+            assert line, "the child stopped before recording anything"
+            answered.append(line.strip())
+        child.send_signal(signal.SIGKILL)  # mid-load: more batches are in flight
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+    store = await open_store(database_url)
+    try:
+        for delivery_id in answered:
+            assert await store.get_delivery(delivery_id) is not None, delivery_id
+    finally:
+        await store.close()
+
+
+# -- redaction -----------------------------------------------------------------------------
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ1aWQiOiJhYmMifQ.c2lnbmF0dXJlLWJ5dGVz"
+
+
+def test_redaction_leaves_no_secret() -> None:
+    payload = {
+        "email": "ana@example.com",
+        "Authorization": "Bearer abc.def",
+        "headers": {"X-Relay-Token": "tok-9f3", "Stripe-Signature": "t=1,v1=9ab", "accept": "*/*"},
+        "api_key": "k1-zz",
+        "Client Secret": "cs_1",
+        "nested": [{"password": "hunter2"}, {"note": f"jwt {JWT} and sk_live_51Habc here"}],
+        "text": "whsec_abc123 sk_test_XYZ rk_live_Q bearer zzz",
+        "url": "https://relay.example.com/hooks/eyJpIjoiaGtfYSJ9.sig-nature_x",
+        "empty_token": "",
+        "points": 5,
+    }
+    clean = redact(payload)
+    flat = repr(clean)
+    for secret in (
+        "abc.def",
+        "tok-9f3",
+        "v1=9ab",
+        "k1-zz",
+        "cs_1",
+        "hunter2",
+        JWT,
+        "sk_live_51Habc",
+    ):
+        assert secret not in flat, secret
+    for secret in ("whsec_abc123", "sk_test_XYZ", "rk_live_Q", "zzz", "eyJpIjoiaGtfYSJ9"):
+        assert secret not in flat, secret
+    assert clean["email"] == "ana@example.com" and clean["points"] == 5
+    assert clean["headers"]["accept"] == "*/*" and clean["headers"]["X-Relay-Token"] == MASK
+    assert clean["nested"][1]["note"] == f"jwt {MASK} and {MASK} here"
+    assert clean["url"] == f"https://relay.example.com/hooks/{MASK}"
+    assert payload["api_key"] == "k1-zz", "the input is not modified"
+
+
+def test_redaction_can_keep_no_payload() -> None:
+    assert redact({"email": "ana@example.com"}, store_payloads=False) is None
+    assert redact(["sk_live_1"]) == [MASK]
+    assert redact(None) is None
