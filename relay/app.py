@@ -204,8 +204,11 @@ def create_app(
             404: "There is nothing at this address. Hook URLs look like …/hooks/<token>.",
             405: "This address takes POST or PUT (GET shows what the hook does).",
         }.get(exc.status_code, str(exc.detail))
-        body = {"ok": False, "request_id": request_id_of(request),
-                "error": {"code": code, "message": message}}  # fmt: skip
+        body = {
+            "ok": False,
+            "request_id": request_id_of(request),
+            "error": {"code": code, "message": message},
+        }
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
@@ -229,6 +232,8 @@ def create_app(
         routes=[
             Route("/hooks/{token}", hook_by_path, methods=["GET", "POST", "PUT"]),
             Route("/hooks", hook_by_header, methods=["POST", "PUT"]),
+            # Answered here, not redirected: a redirect would hide the real problem from the caller.
+            Route("/hooks/", hook_by_header, methods=["POST", "PUT"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         exception_handlers={

@@ -24,7 +24,8 @@ def _pairs(items: Sequence[str], what: str) -> dict[str, list[str]]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(f"relay: {what} {item!r} must look like name=value")
+            print(f"relay: {what} {item!r} must look like name=value", file=sys.stderr)
+            raise SystemExit(2)
         pairs.setdefault(key.strip(), []).append(value)
     return pairs
 
@@ -86,14 +87,18 @@ def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     unknown = sorted(set(params) - set(template.params))
     if unknown:
         known = ", ".join(template.params) or "none"
-        print(f"relay: {template.name} takes no param {', '.join(unknown)} (it takes: {known})",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"relay: {template.name} takes no param {', '.join(unknown)} (it takes: {known})",
+            file=sys.stderr,
+        )
         return 1
     missing = [p.name for p in template.params.values() if p.required and p.name not in params]
     if missing:
         for name in missing:
-            print(f"relay: --param {name}=… is required: {template.params[name].help}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"relay: --param {name}=… is required: {template.params[name].help}",
+                file=sys.stderr,
+            )
         return 1
     signer = HookSigner([k.reveal() for k in settings.secret_keys])
     hook = Hook(id=new_hook_id(), template=template.name, params=params)
@@ -185,7 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `render T --param k=v field=value`: argparse leaves fields given after an option unread.
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "render" and not any(item.startswith("-") for item in extra):
+        args.fields += extra
+    elif extra:
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
     code: int = args.handler(args, os.environ if env is None else env)
     return code
 

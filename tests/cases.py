@@ -163,8 +163,12 @@ CASES = [
     Case(
         "coupon-issue",
         {**COUPONS, "country": "GB"},
-        {"external_id": "WELCOME-ANA-1", "email": "ana@example.com", "first_name": "Ana",
-         "sku": "SKU-1"},  # fmt: skip
+        {
+            "external_id": "WELCOME-ANA-1",
+            "email": "ana@example.com",
+            "first_name": "Ana",
+            "sku": "SKU-1",
+        },
         "POST",
         "/coupon/singleUse/coupon",
         {
@@ -199,8 +203,15 @@ CASES = [
     Case(
         "ticket-issue",
         TICKETS,
-        {"ticket_number": "T-0001", "event_start": "2026-12-01 19:30", "email": "ana@example.com",
-         "display_name": "Ana D.", "row": "4", "seat": "12", "price": "£45.00"},  # fmt: skip
+        {
+            "ticket_number": "T-0001",
+            "event_start": "2026-12-01 19:30",
+            "email": "ana@example.com",
+            "display_name": "Ana D.",
+            "row": "4",
+            "seat": "12",
+            "price": "£45.00",
+        },
         "POST",
         "/eventTickets/ticket",
         {

@@ -78,14 +78,18 @@ def make_client(
 
 
 @pytest.fixture
-async def relay_client(make_client: Callable[..., httpx.AsyncClient]) -> AsyncIterator[httpx.AsyncClient]:
+async def relay_client(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> AsyncIterator[httpx.AsyncClient]:
     async with make_client() as client:
         yield client
 
 
 def mint(template: str, **params: str) -> str:
     """The path of a freshly minted hook URL."""
-    token = HookSigner([SECRET_KEY]).mint(Hook(id="hk_test000001", template=template, params=params))
+    token = HookSigner([SECRET_KEY]).mint(
+        Hook(id="hk_test000001", template=template, params=params)
+    )
     return f"/hooks/{token}"
 
 

@@ -23,8 +23,17 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str, env: dict[str, str] | No
 
 
 def test_url_prints_a_working_url_last(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "url", "member-upsert", "--param", "program_id=p1",
-                       "--param", "tier_id=base", "--label", "HubSpot")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "url",
+        "member-upsert",
+        "--param",
+        "program_id=p1",
+        "--param",
+        "tier_id=base",
+        "--label",
+        "HubSpot",
+    )
     assert code == 0
     url = out.strip().splitlines()[-1]
     assert url.startswith("https://relay.example.com/hooks/")
@@ -48,7 +57,9 @@ def test_url_refuses_with_a_reason(capsys: pytest.CaptureFixture[str], argv, nee
     assert code != 0 and needle in err
 
 
-def test_check_passes_and_fails_readably(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_check_passes_and_fails_readably(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     code, out, _ = run(capsys, "check")
     assert code == 0 and "17 templates" in out
     (tmp_path / "bad.json.j2").write_text("{ no front matter }")
@@ -61,8 +72,15 @@ def test_check_passes_and_fails_readably(capsys: pytest.CaptureFixture[str], tmp
 
 
 def test_render_prints_the_request(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "render", "member-points-earn", "--param", "program_id=p1",
-                       "external_id=CRM-123", "points=25")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "render",
+        "member-points-earn",
+        "--param",
+        "program_id=p1",
+        "external_id=CRM-123",
+        "points=25",
+    )
     assert code == 0
     first, _, rest = out.partition("\n")
     assert first == "PUT /members/member/points/earn"
@@ -70,8 +88,16 @@ def test_render_prints_the_request(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_render_shows_the_friendly_error(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "render", "member-enrol", "--param", "program_id=p1",
-                       "--param", "tier_id=base", "First Name=Ana")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "render",
+        "member-enrol",
+        "--param",
+        "program_id=p1",
+        "--param",
+        "tier_id=base",
+        "First Name=Ana",
+    )
     assert code == 1
     error = json.loads(out)["error"]
     assert error["code"] == "missing_field" and "(got: first_name)" in error["message"]

