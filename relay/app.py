@@ -7,6 +7,7 @@ the server-error middleware and the log (with a JSON 500 for the caller).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -14,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -24,11 +26,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from relay.delivery import Relay, utc_now
+from relay import housekeeping
+from relay.delivery import Relay, Trace, utc_now
 from relay.errors import BodyTooLarge, InvalidToken, RelayError
+from relay.idempotency import OnceGuard
+from relay.journal import delivery_record, fields_for_log, outcome_of
 from relay.passkit import PassKitClient
 from relay.payloads import parse_payload
+from relay.revocations import RevocationCache
 from relay.settings import ConfigError, Settings, load_settings
+from relay.store import DAY, Store
+from relay.store.handle import StoreHandle
 from relay.templating import TemplateLibrary
 from relay.tokens import HookSigner, redact_token
 
@@ -126,44 +134,102 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     library: TemplateLibrary | None = None,
     clock: Callable[[], datetime] = utc_now,
+    store: Store | None = None,
 ) -> Starlette:
-    """Build the relay app. Raises ConfigError when a template is broken, so the boot stops."""
+    """Build the relay app. Raises ConfigError when a template is broken, so the boot stops.
+
+    Without `store` the app opens the one DATABASE_URL names (at start-up, or on first use when
+    driven without a lifespan); a store handed in is left for its owner to close."""
     library = library or TemplateLibrary(settings.templates_dir)
     if library.problems:
         raise ConfigError(library.problems)
     signer = HookSigner([k.reveal() for k in settings.secret_keys])
     client = PassKitClient(settings, transport=transport)
-    relay = Relay(library=library, client=client, clock=clock)
+    handle = StoreHandle(settings.database_url.reveal(), store=store)
+
+    def timestamp() -> float:
+        return clock().timestamp()
+
+    guard = OnceGuard(handle, ttl=settings.idempotency_days * DAY, clock=timestamp)
+    relay = Relay(library=library, client=client, clock=clock, guard=guard)
+
+    async def load_revoked() -> dict[str, float]:
+        return await (await handle.get()).revoked_hooks()
+
+    revocations = RevocationCache(load_revoked)
 
     async def deliver(request: Request, token: str) -> Response:
+        started = time.perf_counter()
         request_id = request_id_of(request)
         hook = signer.verify(token)
-        body = await read_body(request, settings.body_limit)
-        payload = parse_payload(body, request.headers.get("content-type"))
-        dry_run = (
-            payload.dry_run
-            or request.query_params.get("dry_run", "").lower() in _TRUE
-            or request.headers.get("x-relay-dry-run", "").lower() in _TRUE
-        )
-        answer = await relay.deliver(
-            hook, payload.fields, payload.received, request_id=request_id, dry_run=dry_run
-        )
+        trace = Trace()
+        logged_fields: dict[str, Any] | None = None
+        status, answer = 500, {}
+        try:
+            await revocations.check(hook.id)  # inside: the log shows a revoked hook still called
+            body = await read_body(request, settings.body_limit)
+            payload = parse_payload(body, request.headers.get("content-type"))
+            logged_fields = fields_for_log(payload.fields)
+            dry_run = (
+                payload.dry_run
+                or request.query_params.get("dry_run", "").lower() in _TRUE
+                or request.headers.get("x-relay-dry-run", "").lower() in _TRUE
+            )
+            key = request.headers.get("idempotency-key", "").strip() or payload.idempotency_key
+
+            async def run() -> dict[str, Any]:
+                return await relay.deliver(
+                    hook,
+                    payload.fields,
+                    payload.received,
+                    request_id=request_id,
+                    dry_run=dry_run,
+                    trace=trace,
+                )
+
+            if key and not dry_run:
+                answer = await guard.once(hook.id, key, run)
+                answer["request_id"] = request_id  # a replay still answers as this request
+            else:
+                answer = await run()
+            status = 200
+        except RelayError as exc:
+            status, answer = exc.status, {"ok": False, "error": exc.as_dict()}
+            raise
+        finally:
+            # Recorded before answering: an answered delivery is never missing from the log.
+            record = delivery_record(
+                at=timestamp(),
+                source="hook",
+                hook_id=hook.id,
+                template=hook.template,
+                trace=trace,
+                status=status,
+                answer=answer,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                request_id=request_id,
+                request=logged_fields,
+                log_payloads=settings.log_payloads,
+            )
+            await (await handle.get()).record_delivery(record)
         log.info(
-            "%s hook=%s template=%s ok dry_run=%s", request_id, hook.id, hook.template, dry_run
-        )
+            "%s hook=%s template=%s outcome=%s", request_id, hook.id, hook.template,
+            outcome_of(status, answer),
+        )  # fmt: skip
         return JSONResponse(answer)
 
     async def hook_by_path(request: Request) -> Response:
         token = request.path_params["token"]
         if request.method == "GET":
-            return describe_hook(request, token)
+            return await describe_hook(request, token)
         return await deliver(request, token)
 
     async def hook_by_header(request: Request) -> Response:
         return await deliver(request, _token_from_headers(request))
 
-    def describe_hook(request: Request, token: str) -> Response:
+    async def describe_hook(request: Request, token: str) -> Response:
         hook = signer.verify(token)
+        await revocations.check(hook.id)
         template = relay.template_for(hook)
         return JSONResponse(
             {
@@ -190,6 +256,15 @@ def create_app(
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            database = await (await handle.get()).ping()
+        except Exception:
+            log.exception("readyz: the database could not be opened")
+            database = False
+        body = {"ok": database, "database": database, "templates": len(library.templates)}
+        return JSONResponse(body, status_code=200 if database else 503)
 
     async def relay_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RelayError)
@@ -225,8 +300,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await client.aclose()
+        await handle.get()  # a bad DATABASE_URL stops the boot; migrations run before serving
+        cleanup = asyncio.create_task(housekeeping.run_forever(handle, settings, timestamp))
+        try:
+            yield
+        finally:
+            cleanup.cancel()
+            await client.aclose()
+            await handle.close()
 
     app = Starlette(
         routes=[
@@ -235,6 +316,7 @@ def create_app(
             # Answered here, not redirected: a redirect would hide the real problem from the caller.
             Route("/hooks/", hook_by_header, methods=["POST", "PUT"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
         ],
         exception_handlers={
             RelayError: relay_error,
@@ -245,6 +327,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.relay = relay
+    app.state.store = handle
+    app.state.revocations = revocations
     app.state.signer = signer
     app.state.settings = settings
     return app

@@ -7,6 +7,7 @@ RelayError that the app renders as the friendly error.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from typing import Any
 
 from relay.errors import TemplateProblem
 from relay.fields import Fields
+from relay.idempotency import CREATE_SCOPE, OnceGuard, create_key
 from relay.operations import CATALOG, Operation, PassKitRequest, build_request, dig
 from relay.passkit import PassKitAnswer, PassKitClient, passkit_message, raise_for_answer
 from relay.templating import (
@@ -31,13 +33,35 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Sent:
+    """The request PassKit answered (the update, after an upsert's conflict) and its answer."""
+
+    request: PassKitRequest
+    answer: PassKitAnswer
+    created: bool
+    duplicate: bool = False  # a replayed create: PassKit already had it from us
+
+
+@dataclass
+class Trace:
+    """What one delivery did, filled in on the way for its delivery-log record."""
+
+    operation: str = ""
+    passkit_request: dict[str, Any] | None = None
+    passkit_status: int | None = None
+    passkit_response: Any = None
+
+
 @dataclass
 class Relay:
-    """What a delivery needs, built once per app."""
+    """What a delivery needs, built once per app. Without `guard` (no store: `relay render`,
+    unit tests) creates are not protected against replays."""
 
     library: TemplateLibrary
     client: PassKitClient
     clock: Callable[[], datetime] = utc_now
+    guard: OnceGuard | None = None
 
     def template_for(self, hook: Hook) -> RequestTemplate:
         template = self.library.get(hook.template)
@@ -71,29 +95,54 @@ class Relay:
         self,
         request: PassKitRequest,
         update: Callable[[], PassKitRequest] | None = None,
-    ) -> tuple[PassKitRequest, PassKitAnswer, bool]:
+        trace: Trace | None = None,
+    ) -> Sent:
         """Send; when PassKit says the record exists and the operation upserts, send the update
-        built by `update` instead. Returns the request answered, the answer, and whether it
-        created something."""
+        built by `update` instead. Creates go through create protection (see `idempotency`)."""
         operation = request.operation
-        answer = await self.client.send(request)
+        key = create_key(request) if operation.creates and self.guard else None
+        if key is not None:
+            return await self._send_create(request, key, trace)
+        answer = await self._call(request, trace)
         if operation.on_conflict and update and _is_conflict(answer):
             request = update()
-            answer = await self.client.send(request)
+            answer = await self._call(request, trace)
             raise_for_answer(answer, request.operation.name)
-            return request, answer, False
+            return Sent(request, answer, created=False)
         raise_for_answer(answer, operation.name)
-        return request, answer, operation.creates or operation.on_conflict is not None
+        return Sent(request, answer, created=operation.creates or operation.on_conflict is not None)
 
-    def success(
-        self,
-        request: PassKitRequest,
-        answer: PassKitAnswer,
-        *,
-        created: bool,
-        request_id: str,
-        operation: Operation,
-    ) -> dict[str, Any]:
+    async def _send_create(self, request: PassKitRequest, key: str, trace: Trace | None) -> Sent:
+        assert self.guard is not None
+        claim = await self.guard.claim(CREATE_SCOPE, key)
+        try:
+            answer = await self._call(request, trace)
+        except BaseException:
+            if claim.won:
+                await self.guard.release(claim)
+            raise
+        if claim.done and _is_conflict(answer):
+            # A replay of a create this relay already made: answer as the first time did.
+            stored = PassKitAnswer(200, json.loads(claim.body or "null"), {}, answer.attempts)
+            return Sent(request, stored, created=False, duplicate=True)
+        if answer.ok:
+            await self.guard.remember_create(claim, answer.json)
+        elif claim.won:
+            await self.guard.release(claim)
+        raise_for_answer(answer, request.operation.name)
+        return Sent(request, answer, created=True)
+
+    async def _call(self, request: PassKitRequest, trace: Trace | None) -> PassKitAnswer:
+        if trace is not None:
+            trace.passkit_request = request.describe()
+        answer = await self.client.send(request)
+        if trace is not None:
+            trace.passkit_status = answer.status
+            trace.passkit_response = answer.json
+        return answer
+
+    def success(self, sent: Sent, *, request_id: str, operation: Operation) -> dict[str, Any]:
+        request, answer = sent.request, sent.answer
         pass_id = dig(answer.json, request.operation.id_in_answer) or dig(
             request.json, request.operation.id_in_request
         )
@@ -104,12 +153,12 @@ class Relay:
             "id": pass_id if isinstance(pass_id, str) else None,
             "external_id": external_id if isinstance(external_id, str) else None,
             "pass_url": None,
-            "duplicate": False,
+            "duplicate": sent.duplicate,
             "dry_run": False,
             "request_id": request_id,
         }
         if operation.on_conflict:
-            result["created"] = created
+            result["created"] = sent.created
         if isinstance(pass_id, str) and operation.kind and not operation.pass_gone:
             result["pass_url"] = self.client.pass_url(pass_id)
         result["result"] = answer.json
@@ -124,12 +173,15 @@ class Relay:
         request_id: str,
         dry_run: bool = False,
         extra: Mapping[str, Any] | None = None,
+        trace: Trace | None = None,
     ) -> dict[str, Any]:
         try:
             request = self.prepare(hook, fields, received, extra)
         except SkipDelivery as skip:
             return {"ok": True, "skipped": True, "reason": skip.reason, "request_id": request_id}
         operation = request.operation
+        if trace is not None:
+            trace.operation = operation.name
         if dry_run:
             return {
                 "ok": True,
@@ -138,12 +190,10 @@ class Relay:
                 "request_id": request_id,
                 "request": request.describe(),
             }
-        sent, answer, created = await self.send(
-            request, lambda: self.prepare(hook, fields, received, extra, updating=True)
+        sent = await self.send(
+            request, lambda: self.prepare(hook, fields, received, extra, updating=True), trace
         )
-        return self.success(
-            sent, answer, created=created, request_id=request_id, operation=operation
-        )
+        return self.success(sent, request_id=request_id, operation=operation)
 
 
 def _is_conflict(answer: PassKitAnswer) -> bool:

@@ -65,18 +65,30 @@ class Settings:
     passkit_api_key: str | None
     passkit_api_secret: Secret | None
     passkit_token: Secret | None
-    database_url: str
+    database_url: Secret  # a PostgreSQL URL holds its password
     templates_dir: Path
     stripe_webhook_secrets: tuple[Secret, ...] = ()
     admin_password: Secret | None = None
     body_limit: int = 1024 * 1024
     retry_budget: float = 20.0
     passkit_timeout: float = 10.0
+    idempotency_days: float = 7.0
+    retention_days: float = 30.0
+    log_payloads: bool = True
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def has_passkit_credentials(self) -> bool:
         return bool(self.passkit_token or (self.passkit_api_key and self.passkit_api_secret))
+
+
+def display_url(url: str) -> str:
+    """A database URL fit for a log line or `relay check`: its password masked."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def _split(value: str | None) -> list[str]:
@@ -95,6 +107,18 @@ def _number(env: Mapping[str, str], name: str, default: float, problems: list[st
     if number <= 0:
         problems.append(f"{name} must be greater than 0 (got {raw!r}).")
     return number
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool, problems: list[str]) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    problems.append(f"{name} must be on or off (got {raw!r}).")
+    return default
 
 
 def templates_dir(env: Mapping[str, str], cwd: Path) -> Path:
@@ -178,6 +202,9 @@ def load_settings(
     body_limit = int(_number(env, "RELAY_BODY_LIMIT", 1024 * 1024, problems))
     retry_budget = _number(env, "RELAY_RETRY_BUDGET", 20.0, problems)
     passkit_timeout = _number(env, "PASSKIT_TIMEOUT", 10.0, problems)
+    idempotency_days = _number(env, "RELAY_IDEMPOTENCY_DAYS", 7.0, problems)
+    retention_days = _number(env, "RELAY_RETENTION_DAYS", 30.0, problems)
+    log_payloads = _flag(env, "RELAY_LOG_PAYLOADS", True, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -190,12 +217,15 @@ def load_settings(
         passkit_api_key=api_key,
         passkit_api_secret=Secret(api_secret) if api_secret else None,
         passkit_token=Secret(token) if token else None,
-        database_url=database_url,
+        database_url=Secret(database_url),
         templates_dir=folder,
         stripe_webhook_secrets=tuple(Secret(s) for s in stripe_secrets),
         admin_password=Secret(admin_password) if admin_password else None,
         body_limit=body_limit,
         retry_budget=retry_budget,
         passkit_timeout=passkit_timeout,
+        idempotency_days=idempotency_days,
+        retention_days=retention_days,
+        log_payloads=log_payloads,
         warnings=tuple(warnings),
     )

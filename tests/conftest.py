@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from starlette.applications import Starlette
 
 from relay.app import create_app
 from relay.settings import Settings, load_settings
@@ -37,6 +38,7 @@ BASE_ENV = {
     "PASSKIT_API_URL": API,
     "RELAY_PUBLIC_URL": "https://relay.example.com",
     "RELAY_TEMPLATES": str(ROOT / "templates"),
+    "DATABASE_URL": "sqlite:///:memory:",  # one private database per app
 }
 
 
@@ -61,20 +63,26 @@ def passkit() -> respx.MockRouter:
 
 
 @pytest.fixture
-def make_client(
+async def make_client(
     passkit: respx.MockRouter,
-) -> Callable[..., httpx.AsyncClient]:
-    def build(settings: Settings | None = None) -> httpx.AsyncClient:
+) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
+    apps: list[Starlette] = []
+
+    def build(settings: Settings | None = None, **options: Any) -> httpx.AsyncClient:
         app = create_app(
             settings or make_settings(),
             transport=httpx.MockTransport(passkit.async_handler),
             clock=lambda: FROZEN_NOW,
+            **options,
         )
+        apps.append(app)
         return httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="https://relay.example.com"
         )
 
-    return build
+    yield build
+    for app in apps:  # no lifespan over ASGITransport: close what the app opened
+        await app.state.store.close()
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ def test_rotation_keys_and_defaults() -> None:
         "old-key-0123456789",
     ]
     assert settings.public_url == "http://localhost:5000"
-    assert settings.database_url == "sqlite:///relay.db"
+    assert settings.database_url.reveal() == "sqlite:///relay.db"
     assert settings.warnings  # no PassKit credentials: dry runs only
     assert not settings.has_passkit_credentials
 

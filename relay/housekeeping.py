@@ -1,0 +1,39 @@
+"""Retention: forget deliveries and idempotency keys past their configured age.
+
+Runs once at start-up and then hourly in every process; the deletes are chunked and idempotent,
+so processes sharing one database may run them at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from relay.settings import Settings
+from relay.store import DAY, Store
+from relay.store.handle import StoreHandle
+
+log = logging.getLogger("relay")
+EVERY = 3600.0
+
+
+async def purge_expired(store: Store, settings: Settings, now: float) -> tuple[int, int]:
+    """Delete what retention allows; returns (deliveries, idempotency keys) deleted."""
+    deliveries = await store.purge_deliveries(now - settings.retention_days * DAY)
+    keys = await store.purge_idempotency(now - settings.idempotency_days * DAY)
+    return deliveries, keys
+
+
+async def run_forever(
+    handle: StoreHandle, settings: Settings, clock: Callable[[], float], every: float = EVERY
+) -> None:
+    while True:
+        try:
+            deliveries, keys = await purge_expired(await handle.get(), settings, clock())
+            if deliveries or keys:
+                log.info("retention: deleted %d deliveries, %d idempotency keys", deliveries, keys)
+        except Exception:
+            # The database may be briefly away (failover, restart): try again next round.
+            log.exception("retention clean-up failed")
+        await asyncio.sleep(every)

@@ -1,0 +1,118 @@
+"""At most once: explicit idempotency keys, and create protection for billable passes.
+
+Zapier and Make replay failed and timed-out steps, and every issued pass is billed, so:
+
+- A delivery with an `Idempotency-Key` header or `idempotency_key` field runs once per hook;
+  its successful answer is stored and replayed with `"duplicate": true`. Failures are not stored
+  (the key is released), so a fixed zap replayed with the same key runs again.
+- A create (enrol, coupon issue, ticket issue) is also keyed by its external id, without any
+  key from the sender: when PassKit answers "already exists" for an external id this relay
+  created, the stored answer is replayed as a duplicate instead of a `conflict` error.
+
+Both go through `Store.claim`, so concurrent copies of one delivery, in any process sharing the
+database, wait for the first instead of racing it to PassKit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from relay.errors import RelayError
+from relay.operations import PassKitRequest, dig
+from relay.store import IDEMPOTENCY_TTL, Claim
+from relay.store.handle import StoreHandle
+
+CREATE_SCOPE = "create"
+# Where a create's container id sits: one external id is unique per program, campaign or type.
+_CONTAINERS = (("programId",), ("campaignId",), ("ticketTypeId",), ("event", "productionId"))
+
+
+class InProgress(RelayError):
+    """The first delivery with this key is still running after we waited for it."""
+
+    status = 503
+    code = "in_progress"
+    default_hint = "Zapier and Make retry a 503: the retry gets the first delivery's answer."
+
+
+def create_key(request: PassKitRequest) -> str | None:
+    """`members.enrol:<programId>:<externalId>`, or None when the request has no external id."""
+    body = request.json or {}
+    external_id = dig(body, request.operation.external_id_in_request)
+    if not isinstance(external_id, str) or not external_id:
+        return None
+    container = next((c for path in _CONTAINERS if isinstance(c := dig(body, path), str)), "")
+    return f"{request.operation.name}:{container}:{external_id}"
+
+
+class OnceGuard:
+    """Claims keys in the store, waiting out concurrent holders of the same key."""
+
+    def __init__(
+        self,
+        store: StoreHandle,
+        *,
+        ttl: float = IDEMPOTENCY_TTL,
+        wait: float = 25.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.wait = wait  # just under Zapier's 30 s: long enough for a retrying first delivery
+        self.clock = clock
+
+    async def claim(self, scope: str, key: str) -> Claim:
+        """A `won` or `done` claim; raises InProgress when the holder never finished."""
+        store = await self.store.get()
+        claim = await store.claim(scope, key, self.clock(), ttl=self.ttl)
+        if claim.busy:
+            claim = await store.wait_for(
+                scope, key, timeout=self.wait, ttl=self.ttl, clock=self.clock
+            )
+        if claim.busy:
+            raise InProgress(
+                "A delivery with this idempotency key is still running.", retry_after=5
+            )
+        return claim
+
+    async def release(self, claim: Claim) -> None:
+        # Shielded: a caller cancelled mid-failure must still free the key for the retry.
+        store = await self.store.get()
+        await asyncio.shield(store.release(claim))
+
+    async def once(
+        self, scope: str, key: str, run: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """The answer of `run()` the first time; its stored copy, marked duplicate, after."""
+        claim = await self.claim(scope, key)
+        if claim.done:
+            return replayed(claim)
+        try:
+            answer = await run()
+        except BaseException:
+            await self.release(claim)
+            raise
+        store = await self.store.get()
+        await store.complete(claim, 200, json.dumps(answer, ensure_ascii=False))
+        return answer
+
+    async def remember_create(self, claim: Claim, answer_json: Any) -> None:
+        """Store what PassKit answered a create, replacing an answer for a pass since deleted."""
+        store = await self.store.get()
+        body = json.dumps(answer_json, ensure_ascii=False)
+        if claim.done:
+            await store.release(claim)
+            claim = await store.claim(claim.scope, claim.key, self.clock(), ttl=self.ttl)
+            if not claim.won:
+                return  # another delivery stored it first; either answer will do
+        await store.complete(claim, 200, body)
+
+
+def replayed(claim: Claim) -> dict[str, Any]:
+    answer: dict[str, Any] = json.loads(claim.body or "{}")
+    answer["duplicate"] = True
+    return answer

@@ -1,0 +1,72 @@
+"""The delivery log's side of a delivery: one redacted `DeliveryRecord` per answer.
+
+Recorded before the answer is sent (group-committed, so cheaply), which is what makes the promise
+hold that a delivery answered 2xx is never missing from the log, even after a kill -9.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from relay.delivery import Trace
+from relay.fields import Fields
+from relay.store import DeliveryRecord, Outcome, Source, redact
+
+
+def outcome_of(status: int, answer: Mapping[str, Any]) -> Outcome:
+    if status >= 300 or not answer.get("ok"):
+        return "failed"
+    if answer.get("skipped"):
+        return "skipped"
+    if answer.get("ignored"):
+        return "ignored"
+    if answer.get("dry_run"):
+        return "dry_run"
+    if answer.get("duplicate"):
+        return "duplicate"
+    return "ok"
+
+
+def fields_for_log(fields: Fields) -> dict[str, Any]:
+    """The flat fields as plain JSON (lists stay lists), for the log's redacted request."""
+    return {name: list(value) if isinstance(value, list) else str(value)
+            for name, value in fields.items()}  # fmt: skip
+
+
+def delivery_record(
+    *,
+    at: float,
+    source: Source,
+    hook_id: str | None,
+    template: str,
+    trace: Trace,
+    status: int,
+    answer: Mapping[str, Any],
+    latency_ms: float,
+    request_id: str,
+    request: Any,
+    log_payloads: bool,
+) -> DeliveryRecord:
+    error = answer.get("error")
+    error_code = error.get("code") if isinstance(error, Mapping) else None
+    return DeliveryRecord(
+        at=at,
+        source=source,
+        hook_id=hook_id,
+        template=template,
+        operation=trace.operation or str(answer.get("operation") or ""),
+        outcome=outcome_of(status, answer),
+        status=status,
+        latency_ms=round(latency_ms, 2),
+        request_id=request_id,
+        error_code=error_code if isinstance(error_code, str) else None,
+        request=redact(request, store_payloads=log_payloads),
+        passkit_request=redact(trace.passkit_request, store_payloads=log_payloads),
+        passkit_response=redact(
+            {"status": trace.passkit_status, "json": trace.passkit_response}
+            if trace.passkit_status is not None
+            else None,
+            store_payloads=log_payloads,
+        ),
+    )
