@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
+import re
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from relay import __version__
 from relay.errors import RelayError
 from relay.fields import FieldList, Fields, FieldValue
 from relay.payloads import normalise_key
-from relay.settings import ConfigError, Settings, load_settings, templates_dir
+from relay.settings import ConfigError, Settings, display_url, load_settings, templates_dir
+from relay.store import HookRecord, Store, open_store
 from relay.templating import SkipDelivery, TemplateLibrary
-from relay.tokens import Hook, HookSigner, hook_url, new_hook_id
+from relay.tokens import Hook, HookSigner, hook_url, new_hook_id, token_from_url
+
+T = TypeVar("T")
 
 
 def _pairs(items: Sequence[str], what: str) -> dict[str, list[str]]:
@@ -102,8 +109,97 @@ def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return 1
     signer = HookSigner([k.reveal() for k in settings.secret_keys])
     hook = Hook(id=new_hook_id(), template=template.name, params=params)
+    record = HookRecord(hook.id, hook.template, dict(params), args.label, created_at=time.time())
+    _with_store(settings, lambda store: store.add_hook(record))
     print(f"hook {hook.id}: {template.summary}" + (f" ({args.label})" if args.label else ""))
     print(hook_url(args.base_url or settings.public_url, signer.mint(hook)))
+    return 0
+
+
+def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Run `work` against the configured database (migrated first), then close it."""
+
+    async def run() -> T:
+        try:
+            store = await open_store(settings.database_url.reveal())
+        except Exception as exc:  # noqa: BLE001 - any driver error becomes one readable line
+            where = display_url(settings.database_url.reveal())
+            print(f"relay: cannot open the database {where}: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _when(at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(at)) if at else "-"
+
+
+def cmd_hooks(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env, require_secret=False)
+    hooks = _with_store(settings, lambda store: store.list_hooks())
+    if not hooks:
+        print("No hooks yet: mint one with relay url TEMPLATE --param name=value.")
+        return 0
+    print(f"{'id':<14} {'status':<8} {'template':<22} {'created':<17} {'last used':<17} "
+          f"{'uses':>6} {'fails':>6}  label / params")  # fmt: skip
+    for hook in hooks:
+        params = " ".join(f"{k}={v}" for k, v in sorted(hook.params.items()))
+        status = "revoked" if hook.revoked else "active"
+        print(
+            f"{hook.id:<14} {status:<8} {hook.template:<22} {_when(hook.created_at):<17} "
+            f"{_when(hook.last_used_at):<17} {hook.deliveries:>6} {hook.failures:>6}  "
+            f"{hook.label or '-'} [{params}]"
+        )
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env, require_secret=False)
+    given = args.hook.strip()
+    hook: Hook | None = None
+    if not re.fullmatch(r"hk_[0-9a-f]+", given):
+        if not settings.secret_keys:
+            print("relay: RELAY_SECRET_KEY is needed to read a hook URL.", file=sys.stderr)
+            return 1
+        try:
+            hook = HookSigner([k.reveal() for k in settings.secret_keys]).verify(
+                token_from_url(given)
+            )
+        except RelayError as exc:
+            print(f"relay: {exc.message}", file=sys.stderr)
+            return 1
+    hook_id = hook.id if hook else given
+
+    async def revoke(store: Store) -> bool:
+        if hook is not None:  # a verified URL: revoke it even if the registry never saw it
+            return await store.revoke_hook(
+                hook_id, time.time(), template=hook.template, params=dict(hook.params)
+            )
+        if await store.get_hook(hook_id) is None:
+            print(f"relay: no hook {hook_id} in the registry; pass its URL instead.",
+                  file=sys.stderr)  # fmt: skip
+            raise SystemExit(1)
+        return await store.revoke_hook(hook_id, time.time())
+
+    if _with_store(settings, revoke):
+        print(f"revoked {hook_id}: its URL answers 401 revoked_token within a few seconds.")
+    else:
+        print(f"{hook_id} was already revoked.")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env, require_secret=False)
+
+    async def ready(store: Store) -> bool:
+        return await store.ping()
+
+    _with_store(settings, ready)  # opening the store applies pending migrations
+    print(f"ok: database {display_url(settings.database_url.reveal())} is up to date")
     return 0
 
 
@@ -125,6 +221,7 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"warning: {warning}")
     print(f"ok: {len(library.templates)} templates in {settings.templates_dir}")
     print(f"ok: PassKit API at {settings.passkit_api_url}")
+    print(f"ok: database {display_url(settings.database_url.reveal())}")
     return 0
 
 
@@ -177,6 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     url.add_argument("--label", default="", help="a note saying where the URL is used")
     url.add_argument("--base-url", default="", help="default: $RELAY_PUBLIC_URL")
     url.set_defaults(handler=cmd_url)
+
+    hooks = sub.add_parser("hooks", help="list minted hooks, their use and status")
+    hooks.set_defaults(handler=cmd_hooks)
+
+    revoke = sub.add_parser("revoke", help="revoke a hook: its URL stops working")
+    revoke.add_argument("hook", metavar="HOOK_ID_OR_URL")
+    revoke.set_defaults(handler=cmd_revoke)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations (Heroku release phase)")
+    migrate.set_defaults(handler=cmd_migrate)
 
     check = sub.add_parser("check", help="validate the configuration and every template")
     check.set_defaults(handler=cmd_check)

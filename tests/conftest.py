@@ -93,11 +93,9 @@ async def relay_client(
         yield client
 
 
-def mint(template: str, **params: str) -> str:
+def mint(template: str, hook_id: str = "hk_test000001", **params: str) -> str:
     """The path of a freshly minted hook URL."""
-    token = HookSigner([SECRET_KEY]).mint(
-        Hook(id="hk_test000001", template=template, params=params)
-    )
+    token = HookSigner([SECRET_KEY]).mint(Hook(id=hook_id, template=template, params=params))
     return f"/hooks/{token}"
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from relay.cli import main
+from relay.settings import display_url, load_settings
 from relay.tokens import HookSigner, token_from_url
 
 from .conftest import BASE_ENV, SECRET_KEY
@@ -101,3 +102,58 @@ def test_render_shows_the_friendly_error(capsys: pytest.CaptureFixture[str]) -> 
     assert code == 1
     error = json.loads(out)["error"]
     assert error["code"] == "missing_field" and "(got: first_name)" in error["message"]
+
+
+def test_minted_hooks_are_listed_and_revoked(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    env = {**BASE_ENV, "DATABASE_URL": f"sqlite:///{tmp_path / 'relay.db'}"}
+    code, out, _ = run(capsys, "hooks", env=env)
+    assert code == 0 and "No hooks yet" in out
+    urls = []
+    for label in ("HubSpot", "Shopify"):
+        code, out, _ = run(capsys, "url", "member-lookup", "--param", "program_id=p1",
+                           "--label", label, env=env)  # fmt: skip
+        urls.append(out.strip().splitlines()[-1])
+    hook_ids = [HookSigner([SECRET_KEY]).verify(token_from_url(u)).id for u in urls]
+    code, out, _ = run(capsys, "hooks", env=env)
+    assert all(h in out for h in hook_ids) and "HubSpot" in out and "program_id=p1" in out
+    assert out.count("active") == 2
+
+    code, out, _ = run(capsys, "revoke", hook_ids[0], env=env)
+    assert code == 0 and f"revoked {hook_ids[0]}" in out
+    code, out, _ = run(capsys, "revoke", urls[1], env=env)  # by URL, as pasted from Zapier
+    assert code == 0 and f"revoked {hook_ids[1]}" in out
+    code, out, _ = run(capsys, "revoke", urls[1], env=env)
+    assert "already revoked" in out
+    code, out, _ = run(capsys, "hooks", env=env)
+    assert out.count("revoked") == 2
+
+
+def test_revoke_refuses_what_it_cannot_find(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    env = {**BASE_ENV, "DATABASE_URL": f"sqlite:///{tmp_path / 'relay.db'}"}
+    code, _, err = run(capsys, "revoke", "hk_0000000000", env=env)
+    assert code == 1 and "pass its URL" in err
+    code, _, err = run(capsys, "revoke", "https://relay.example.com/hooks/forged.token", env=env)
+    assert code == 1 and "not valid" in err
+
+
+def test_migrate_creates_the_schema_or_says_why_not(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    env = {**BASE_ENV, "DATABASE_URL": f"sqlite:///{tmp_path / 'relay.db'}"}
+    code, out, _ = run(capsys, "migrate", env=env)
+    assert code == 0 and "up to date" in out and (tmp_path / "relay.db").exists()
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'missing' / 'relay.db'}"
+    code, out, err = run(capsys, "migrate", env=env)
+    assert code == 1 and "cannot open the database" in err
+
+
+def test_database_passwords_are_masked_for_display() -> None:
+    shown = display_url("postgres://relay:hunter2@db.example.com:5432/relay")
+    assert shown == "postgres://relay:***@db.example.com:5432/relay"
+    assert display_url("sqlite:///relay.db") == "sqlite:///relay.db"
+    settings = load_settings({**BASE_ENV, "DATABASE_URL": "postgres://u:hunter2@h/d"})
+    assert "hunter2" not in repr(settings)

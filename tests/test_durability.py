@@ -1,0 +1,241 @@
+"""What the relay remembers, through the whole app: idempotency keys, create protection,
+revocation and the delivery log (SQLite here; the storage suite runs on PostgreSQL too)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+
+from relay.housekeeping import purge_expired
+from relay.revocations import RevocationCache
+from relay.store import DAY, Store, open_store
+
+from .conftest import FROZEN_NOW, make_settings, mint
+
+pytestmark = pytest.mark.anyio
+
+ENROL = mint("member-enrol", program_id="p1", tier_id="base")
+EARN = mint("member-points-earn", program_id="p1")
+ANA = {"external_id": "CRM-1", "email": "ana@example.com"}
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await open_store(f"sqlite:///{tmp_path / 'relay.db'}")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def client(make_client: Callable[..., httpx.AsyncClient], store: Store) -> httpx.AsyncClient:
+    return make_client(store=store)
+
+
+def enrolled(passkit: respx.MockRouter, *answers: httpx.Response) -> respx.Route:
+    route = passkit.post("/members/member")
+    if answers:
+        route.side_effect = list(answers)
+    else:
+        route.mock(return_value=httpx.Response(200, json={"id": "m1"}))
+    return route
+
+
+@pytest.mark.parametrize("how", ["header", "field"])
+async def test_idempotency_key_replays_the_first_answer(
+    how: str, passkit: respx.MockRouter, client: httpx.AsyncClient
+) -> None:
+    route = enrolled(passkit)
+    kwargs: dict = (
+        {"data": ANA, "headers": {"Idempotency-Key": "zap-run-1"}}
+        if how == "header"
+        else {"data": {**ANA, "idempotency_key": "zap-run-1"}}
+    )
+    first = await client.post(ENROL, **kwargs)
+    second = await client.post(ENROL, **kwargs)
+    assert route.call_count == 1
+    assert first.json()["duplicate"] is False and second.json()["duplicate"] is True
+    assert second.json()["id"] == first.json()["id"] == "m1"
+    assert second.json()["pass_url"] == first.json()["pass_url"]
+    assert second.json()["request_id"] == second.headers["x-request-id"]
+
+
+async def test_keys_are_scoped_to_their_hook(
+    passkit: respx.MockRouter, client: httpx.AsyncClient
+) -> None:
+    route = passkit.put("/members/member/points/earn").mock(
+        return_value=httpx.Response(200, json={"id": "m1"})
+    )
+    other = mint("member-points-earn", "hk_other00001", program_id="p1")
+    data = {"external_id": "CRM-1", "points": "5", "idempotency_key": "k1"}
+    for url in (EARN, other, EARN):
+        assert (await client.post(url, data=data)).status_code == 200
+    assert route.call_count == 2
+
+
+async def test_a_failure_is_not_stored_so_a_retry_runs_again(
+    passkit: respx.MockRouter, client: httpx.AsyncClient
+) -> None:
+    route = enrolled(
+        passkit,
+        httpx.Response(400, json={"code": 3, "message": "tierId base does not exist"}),
+        httpx.Response(200, json={"id": "m1"}),
+    )
+    data = {**ANA, "idempotency_key": "k1"}
+    assert (await client.post(ENROL, data=data)).status_code == 422
+    again = await client.post(ENROL, data=data)
+    assert again.status_code == 200 and again.json()["duplicate"] is False
+    assert route.call_count == 2
+
+
+async def test_concurrent_copies_cause_one_passkit_call(
+    passkit: respx.MockRouter, client: httpx.AsyncClient
+) -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.2)
+        return httpx.Response(200, json={"id": "m1"})
+
+    route = passkit.post("/members/member").mock(side_effect=slow)
+    answers = await asyncio.gather(
+        *(client.post(ENROL, data={**ANA, "idempotency_key": "same"}) for _ in range(20))
+    )
+    assert route.call_count == 1
+    assert all(a.status_code == 200 and a.json()["id"] == "m1" for a in answers)
+    assert sum(not a.json()["duplicate"] for a in answers) == 1
+
+
+async def test_dry_runs_do_not_use_up_the_key(
+    passkit: respx.MockRouter, client: httpx.AsyncClient
+) -> None:
+    route = enrolled(passkit)
+    data = {**ANA, "idempotency_key": "k1"}
+    assert (await client.post(ENROL, data={**data, "dry_run": "1"})).json()["dry_run"] is True
+    assert (await client.post(ENROL, data=data)).json()["duplicate"] is False
+    assert route.call_count == 1
+
+
+async def test_replayed_enrol_without_a_key_is_a_duplicate_not_a_second_pass(
+    passkit: respx.MockRouter, client: httpx.AsyncClient
+) -> None:
+    conflict = httpx.Response(409, json={"code": 6, "message": "member already exists"})
+    enrolled(passkit, httpx.Response(200, json={"id": "m1"}), conflict)
+    first = await client.post(ENROL, data=ANA)
+    replay = await client.post(ENROL, data=ANA)
+    assert first.json()["duplicate"] is False
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["duplicate"] is True and replay.json()["id"] == "m1"
+
+
+async def test_enrol_conflict_with_a_member_the_relay_never_made_is_a_conflict(
+    passkit: respx.MockRouter, client: httpx.AsyncClient
+) -> None:
+    enrolled(passkit, httpx.Response(409, json={"code": 6, "message": "member already exists"}))
+    answer = await client.post(ENROL, data=ANA)
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "conflict"
+    assert "upsert" in answer.json()["error"]["hint"]
+
+
+async def test_revoked_hook_answers_401_and_is_logged(
+    passkit: respx.MockRouter, client: httpx.AsyncClient, store: Store
+) -> None:
+    enrolled(passkit)
+    assert (await client.post(ENROL, data=ANA)).status_code == 200
+    await store.revoke_hook("hk_test000001", FROZEN_NOW.timestamp(), template="member-enrol")
+    # Every process reloads revocations within seconds; this one is told to reload now.
+    client._transport.app.state.revocations.forget()  # type: ignore[attr-defined]
+    for answer in (await client.post(ENROL, data=ANA), await client.get(ENROL)):
+        assert answer.status_code == 401
+        assert answer.json()["error"]["code"] == "revoked_token"
+    last = (await store.list_deliveries(limit=1))[0]
+    assert (last.outcome, last.status, last.error_code) == ("failed", 401, "revoked_token")
+
+
+async def test_revocations_reload_after_their_ttl() -> None:
+    now = [0.0]
+    revoked: dict[str, float] = {}
+
+    async def load() -> dict[str, float]:
+        return dict(revoked)
+
+    cache = RevocationCache(load, ttl=2.0, clock=lambda: now[0])
+    await cache.check("hk_1")
+    revoked["hk_1"] = 1.0
+    now[0] = 1.9
+    await cache.check("hk_1")  # still the cached set
+    now[0] = 2.1
+    with pytest.raises(Exception, match="revoked"):
+        await cache.check("hk_1")
+
+
+async def test_every_delivery_is_logged_redacted(
+    passkit: respx.MockRouter, client: httpx.AsyncClient, store: Store
+) -> None:
+    enrolled(passkit)
+    data = {**ANA, "api_token": "s3cr3t-value", "meta_note": "Bearer abc.def.ghi"}
+    ok = await client.post(ENROL, data=data)
+    bad = await client.post(ENROL, data={"first_name": "Ana"})
+    # Both happen at the frozen FROZEN_NOW, so find each by its request id.
+    records = {r.request_id: r for r in await store.list_deliveries(limit=2)}
+    oldest, newest = records[ok.json()["request_id"]], records[bad.json()["request_id"]]
+    assert (oldest.outcome, oldest.status, oldest.operation) == ("ok", 200, "members.enrol")
+    assert oldest.hook_id == "hk_test000001" and oldest.template == "member-enrol"
+    assert oldest.request["email"] == "ana@example.com"
+    assert oldest.passkit_request["path"] == "/members/member"
+    assert oldest.passkit_response == {"status": 200, "json": {"id": "m1"}}
+    assert (newest.outcome, newest.status, newest.error_code) == (
+        "failed",
+        422,
+        "missing_field",
+    )
+    stored = json.dumps([oldest.request, oldest.passkit_request, oldest.passkit_response])
+    assert "s3cr3t" not in stored and "abc.def.ghi" not in stored
+    assert "authorization" not in stored.lower()  # PassKit credentials are never recorded
+    hook = await store.get_hook("hk_test000001")
+    assert hook is None or hook.deliveries >= 2
+
+
+async def test_payload_logging_can_be_turned_off(
+    passkit: respx.MockRouter, make_client: Callable[..., httpx.AsyncClient], store: Store
+) -> None:
+    enrolled(passkit)
+    client = make_client(make_settings(RELAY_LOG_PAYLOADS="off"), store=store)
+    answer = await client.post(ENROL, data=ANA)
+    record = (await store.list_deliveries(limit=1))[0]
+    assert record.request_id == answer.json()["request_id"] and record.outcome == "ok"
+    assert (record.request, record.passkit_request, record.passkit_response) == (None, None, None)
+
+
+async def test_retention_forgets_old_deliveries_and_keys(
+    passkit: respx.MockRouter, client: httpx.AsyncClient, store: Store
+) -> None:
+    route = enrolled(passkit)
+    await client.post(ENROL, data={**ANA, "idempotency_key": "k1"})
+    now = FROZEN_NOW.timestamp()
+    assert await purge_expired(store, make_settings(), now + 6 * DAY) == (0, 0)
+    deleted = await purge_expired(store, make_settings(RELAY_RETENTION_DAYS="10"), now + 11 * DAY)
+    assert deleted[0] == 1 and deleted[1] >= 1
+    assert await store.list_deliveries() == []
+    # The key is forgotten, so (past Zapier's and Make's replay windows) it runs again.
+    await client.post(ENROL, data={**ANA, "idempotency_key": "k1", "external_id": "CRM-2"})
+    assert route.call_count == 2
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"ok": True}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"ok": True, "database": True, "templates": 17}
+
+
+async def test_readiness_fails_when_the_database_cannot_open(
+    make_client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-folder" / "relay.db"
+    client = make_client(make_settings(DATABASE_URL=f"sqlite:///{missing}"))
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["database"] is False
