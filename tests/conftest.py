@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -105,3 +108,40 @@ def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes]:
 
     header, claims, signature = token.split(".")
     return json.loads(part(header)), json.loads(part(claims)), part(signature)
+
+
+# -- databases: SQLite always, PostgreSQL from RELAY_TEST_DATABASE_URL --------------------------
+
+
+def postgres_url() -> str:
+    url = os.environ.get("RELAY_TEST_DATABASE_URL", "").strip()
+    if not url:
+        reason = "PostgreSQL tests need RELAY_TEST_DATABASE_URL (scripts/ci-postgres sets it up)"
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(reason + "; in CI they must run, not skip")
+        pytest.skip(reason)
+    return url
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """The URL with libpq's `options` making `schema` the first (and only) schema searched."""
+    option = quote(f"-csearch_path={schema}", safe="")
+    return f"{url}{'&' if '?' in url else '?'}options={option}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'relay.db'}"
+        return
+    import psycopg
+
+    url = postgres_url()
+    schema = "test_" + secrets.token_hex(6)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield with_search_path(url, schema)
+    finally:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -6,9 +6,7 @@ dropped-connection fault needs a socket, so those tests start uvicorn on a loopb
 
 from __future__ import annotations
 
-import socket
 import string
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from relay.passkit import mint_jwt
 from relay.sandbox import (
@@ -32,6 +29,7 @@ from relay.sandbox import (
 )
 
 from .fakes import FakeClock
+from .servers import serve_in_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -515,24 +513,8 @@ async def test_pass_pages(api: Api) -> None:
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, State]]:
     """The sandbox under a real uvicorn (each HTTP implementation) on a free loopback port."""
     app = create_sandbox(CONFIG)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, http=request.param, ws="none", lifespan="off", log_level="critical"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app.state.sandbox
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_in_thread(app, http=request.param) as url:
+        yield url, app.state.sandbox
 
 
 async def test_drops_look_like_dropped_connections(server: tuple[str, State]) -> None:
