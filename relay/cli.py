@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -59,6 +60,12 @@ def _library(settings: Settings) -> TemplateLibrary:
     return library
 
 
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    # httpx logs every PassKit call at INFO; the relay's own line per request says enough.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import uvicorn
 
@@ -66,7 +73,7 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     _library(settings)
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    _configure_logging()
     # Trust X-Forwarded-* only behind Heroku's router (DYNO is set there), never by default.
     behind_router = "DYNO" in env
     uvicorn.run(
@@ -79,6 +86,46 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         forwarded_allow_ips="*" if behind_router else None,
         log_level="info",
     )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import tempfile
+
+    import uvicorn
+
+    from relay.demo import banner, demo_app, demo_config, mint_demo_hook
+
+    port = args.port or int(env.get("PORT", "") or 8000)
+    with tempfile.TemporaryDirectory(prefix="relay-demo-") as folder:
+        demo = demo_config(env, port, Path(folder))
+        app = demo_app(demo)  # builds the store's schema before the first hook is minted
+        url = asyncio.run(mint_demo_hook(demo.settings))
+        _configure_logging()
+        print(banner(demo, url), flush=True)
+        uvicorn.run(app, host=args.host, port=port, access_log=False, log_level="warning")
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import uvicorn
+
+    from relay.sandbox import SandboxConfig, create_sandbox
+
+    port = args.port or int(env.get("PORT", "") or 8001)
+    base_url = f"http://localhost:{port}"
+    key = env.get("PASSKIT_API_KEY") or "sandbox-key"
+    secret = env.get("PASSKIT_API_SECRET") or "sandbox-secret-" + secrets.token_hex(8)
+    token = env.get("PASSKIT_TOKEN") or None
+    config = SandboxConfig(key, secret, long_lived_token=token, public_url=base_url)
+    print(f"PassKit sandbox on {base_url} (issued passes: {base_url}/). Point a relay at it:")
+    print(f"  PASSKIT_API_URL={base_url} PASSKIT_PASS_URL={base_url}/pass \\")
+    if "PASSKIT_API_SECRET" in env:
+        print("  (it accepts the PASSKIT_API_KEY/PASSKIT_API_SECRET of this environment)")
+    else:
+        print(f"  PASSKIT_API_KEY={key} PASSKIT_API_SECRET={secret} relay serve")
+    sys.stdout.flush()
+    uvicorn.run(create_sandbox(config), host=args.host, port=port, log_level="warning")
     return 0
 
 
@@ -267,6 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
     serve.set_defaults(handler=cmd_serve)
+
+    demo = sub.add_parser("demo", help="the relay and a PassKit sandbox: try it, no account")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
+    demo.set_defaults(handler=cmd_demo)
+
+    sandbox = sub.add_parser("sandbox", help="the PassKit sandbox alone (tests, benchmarks)")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=None, help="default: $PORT or 8001")
+    sandbox.set_defaults(handler=cmd_sandbox)
 
     url = sub.add_parser("url", help="mint a hook URL (the URL is the last line printed)")
     url.add_argument("template", help="template name, e.g. member-upsert")

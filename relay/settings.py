@@ -167,6 +167,10 @@ def load_settings(
     if not api_url.startswith(("http://", "https://")):
         problems.append(f"PASSKIT_API_URL must start with http:// or https:// (got {api_url!r}).")
 
+    pass_url = (env.get("PASSKIT_PASS_URL") or f"https://{region}.pskt.io").strip().rstrip("/")
+    if not pass_url.startswith(("http://", "https://")):
+        problems.append(f"PASSKIT_PASS_URL must start with http:// or https:// (got {pass_url!r}).")
+
     api_key = (env.get("PASSKIT_API_KEY") or "").strip() or None
     api_secret = (env.get("PASSKIT_API_SECRET") or "").strip() or None
     token = (env.get("PASSKIT_TOKEN") or "").strip() or None
@@ -213,7 +217,7 @@ def load_settings(
         public_url=public_url,
         port=port,
         passkit_api_url=api_url,
-        passkit_pass_url=f"https://{region}.pskt.io",
+        passkit_pass_url=pass_url,
         passkit_api_key=api_key,
         passkit_api_secret=Secret(api_secret) if api_secret else None,
         passkit_token=Secret(token) if token else None,

@@ -145,3 +145,6 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     finally:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+pytest_plugins = ["tests.servers"]  # the `sandbox` fixture

@@ -14,18 +14,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
-from .conftest import BASE_ENV
+from relay.sandbox import SandboxConfig, State, create_sandbox
+
+from .conftest import BASE_ENV, PASSKIT_KEY, PASSKIT_SECRET
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, *, http: str = "auto") -> Iterator[str]:
+def serve_in_thread(app: ASGIApp, *, http: str = "auto", lifespan: str = "off") -> Iterator[str]:
     """`app` under uvicorn on a free loopback port; yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, http=http, ws="none", lifespan="off", log_level="critical")
+    config = uvicorn.Config(app, http=http, ws="none", lifespan=lifespan, log_level="critical")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -88,3 +91,12 @@ class RelayProcess:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@pytest.fixture
+def sandbox() -> Iterator[tuple[str, State]]:
+    """The PassKit sandbox under uvicorn (seeded with the demo program, campaign and event),
+    accepting the tests' PassKit key and secret; yields its URL and its state."""
+    app = create_sandbox(SandboxConfig(api_key=PASSKIT_KEY, api_secret=PASSKIT_SECRET))
+    with serve_in_thread(app) as url:
+        yield url, app.state.sandbox

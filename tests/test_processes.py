@@ -12,20 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from relay.sandbox import DEMO_PROGRAM_ID, SandboxConfig, State, create_sandbox
+from relay.sandbox import DEMO_PROGRAM_ID, State
 from relay.store import open_store
 
-from .conftest import BASE_ENV, PASSKIT_KEY, PASSKIT_SECRET
-from .servers import RelayProcess, serve_in_thread
+from .conftest import BASE_ENV
+from .servers import RelayProcess
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def sandbox() -> Iterator[tuple[str, State]]:
-    app = create_sandbox(SandboxConfig(api_key=PASSKIT_KEY, api_secret=PASSKIT_SECRET))
-    with serve_in_thread(app) as url:
-        yield url, app.state.sandbox
 
 
 def relay_env(sandbox_url: str, database_url: str) -> dict[str, str]:

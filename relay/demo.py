@@ -1,0 +1,112 @@
+"""`relay demo`: the relay and the PassKit sandbox in one process, one port, no account.
+
+    http://localhost:8000/hooks/<token>     the relay, exactly as deployed
+    http://localhost:8000/sandbox/…         the sandbox: PassKit's API, issued passes, pass pages
+
+The relay reaches the sandbox over real HTTP (it is just another PASSKIT_API_URL), so what a
+newcomer sees is what production does: signed URLs, templates, validation, retries, the
+delivery log. Its SQLite database lives in a temporary folder, like the sandbox's state, so
+every demo starts clean and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from relay.app import create_app
+from relay.sandbox import DEMO_PROGRAM_ID, DEMO_TIER_IDS, SandboxConfig, create_sandbox
+from relay.settings import Settings, load_settings
+from relay.store import HookRecord, open_store
+from relay.tokens import Hook, HookSigner, hook_url, new_hook_id
+
+SANDBOX_PREFIX = "/sandbox"
+
+
+@dataclass(frozen=True)
+class Demo:
+    settings: Settings
+    sandbox: SandboxConfig
+    base_url: str
+
+
+def demo_config(env: Mapping[str, str], port: int, folder: Path) -> Demo:
+    """Settings for a relay pointed at its own sandbox; PassKit credentials are made up here
+    because the sandbox checks them like PassKit does."""
+    base_url = f"http://localhost:{port}"
+    sandbox = SandboxConfig(
+        api_key="demo-" + secrets.token_hex(4),
+        api_secret=secrets.token_urlsafe(24),
+        public_url=base_url + SANDBOX_PREFIX,
+    )
+    demo_env = {
+        **{k: v for k, v in env.items() if k.startswith("RELAY_") and k != "RELAY_PUBLIC_URL"},
+        "RELAY_SECRET_KEY": env.get("RELAY_SECRET_KEY") or secrets.token_urlsafe(32),
+        "RELAY_PUBLIC_URL": base_url,
+        "PORT": str(port),
+        "PASSKIT_API_URL": f"http://127.0.0.1:{port}{SANDBOX_PREFIX}",
+        "PASSKIT_PASS_URL": base_url + SANDBOX_PREFIX + "/pass",
+        "PASSKIT_API_KEY": sandbox.api_key,
+        "PASSKIT_API_SECRET": sandbox.api_secret,
+        "DATABASE_URL": f"sqlite:///{folder / 'relay-demo.db'}",
+    }
+    return Demo(load_settings(demo_env), sandbox, base_url)
+
+
+def demo_app(demo: Demo) -> Starlette:
+    relay = create_app(demo.settings)
+    sandbox = create_sandbox(demo.sandbox)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with relay.router.lifespan_context(relay):
+            yield
+
+    app = Starlette(
+        routes=[Mount(SANDBOX_PREFIX, app=sandbox), Mount("/", app=relay)], lifespan=lifespan
+    )
+    app.state.relay_app = relay
+    app.state.sandbox = sandbox.state.sandbox
+    return app
+
+
+async def mint_demo_hook(settings: Settings) -> str:
+    """A registered member-upsert hook URL for the sandbox's demo program."""
+    params = {"program_id": DEMO_PROGRAM_ID, "tier_id": DEMO_TIER_IDS[0]}
+    hook = Hook(new_hook_id(), "member-upsert", params)
+    store = await open_store(settings.database_url.reveal())
+    try:
+        await store.add_hook(HookRecord(hook.id, hook.template, params, "relay demo"))
+    finally:
+        await store.close()
+    signer = HookSigner([k.reveal() for k in settings.secret_keys])
+    return hook_url(settings.public_url, signer.mint(hook))
+
+
+def banner(demo: Demo, url: str) -> str:
+    fields = "-d external_id=CRM-1 -d email=ana@example.com -d 'First Name=Ana' -d points=120"
+    return f"""
+passkit-relay demo: the relay and a PassKit sandbox on {demo.base_url} (no PassKit account;
+nothing is billed, everything is forgotten when you stop it with Ctrl+C)
+
+  Sandbox, every issued pass:  {demo.base_url}{SANDBOX_PREFIX}/
+  What the hook takes:         open the hook URL below in a browser (GET)
+
+Try it (Zapier's "Webhooks by Zapier > POST" sends the same form):
+
+  curl -X POST {shlex.quote(url)} \\
+       {fields}
+
+The answer's pass_url opens the pass card. Send it again with -d idempotency_key=run-1 twice to
+see a replay answered as a duplicate; leave out email to see a friendly error.
+
+Hook URL (member-upsert, program {DEMO_PROGRAM_ID}, tier {DEMO_TIER_IDS[0]}):
+{url}
+"""

@@ -1,0 +1,217 @@
+"""The relay and the PassKit sandbox as real servers on loopback: whole pass lifecycles as a
+Zapier user drives them, checked against the sandbox's own state, with faults switched on."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from relay.app import create_app
+from relay.sandbox import (
+    DEMO_CAMPAIGN_ID,
+    DEMO_OFFER_ID,
+    DEMO_PRODUCTION_ID,
+    DEMO_PROGRAM_ID,
+    DEMO_TICKET_TYPE_ID,
+    DEMO_VENUE_ID,
+    State,
+)
+
+from .conftest import make_settings, mint
+from .servers import free_port, serve_in_thread
+
+pytestmark = pytest.mark.anyio
+PROGRAM = {"program_id": DEMO_PROGRAM_ID}
+
+
+@pytest.fixture
+def relay_url(sandbox: tuple[str, State], tmp_path: Path) -> Iterator[str]:
+    settings = make_settings(
+        PASSKIT_API_URL=sandbox[0],
+        PASSKIT_PASS_URL=f"{sandbox[0]}/pass",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'relay.db'}",
+    )
+    with serve_in_thread(create_app(settings), lifespan="on") as url:
+        yield url
+
+
+@pytest.fixture
+async def zap(relay_url: str) -> AsyncIterator[Zap]:
+    async with httpx.AsyncClient(base_url=relay_url, timeout=30) as client:
+        yield Zap(client)
+
+
+class Zap:
+    """Posts form fields to a hook, as Webhooks by Zapier does."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def post(self, template: str, params: dict[str, str], **fields: str) -> httpx.Response:
+        return await self.client.post(mint(template, **params), data=fields)
+
+    async def ok(self, template: str, params: dict[str, str], **fields: str) -> dict[str, Any]:
+        answer = await self.post(template, params, **fields)
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        assert body["ok"] is True
+        return body
+
+
+def member(state: State, external_id: str) -> dict[str, Any] | None:
+    found = [m for m in state.members.values() if m.get("externalId") == external_id]
+    assert len(found) <= 1, "duplicate members for one external id"
+    return found[0] if found else None
+
+
+async def test_member_lifecycle(zap: Zap, sandbox: tuple[str, State]) -> None:
+    state = sandbox[1]
+    enrol = await zap.ok("member-enrol", {**PROGRAM, "tier_id": "base"},
+                         external_id="CRM-1", email="ana@example.com", first_name="Ana",
+                         points="10")  # fmt: skip
+    record = member(state, "CRM-1")
+    assert record is not None and record["id"] == enrol["id"]
+    assert record["person"]["emailAddress"] == "ana@example.com" and record["points"] == 10
+    page = await zap.client.get(enrol["pass_url"])
+    assert page.status_code == 200 and "Ana" in page.text
+
+    await zap.ok("member-points-earn", PROGRAM, external_id="CRM-1", points="50")
+    assert member(state, "CRM-1")["points"] == 60  # type: ignore[index]
+    await zap.ok("member-points-burn", PROGRAM, member_id=enrol["id"], points="25")
+    assert member(state, "CRM-1")["points"] == 35  # type: ignore[index]
+    overdraw = await zap.post("member-points-burn", PROGRAM, external_id="CRM-1", points="100")
+    assert overdraw.status_code == 422
+    assert overdraw.json()["error"]["code"] == "passkit_rejected"
+    assert member(state, "CRM-1")["points"] == 35  # type: ignore[index]
+
+    await zap.ok("member-tier-change", PROGRAM, external_id="CRM-1", tier="Silver")
+    assert member(state, "CRM-1")["tierId"] == "silver"  # type: ignore[index]
+
+    found = await zap.ok("member-lookup", PROGRAM, external_id="CRM-1")
+    assert found["id"] == enrol["id"] and found["result"]["points"] == 35
+
+    await zap.ok("member-delete", PROGRAM, external_id="CRM-1")
+    assert member(state, "CRM-1") is None
+    gone = await zap.post("member-lookup", PROGRAM, external_id="CRM-1")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+
+
+async def test_coupon_issue_redeem_and_redeem_again(zap: Zap, sandbox: tuple[str, State]) -> None:
+    params = {"campaign_id": DEMO_CAMPAIGN_ID, "offer_id": DEMO_OFFER_ID}
+    issued = await zap.ok("coupon-issue", params, external_id="WELCOME-1",
+                          email="ana@example.com", first_name="Ana")  # fmt: skip
+    assert sandbox[1].coupons[issued["id"]]["status"] == "UNREDEEMED"
+    await zap.ok("coupon-redeem", {"campaign_id": DEMO_CAMPAIGN_ID}, external_id="WELCOME-1")
+    assert sandbox[1].coupons[issued["id"]]["status"] == "REDEEMED"
+
+    again = await zap.post("coupon-redeem", {"campaign_id": DEMO_CAMPAIGN_ID},
+                           external_id="WELCOME-1")  # fmt: skip
+    assert again.status_code == 422
+    error = again.json()["error"]
+    assert error["code"] == "passkit_rejected" and "already been redeemed" in error["message"]
+
+
+async def test_ticket_issue_and_redeem(zap: Zap, sandbox: tuple[str, State]) -> None:
+    params = {
+        "production_id": DEMO_PRODUCTION_ID,
+        "venue_id": DEMO_VENUE_ID,
+        "ticket_type_id": DEMO_TICKET_TYPE_ID,
+    }
+    # PassKit only issues tickets for events within 90 days, so the date follows the clock.
+    start = (datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%d 19:30")
+    issued = await zap.ok("ticket-issue", params, ticket_number="T-1",
+                          event_start=start, email="ana@example.com",
+                          display_name="Ana D.", row="4", seat="12")  # fmt: skip
+    ticket = sandbox[1].tickets[issued["id"]]
+    assert ticket["ticketNumber"] == "T-1" and ticket["seatInfo"]["seat"] == "12"
+    await zap.ok("ticket-redeem", {"production_id": DEMO_PRODUCTION_ID}, ticket_number="T-1")
+    assert sandbox[1].tickets[issued["id"]]["status"] == "REDEEMED"
+
+
+async def test_zapier_replay_with_a_key_leaves_one_member(
+    zap: Zap, sandbox: tuple[str, State]
+) -> None:
+    fields = {"external_id": "CRM-7", "email": "zoe@example.com", "idempotency_key": "zap-42"}
+    first = await zap.ok("member-enrol", {**PROGRAM, "tier_id": "base"}, **fields)
+    replay = await zap.ok("member-enrol", {**PROGRAM, "tier_id": "base"}, **fields)
+    assert replay["duplicate"] is True and replay["id"] == first["id"]
+    assert sandbox[1].calls["POST /members/member"] == 1
+    assert len(sandbox[1].members) == 1
+
+
+async def test_enrols_survive_30_percent_429_and_503(zap: Zap, sandbox: tuple[str, State]) -> None:
+    await zap.client.post(
+        f"{sandbox[0]}/_sandbox/faults",
+        json={"rate_429": 0.15, "rate_503": 0.15, "retry_after": 1, "seed": 7},
+    )
+    params = {**PROGRAM, "tier_id": "base"}
+    queue = [f"BULK-{n:03d}" for n in range(200)]
+    statuses: list[int] = []
+
+    async def worker() -> None:
+        while queue:
+            external_id = queue.pop()
+            fields = {"external_id": external_id, "email": f"{external_id.lower()}@example.com"}
+            answer = await zap.post("member-enrol", params, **fields)
+            statuses.append(answer.status_code)
+            if answer.status_code == 503:  # what Zapier's autoreplay does
+                assert answer.json()["error"]["code"] == "passkit_unavailable"
+                assert answer.headers["retry-after"]
+                queue.append(external_id)
+            else:
+                assert answer.status_code == 200, answer.text
+
+    await asyncio.gather(*(worker() for _ in range(40)))
+    state = sandbox[1]
+    assert sum(state.faults_injected.values()) >= 40  # the faults really happened
+    external_ids = [m["externalId"] for m in state.members.values()]
+    assert len(external_ids) == 200 and len(set(external_ids)) == 200
+    assert set(statuses) <= {200, 503}
+
+
+def test_relay_demo_runs_with_no_account(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "relay", "demo", "--port", str(port)],
+        cwd=tmp_path,  # works from any folder: the shipped templates are used
+        env={"PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        url = ""
+        while not url:  # the hook URL is the banner's last line
+            line = process.stdout.readline()
+            assert line, "relay demo exited:\n" + "".join(lines)
+            lines.append(line)
+            url = line.strip() if re.fullmatch(r"http://\S+/hooks/\S+", line.strip()) else ""
+        assert any(f"curl -X POST {url}" in line for line in lines)
+        for _ in range(100):  # the banner is printed just before uvicorn binds the port
+            try:
+                answer = httpx.post(url, data={"external_id": "CRM-1", "email": "ana@x.com",
+                                               "First Name": "Ana"}, timeout=10)  # fmt: skip
+                break
+            except httpx.ConnectError:
+                time.sleep(0.1)
+        assert answer.status_code == 200, answer.text
+        page = httpx.get(answer.json()["pass_url"], timeout=10)
+        assert page.status_code == 200 and "Ana" in page.text
+        assert "Sandbox Coffee Club" in page.text
+    finally:
+        process.terminate()
+        process.wait(10)
+        if process.stdout:
+            process.stdout.close()
