@@ -26,19 +26,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from relay import housekeeping
+from relay import housekeeping, stripe_events
 from relay.delivery import Relay, Trace, utc_now
-from relay.errors import BodyTooLarge, InvalidToken, RelayError
+from relay.errors import BodyTooLarge, InvalidToken, NotConfigured, RelayError
 from relay.idempotency import OnceGuard
-from relay.journal import delivery_record, fields_for_log, outcome_of
+from relay.journal import delivery_record, fields_for_log
 from relay.passkit import PassKitClient
 from relay.payloads import parse_payload
 from relay.revocations import RevocationCache
 from relay.settings import ConfigError, Settings, load_settings
-from relay.store import DAY, Store
+from relay.store import DAY, Source, Store
 from relay.store.handle import StoreHandle
 from relay.templating import TemplateLibrary
-from relay.tokens import HookSigner, redact_token
+from relay.tokens import Hook, HookSigner, redact_token
 
 log = logging.getLogger("relay")
 _TRUE = {"1", "true", "yes", "on", "y"}
@@ -158,6 +158,36 @@ def create_app(
 
     revocations = RevocationCache(load_revoked)
 
+    async def record(
+        source: Source,
+        hook: Hook,
+        template: str,
+        *,
+        trace: Trace,
+        status: int,
+        answer: dict[str, Any],
+        started: float,
+        request_id: str,
+        request: Any,
+    ) -> None:
+        """Log one delivery, before it is answered: an answered delivery is never missing."""
+        entry = delivery_record(
+            at=timestamp(),
+            source=source,
+            hook_id=hook.id,
+            template=template,
+            trace=trace,
+            status=status,
+            answer=answer,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            request_id=request_id,
+            request=request,
+            log_payloads=settings.log_payloads,
+        )
+        await (await handle.get()).record_delivery(entry)
+        log.info("%s hook=%s template=%s outcome=%s", request_id, hook.id, template,
+                 entry.outcome)  # fmt: skip
+
     async def deliver(request: Request, token: str) -> Response:
         started = time.perf_counter()
         request_id = request_id_of(request)
@@ -197,26 +227,68 @@ def create_app(
             status, answer = exc.status, {"ok": False, "error": exc.as_dict()}
             raise
         finally:
-            # Recorded before answering: an answered delivery is never missing from the log.
-            record = delivery_record(
-                at=timestamp(),
-                source="hook",
-                hook_id=hook.id,
-                template=hook.template,
-                trace=trace,
-                status=status,
-                answer=answer,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                request_id=request_id,
-                request=logged_fields,
-                log_payloads=settings.log_payloads,
-            )
-            await (await handle.get()).record_delivery(record)
-        log.info(
-            "%s hook=%s template=%s outcome=%s", request_id, hook.id, hook.template,
-            outcome_of(status, answer),
-        )  # fmt: skip
+            await record("hook", hook, hook.template, trace=trace, status=status, answer=answer,
+                         started=started, request_id=request_id, request=logged_fields)  # fmt: skip
         return JSONResponse(answer)
+
+    stripe_secrets = [s.reveal() for s in settings.stripe_webhook_secrets]
+
+    async def stripe_delivery(request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = request_id_of(request)
+        hook = signer.verify(request.path_params["token"])
+        trace = Trace()
+        template, event = stripe_events.PARAMS_TEMPLATE, None
+        status, answer = 500, dict[str, Any]()
+        try:
+            await revocations.check(hook.id)
+            if not stripe_secrets:
+                raise NotConfigured(
+                    "Stripe events are off: STRIPE_WEBHOOK_SECRET is not set on this relay.",
+                    hint="Set STRIPE_WEBHOOK_SECRET to the endpoint's signing secret (whsec_…).",
+                )
+            body = await read_body(request, settings.body_limit)
+            signature = request.headers.get("stripe-signature")
+            event = stripe_events.verify(body, signature, stripe_secrets)
+            template = stripe_events.template_name(event)
+            status, answer = await handle_event(hook, event, template, request_id, trace)
+        except RelayError as exc:
+            status, answer = exc.status, {"ok": False, "error": exc.as_dict()}
+            raise
+        finally:
+            summary = stripe_events.summary(event) if event else None
+            await record("stripe", hook, template, trace=trace, status=status, answer=answer,
+                         started=started, request_id=request_id, request=summary)  # fmt: skip
+        return JSONResponse(answer, status_code=status)
+
+    async def handle_event(
+        hook: Hook, event: dict[str, Any], template: str, request_id: str, trace: Trace
+    ) -> tuple[int, dict[str, Any]]:
+        """(status, answer) for a verified event. Only a processed event is marked as seen; a
+        transient failure is a 5xx so Stripe retries, a permanent one a 200 `ok: false`
+        (Stripe cannot fix it; the log keeps it for a replay)."""
+        if library.get(template) is None:
+            reason = f"no template {template} on this relay"
+            return 200, {"ok": True, "ignored": True, "reason": reason, "request_id": request_id}
+
+        async def run() -> dict[str, Any]:
+            return await relay.deliver(
+                Hook(hook.id, template, hook.params),
+                {},
+                [],
+                request_id=request_id,
+                extra=stripe_events.context(event),
+                trace=trace,
+            )
+
+        try:
+            answer = await guard.once(f"stripe:{hook.id}", str(event["id"]), run)
+        except RelayError as exc:
+            if exc.status >= 500:
+                raise
+            return 200, {"ok": False, "request_id": request_id, "error": exc.as_dict()}
+        answer["request_id"] = request_id
+        return 200, answer
 
     async def hook_by_path(request: Request) -> Response:
         token = request.path_params["token"]
@@ -315,6 +387,7 @@ def create_app(
             Route("/hooks", hook_by_header, methods=["POST", "PUT"]),
             # Answered here, not redirected: a redirect would hide the real problem from the caller.
             Route("/hooks/", hook_by_header, methods=["POST", "PUT"]),
+            Route("/stripe/{token}", stripe_delivery, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -18,11 +18,12 @@ from typing import TypeVar
 from relay import __version__
 from relay.errors import RelayError
 from relay.fields import FieldList, Fields, FieldValue
+from relay.minting import MintError, mint
 from relay.payloads import normalise_key
 from relay.settings import ConfigError, Settings, display_url, load_settings, templates_dir
 from relay.store import HookRecord, Store, open_store
 from relay.templating import SkipDelivery, TemplateLibrary
-from relay.tokens import Hook, HookSigner, hook_url, new_hook_id, token_from_url
+from relay.tokens import Hook, HookSigner, token_from_url
 
 T = TypeVar("T")
 
@@ -132,34 +133,18 @@ def cmd_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = _settings(env)
     library = _library(settings)
-    template = library.get(args.template)
-    if template is None:
-        print(f"relay: no template named {args.template!r}; there are:", file=sys.stderr)
-        print("  " + "\n  ".join(library.names()), file=sys.stderr)
-        return 1
-    params = _params(args.param)
-    unknown = sorted(set(params) - set(template.params))
-    if unknown:
-        known = ", ".join(template.params) or "none"
-        print(
-            f"relay: {template.name} takes no param {', '.join(unknown)} (it takes: {known})",
-            file=sys.stderr,
-        )
-        return 1
-    missing = [p.name for p in template.params.values() if p.required and p.name not in params]
-    if missing:
-        for name in missing:
-            print(
-                f"relay: --param {name}=… is required: {template.params[name].help}",
-                file=sys.stderr,
-            )
-        return 1
     signer = HookSigner([k.reveal() for k in settings.secret_keys])
-    hook = Hook(id=new_hook_id(), template=template.name, params=params)
-    record = HookRecord(hook.id, hook.template, dict(params), args.label, created_at=time.time())
+    base = args.base_url or settings.public_url
+    try:
+        hook, target, url = mint(signer, library, args.template, _params(args.param), base)
+    except MintError as exc:
+        for problem in exc.problems:
+            print(f"relay: {problem}", file=sys.stderr)
+        return 1
+    record = HookRecord(hook.id, hook.template, dict(hook.params), args.label, time.time())
     _with_store(settings, lambda store: store.add_hook(record))
-    print(f"hook {hook.id}: {template.summary}" + (f" ({args.label})" if args.label else ""))
-    print(hook_url(args.base_url or settings.public_url, signer.mint(hook)))
+    print(f"hook {hook.id}: {target.summary}" + (f" ({args.label})" if args.label else ""))
+    print(url)
     return 0
 
 
@@ -326,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.set_defaults(handler=cmd_sandbox)
 
     url = sub.add_parser("url", help="mint a hook URL (the URL is the last line printed)")
-    url.add_argument("template", help="template name, e.g. member-upsert")
+    url.add_argument("template", help="template name, e.g. member-upsert, or stripe")
     url.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     url.add_argument("--label", default="", help="a note saying where the URL is used")
     url.add_argument("--base-url", default="", help="default: $RELAY_PUBLIC_URL")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from relay.errors import TemplateProblem
+from relay.errors import PassKitNotFound, TemplateProblem
 from relay.fields import Fields
 from relay.idempotency import CREATE_SCOPE, OnceGuard, create_key
 from relay.operations import CATALOG, Operation, PassKitRequest, build_request, dig
@@ -190,9 +190,15 @@ class Relay:
                 "request_id": request_id,
                 "request": request.describe(),
             }
-        sent = await self.send(
-            request, lambda: self.prepare(hook, fields, received, extra, updating=True), trace
-        )
+        try:
+            sent = await self.send(
+                request, lambda: self.prepare(hook, fields, received, extra, updating=True), trace
+            )
+        except PassKitNotFound as missing:
+            if self.template_for(hook).if_missing != "ignore":
+                raise
+            reason = f"nothing to do: {missing.message}"
+            return {"ok": True, "ignored": True, "reason": reason, "request_id": request_id}
         return self.success(sent, request_id=request_id, operation=operation)
 
 

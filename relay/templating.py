@@ -75,6 +75,9 @@ class RequestTemplate:
     fields: Mapping[str, FieldSpec]
     one_of: tuple[str, ...]  # at least one of these fields must be sent
     jinja: Template = field(repr=False, compare=False)
+    # "ignore": PassKit's "no such member" acknowledges the delivery instead of failing it
+    # (a Stripe cancellation for a pass that was never issued, a delete already done).
+    if_missing: str = "fail"
 
     @property
     def required_fields(self) -> list[str]:
@@ -100,6 +103,30 @@ def _skip(reason: str = "skipped by the template") -> NoReturn:
     raise SkipDelivery(str(reason))
 
 
+def _dig(data: Any, *paths: str) -> Any:
+    """The first of `paths` ("a.b.0.c") found in `data` with a value, else none: reads fields
+    that moved between API versions (Stripe's basil) without tripping StrictUndefined."""
+    for path in paths:
+        value = data
+        for key in path.split("."):
+            if isinstance(value, Mapping):
+                value = value.get(key)
+            elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+                value = value[int(key)]
+            else:
+                value = None
+                break
+        if value is not None:
+            return value
+    return None
+
+
+def _pairs(text: Any) -> dict[str, str]:
+    """`"price_1=gold, price_2=silver"` → a dict (hook params that map one thing to another)."""
+    pairs = (part.partition("=") for part in str(text or "").split(","))
+    return {key.strip(): value.strip() for key, sep, value in pairs if sep and key.strip()}
+
+
 class _JsonEnvironment(SandboxedEnvironment):
     """Sandboxed; `a.b` on a dict reads the key first, so a field named `items` or a Stripe
     object's `items` list is not shadowed by the dict method of the same name."""
@@ -121,7 +148,9 @@ def make_environment(folder: Path) -> SandboxedEnvironment:
     )
     env.filters.update(FILTERS)
     env.filters["tojson"] = _tojson
+    env.filters["pairs"] = _pairs
     env.globals["skip"] = _skip
+    env.globals["dig"] = _dig
     return env
 
 
@@ -187,6 +216,9 @@ def _build(name: str, path: Path, meta: dict[str, Any], jinja: Template) -> Requ
         if fname not in fields:
             raise ValueError(f"one_of names {fname!r}, which is not under [fields]")
     params = {p: _param_spec(p, raw) for p, raw in (meta.get("params") or {}).items()}
+    if_missing = str(meta.get("if_missing", "fail"))
+    if if_missing not in ("fail", "ignore"):
+        raise ValueError(f'if_missing must be "fail" or "ignore" (got {if_missing!r})')
     return RequestTemplate(
         name=name,
         path=path,
@@ -197,6 +229,7 @@ def _build(name: str, path: Path, meta: dict[str, Any], jinja: Template) -> Requ
         fields=fields,
         one_of=one_of,
         jinja=jinja,
+        if_missing=if_missing,
     )
 
 

@@ -229,7 +229,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"ok": True}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"ok": True, "database": True, "templates": 17}
+    assert ready.json() == {"ok": True, "database": True, "templates": 22}
 
 
 async def test_readiness_fails_when_the_database_cannot_open(

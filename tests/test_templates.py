@@ -22,7 +22,8 @@ def library() -> TemplateLibrary:
 
 def test_every_shipped_template_loads_and_is_covered(library: TemplateLibrary) -> None:
     assert library.problems == []
-    assert sorted(c.template for c in CASES) == library.names()
+    hook_templates = [n for n in library.names() if not n.startswith("stripe/")]
+    assert sorted(c.template for c in CASES) == hook_templates
 
 
 def test_every_field_and_param_is_documented(library: TemplateLibrary) -> None:
