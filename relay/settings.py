@@ -193,6 +193,11 @@ def load_settings(
         )
 
     stripe_secrets = _split(env.get("STRIPE_WEBHOOK_SECRET"))
+    if not stripe_secrets:
+        warnings.append(
+            "STRIPE_WEBHOOK_SECRET is not set: Stripe endpoints answer 503 until it is "
+            "(hooks work without it)."
+        )
     for secret in stripe_secrets:
         if not secret.startswith("whsec_"):
             problems.append("STRIPE_WEBHOOK_SECRET: each secret must start with whsec_.")

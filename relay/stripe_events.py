@@ -52,23 +52,27 @@ def _explain(problem: str) -> str:
         )
     if "expected scheme v1" in lowered:
         return "The Stripe-Signature header has no v1 signature (v0 test signatures are ignored)."
-    return (
-        "The Stripe-Signature does not match the body for any configured STRIPE_WEBHOOK_SECRET: "
-        "a wrong secret (test vs live, dashboard vs stripe listen) or a changed body."
-    )
+    return _MISMATCH
+
+
+_MISMATCH = (
+    "The Stripe-Signature does not match the body for any configured STRIPE_WEBHOOK_SECRET: "
+    "a wrong secret (test vs live, dashboard vs stripe listen) or a changed body."
+)
 
 
 def verify(payload: bytes, header: str | None, secrets: Sequence[str]) -> dict[str, Any]:
     """The event in `payload` once its signature checks out against one of `secrets`."""
-    problem = "no secret"
+    problems = []
     for secret in secrets:
         try:
             stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=TOLERANCE)
             break
         except stripe.SignatureVerificationError as exc:
-            problem = str(exc)
+            problems.append(_explain(str(exc)))
     else:
-        raise InvalidSignature(_explain(problem))
+        # A stale timestamp means one secret matched: more useful than the others' mismatch.
+        raise InvalidSignature(min(problems, key=_MISMATCH.__eq__, default=_MISMATCH))
     return parse_event(payload)
 
 

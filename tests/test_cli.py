@@ -157,3 +157,16 @@ def test_database_passwords_are_masked_for_display() -> None:
     assert display_url("sqlite:///relay.db") == "sqlite:///relay.db"
     settings = load_settings({**BASE_ENV, "DATABASE_URL": "postgres://u:hunter2@h/d"})
     assert "hunter2" not in repr(settings)
+
+
+def test_url_stripe_mints_the_stripe_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "url", "stripe", "--param", "program_id=p1")
+    assert code == 1 and "tier_id" in err
+    code, out, _ = run(capsys, "url", "stripe", "--param", "program_id=p1",
+                       "--param", "tier_id=base", "--param", "tier_for_price=price_1=gold")  # fmt: skip
+    url = out.strip().splitlines()[-1]
+    assert code == 0 and url.startswith("https://relay.example.com/stripe/")
+    hook = HookSigner([SECRET_KEY]).verify(token_from_url(url))
+    assert hook.template == "stripe" and hook.params["tier_for_price"] == "price_1=gold"
+    code, _, err = run(capsys, "url", "stripe/invoice.paid", "--param", "program_id=p1")
+    assert code == 1 and "no template" in err
