@@ -162,8 +162,8 @@ def test_database_passwords_are_masked_for_display() -> None:
 def test_url_stripe_mints_the_stripe_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "url", "stripe", "--param", "program_id=p1")
     assert code == 1 and "tier_id" in err
-    code, out, _ = run(capsys, "url", "stripe", "--param", "program_id=p1",
-                       "--param", "tier_id=base", "--param", "tier_for_price=price_1=gold")  # fmt: skip
+    params = ["--param", "program_id=p1", "--param", "tier_id=base"]
+    code, out, _ = run(capsys, "url", "stripe", *params, "--param", "tier_for_price=price_1=gold")
     url = out.strip().splitlines()[-1]
     assert code == 0 and url.startswith("https://relay.example.com/stripe/")
     hook = HookSigner([SECRET_KEY]).verify(token_from_url(url))
