@@ -1,0 +1,245 @@
+"""The delivery endpoints: hook URLs (`/hooks/…`) and Stripe (`/stripe/…`).
+
+Each request walks the path stage by stage: token → hook (`tokens`, `revocations`) → flat fields
+(`payloads`) or a verified event (`stripe_events`) → once per key (`idempotency`) → rendered,
+validated and sent (`delivery`) → answer, recorded in the delivery log (`journal`) before it is
+returned. Errors are raised as RelayError and rendered by the app's one handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from relay import stripe_events
+from relay.delivery import Trace
+from relay.errors import BodyTooLarge, InvalidToken, NotConfigured, RelayError
+from relay.journal import delivery_record, fields_for_log
+from relay.payloads import parse_payload
+from relay.services import Services
+from relay.store import Source
+from relay.tokens import Hook
+
+log = logging.getLogger("relay")
+_TRUE = {"1", "true", "yes", "on", "y"}
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(8)
+
+
+def request_id_of(request: Request) -> str:
+    rid: str = request.scope.setdefault("state", {}).setdefault("request_id", new_request_id())
+    return rid
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than `limit` bytes without reading them all."""
+    declared = request.headers.get("content-length", "")
+    too_large = BodyTooLarge(f"The body is larger than the relay accepts ({limit // 1024} KiB).")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _token_from_headers(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    token = request.headers.get("x-relay-token", "").strip()
+    if not token:
+        raise InvalidToken(
+            "No hook token: POST /hooks needs it in an Authorization: Bearer header "
+            "or X-Relay-Token.",
+            hint="Paste the whole hook URL (…/hooks/<token>) into Zapier or Make instead.",
+        )
+    return token
+
+
+class Endpoints:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.stripe_secrets = [s.reveal() for s in services.settings.stripe_webhook_secrets]
+
+    async def record(
+        self,
+        source: Source,
+        hook: Hook,
+        template: str,
+        *,
+        trace: Trace,
+        status: int,
+        answer: dict[str, Any],
+        started: float,
+        request_id: str,
+        request: Any,
+    ) -> None:
+        """Log one delivery, before it is answered: an answered delivery is never missing."""
+        entry = delivery_record(
+            at=self.s.timestamp(),
+            source=source,
+            hook_id=hook.id,
+            template=template,
+            trace=trace,
+            status=status,
+            answer=answer,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            request_id=request_id,
+            request=request,
+            log_payloads=self.s.settings.log_payloads,
+        )
+        await (await self.s.store.get()).record_delivery(entry)
+        log.info("%s hook=%s template=%s outcome=%s", request_id, hook.id, template,
+                 entry.outcome)  # fmt: skip
+
+    async def deliver(self, request: Request, token: str) -> Response:
+        started = time.perf_counter()
+        request_id = request_id_of(request)
+        hook = self.s.signer.verify(token)
+        trace = Trace()
+        logged_fields: dict[str, Any] | None = None
+        status, answer = 500, {}
+        try:
+            await self.s.revocations.check(
+                hook.id
+            )  # inside: the log shows a revoked hook still called
+            body = await read_body(request, self.s.settings.body_limit)
+            payload = parse_payload(body, request.headers.get("content-type"))
+            logged_fields = fields_for_log(payload.fields)
+            dry_run = (
+                payload.dry_run
+                or request.query_params.get("dry_run", "").lower() in _TRUE
+                or request.headers.get("x-relay-dry-run", "").lower() in _TRUE
+            )
+            key = request.headers.get("idempotency-key", "").strip() or payload.idempotency_key
+
+            async def run() -> dict[str, Any]:
+                return await self.s.relay.deliver(
+                    hook,
+                    payload.fields,
+                    payload.received,
+                    request_id=request_id,
+                    dry_run=dry_run,
+                    trace=trace,
+                )
+
+            if key and not dry_run:
+                answer = await self.s.guard.once(hook.id, key, run)
+                answer["request_id"] = request_id  # a replay still answers as this request
+            else:
+                answer = await run()
+            status = 200
+        except RelayError as exc:
+            status, answer = exc.status, {"ok": False, "error": exc.as_dict()}
+            raise
+        finally:
+            await self.record("hook", hook, hook.template, trace=trace, status=status,
+                              answer=answer, started=started, request_id=request_id,
+                              request=logged_fields)  # fmt: skip
+        return JSONResponse(answer)
+
+    async def stripe_delivery(self, request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = request_id_of(request)
+        hook = self.s.signer.verify(request.path_params["token"])
+        trace = Trace()
+        template, event = stripe_events.PARAMS_TEMPLATE, None
+        status, answer = 500, dict[str, Any]()
+        try:
+            await self.s.revocations.check(hook.id)
+            if not self.stripe_secrets:
+                raise NotConfigured(
+                    "Stripe events are off: STRIPE_WEBHOOK_SECRET is not set on this relay.",
+                    hint="Set STRIPE_WEBHOOK_SECRET to the endpoint's signing secret (whsec_…).",
+                )
+            body = await read_body(request, self.s.settings.body_limit)
+            signature = request.headers.get("stripe-signature")
+            event = stripe_events.verify(body, signature, self.stripe_secrets)
+            template = stripe_events.template_name(event)
+            status, answer = await self.handle_event(hook, event, template, request_id, trace)
+        except RelayError as exc:
+            status, answer = exc.status, {"ok": False, "error": exc.as_dict()}
+            raise
+        finally:
+            summary = stripe_events.summary(event) if event else None
+            await self.record("stripe", hook, template, trace=trace, status=status,
+                              answer=answer, started=started, request_id=request_id,
+                              request=summary)  # fmt: skip
+        return JSONResponse(answer, status_code=status)
+
+    async def handle_event(
+        self, hook: Hook, event: dict[str, Any], template: str, request_id: str, trace: Trace
+    ) -> tuple[int, dict[str, Any]]:
+        """(status, answer) for a verified event. Only a processed event is marked as seen; a
+        transient failure is a 5xx so Stripe retries, a permanent one a 200 `ok: false`
+        (Stripe cannot fix it; the log keeps it for a replay)."""
+        if self.s.library.get(template) is None:
+            reason = f"no template {template} on this relay"
+            return 200, {"ok": True, "ignored": True, "reason": reason, "request_id": request_id}
+
+        async def run() -> dict[str, Any]:
+            return await self.s.relay.deliver(
+                Hook(hook.id, template, hook.params),
+                {},
+                [],
+                request_id=request_id,
+                extra=stripe_events.context(event),
+                trace=trace,
+            )
+
+        try:
+            answer = await self.s.guard.once(f"stripe:{hook.id}", str(event["id"]), run)
+        except RelayError as exc:
+            if exc.status >= 500:
+                raise
+            return 200, {"ok": False, "request_id": request_id, "error": exc.as_dict()}
+        answer["request_id"] = request_id
+        return 200, answer
+
+    async def hook_by_path(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        if request.method == "GET":
+            return await self.describe_hook(request, token)
+        return await self.deliver(request, token)
+
+    async def hook_by_header(self, request: Request) -> Response:
+        return await self.deliver(request, _token_from_headers(request))
+
+    async def describe_hook(self, request: Request, token: str) -> Response:
+        hook = self.s.signer.verify(token)
+        await self.s.revocations.check(hook.id)
+        template = self.s.relay.template_for(hook)
+        return JSONResponse(
+            {
+                "ok": True,
+                "hook_id": hook.id,
+                "template": template.name,
+                "operation": template.operation.name,
+                "summary": template.summary,
+                "params": dict(hook.params),
+                "fields": [
+                    {
+                        "name": f.name,
+                        "required": f.required,
+                        "type": f.type,
+                        "help": f.help,
+                        "example": f.example,
+                    }
+                    for f in template.fields.values()
+                ],
+                "one_of": list(template.one_of),
+                "request_id": request_id_of(request),
+            }
+        )

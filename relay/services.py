@@ -1,0 +1,76 @@
+"""What one relay app is made of, built once from the settings: templates, the token signer,
+the PassKit client, the store, idempotency and revocation. The routes, the admin console and
+replays all use the same instance, so a replay goes through exactly what a delivery does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+
+from relay.delivery import Relay, utc_now
+from relay.idempotency import OnceGuard
+from relay.passkit import PassKitClient
+from relay.revocations import RevocationCache
+from relay.settings import ConfigError, Settings
+from relay.store import DAY, Store
+from relay.store.handle import StoreHandle
+from relay.templating import TemplateLibrary
+from relay.tokens import HookSigner
+
+
+@dataclass
+class Services:
+    settings: Settings
+    library: TemplateLibrary
+    signer: HookSigner
+    client: PassKitClient
+    store: StoreHandle
+    guard: OnceGuard
+    relay: Relay
+    revocations: RevocationCache
+    clock: Callable[[], datetime]
+
+    def timestamp(self) -> float:
+        return self.clock().timestamp()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self.store.close()
+
+
+def build_services(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    library: TemplateLibrary | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    store: Store | None = None,
+) -> Services:
+    """Raises ConfigError when a template is broken, so the boot stops."""
+    library = library or TemplateLibrary(settings.templates_dir)
+    if library.problems:
+        raise ConfigError(library.problems)
+    client = PassKitClient(settings, transport=transport)
+    handle = StoreHandle(settings.database_url.reveal(), store=store)
+
+    def timestamp() -> float:
+        return clock().timestamp()
+
+    async def load_revoked() -> dict[str, float]:
+        return await (await handle.get()).revoked_hooks()
+
+    guard = OnceGuard(handle, ttl=settings.idempotency_days * DAY, clock=timestamp)
+    return Services(
+        settings=settings,
+        library=library,
+        signer=HookSigner([k.reveal() for k in settings.secret_keys]),
+        client=client,
+        store=handle,
+        guard=guard,
+        relay=Relay(library=library, client=client, clock=clock, guard=guard),
+        revocations=RevocationCache(load_revoked),
+        clock=clock,
+    )
