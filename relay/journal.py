@@ -47,9 +47,11 @@ def delivery_record(
     request_id: str,
     request: Any,
     log_payloads: bool,
+    replay_of: str | None = None,
 ) -> DeliveryRecord:
     error = answer.get("error")
     error_code = error.get("code") if isinstance(error, Mapping) else None
+    message = error.get("message") if isinstance(error, Mapping) else answer.get("reason")
     return DeliveryRecord(
         at=at,
         source=source,
@@ -61,6 +63,8 @@ def delivery_record(
         latency_ms=round(latency_ms, 2),
         request_id=request_id,
         error_code=error_code if isinstance(error_code, str) else None,
+        error_message=message if isinstance(message, str) else None,
+        replay_of=replay_of,
         request=redact(request, store_payloads=log_payloads),
         passkit_request=redact(trace.passkit_request, store_payloads=log_payloads),
         passkit_response=redact(

@@ -32,6 +32,7 @@ from relay.store import (
     redact,
     sqlite_path,
 )
+from relay.store.migrations import MIGRATIONS
 from relay.store.redact import MASK
 from relay.store.sql import SQLStore
 
@@ -74,8 +75,8 @@ async def test_migrations_are_idempotent(store: Store) -> None:
     await store.migrate()
     await store.migrate()
     assert isinstance(store, SQLStore)
-    versions = await store._read("SELECT version FROM schema_migrations", {})
-    assert versions == [(1,)]
+    versions = await store._read("SELECT version FROM schema_migrations ORDER BY version", {})
+    assert versions == [(v,) for v, _ in MIGRATIONS]
     assert await store.ping()
 
 

@@ -81,6 +81,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX deliveries_outcome ON deliveries (outcome, id)",
         ],
     ),
+    (
+        2,
+        [
+            # The friendly message a failure answered (or why a delivery was skipped), so the
+            # admin console can show what the Zapier or Make user saw.
+            "ALTER TABLE deliveries ADD COLUMN error_message TEXT",
+        ],
+    ),
 ]
 
 

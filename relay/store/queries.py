@@ -28,12 +28,12 @@ HOOK_COLUMNS = (
 )
 DELIVERY_COLUMNS = (
     "id, at, source, hook_id, template, operation, outcome, status, latency_ms, request_id, "
-    "error_code, request, passkit_request, passkit_response, replay_of"
+    "error_code, request, passkit_request, passkit_response, replay_of, error_message"
 )
 INSERT_DELIVERY = (
     f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (:id, :at, :source, :hook_id, "
     ":template, :operation, :outcome, :status, :latency_ms, :request_id, :error_code, "
-    ":request, :passkit_request, :passkit_response, :replay_of)"
+    ":request, :passkit_request, :passkit_response, :replay_of, :error_message)"
 )
 # A hook used but not registered (its row was lost with the database; the URL still works) is
 # registered here from the delivery, with no params: the signed URL keeps the real ones.
@@ -132,6 +132,7 @@ def delivery_from_row(row: Row) -> DeliveryRecord:
         passkit_request=loads(row[12]),
         passkit_response=loads(row[13]),
         replay_of=row[14],
+        error_message=row[15],
     )
 
 
@@ -158,6 +159,7 @@ def delivery_params(r: DeliveryRecord) -> dict[str, Any]:
         "passkit_request": dumps(r.passkit_request),
         "passkit_response": dumps(r.passkit_response),
         "replay_of": r.replay_of,
+        "error_message": r.error_message,
     }
 
 

@@ -104,6 +104,7 @@ class DeliveryRecord:
     passkit_response: Any = None
     replay_of: str | None = None
     id: str = ""
+    error_message: str | None = None  # the friendly message answered, or why it was skipped
 
 
 @dataclass(frozen=True)
