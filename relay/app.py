@@ -159,6 +159,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/hooks/{token}", endpoints.hook_by_path, methods=["GET", "POST", "PUT"]),
+            Route("/hooks/{token}/try", endpoints.try_hook, methods=["POST"]),
             Route("/hooks", endpoints.hook_by_header, methods=["POST", "PUT"]),
             # Answered here, not redirected: a redirect would hide the real problem from the caller.
             Route("/hooks/", endpoints.hook_by_header, methods=["POST", "PUT"]),

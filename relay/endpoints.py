@@ -17,8 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from relay import stripe_events
+from relay.admin.hookpage import describe, hook_page, wants_html
 from relay.delivery import Trace
 from relay.errors import BodyTooLarge, InvalidToken, NotConfigured, RelayError
+from relay.fields import Fields
 from relay.journal import delivery_record, fields_for_log
 from relay.payloads import parse_payload
 from relay.services import Services
@@ -85,7 +87,8 @@ class Endpoints:
         started: float,
         request_id: str,
         request: Any,
-    ) -> None:
+        replay_of: str | None = None,
+    ) -> str:
         """Log one delivery, before it is answered: an answered delivery is never missing."""
         entry = delivery_record(
             at=self.s.timestamp(),
@@ -99,10 +102,36 @@ class Endpoints:
             request_id=request_id,
             request=request,
             log_payloads=self.s.settings.log_payloads,
+            replay_of=replay_of,
         )
-        await (await self.s.store.get()).record_delivery(entry)
+        delivery_id = await (await self.s.store.get()).record_delivery(entry)
         log.info("%s hook=%s template=%s outcome=%s", request_id, hook.id, template,
                  entry.outcome)  # fmt: skip
+        return delivery_id
+
+    async def run_hook(
+        self,
+        hook: Hook,
+        fields: Fields,
+        received: list[str],
+        *,
+        request_id: str,
+        trace: Trace,
+        dry_run: bool = False,
+        key: str | None = None,
+    ) -> dict[str, Any]:
+        """One hook delivery after its body is read: once per idempotency key, if given."""
+
+        async def run() -> dict[str, Any]:
+            return await self.s.relay.deliver(
+                hook, fields, received, request_id=request_id, dry_run=dry_run, trace=trace
+            )
+
+        if not key or dry_run:
+            return await run()
+        answer = await self.s.guard.once(hook.id, key, run)
+        answer["request_id"] = request_id  # a replay still answers as this request
+        return answer
 
     async def deliver(self, request: Request, token: str) -> Response:
         started = time.perf_counter()
@@ -112,9 +141,8 @@ class Endpoints:
         logged_fields: dict[str, Any] | None = None
         status, answer = 500, {}
         try:
-            await self.s.revocations.check(
-                hook.id
-            )  # inside: the log shows a revoked hook still called
+            # Inside the try, so the log shows a revoked hook that is still being called.
+            await self.s.revocations.check(hook.id)
             body = await read_body(request, self.s.settings.body_limit)
             payload = parse_payload(body, request.headers.get("content-type"))
             logged_fields = fields_for_log(payload.fields)
@@ -124,22 +152,9 @@ class Endpoints:
                 or request.headers.get("x-relay-dry-run", "").lower() in _TRUE
             )
             key = request.headers.get("idempotency-key", "").strip() or payload.idempotency_key
-
-            async def run() -> dict[str, Any]:
-                return await self.s.relay.deliver(
-                    hook,
-                    payload.fields,
-                    payload.received,
-                    request_id=request_id,
-                    dry_run=dry_run,
-                    trace=trace,
-                )
-
-            if key and not dry_run:
-                answer = await self.s.guard.once(hook.id, key, run)
-                answer["request_id"] = request_id  # a replay still answers as this request
-            else:
-                answer = await run()
+            answer = await self.run_hook(hook, payload.fields, payload.received,
+                                         request_id=request_id, trace=trace, dry_run=dry_run,
+                                         key=key)  # fmt: skip
             status = 200
         except RelayError as exc:
             status, answer = exc.status, {"ok": False, "error": exc.as_dict()}
@@ -221,25 +236,24 @@ class Endpoints:
         hook = self.s.signer.verify(token)
         await self.s.revocations.check(hook.id)
         template = self.s.relay.template_for(hook)
-        return JSONResponse(
-            {
-                "ok": True,
-                "hook_id": hook.id,
-                "template": template.name,
-                "operation": template.operation.name,
-                "summary": template.summary,
-                "params": dict(hook.params),
-                "fields": [
-                    {
-                        "name": f.name,
-                        "required": f.required,
-                        "type": f.type,
-                        "help": f.help,
-                        "example": f.example,
-                    }
-                    for f in template.fields.values()
-                ],
-                "one_of": list(template.one_of),
-                "request_id": request_id_of(request),
-            }
-        )
+        if wants_html(request):
+            return hook_page(request, hook, template)
+        description = describe(hook, template) | {"request_id": request_id_of(request)}
+        return JSONResponse(description)
+
+    async def try_hook(self, request: Request) -> Response:
+        """The hook page's test form: a dry run shown on the page (nothing is sent)."""
+        token = request.path_params["token"]
+        hook = self.s.signer.verify(token)
+        await self.s.revocations.check(hook.id)
+        template = self.s.relay.template_for(hook)
+        body = await read_body(request, self.s.settings.body_limit)
+        payload = parse_payload(body, request.headers.get("content-type"))
+        try:
+            rid = request_id_of(request)
+            result = await self.s.relay.deliver(
+                hook, payload.fields, payload.received, request_id=rid, dry_run=True
+            )
+        except RelayError as exc:
+            result = {"ok": False, "error": exc.as_dict()}
+        return hook_page(request, hook, template, tried=result, sent=payload.fields)

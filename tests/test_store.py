@@ -469,3 +469,9 @@ def test_redaction_can_keep_no_payload() -> None:
     assert redact({"email": "ana@example.com"}, store_payloads=False) is None
     assert redact(["sk_live_1"]) == [MASK]
     assert redact(None) is None
+
+
+async def test_hourly_counts_for_the_chart(store: Store) -> None:
+    for at, outcome in [(T0 + 10, "ok"), (T0 + 20, "failed"), (T0 + 3700, "ok"), (T0 - 5, "ok")]:
+        await store.record_delivery(delivery(at, outcome=outcome))
+    assert await store.delivery_hours(T0) == {0: {"ok": 1, "failed": 1}, 1: {"ok": 1}}

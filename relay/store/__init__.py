@@ -156,6 +156,9 @@ class Store(Protocol):
     async def delivery_stats(self, since: float, *, hook_id: str | None = None) -> DeliveryStats:
         """Counts per outcome since `since`, latency percentiles of the newest 10,000."""
 
+    async def delivery_hours(self, since: float) -> dict[int, dict[str, int]]:
+        """Counts per outcome for each whole hour since `since` (0 = the first hour)."""
+
     async def purge_deliveries(self, before: float) -> int:
         """Delete deliveries older than `before` (retention); returns how many."""
 

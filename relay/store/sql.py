@@ -261,6 +261,18 @@ class SQLStore(ABC):
             p95_ms=q.percentile(ordered, 0.95),
         )
 
+    async def delivery_hours(self, since: float) -> dict[int, dict[str, int]]:
+        # Integer arithmetic buckets the same way in SQLite and PostgreSQL (times >= since).
+        rows = await self._read(
+            "SELECT (CAST(at AS BIGINT) - :since) / 3600 AS hour, outcome, COUNT(*) "
+            "FROM deliveries WHERE at >= :since GROUP BY hour, outcome",
+            {"since": int(since)},
+        )
+        hours: dict[int, dict[str, int]] = {}
+        for hour, outcome, count in rows:
+            hours.setdefault(int(hour), {})[outcome] = int(count)
+        return hours
+
     async def purge_deliveries(self, before: float) -> int:
         return await self._purge(q.PURGE_DELIVERIES, before)
 

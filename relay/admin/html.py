@@ -1,0 +1,47 @@
+"""Server-rendered HTML for the admin console and the public hook pages.
+
+A separate Jinja environment from the request templates': this one writes HTML, so every value
+is autoescaped. One stylesheet, inlined into each page (pages stay one request, and the
+console works with no static file route or JavaScript, except the copy buttons).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.responses import HTMLResponse
+
+FOLDER = Path(__file__).parent / "templates"
+STYLESHEET = (FOLDER / "admin.css").read_text(encoding="utf-8")
+
+
+def _when(at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) if at else "never"
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+ENV = Environment(
+    loader=FileSystemLoader(FOLDER),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ENV.filters["when"] = _when
+ENV.filters["pretty"] = _pretty
+ENV.globals["stylesheet"] = STYLESHEET
+
+
+def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = ENV.get_template(name).render(**context)
+    # No caching of pages that may show deliveries; no framing (clickjacking on forms).
+    headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+               "Referrer-Policy": "same-origin"}  # fmt: skip
+    return HTMLResponse(html, status_code=status, headers=headers)

@@ -1,0 +1,105 @@
+"""Admin sign-in: the password check, the session cookie, CSRF tokens and the login limiter.
+
+- The session is an itsdangerous-signed cookie (HttpOnly, SameSite=Lax, Secure over https)
+  holding a random CSRF token; it expires after `MAX_AGE`. The signing key mixes the relay's
+  secret with a hash of the admin password, so changing the password signs everyone out.
+- Every form carries the session's CSRF token; a POST without the right one is refused (403).
+  The login form, which has no session yet, uses a short-lived signed token of its own.
+- Wrong passwords are limited per client address (`LoginLimiter`), so the password cannot be
+  guessed at network speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+COOKIE = "relay_admin"
+MAX_AGE = 12 * 3600
+LOGIN_FORM_MAX_AGE = 3600
+
+
+@dataclass(frozen=True)
+class Session:
+    csrf: str
+
+
+class SessionSigner:
+    def __init__(self, secret_key: str, password: str) -> None:
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        self._password = password
+        self._serializer = URLSafeTimedSerializer(
+            secret_key + digest, salt="passkit-relay.admin.session"
+        )
+        self._login = URLSafeTimedSerializer(secret_key, salt="passkit-relay.admin.login")
+
+    def password_matches(self, given: str) -> bool:
+        # Compare digests so the time taken says nothing about the password's length.
+        want = hashlib.sha256(self._password.encode()).digest()
+        return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), want)
+
+    def new_session(self) -> tuple[Session, str]:
+        session = Session(csrf=secrets.token_urlsafe(24))
+        return session, str(self._serializer.dumps({"csrf": session.csrf}))
+
+    def read(self, cookie: str | None) -> Session | None:
+        if not cookie:
+            return None
+        try:
+            data = self._serializer.loads(cookie, max_age=MAX_AGE)
+        except BadSignature:
+            return None
+        csrf = data.get("csrf") if isinstance(data, dict) else None
+        return Session(csrf=csrf) if isinstance(csrf, str) else None
+
+    def login_token(self) -> str:
+        return str(self._login.dumps(secrets.token_urlsafe(8)))
+
+    def login_token_ok(self, token: str) -> bool:
+        try:
+            self._login.loads(token, max_age=LOGIN_FORM_MAX_AGE)
+        except BadSignature:
+            return False
+        return True
+
+
+def csrf_ok(session: Session, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(session.csrf.encode(), str(given).encode())
+
+
+@dataclass
+class LoginLimiter:
+    """At most `attempts` failed logins per `window` seconds from one address."""
+
+    attempts: int = 5
+    window: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    _failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def retry_after(self, address: str) -> float:
+        """Seconds until `address` may try again (0: now)."""
+        failures = self._recent(address)
+        if len(failures) < self.attempts:
+            return 0.0
+        return max(1.0, failures[0] + self.window - self.clock())
+
+    def failed(self, address: str) -> None:
+        self._recent(address).append(self.clock())
+        if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
+            self._failures.pop(next(iter(self._failures)))
+
+    def succeeded(self, address: str) -> None:
+        self._failures.pop(address, None)
+
+    def _recent(self, address: str) -> deque[float]:
+        failures = self._failures.setdefault(address, deque())
+        while failures and failures[0] <= self.clock() - self.window:
+            failures.popleft()
+        return failures
