@@ -22,10 +22,12 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay import housekeeping
+from relay.admin.console import Console
+from relay.admin.html import page
 from relay.delivery import utc_now
 from relay.endpoints import Endpoints, new_request_id, request_id_of
 from relay.errors import RelayError
@@ -156,8 +158,19 @@ def create_app(
             cleanup.cancel()
             await services.aclose()
 
+    async def admin_off(request: Request) -> Response:
+        message = "Set RELAY_ADMIN_PASSWORD on the relay to turn it on."
+        return page("message.html", 404, title="Admin console is off",
+                    heading="The admin console is off", message=message, link="/")  # fmt: skip
+
+    admin: list[BaseRoute] = (
+        Console(endpoints).routes()
+        if settings.admin_password
+        else [Route("/admin", admin_off), Route("/admin/{rest:path}", admin_off)]
+    )
     app = Starlette(
         routes=[
+            *admin,
             Route("/hooks/{token}", endpoints.hook_by_path, methods=["GET", "POST", "PUT"]),
             Route("/hooks/{token}/try", endpoints.try_hook, methods=["POST"]),
             Route("/hooks", endpoints.hook_by_header, methods=["POST", "PUT"]),

@@ -56,6 +56,7 @@ def demo_config(env: Mapping[str, str], port: int, folder: Path) -> Demo:
         "PASSKIT_API_KEY": sandbox.api_key,
         "PASSKIT_API_SECRET": sandbox.api_secret,
         "DATABASE_URL": f"sqlite:///{folder / 'relay-demo.db'}",
+        "RELAY_ADMIN_PASSWORD": env.get("RELAY_ADMIN_PASSWORD") or secrets.token_urlsafe(9),
     }
     return Demo(load_settings(demo_env), sandbox, base_url)
 
@@ -91,13 +92,16 @@ async def mint_demo_hook(settings: Settings) -> str:
 
 
 def banner(demo: Demo, url: str) -> str:
+    # The demo's own throwaway password: printed so the newcomer can sign in.
+    password = demo.settings.admin_password.reveal() if demo.settings.admin_password else "-"
     fields = "-d external_id=CRM-1 -d email=ana@example.com -d 'First Name=Ana' -d points=120"
     return f"""
 passkit-relay demo: the relay and a PassKit sandbox on {demo.base_url} (no PassKit account;
 nothing is billed, everything is forgotten when you stop it with Ctrl+C)
 
+  Admin console:               {demo.base_url}/admin  (password: {password})
   Sandbox, every issued pass:  {demo.base_url}{SANDBOX_PREFIX}/
-  What the hook takes:         open the hook URL below in a browser (GET)
+  What the hook takes:         open the hook URL below in a browser
 
 Try it (Zapier's "Webhooks by Zapier > POST" sends the same form):
 

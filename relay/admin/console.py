@@ -1,0 +1,286 @@
+"""The admin console at `/admin` (on when RELAY_ADMIN_PASSWORD is set): mint and revoke hooks,
+watch deliveries, understand and replay failures, try templates. Server-rendered, no JavaScript
+needed but for copy buttons; every POST checks the session's CSRF token."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from relay.admin.charts import Hour, hourly_svg
+from relay.admin.html import page
+from relay.admin.replay import CannotReplay, fields_from_log, replay
+from relay.admin.session import COOKIE, MAX_AGE, LoginLimiter, Session, SessionSigner, csrf_ok
+from relay.endpoints import Endpoints, new_request_id
+from relay.errors import RelayError
+from relay.minting import Endpoint, MintError, endpoint, mint
+from relay.store import OUTCOMES, HookRecord, Store
+from relay.tokens import Hook
+
+Handler = Callable[[Request, Session], Awaitable[Response]]
+PAGE_SIZE = 50
+
+
+class Console:
+    def __init__(self, endpoints: Endpoints, root: str = "/admin") -> None:
+        self.endpoints = endpoints
+        self.s = endpoints.s
+        password = self.s.settings.admin_password
+        assert password is not None
+        self.sessions = SessionSigner(self.s.settings.secret_keys[0].reveal(), password.reveal())
+        self.limiter = LoginLimiter()
+        self.root = root
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        r = self.root
+        return [
+            Route(f"{r}/login", self.login, methods=["GET", "POST"]),
+            Route(f"{r}/logout", self.guarded(self.logout), methods=["POST"]),
+            Route(f"{r}/", self.guarded(self.overview), methods=["GET"]),
+            Route(r, self.guarded(self.overview), methods=["GET"]),
+            Route(f"{r}/hooks", self.guarded(self.hooks), methods=["GET"]),
+            Route(f"{r}/hooks/new", self.guarded(self.new_hook), methods=["GET", "POST"]),
+            Route(f"{r}/hooks/{{id}}/revoke", self.guarded(self.revoke), methods=["GET", "POST"]),
+            Route(f"{r}/deliveries", self.guarded(self.deliveries), methods=["GET"]),
+            Route(f"{r}/deliveries/{{id}}", self.guarded(self.delivery), methods=["GET"]),
+            Route(f"{r}/deliveries/{{id}}/replay", self.guarded(self.replay), methods=["POST"]),
+            Route(f"{r}/templates", self.guarded(self.templates), methods=["GET"]),
+            Route(f"{r}/templates/{{name:path}}", self.guarded(self.template),
+                  methods=["GET", "POST"]),
+        ]  # fmt: skip
+
+    def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """No session: to the login page. A POST without the session's CSRF token: 403."""
+
+        async def endpoint(request: Request) -> Response:
+            session = self.sessions.read(request.cookies.get(COOKIE))
+            if session is None:
+                if request.method != "GET":
+                    return self.refused("Your session has ended: sign in again.")
+                return RedirectResponse(f"{self.root}/login?next={request.url.path}", 303)
+            if request.method == "POST":
+                form = await request.form()
+                if not csrf_ok(session, _text(form, "csrf")):
+                    return self.refused("The form's security token is missing or wrong.")
+            return await handler(request, session)
+
+        return endpoint
+
+    def refused(self, why: str) -> Response:
+        return page("message.html", 403, title="Refused", heading="Refused", message=why,
+                    link=f"{self.root}/", root=self.root)  # fmt: skip
+
+    def render(self, name: str, session: Session, section: str, **context: Any) -> Response:
+        status = context.pop("status", 200)
+        return page(name, status, root=self.root, csrf=session.csrf, section=section, **context)
+
+    async def store(self) -> Store:
+        return await self.s.store.get()
+
+    # -- signing in ----------------------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        target = request.query_params.get("next", "")
+        target = target if target.startswith(self.root) else f"{self.root}/"
+        error = ""
+        status = 200
+        if request.method == "POST":
+            address = request.client.host if request.client else "unknown"
+            wait = self.limiter.retry_after(address)
+            form = await request.form()
+            if wait:
+                error, status = f"Too many wrong passwords: try again in {int(wait)} s.", 429
+            elif not self.sessions.login_token_ok(_text(form, "csrf")):
+                error, status = "The sign-in form expired: please try again.", 403
+            elif self.sessions.password_matches(_text(form, "password")):
+                self.limiter.succeeded(address)
+                _, cookie = self.sessions.new_session()
+                response = RedirectResponse(target, 303)
+                response.set_cookie(COOKIE, cookie, max_age=MAX_AGE, path=self.root,
+                                    httponly=True, samesite="lax",
+                                    secure=request.url.scheme == "https")  # fmt: skip
+                return response
+            else:
+                self.limiter.failed(address)
+                error, status = "That password is not right.", 401
+        return page("login.html", status, root=self.root, csrf=self.sessions.login_token(),
+                    next=target, error=error)  # fmt: skip
+
+    async def logout(self, request: Request, session: Session) -> Response:
+        response = RedirectResponse(f"{self.root}/login", 303)
+        response.delete_cookie(COOKIE, path=self.root)
+        return response
+
+    # -- pages ---------------------------------------------------------------------------------
+
+    async def overview(self, request: Request, session: Session) -> Response:
+        store = await self.store()
+        now = self.s.timestamp()
+        stats = await store.delivery_stats(now - 86_400)
+        first_hour = (int(now) // 3600 - 23) * 3600
+        counts = await store.delivery_hours(first_hour)
+        hours = [
+            Hour(
+                time.strftime("%H:00", time.gmtime(first_hour + n * 3600)),
+                sum(c for outcome, c in counts.get(n, {}).items() if outcome != "failed"),
+                counts.get(n, {}).get("failed", 0),
+            )
+            for n in range(24)
+        ]
+        failures = await store.list_deliveries(outcome="failed", limit=5)
+        rate = None if not stats.total else 100 * (stats.total - stats.failed) / stats.total
+        return self.render("overview.html", session, "overview", title="Overview", stats=stats,
+                           rate=rate, chart=hourly_svg(hours), failures=failures)  # fmt: skip
+
+    async def hooks(self, request: Request, session: Session) -> Response:
+        hooks = await (await self.store()).list_hooks()
+        notice = request.query_params.get("notice", "")
+        return self.render("hooks.html", session, "hooks", title="Hooks", hooks=hooks,
+                           notice=notice)  # fmt: skip
+
+    def _choices(self) -> list[tuple[str, str]]:
+        library = self.s.library
+        names = [n for n in library.names() if not n.startswith("stripe/")] + ["stripe"]
+        return [(name, endpoint(library, name).summary) for name in names]
+
+    async def new_hook(self, request: Request, session: Session) -> Response:
+        name = request.query_params.get("template", "")
+        problems: list[str] = []
+        values: dict[str, str] = {}
+        label = ""
+        if request.method == "POST":
+            form = await request.form()
+            name, label = _text(form, "template"), _text(form, "label").strip()
+            values = {k[6:]: v for k, v in _texts(form).items() if k.startswith("param:") and v}
+            base = self.s.settings.public_url
+            try:
+                hook, minted, url = mint(self.s.signer, self.s.library, name, values, base)
+            except MintError as exc:
+                problems = exc.problems
+            else:
+                record = HookRecord(hook.id, hook.template, dict(hook.params), label, time.time())
+                await (await self.store()).add_hook(record)
+                template = self.s.library.get(name)
+                return self.render("hook_minted.html", session, "hooks", title="Hook URL",
+                                   hook=hook, target=minted, url=url, label=label,
+                                   template=template)  # fmt: skip
+        target: Endpoint | None = None
+        if name:
+            try:
+                target = endpoint(self.s.library, name)
+            except MintError as exc:
+                problems = exc.problems
+        return self.render("hook_new.html", session, "hooks", title="New hook",
+                           choices=self._choices(), target=target, values=values, label=label,
+                           template=self.s.library.get(name), problems=problems,
+                           status=422 if problems else 200)  # fmt: skip
+
+    async def revoke(self, request: Request, session: Session) -> Response:
+        store = await self.store()
+        hook = await store.get_hook(request.path_params["id"])
+        if hook is None:
+            return self.render("message.html", session, "hooks", title="No such hook",
+                               heading="No such hook", message="It is not in the registry.",
+                               link=f"{self.root}/hooks", status=404)  # fmt: skip
+        if request.method == "POST":
+            await store.revoke_hook(hook.id, time.time())
+            self.s.revocations.forget()
+            notice = f"Revoked {hook.id}: its URL now answers 401 revoked_token."
+            return RedirectResponse(f"{self.root}/hooks?notice={notice}", 303)
+        return self.render("hook_revoke.html", session, "hooks", title="Revoke hook", hook=hook)
+
+    async def deliveries(self, request: Request, session: Session) -> Response:
+        q = request.query_params
+        hook_id, outcome = q.get("hook") or None, q.get("outcome") or None
+        since, until = _moment(q.get("since")), _moment(q.get("until"))
+        rows = await (await self.store()).list_deliveries(
+            hook_id=hook_id, outcome=outcome if outcome in OUTCOMES else None,
+            since=since, until=until, before_id=q.get("before") or None, limit=PAGE_SIZE + 1,
+        )  # fmt: skip
+        more = len(rows) > PAGE_SIZE
+        rows = rows[:PAGE_SIZE]
+        keep = {k: v for k, v in q.items() if k != "before" and v}
+        return self.render("deliveries.html", session, "deliveries", title="Deliveries",
+                           rows=rows, more=more, filters=keep, outcomes=OUTCOMES,
+                           hooks=await (await self.store()).list_hooks(),
+                           next_before=rows[-1].id if more else "")  # fmt: skip
+
+    async def delivery(self, request: Request, session: Session) -> Response:
+        record = await (await self.store()).get_delivery(request.path_params["id"])
+        if record is None:
+            return self.render("message.html", session, "deliveries", title="Not found",
+                               heading="No such delivery", message="It may be past retention.",
+                               link=f"{self.root}/deliveries", status=404)  # fmt: skip
+        problem = request.query_params.get("problem", "")
+        return self.render("delivery.html", session, "deliveries", title="Delivery",
+                           d=record, problem=problem)  # fmt: skip
+
+    async def replay(self, request: Request, session: Session) -> Response:
+        record = await (await self.store()).get_delivery(request.path_params["id"])
+        if record is None:
+            return RedirectResponse(f"{self.root}/deliveries", 303)
+        try:
+            new_id = await replay(self.endpoints, record)
+        except CannotReplay as exc:
+            return RedirectResponse(f"{self.root}/deliveries/{record.id}?problem={exc}", 303)
+        return RedirectResponse(f"{self.root}/deliveries/{new_id}", 303)
+
+    async def templates(self, request: Request, session: Session) -> Response:
+        return self.render("templates.html", session, "templates", title="Templates",
+                           templates=list(self.s.library.templates.values()))  # fmt: skip
+
+    async def template(self, request: Request, session: Session) -> Response:
+        template = self.s.library.get(request.path_params["name"])
+        if template is None:
+            return self.render("message.html", session, "templates", title="Not found",
+                               heading="No such template", message="",
+                               link=f"{self.root}/templates", status=404)  # fmt: skip
+        tried: dict[str, Any] | None = None
+        values: dict[str, str] = {}
+        if request.method == "POST":
+            values = _texts(await request.form())
+            params = {k[6:]: v for k, v in values.items() if k.startswith("param:") and v}
+            fields = {k[6:]: v for k, v in values.items() if k.startswith("field:") and v}
+            tried = await self._dry_run(template.name, params, fields)
+        return self.render("template.html", session, "templates", title=template.name,
+                           template=template, tried=tried, values=values)  # fmt: skip
+
+    async def _dry_run(
+        self, name: str, params: dict[str, str], fields: dict[str, str]
+    ) -> dict[str, Any]:
+        flat = fields_from_log(fields)
+        try:
+            return await self.s.relay.deliver(
+                Hook("hk_try", name, params), flat, list(flat),
+                request_id=new_request_id(), dry_run=True,
+            )  # fmt: skip
+        except RelayError as exc:
+            return {"ok": False, "error": exc.as_dict()}
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _texts(form: FormData) -> dict[str, str]:
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _moment(text: str | None) -> float | None:
+    """A `datetime-local` input (`2026-11-25T14:30`), read as UTC."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
