@@ -1,0 +1,210 @@
+"""The admin console's guard rails over ASGI: sign-in, sessions, CSRF, the login limiter, no
+secrets on any page, replays. The browser walk-through is in test_admin_browser.py."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+
+from relay.store import Store, open_store
+
+from .conftest import PASSKIT_SECRET, SECRET_KEY, make_settings, mint
+
+pytestmark = pytest.mark.anyio
+
+PASSWORD = "correct horse battery staple"
+ENROL = mint("member-enrol", program_id="p1", tier_id="base")
+JWT = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await open_store(f"sqlite:///{tmp_path / 'relay.db'}")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def make_admin(
+    make_client: Callable[..., httpx.AsyncClient], store: Store
+) -> Callable[..., httpx.AsyncClient]:
+    def build(base_url: str = "https://relay.example.com") -> httpx.AsyncClient:
+        client = make_client(make_settings(RELAY_ADMIN_PASSWORD=PASSWORD), store=store)
+        client.base_url = httpx.URL(base_url)
+        return client
+
+    return build
+
+
+@pytest.fixture
+def admin(make_admin: Callable[..., httpx.AsyncClient]) -> httpx.AsyncClient:
+    return make_admin()
+
+
+def token_in(html: str, name: str = "csrf") -> str:
+    found = re.search(rf'name="{name}" value="([^"]+)"', html)
+    assert found, f"no {name} field"
+    return found.group(1)
+
+
+async def sign_in(client: httpx.AsyncClient, password: str = PASSWORD) -> httpx.Response:
+    form = await client.get("/admin/login")
+    return await client.post(
+        "/admin/login", data={"csrf": token_in(form.text), "password": password}
+    )
+
+
+async def test_pages_need_a_session(admin: httpx.AsyncClient) -> None:
+    for path in ("/admin", "/admin/", "/admin/hooks", "/admin/deliveries", "/admin/templates"):
+        answer = await admin.get(path)
+        assert answer.status_code == 303, path
+        assert answer.headers["location"].startswith("/admin/login?next=/admin")
+
+
+async def test_sign_in_sets_a_safe_cookie_and_lands_on_the_page_asked_for(
+    make_admin: Callable[..., httpx.AsyncClient],
+) -> None:
+    for base, secure in (("https://relay.example.com", True), ("http://localhost", False)):
+        client = make_admin(base)
+        form = await client.get("/admin/login?next=/admin/hooks")
+        answer = await client.post(
+            "/admin/login?next=/admin/hooks",
+            data={"csrf": token_in(form.text), "password": PASSWORD},
+        )
+        assert answer.status_code == 303 and answer.headers["location"] == "/admin/hooks"
+        cookie = answer.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie and "path=/admin" in cookie
+        assert ("secure" in cookie) is secure
+        assert PASSWORD.lower() not in cookie
+        assert (await client.get("/admin/hooks")).status_code == 200
+
+
+async def test_wrong_password_then_rate_limited(admin: httpx.AsyncClient) -> None:
+    answer = await sign_in(admin, "guess")
+    assert answer.status_code == 401 and "not right" in answer.text
+    for _ in range(4):
+        await sign_in(admin, "guess")
+    limited = await sign_in(admin)  # even the right password waits now
+    assert limited.status_code == 429 and "Too many" in limited.text
+
+
+async def test_login_without_its_form_token_is_refused(admin: httpx.AsyncClient) -> None:
+    answer = await admin.post("/admin/login", data={"password": PASSWORD})
+    assert answer.status_code == 403 and "set-cookie" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        ("/admin/logout", {}),
+        ("/admin/hooks/new", {"template": "member-lookup", "param:program_id": "p1"}),
+        ("/admin/templates/member-lookup", {"field:external_id": "x"}),
+    ],
+)
+@pytest.mark.parametrize("csrf", [None, "forged-token"])
+async def test_posts_without_the_sessions_csrf_token_are_403(
+    path: str, data: dict[str, str], csrf: str | None, admin: httpx.AsyncClient, store: Store
+) -> None:
+    await sign_in(admin)
+    if csrf:
+        data = {**data, "csrf": csrf}
+    answer = await admin.post(path, data=data)
+    assert answer.status_code == 403 and "security token" in answer.text
+    assert await store.list_hooks() == []
+
+
+async def test_forged_session_cookie_is_no_session(admin: httpx.AsyncClient) -> None:
+    admin.cookies.set("relay_admin", "eyJjc3JmIjoieCJ9.forged.sig", path="/admin")
+    assert (await admin.get("/admin/hooks")).status_code == 303
+
+
+async def test_mint_revoke_and_logout(admin: httpx.AsyncClient, store: Store) -> None:
+    await sign_in(admin)
+    form = await admin.get("/admin/hooks/new?template=member-upsert")
+    csrf = token_in(form.text)
+    missing = await admin.post("/admin/hooks/new", data={"csrf": csrf, "template": "member-upsert"})
+    assert missing.status_code == 422 and "program_id" in missing.text
+    minted = await admin.post("/admin/hooks/new", data={
+        "csrf": csrf, "template": "member-upsert", "label": "HubSpot",
+        "param:program_id": "p1", "param:tier_id": "base"})  # fmt: skip
+    assert minted.status_code == 200 and "Webhooks by Zapier" in minted.text
+    assert "HTTP › Make a request" in minted.text
+    url = re.search(r'id="minted-url">([^<]+)<', minted.text).group(1)  # type: ignore[union-attr]
+    assert url.startswith("https://relay.example.com/hooks/")
+    [hook] = await store.list_hooks()
+    assert hook.label == "HubSpot" and hook.params == {"program_id": "p1", "tier_id": "base"}
+
+    confirm = await admin.get(f"/admin/hooks/{hook.id}/revoke")
+    assert "cannot be undone" in confirm.text
+    done = await admin.post(f"/admin/hooks/{hook.id}/revoke", data={"csrf": csrf})
+    assert done.status_code == 303
+    assert (await store.get_hook(hook.id)).revoked  # type: ignore[union-attr]
+    refused = await admin.post(url.removeprefix("https://relay.example.com"), data={"x": "y"})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "revoked_token"
+
+    out = await admin.post("/admin/logout", data={"csrf": csrf})
+    assert out.status_code == 303 and 'relay_admin=""' in out.headers["set-cookie"]
+
+
+async def test_no_page_shows_a_secret_or_a_jwt(
+    admin: httpx.AsyncClient, passkit: respx.MockRouter, store: Store
+) -> None:
+    passkit.post("/members/member").mock(return_value=httpx.Response(200, json={"id": "m1"}))
+    secret_field = "sk_live_51Habcdefghijklmnop"
+    await admin.post(ENROL, data={"external_id": "C1", "email": "a@b.co", "api_key": secret_field,
+                                  "note": "Bearer abc.def.ghi"})  # fmt: skip
+    await admin.post(ENROL, data={"external_id": "C2"})
+    await sign_in(admin)
+    [failed] = await store.list_deliveries(outcome="failed")
+    [ok] = await store.list_deliveries(outcome="ok")
+    pages = ["/admin/", "/admin/hooks", "/admin/hooks/new?template=member-enrol",
+             "/admin/deliveries", f"/admin/deliveries/{failed.id}", f"/admin/deliveries/{ok.id}",
+             "/admin/templates", "/admin/templates/member-enrol"]  # fmt: skip
+    token = ENROL.rsplit("/", 1)[1]
+    for path in pages:
+        html = (await admin.get(path)).text
+        assert "<h1>" in html, path
+        for secret in (SECRET_KEY, PASSKIT_SECRET, PASSWORD, secret_field, "abc.def.ghi", token):
+            assert secret not in html, (path, secret)
+        assert not JWT.search(html), path
+
+
+async def test_replay_runs_the_delivery_again(
+    admin: httpx.AsyncClient, passkit: respx.MockRouter, store: Store
+) -> None:
+    route = passkit.post("/members/member")
+    route.side_effect = [httpx.Response(400, json={"code": 3, "message": "tier gold missing"}),
+                         httpx.Response(200, json={"id": "m1"})]  # fmt: skip
+    await sign_in(admin)
+    form = await admin.get("/admin/hooks/new?template=member-enrol")
+    minted = await admin.post("/admin/hooks/new", data={
+        "csrf": token_in(form.text), "template": "member-enrol",
+        "param:program_id": "p1", "param:tier_id": "gold"})  # fmt: skip
+    url = re.search(r'id="minted-url">https://relay.example.com([^<]+)<', minted.text)
+    assert url
+    answer = await admin.post(url.group(1), data={"external_id": "C9", "email": "c@d.co"})
+    assert answer.status_code == 422
+    [failed] = await store.list_deliveries(outcome="failed")
+    detail = await admin.get(f"/admin/deliveries/{failed.id}")
+    assert "tier gold missing" in detail.text and "Replay" in detail.text
+    replayed = await admin.post(
+        f"/admin/deliveries/{failed.id}/replay", data={"csrf": token_in(detail.text)}
+    )
+    assert replayed.status_code == 303
+    new = await admin.get(replayed.headers["location"])
+    assert "replay_of" not in new.text and failed.id in new.text  # links back
+    [ok] = await store.list_deliveries(outcome="ok")
+    assert ok.replay_of == failed.id and route.call_count == 2
+
+
+async def test_admin_is_off_without_a_password(
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    client = make_client(make_settings())
+    answer = await client.get("/admin/hooks")
+    assert answer.status_code == 404 and "RELAY_ADMIN_PASSWORD" in answer.text
