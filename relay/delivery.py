@@ -107,9 +107,9 @@ class Relay:
         if operation.on_conflict and update and _is_conflict(answer):
             request = update()
             answer = await self._call(request, trace)
-            raise_for_answer(answer, request.operation.name)
+            raise_for_answer(answer, request.operation)
             return Sent(request, answer, created=False)
-        raise_for_answer(answer, operation.name)
+        raise_for_answer(answer, operation)
         return Sent(request, answer, created=operation.creates or operation.on_conflict is not None)
 
     async def _send_create(self, request: PassKitRequest, key: str, trace: Trace | None) -> Sent:
@@ -129,7 +129,7 @@ class Relay:
             await self.guard.remember_create(claim, answer.json)
         elif claim.won:
             await self.guard.release(claim)
-        raise_for_answer(answer, request.operation.name)
+        raise_for_answer(answer, request.operation)
         return Sent(request, answer, created=True)
 
     async def _call(self, request: PassKitRequest, trace: Trace | None) -> PassKitAnswer:

@@ -36,7 +36,7 @@ from relay.errors import (
     PassKitTimeout,
     PassKitUnavailable,
 )
-from relay.operations import PassKitRequest
+from relay.operations import Operation, PassKitRequest
 from relay.settings import Settings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -219,8 +219,15 @@ class PassKitClient:
             await self._sleep(wait)
 
 
-def raise_for_answer(answer: PassKitAnswer, operation_name: str) -> None:
+_SETUP_MISSING = (
+    "PassKit has no program, tier, campaign, offer or event with the ids this hook sends: the "
+    "operator should check the hook's params (program_id, tier_id…) or the tier field mapped."
+)
+
+
+def raise_for_answer(answer: PassKitAnswer, operation: Operation) -> None:
     """Turn a non-2xx PassKit answer into the relay error a Zapier/Make user can act on."""
+    operation_name = operation.name
     if answer.ok:
         return
     message = passkit_message(answer.json)
@@ -229,7 +236,10 @@ def raise_for_answer(answer: PassKitAnswer, operation_name: str) -> None:
     if status in (401, 403):
         error = PassKitAuth(f"PassKit refused the relay's credentials ({status}: {message}).")
     elif status == 404:
-        error = PassKitNotFound(f"PassKit has no such record: {message}.")
+        # A create names no existing pass, so its 404 is about the set-up it refers to.
+        setup = operation.creates or operation.on_conflict is not None
+        hint = _SETUP_MISSING if setup else None
+        error = PassKitNotFound(f"PassKit has no such record: {message}.", hint=hint)
     elif status == 409 or "already exist" in message.lower():
         error = PassKitConflict(f"It already exists in PassKit: {message}.")
     elif 400 <= status < 500:

@@ -174,7 +174,7 @@ def test_passkit_errors_become_relay_errors(status, body, error, code) -> None:
     from relay.passkit import PassKitAnswer
 
     with pytest.raises(error) as err:
-        raise_for_answer(PassKitAnswer(status, body, {}), "members.enrol")
+        raise_for_answer(PassKitAnswer(status, body, {}), CATALOG["members.enrol"])
     assert err.value.code == code
     message = body.get("error", body)["message"]
     if error is not PassKitAuth:
