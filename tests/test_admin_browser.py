@@ -137,8 +137,13 @@ def test_operator_mints_watches_fixes_replays_and_revokes(
     [member] = state.members.values()
     assert member["externalId"] == "CRM-42" and member["tierId"] == "platinum"
 
-    # A second post from the zap now works too, and shows up in the list.
-    assert httpx.post(url, data=zap, timeout=30).status_code == 200
+    # A second post from the zap now works too, and shows up in the list and its detail.
+    again = httpx.post(url, data=zap, timeout=30)
+    assert again.status_code == 200
+    page.get_by_role("link", name="Deliveries").click()
+    expect(page.locator("tbody tr")).to_have_count(3)  # failed, its replay, the new post
+    page.locator("tbody tr").first.locator("a").first.click()
+    expect(page.locator("main")).to_contain_text(again.json()["request_id"])
     page.get_by_role("link", name="Overview").click()
     expect(page.locator("svg.chart")).to_be_visible()
     shot("07-overview")
