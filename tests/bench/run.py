@@ -1,0 +1,323 @@
+"""The relay's benchmark: how much it costs on top of the PassKit call it makes.
+
+    python tests/bench/run.py [--quick] [--json FILE]
+
+Starts on loopback the PassKit sandbox (no added latency), the relay (`relay serve`: one
+worker, SQLite, delivery log and idempotency on) and bare pass-through proxies (one per HTTP
+client), drives them with wrk (closed loop) and an open-loop client (fixed rate), and prints one
+table; every figure comes from the same run. `--quick` shortens every phase (a smoke test of the
+harness, not a measurement). Needs wrk (`apt-get install wrk`) and the bench extra
+(`pip install -e '.[bench]'`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from relay.passkit import mint_jwt  # noqa: E402
+from relay.sandbox import DEMO_PROGRAM_ID  # noqa: E402
+from tests.bench.load import open_loop, wrk, wrk_path  # noqa: E402
+from tests.bench.proxy import CLIENTS  # noqa: E402
+
+KEY, SECRET = "bench-key", "bench-secret-" + secrets.token_hex(8)
+CONNECTIONS = 64
+RATE = 200
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """A server process on a free loopback port, ready once `ready_path` answers 200."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], ready_path: str,
+                 method: str = "GET") -> None:  # fmt: skip
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.argv = [a.replace("{port}", str(self.port)) for a in argv]
+        self.env = {**os.environ, **env, "PORT": str(self.port)}
+        self.ready_path, self.method = ready_path, method
+        self.process: subprocess.Popen[bytes] | None = None
+        self.startup_s = 0.0
+
+    def start(self) -> Server:
+        began = time.perf_counter()
+        # Output to a file, not a pipe: a full pipe nobody reads would stall the server.
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(self.argv, env=self.env, cwd=ROOT,
+                                        stdout=self.log, stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = began + 30
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                raise SystemExit(f"{self.argv} exited: {self.log.read().decode()[-2000:]}")
+            try:
+                answer = httpx.request(self.method, self.url + self.ready_path, timeout=1)
+                if answer.status_code < 500:
+                    self.startup_s = time.perf_counter() - began
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.005)
+        raise SystemExit(f"{self.argv} did not start")
+
+    def rss_mb(self) -> float:
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        return kb / 1024
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@contextmanager
+def running(server: Server) -> Iterator[Server]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def relay_server(sandbox: Server, folder: Path, templates: Path | None = None) -> Server:
+    env = {
+        "RELAY_SECRET_KEY": secrets.token_urlsafe(32),
+        "PASSKIT_API_URL": sandbox.url,
+        "PASSKIT_API_KEY": KEY,
+        "PASSKIT_API_SECRET": SECRET,
+        "DATABASE_URL": f"sqlite:///{folder / ('relay-' + secrets.token_hex(3) + '.db')}",
+    }
+    if templates:
+        env["RELAY_TEMPLATES"] = str(templates)
+    argv = [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--port", "{port}"]
+    return Server(argv, env, "/readyz")
+
+
+def hook_path(relay: Server) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "relay", "url", "member-enrol", "--param",
+         f"program_id={DEMO_PROGRAM_ID}", "--param", "tier_id=base", "--base-url", relay.url],
+        env=relay.env, capture_output=True, text=True, check=True, cwd=ROOT,
+    )  # fmt: skip
+    return out.stdout.strip().splitlines()[-1]
+
+
+def reset(sandbox: Server) -> None:
+    httpx.post(sandbox.url + "/_sandbox/reset", timeout=10)
+
+
+def render_us(templates: Path, iterations: int) -> float:
+    """Median µs to check, render and validate one member-enrol delivery, in process."""
+    from relay.delivery import Relay
+    from relay.fields import FieldValue
+    from relay.passkit import PassKitClient
+    from relay.settings import load_settings
+    from relay.templating import TemplateLibrary
+    from relay.tokens import Hook
+
+    settings = load_settings({"RELAY_SECRET_KEY": "x" * 32, "RELAY_TEMPLATES": str(templates)})
+    relay = Relay(library=TemplateLibrary(templates), client=PassKitClient(settings))
+    hook = Hook("hk_bench", "member-enrol", {"program_id": DEMO_PROGRAM_ID, "tier_id": "base"})
+    fields = {name: FieldValue(value, name) for name, value in {
+        "external_id": "CRM-1", "email": "ana@example.com", "first_name": "Ana",
+        "last_name": "Díaz", "points": "10", "meta_store": "Soho"}.items()}  # fmt: skip
+    received = list(fields)
+    batches = []
+    for _ in range(7):
+        began = time.perf_counter()
+        for _ in range(iterations):
+            relay.prepare(hook, fields, received)
+        batches.append((time.perf_counter() - began) / iterations * 1e6)
+    return statistics.median(batches)
+
+
+def many_templates(folder: Path, count: int) -> Path:
+    """The shipped templates plus `count` copies of member-enrol under other names."""
+    target = folder / "templates-500"
+    shutil.copytree(ROOT / "templates", target)
+    source = (ROOT / "templates" / "member-enrol.json.j2").read_text()
+    for n in range(count):
+        (target / f"generated-{n:03d}.json.j2").write_text(source)
+    return target
+
+
+def say(text: str) -> None:
+    print(f"… {text}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short phases: proves it runs")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    seconds = 2.0 if args.quick else 10.0
+    rss_counts = (1_000, 3_000) if args.quick else (10_000, 50_000)
+    wrk_path()
+    figures: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "quick": args.quick,
+    }
+    jwt = mint_jwt(KEY, SECRET, int(time.time()))
+    auth = {"Authorization": jwt}
+    sandbox_argv = [sys.executable, "-m", "relay", "sandbox", "--port", "{port}"]
+    sandbox_env = {"PASSKIT_API_KEY": KEY, "PASSKIT_API_SECRET": SECRET}
+
+    def run_wrk(url: str, mode: str, headers: dict[str, str] | None = None,
+                duration: float = seconds) -> Any:  # fmt: skip
+        return wrk(url, seconds=duration, connections=CONNECTIONS, mode=mode,
+                   program=DEMO_PROGRAM_ID, prefix=secrets.token_hex(4), headers=headers)  # fmt: skip
+
+    with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp, \
+            running(Server(sandbox_argv, sandbox_env, "/_sandbox/state")) as sandbox:  # fmt: skip
+        folder = Path(tmp)
+        # 0. HTTP clients side by side, as bare proxies.
+        clients: dict[str, Any] = {}
+        for client in CLIENTS:
+            reset(sandbox)
+            argv = [sys.executable, "-m", "tests.bench.proxy", client, "{port}", sandbox.url,
+                    jwt, DEMO_PROGRAM_ID]  # fmt: skip
+            with running(Server(argv, {}, "/enrol", method="OPTIONS")) as proxy:
+                run_wrk(proxy.url + "/enrol", "form", duration=1)  # warm-up
+                clients[client] = run_wrk(proxy.url + "/enrol", "form")
+        figures["clients"] = {k: {"rps": v.rps, "errors": v.errors} for k, v in clients.items()}
+
+        # 1. Throughput, closed loop, 64 connections.
+        reset(sandbox)
+        direct = run_wrk(sandbox.url + "/members/member", "json", auth)
+        argv = [sys.executable, "-m", "tests.bench.proxy", "aiohttp", "{port}", sandbox.url, jwt,
+                DEMO_PROGRAM_ID]  # fmt: skip
+        proxy = Server(argv, {}, "/enrol", method="OPTIONS").start()
+        reset(sandbox)
+        run_wrk(proxy.url + "/enrol", "form", duration=1)
+        bare = run_wrk(proxy.url + "/enrol", "form")
+        relay = relay_server(sandbox, folder).start()
+        figures["startup_s"] = relay.startup_s
+        path = hook_path(relay)
+        reset(sandbox)
+        run_wrk(path, "form", duration=1)
+        ours = run_wrk(path, "form")
+        figures.update(direct_rps=direct.rps, proxy_rps=bare.rps, relay_rps=ours.rps,
+                       errors=ours.errors, ratio_vs_proxy=ours.rps / bare.rps)  # fmt: skip
+
+        # 2. Latency at a fixed rate.
+        latency: dict[str, Any] = {}
+        for name, url, mode, headers in (("direct", sandbox.url + "/members/member", "json", auth),
+                                         ("proxy", proxy.url + "/enrol", "form", None),
+                                         ("relay", path, "form", None)):  # fmt: skip
+            say(f"latency at {RATE} req/s: {name}")
+            reset(sandbox)
+            latency[name] = asyncio.run(open_loop(url, rate=RATE, seconds=seconds, mode=mode,
+                                                  program=DEMO_PROGRAM_ID, headers=headers,
+                                                  prefix=secrets.token_hex(4)))  # fmt: skip
+        proxy.stop()
+        figures["latency"] = {k: vars(v) for k, v in latency.items()}
+        figures["added_p50_ms"] = latency["relay"].p50_ms - latency["direct"].p50_ms
+        figures["added_p99_ms"] = latency["relay"].p99_ms - latency["direct"].p99_ms
+
+        # 3. Render + validate, in process.
+        iterations = 200 if args.quick else 2000
+        figures["render_us"] = render_us(ROOT / "templates", iterations)
+
+        # 4. Memory after many requests (counted from the start of this relay).
+        served = ours.requests + latency["relay"].sent
+        for label, count in zip(("rss_mb_10k", "rss_mb_50k"), rss_counts, strict=True):
+            while served < count:
+                reset(sandbox)
+                served += run_wrk(path, "form", duration=min(seconds, 5)).requests
+            figures[label] = relay.rss_mb()
+        figures["rss_requests"] = list(rss_counts)
+        relay.stop()
+
+        # 5. Start-up to ready (a fresh process, the median of three).
+        starts = []
+        for _ in range(3):
+            with running(relay_server(sandbox, folder)) as fresh:
+                starts.append(fresh.startup_s)
+        figures["startup_s"] = statistics.median(starts)
+
+        # 6. 500 templates vs the shipped set.
+        crowded = many_templates(folder, 500)
+        figures["render_us_500"] = render_us(crowded, iterations)
+        with running(relay_server(sandbox, folder, crowded)) as big:
+            figures["startup_s_500"] = big.startup_s
+            path_500 = hook_path(big)
+            reset(sandbox)
+            run_wrk(path_500, "form", duration=1)
+            figures["relay_rps_500"] = run_wrk(path_500, "form").rps
+        figures["ratio_500_templates"] = figures["relay_rps"] / figures["relay_rps_500"]
+
+    print_table(figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def print_table(f: dict[str, Any]) -> None:
+    rows = [("figure", "value", "target")]
+    for client, c in f["clients"].items():
+        rows.append(
+            (f"0. bare proxy over {client}", f"{c['rps']:.0f} req/s, {c['errors']} errors", "")
+        )
+    rows += [
+        ("1. sandbox direct", f"{f['direct_rps']:.0f} req/s", ""),
+        ("1. bare proxy (aiohttp)", f"{f['proxy_rps']:.0f} req/s", ""),
+        ("1. relay", f"{f['relay_rps']:.0f} req/s, {f['errors']} errors", "0 errors"),
+        ("1. relay / proxy", f"{f['ratio_vs_proxy']:.2f}", ">= 0.75"),
+    ]
+    for name, lat in f["latency"].items():
+        rows.append((f"2. {name} at {RATE} req/s", f"p50 {lat['p50_ms']:.2f} ms, p99 "
+                     f"{lat['p99_ms']:.2f} ms ({lat['errors']} errors)", ""))  # fmt: skip
+    rows += [
+        ("2. relay added over direct", f"p50 {f['added_p50_ms']:.2f} ms, p99 "
+         f"{f['added_p99_ms']:.2f} ms", "<= 2 ms, <= 10 ms"),
+        ("3. render + validate", f"{f['render_us']:.0f} µs", "<= 100 µs"),
+        (f"4. RSS after {f['rss_requests'][0]:,} / {f['rss_requests'][1]:,} requests",
+         f"{f['rss_mb_10k']:.0f} MB / {f['rss_mb_50k']:.0f} MB", "<= 120 MB, +10% max"),
+        ("5. start-up to ready", f"{f['startup_s']:.2f} s", "<= 1.5 s"),
+        ("6. 500 templates: render / start-up", f"{f['render_us_500']:.0f} µs / "
+         f"{f['startup_s_500']:.2f} s", ""),
+        ("6. per-request cost, 500 vs shipped", f"{f['ratio_500_templates']:.2f}x", "<= 1.10x"),
+    ]  # fmt: skip
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    print(f"\npasskit-relay benchmark, {f['date']}, {f['machine']}"
+          + (" (--quick: not a measurement)" if f["quick"] else ""))  # fmt: skip
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:<{vwidth}}  {target}")
+
+
+if __name__ == "__main__":
+    main()
