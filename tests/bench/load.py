@@ -34,8 +34,8 @@ def wrk_path() -> str:
 def wrk(url: str, *, seconds: float, connections: int, prefix: str, mode: str, program: str,
         headers: dict[str, str] | None = None) -> Throughput:  # fmt: skip
     """Closed loop: `connections` connections, each sending its next request on an answer."""
-    argv = [wrk_path(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-            "-s", str(SCRIPT)]  # fmt: skip
+    duration = f"-d{max(1, round(seconds))}s"
+    argv = [wrk_path(), "-t1", f"-c{connections}", duration, "--timeout", "10s", "-s", str(SCRIPT)]
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
     argv += [url, "--", prefix, mode, program]

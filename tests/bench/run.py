@@ -70,7 +70,7 @@ class Server:
     def start(self) -> Server:
         began = time.perf_counter()
         # Output to a file, not a pipe: a full pipe nobody reads would stall the server.
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(self.argv, env=self.env, cwd=ROOT,
                                         stdout=self.log, stderr=subprocess.STDOUT)  # fmt: skip
         deadline = began + 30
@@ -101,6 +101,7 @@ class Server:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        self.log.close()
 
 
 @contextmanager
@@ -188,7 +189,8 @@ def main() -> None:
     wrk_path()
     figures: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
         "quick": args.quick,
     }
     jwt = mint_jwt(KEY, SECRET, int(time.time()))
@@ -198,8 +200,9 @@ def main() -> None:
 
     def run_wrk(url: str, mode: str, headers: dict[str, str] | None = None,
                 duration: float = seconds) -> Any:  # fmt: skip
+        prefix = secrets.token_hex(4)
         return wrk(url, seconds=duration, connections=CONNECTIONS, mode=mode,
-                   program=DEMO_PROGRAM_ID, prefix=secrets.token_hex(4), headers=headers)  # fmt: skip
+                   program=DEMO_PROGRAM_ID, prefix=prefix, headers=headers)  # fmt: skip
 
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp, \
             running(Server(sandbox_argv, sandbox_env, "/_sandbox/state")) as sandbox:  # fmt: skip
