@@ -76,12 +76,13 @@ class AccessLog:
             if len(parts) > 2 and parts[1] in ("hooks", "stripe"):
                 parts[2] = redact_token(parts[2])
             log.info(
-                "%s %s %s %d %.1fms",
+                "%s %s %s %d %.1fms %s",
                 request_id,
                 scope["method"],
                 "/".join(parts),
                 status,
                 (time.perf_counter() - started) * 1000,
+                scope["state"].get("log_note", ""),
             )
 
 

@@ -9,7 +9,6 @@ returned. Errors are raised as RelayError and rendered by the app's one handler.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from typing import Any
 
@@ -21,6 +20,7 @@ from relay.admin.hookpage import describe, hook_page, wants_html
 from relay.delivery import Trace
 from relay.errors import BodyTooLarge, InvalidToken, NotConfigured, RelayError
 from relay.fields import Fields
+from relay.ids import unique_hex
 from relay.journal import delivery_record, fields_for_log
 from relay.payloads import parse_payload
 from relay.services import Services
@@ -32,7 +32,7 @@ _TRUE = {"1", "true", "yes", "on", "y"}
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(8)
+    return "req_" + unique_hex(16)
 
 
 def request_id_of(request: Request) -> str:
@@ -88,6 +88,7 @@ class Endpoints:
         request_id: str,
         request: Any,
         replay_of: str | None = None,
+        note: dict[str, Any] | None = None,
     ) -> str:
         """Log one delivery, before it is answered: an answered delivery is never missing."""
         entry = delivery_record(
@@ -105,8 +106,8 @@ class Endpoints:
             replay_of=replay_of,
         )
         delivery_id = await (await self.s.store.get()).record_delivery(entry)
-        log.info("%s hook=%s template=%s outcome=%s", request_id, hook.id, template,
-                 entry.outcome)  # fmt: skip
+        if note is not None:  # the access log's line for this request says what became of it
+            note["log_note"] = f"hook={hook.id} template={template} outcome={entry.outcome}"
         return delivery_id
 
     async def run_hook(
@@ -162,7 +163,7 @@ class Endpoints:
         finally:
             await self.record("hook", hook, hook.template, trace=trace, status=status,
                               answer=answer, started=started, request_id=request_id,
-                              request=logged_fields)  # fmt: skip
+                              request=logged_fields, note=request.scope.get("state"))  # fmt: skip
         return JSONResponse(answer)
 
     async def stripe_delivery(self, request: Request) -> Response:
@@ -191,7 +192,7 @@ class Endpoints:
             summary = stripe_events.summary(event) if event else None
             await self.record("stripe", hook, template, trace=trace, status=status,
                               answer=answer, started=started, request_id=request_id,
-                              request=summary)  # fmt: skip
+                              request=summary, note=request.scope.get("state"))  # fmt: skip
         return JSONResponse(answer, status_code=status)
 
     async def handle_event(

@@ -8,6 +8,7 @@ replay never issues a second pass. The new delivery is logged with `replay_of` p
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -18,6 +19,8 @@ from relay.errors import RelayError
 from relay.fields import FieldList, Fields, FieldValue
 from relay.store import DeliveryRecord
 from relay.tokens import Hook
+
+log = logging.getLogger("relay")
 
 
 class CannotReplay(Exception):
@@ -65,7 +68,9 @@ async def replay(endpoints: Endpoints, record: DeliveryRecord) -> str:
             )
     except RelayError as exc:
         status, answer = exc.status, {"ok": False, "error": exc.as_dict()}
-    return await endpoints.record(
+    new_id = await endpoints.record(
         record.source, hook, template, trace=trace, status=status, answer=answer,
         started=started, request_id=request_id, request=record.request, replay_of=record.id,
     )  # fmt: skip
+    log.info("%s replay of %s as %s: status %d", request_id, record.id, new_id, status)
+    return new_id

@@ -16,21 +16,26 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
-class GroupCommit(Generic[T]):
-    """Batches `submit`ted items into calls of `flush(items)`; `submit` returns once flushed."""
+class GroupCommit(Generic[T, R]):
+    """Batches `submit`ted items into calls of `flush(items)`; `submit` returns once flushed,
+    with the item's own result when `flush` returns one per item (else None)."""
 
     def __init__(
-        self, flush: Callable[[Sequence[T]], Awaitable[None]], *, max_batch: int = 500
+        self,
+        flush: Callable[[Sequence[T]], Awaitable[Sequence[R] | None]],
+        *,
+        max_batch: int = 500,
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[None]] | None] | None = None
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R | None]] | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def submit(self, item: T) -> None:
+    async def submit(self, item: T) -> R | None:
         """Queue `item`; returns once it is committed, or raises what the commit raised."""
         if self._closed:
             raise RuntimeError("the store is closed")
@@ -38,14 +43,14 @@ class GroupCommit(Generic[T]):
             # Started lazily so the store can be built outside the event loop that uses it.
             self._queue = asyncio.Queue()
             self._task = asyncio.create_task(self._run(self._queue), name="relay-group-commit")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[R | None] = asyncio.get_running_loop().create_future()
         # Mark a failure as seen even when its caller has gone, so asyncio does not log it twice.
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.put_nowait((item, future))
         # shield: a caller that gives up (client gone) must not cancel the batch for the others.
-        await asyncio.shield(future)
+        return await asyncio.shield(future)
 
-    async def _run(self, queue: asyncio.Queue[tuple[T, asyncio.Future[None]] | None]) -> None:
+    async def _run(self, queue: asyncio.Queue[tuple[T, asyncio.Future[R | None]] | None]) -> None:
         stopping = False
         while not stopping:
             first = await queue.get()
@@ -60,9 +65,9 @@ class GroupCommit(Generic[T]):
                 batch.append(entry)
             await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+    async def _commit(self, batch: list[tuple[T, asyncio.Future[R | None]]]) -> None:
         try:
-            await self._flush([item for item, _ in batch])
+            results = await self._flush([item for item, _ in batch])
         except Exception as exc:  # noqa: BLE001 - handed to the waiting callers instead
             if len(batch) > 1:
                 # One bad row must not fail its neighbours: retry each alone, so only the
@@ -74,9 +79,9 @@ class GroupCommit(Generic[T]):
                 if not future.done():
                     future.set_exception(exc)
         else:
-            for _, future in batch:
+            for index, (_, future) in enumerate(batch):
                 if not future.done():
-                    future.set_result(None)
+                    future.set_result(None if results is None else results[index])
 
     async def aclose(self) -> None:
         """Commit what is queued, then stop the writer task."""

@@ -6,9 +6,10 @@ in SQLite and PostgreSQL, and the callers already have a clock that gives them.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from relay.ids import unique_hex
 
 Source = Literal["hook", "stripe"]
 Outcome = Literal["ok", "failed", "skipped", "duplicate", "ignored", "dry_run"]
@@ -78,7 +79,7 @@ def new_delivery_id(at: float) -> str:
     Sorting by id is then sorting by time, so the log pages by id alone (keyset pagination), and
     processes sharing one database never collide without asking it for a sequence number.
     """
-    return f"dl_{int(at * 1_000_000):014x}{secrets.token_hex(4)}"
+    return f"dl_{int(at * 1_000_000):014x}{unique_hex(8)}"
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
+from relay.ids import unique_hex
 from relay.store import queries as q
 from relay.store.batch import GroupCommit
 from relay.store.queries import Params, Row
@@ -35,7 +35,7 @@ class SQLStore(ABC):
     """Everything but the connection handling; see `relay.store.Store` for the contract."""
 
     def __init__(self) -> None:
-        self._log: GroupCommit[DeliveryRecord] = GroupCommit(self._flush_deliveries)
+        self._log: GroupCommit[DeliveryRecord, None] = GroupCommit(self._flush_deliveries)
 
     # -- the backend's primitives ------------------------------------------------------------
 
@@ -129,7 +129,7 @@ class SQLStore(ABC):
         ttl: float = IDEMPOTENCY_TTL,
         stale_after: float = STALE_AFTER,
     ) -> Claim:
-        owner = secrets.token_hex(8)
+        owner = unique_hex(16)
         _, rows = await self._write(
             q.CLAIM,
             {

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from relay.store import migrations
+from relay.store.batch import GroupCommit
 from relay.store.queries import Params, Row
 from relay.store.sql import SQLStore
 
@@ -53,6 +54,9 @@ class SQLiteStore(SQLStore):
             else ThreadPoolExecutor(1, thread_name_prefix="relay-sqlite-reader")
         )
         self._write_conn: sqlite3.Connection | None = None
+        self._statements: GroupCommit[tuple[str, Params], tuple[int, list[Row]]] = GroupCommit(
+            self._flush_statements
+        )
         self._read_conn: sqlite3.Connection | None = None
 
     async def open(self) -> None:
@@ -88,10 +92,23 @@ class SQLiteStore(SQLStore):
         return await self._on(self._reader, lambda: conn.execute(sql, params).fetchall())
 
     async def _write(self, sql: str, params: Params) -> tuple[int, list[Row]]:
-        def work(conn: sqlite3.Connection) -> tuple[int, list[Row]]:
-            cursor = conn.execute(sql, params)
-            rows = cursor.fetchall()  # before rowcount: RETURNING counts rows as they are read
-            return cursor.rowcount, rows
+        # Group-committed like the delivery log: concurrent deliveries' claims and completions
+        # share one transaction and one trip to the writer thread, instead of queueing there
+        # one by one (the writer was the relay's bottleneck under load).
+        result = await self._statements.submit((sql, params))
+        assert result is not None
+        return result
+
+    async def _flush_statements(
+        self, statements: Sequence[tuple[str, Params]]
+    ) -> list[tuple[int, list[Row]]]:
+        def work(conn: sqlite3.Connection) -> list[tuple[int, list[Row]]]:
+            results = []
+            for sql, params in statements:
+                cursor = conn.execute(sql, params)
+                rows = cursor.fetchall()  # before rowcount: RETURNING counts rows as read
+                results.append((cursor.rowcount, rows))
+            return results
 
         return await self._on(self._writer, lambda: self._transaction(work))
 
@@ -119,6 +136,7 @@ class SQLiteStore(SQLStore):
         await self._on(self._writer, lambda: self._transaction(work))
 
     async def _close(self) -> None:
+        await self._statements.aclose()
         read_conn, write_conn = self._read_conn, self._write_conn
         self._read_conn = self._write_conn = None
         if read_conn is not None and read_conn is not write_conn:
