@@ -9,6 +9,7 @@ the server-error middleware and the log (with a JSON 500 for the caller).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -150,6 +151,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.store.get()  # a bad DATABASE_URL stops the boot; migrations run first
+        # Everything built so far (modules, compiled templates) lives as long as the process:
+        # keep the garbage collector from walking it again on every full collection.
+        gc.collect()
+        gc.freeze()
         cleanup = asyncio.create_task(
             housekeeping.run_forever(services.store, settings, services.timestamp)
         )
