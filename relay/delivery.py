@@ -125,12 +125,29 @@ class Relay:
             # A replay of a create this relay already made: answer as the first time did.
             stored = PassKitAnswer(200, json.loads(claim.body or "null"), {}, answer.attempts)
             return Sent(request, stored, created=False, duplicate=True)
+        if _is_conflict(answer) and answer.attempts > 1:
+            # An earlier attempt's answer was lost (connection dropped) but PassKit had carried
+            # it out: the retry's "already exists" is our own create. Answer with it.
+            answer = await self._find_created(request, trace) or answer
         if answer.ok:
             await self.guard.remember_create(claim, answer.json)
         elif claim.won:
             await self.guard.release(claim)
         raise_for_answer(answer, request.operation)
         return Sent(request, answer, created=True)
+
+    async def _find_created(
+        self, request: PassKitRequest, trace: Trace | None
+    ) -> PassKitAnswer | None:
+        operation = request.operation
+        if operation.find_with is None or request.json is None:
+            return None
+        finder = CATALOG[operation.find_with]
+        keys = {k: request.json[k] for k in ("externalId", "programId") if k in request.json}
+        found = await self._call(build_request(finder, keys), trace)
+        if not found.ok or not isinstance(found.json, dict) or "id" not in found.json:
+            return None
+        return PassKitAnswer(200, {"id": found.json["id"]}, found.headers, found.attempts)
 
     async def _call(self, request: PassKitRequest, trace: Trace | None) -> PassKitAnswer:
         if trace is not None:

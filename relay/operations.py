@@ -221,6 +221,7 @@ class Operation:
     id_in_request: tuple[str, ...] = ("id",)
     external_id_in_request: tuple[str, ...] = ("externalId",)
     pass_gone: bool = False  # deletes/voids: no pass page to link to afterwards
+    find_with: str | None = None  # looks up what this create made, by its external id
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,14 @@ _MEMBER_EVENT_EXT = {"external_id_in_request": ("externalMemberId",)}
 CATALOG: dict[str, Operation] = {
     op.name: op
     for op in (
-        _member("members.enrol", "POST", "/members/member", NEW_MEMBER, creates=True),
+        _member(
+            "members.enrol",
+            "POST",
+            "/members/member",
+            NEW_MEMBER,
+            creates=True,
+            find_with="members.lookup",
+        ),
         _member(
             "members.upsert", "POST", "/members/member", NEW_MEMBER, on_conflict="members.update"
         ),

@@ -239,3 +239,22 @@ async def test_readiness_fails_when_the_database_cannot_open(
     client = make_client(make_settings(DATABASE_URL=f"sqlite:///{missing}"))
     ready = await client.get("/readyz")
     assert ready.status_code == 503 and ready.json()["database"] is False
+
+
+async def test_enrol_whose_answer_was_lost_is_found_not_a_conflict(
+    passkit: respx.MockRouter, client: httpx.AsyncClient
+) -> None:
+    # PassKit enrolled the member, the connection dropped before its answer, the retry hears
+    # "already exists": that member is ours, so the zap gets it rather than an error.
+    enrolled(
+        passkit,
+        httpx.RemoteProtocolError("peer closed connection without sending complete message"),
+        httpx.Response(409, json={"code": 6, "message": "member already exists"}),
+    )
+    lookup = passkit.get("/members/member/externalId/p1/CRM-1").mock(
+        return_value=httpx.Response(200, json={"id": "m7", "externalId": "CRM-1"})
+    )
+    answer = await client.post(ENROL, data=ANA)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["id"] == "m7" and answer.json()["duplicate"] is False
+    assert lookup.call_count == 1

@@ -179,6 +179,25 @@ async def test_enrols_survive_30_percent_429_and_503(zap: Zap, sandbox: tuple[st
     assert set(statuses) <= {200, 503}
 
 
+async def test_enrols_whose_answers_are_lost_still_end_in_one_member_each(
+    zap: Zap, sandbox: tuple[str, State]
+) -> None:
+    # A third of PassKit's answers are lost after the member was created (connection dropped).
+    await zap.client.post(f"{sandbox[0]}/_sandbox/faults",
+                          json={"rate_drop_after": 0.33, "seed": 11})  # fmt: skip
+    params = {**PROGRAM, "tier_id": "base"}
+    answers = [
+        await zap.post("member-enrol", params, external_id=f"LOST-{n}", email=f"l{n}@example.com")
+        for n in range(30)
+    ]
+    assert [a.status_code for a in answers] == [200] * 30, [a.text for a in answers][:3]
+    assert sandbox[1].faults_injected
+    assert sorted(m["externalId"] for m in sandbox[1].members.values()) == sorted(
+        f"LOST-{n}" for n in range(30)
+    )
+    assert {a.json()["id"] for a in answers} == set(sandbox[1].members)
+
+
 def test_relay_demo_runs_with_no_account(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
