@@ -77,11 +77,13 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     _configure_logging()
     # Trust X-Forwarded-* only behind Heroku's router (DYNO is set there), never by default.
     behind_router = "DYNO" in env
+    workers = args.workers or int(env.get("WEB_CONCURRENCY", "").strip() or 1)
     uvicorn.run(
         "relay.app:app_from_environ",
         factory=True,
         host=args.host,
         port=args.port or settings.port,
+        workers=workers,
         access_log=False,
         proxy_headers=behind_router,
         forwarded_allow_ips="*" if behind_router else None,
@@ -298,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the production server (uvicorn)")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="processes sharing the port and database (default: "
+                            "$WEB_CONCURRENCY or 1)")  # fmt: skip
     serve.set_defaults(handler=cmd_serve)
 
     demo = sub.add_parser("demo", help="the relay and a PassKit sandbox: try it, no account")
