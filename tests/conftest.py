@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 
 from relay.app import create_app
 from relay.settings import Settings, load_settings
+from relay.store import Store, open_store
 from relay.tokens import Hook, HookSigner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +64,14 @@ def settings() -> Settings:
 def passkit() -> respx.MockRouter:
     """A fake PassKit: tests add routes and inspect `route.calls.last.request`."""
     return respx.MockRouter(base_url=API, assert_all_called=False)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A SQLite store in a file of the test's own (test_store.py runs both backends itself)."""
+    opened = await open_store(f"sqlite:///{tmp_path / 'relay.db'}")
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

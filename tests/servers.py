@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -13,14 +11,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+from relay.app import create_app
 from relay.sandbox import SandboxConfig, State, create_sandbox
 
-from .conftest import BASE_ENV, PASSKIT_KEY, PASSKIT_SECRET
+from .conftest import BASE_ENV, PASSKIT_KEY, PASSKIT_SECRET, make_settings
+from .processes import ServerProcess
 
 
 @contextmanager
@@ -44,53 +43,12 @@ def serve_in_thread(app: ASGIApp, *, http: str = "auto", lifespan: str = "off") 
         sock.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class RelayProcess:
-    """`relay serve` in its own process, started with `env` on top of the tests' settings."""
-
-    def __init__(self, env: Mapping[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **BASE_ENV, "RELAY_PUBLIC_URL": self.url, **env}
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 20.0) -> RelayProcess:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port)],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"relay exited: {self.log.read_text()}"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"relay did not become ready: {self.log.read_text()}")
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()  # SIGKILL: no shutdown, no flush
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+def relay_process(env: Mapping[str, str], log: Path) -> ServerProcess:
+    """`relay serve` in its own process, with `env` on top of the tests' settings; ready once
+    /readyz answers."""
+    argv = [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--port", "{port}"]
+    settings = {**BASE_ENV, "RELAY_PUBLIC_URL": "{url}", **env}
+    return ServerProcess(argv, settings, "/readyz", log=log)
 
 
 @pytest.fixture
@@ -100,3 +58,19 @@ def sandbox() -> Iterator[tuple[str, State]]:
     app = create_sandbox(SandboxConfig(api_key=PASSKIT_KEY, api_secret=PASSKIT_SECRET))
     with serve_in_thread(app) as url:
         yield url, app.state.sandbox
+
+
+@contextmanager
+def relay_on_sandbox(sandbox_url: str, folder: Path, **settings: str) -> Iterator[str]:
+    """The relay under uvicorn (lifespan on, SQLite in `folder`) calling the sandbox at
+    `sandbox_url`, with pass pages there too; yields the relay's base URL."""
+    app = create_app(
+        make_settings(
+            PASSKIT_API_URL=sandbox_url,
+            PASSKIT_PASS_URL=f"{sandbox_url}/pass",
+            DATABASE_URL=f"sqlite:///{folder / 'relay.db'}",
+            **settings,
+        )
+    )
+    with serve_in_thread(app, lifespan="on") as url:
+        yield url

@@ -4,14 +4,13 @@ secrets on any page, replays. The browser walk-through is in test_admin_browser.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
 import respx
 
-from relay.store import Store, open_store
+from relay.store import Store
 
 from .conftest import PASSKIT_SECRET, SECRET_KEY, make_settings, mint
 
@@ -20,13 +19,6 @@ pytestmark = pytest.mark.anyio
 PASSWORD = "correct horse battery staple"
 ENROL = mint("member-enrol", program_id="p1", tier_id="base")
 JWT = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(f"sqlite:///{tmp_path / 'relay.db'}")
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

@@ -13,11 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from relay.app import create_app
 from relay.sandbox import DEMO_PROGRAM_ID, State
 
-from .conftest import make_settings
-from .servers import serve_in_thread
+from .servers import relay_on_sandbox
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -52,13 +50,7 @@ def browser_page() -> Iterator[object]:
 
 @pytest.fixture
 def relay_url(sandbox: tuple[str, State], tmp_path: Path) -> Iterator[str]:
-    settings = make_settings(
-        PASSKIT_API_URL=sandbox[0],
-        PASSKIT_PASS_URL=f"{sandbox[0]}/pass",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'relay.db'}",
-        RELAY_ADMIN_PASSWORD=PASSWORD,
-    )
-    with serve_in_thread(create_app(settings), lifespan="on") as url:
+    with relay_on_sandbox(sandbox[0], tmp_path, RELAY_ADMIN_PASSWORD=PASSWORD) as url:
         yield url
 
 

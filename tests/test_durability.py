@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,7 +14,7 @@ import respx
 
 from relay.housekeeping import purge_expired
 from relay.revocations import RevocationCache
-from relay.store import DAY, Store, open_store
+from relay.store import DAY, Store
 
 from .conftest import FROZEN_NOW, make_settings, mint
 
@@ -23,13 +23,6 @@ pytestmark = pytest.mark.anyio
 ENROL = mint("member-enrol", program_id="p1", tier_id="base")
 EARN = mint("member-points-earn", program_id="p1")
 ANA = {"external_id": "CRM-1", "email": "ana@example.com"}
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(f"sqlite:///{tmp_path / 'relay.db'}")
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from relay.sandbox import DEMO_PROGRAM_ID, State
 from relay.store import open_store
 
 from .conftest import BASE_ENV
-from .servers import RelayProcess
+from .processes import ServerProcess
+from .servers import relay_process
 
 pytestmark = pytest.mark.anyio
 
@@ -40,10 +41,10 @@ def cli(env: dict[str, str], *argv: str) -> str:
 @pytest.fixture
 def relays(
     database_url: str, sandbox: tuple[str, State], tmp_path: Path
-) -> Iterator[list[RelayProcess]]:
+) -> Iterator[list[ServerProcess]]:
     """Two `relay serve` processes sharing the database of the test's `database_url`."""
     env = relay_env(sandbox[0], database_url)
-    started = [RelayProcess(env, tmp_path / f"relay-{n}.log") for n in (1, 2)]
+    started = [relay_process(env, tmp_path / f"relay-{n}.log") for n in (1, 2)]
     try:
         for relay in started:
             relay.start()
@@ -53,7 +54,7 @@ def relays(
             relay.stop()
 
 
-def mint_url(relay: RelayProcess, template: str, *params: str) -> str:
+def mint_url(relay: ServerProcess, template: str, *params: str) -> str:
     argv = ["url", template, "--base-url", relay.url]
     for param in params:
         argv += ["--param", param]
@@ -62,7 +63,7 @@ def mint_url(relay: RelayProcess, template: str, *params: str) -> str:
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_two_processes_share_revocation_and_idempotency(
-    relays: list[RelayProcess], sandbox: tuple[str, State]
+    relays: list[ServerProcess], sandbox: tuple[str, State]
 ) -> None:
     one, two = relays
     state = sandbox[1]
@@ -97,7 +98,7 @@ async def test_two_processes_share_revocation_and_idempotency(
 async def test_kill_9_mid_load_loses_no_answered_delivery(
     database_url: str, sandbox: tuple[str, State], tmp_path: Path
 ) -> None:
-    relay = RelayProcess(relay_env(sandbox[0], database_url), tmp_path / "relay.log").start()
+    relay = relay_process(relay_env(sandbox[0], database_url), tmp_path / "relay.log").start()
     path = mint_url(relay, "member-upsert", f"program_id={DEMO_PROGRAM_ID}", "tier_id=base")
     path = path.removeprefix(relay.url)
     answered: list[str] = []

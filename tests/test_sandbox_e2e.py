@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 
-from relay.app import create_app
 from relay.sandbox import (
     DEMO_CAMPAIGN_ID,
     DEMO_OFFER_ID,
@@ -27,8 +26,9 @@ from relay.sandbox import (
     State,
 )
 
-from .conftest import make_settings, mint
-from .servers import free_port, serve_in_thread
+from .conftest import mint
+from .processes import free_port
+from .servers import relay_on_sandbox
 
 pytestmark = pytest.mark.anyio
 PROGRAM = {"program_id": DEMO_PROGRAM_ID}
@@ -36,12 +36,7 @@ PROGRAM = {"program_id": DEMO_PROGRAM_ID}
 
 @pytest.fixture
 def relay_url(sandbox: tuple[str, State], tmp_path: Path) -> Iterator[str]:
-    settings = make_settings(
-        PASSKIT_API_URL=sandbox[0],
-        PASSKIT_PASS_URL=f"{sandbox[0]}/pass",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'relay.db'}",
-    )
-    with serve_in_thread(create_app(settings), lifespan="on") as url:
+    with relay_on_sandbox(sandbox[0], tmp_path) as url:
         yield url
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +14,12 @@ import httpx
 import pytest
 import respx
 
-from relay.app import create_app
 from relay.sandbox import DEMO_PROGRAM_ID, State
-from relay.store import Store, open_store
+from relay.store import Store
 from relay.stripe_events import sign
 
 from .conftest import SAMPLES, make_settings, mint
-from .servers import serve_in_thread
+from .servers import relay_on_sandbox
 
 pytestmark = pytest.mark.anyio
 
@@ -42,13 +41,6 @@ def signed(body: bytes, *secrets: str, at: int | None = None) -> dict[str, str]:
     parts = [sign(body, secret, at) for secret in secrets or (WHSEC,)]
     v1s = [part.split(",", 1)[1] for part in parts]
     return {"Stripe-Signature": ",".join([f"t={at}", *v1s]), "Content-Type": "application/json"}
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(f"sqlite:///{tmp_path / 'relay.db'}")
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture
@@ -278,11 +270,6 @@ async def test_subscription_lifecycle_against_the_sandbox(
 ) -> None:
     """Relay and sandbox as real servers: pay → pass issued, upgrade → tier, cancel → gone."""
     url, state = sandbox
-    settings = make_settings(
-        PASSKIT_API_URL=url,
-        DATABASE_URL=f"sqlite:///{tmp_path / 'relay.db'}",
-        STRIPE_WEBHOOK_SECRET=WHSEC,
-    )
     endpoint = (
         "/stripe/" + mint("stripe", program_id=DEMO_PROGRAM_ID, tier_id="base").rsplit("/", 1)[1]
     )
@@ -291,7 +278,7 @@ async def test_subscription_lifecycle_against_the_sandbox(
         found = [m for m in state.members.values() if m["externalId"] == "cus_RqW8xZ1aB2"]
         return found[0] if found else None
 
-    with serve_in_thread(create_app(settings), lifespan="on") as relay:
+    with relay_on_sandbox(url, tmp_path, STRIPE_WEBHOOK_SECRET=WHSEC) as relay:
         async with httpx.AsyncClient(base_url=relay, timeout=30) as client:
             for name in ("checkout.session.completed", "customer.subscription.updated",
                          "customer.subscription.deleted"):  # fmt: skip

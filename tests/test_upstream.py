@@ -14,7 +14,7 @@ from relay.sandbox import DEMO_PROGRAM_ID, State
 from relay.upstream import AiohttpUpstream, UpstreamTimeout, UpstreamUnreachable
 
 from .conftest import PASSKIT_KEY, PASSKIT_SECRET, make_settings
-from .servers import free_port
+from .processes import free_port
 
 pytestmark = pytest.mark.anyio
 LOOKUP = f"/members/member/externalId/{DEMO_PROGRAM_ID}/nobody"

@@ -39,6 +39,7 @@ from relay.passkit import mint_jwt  # noqa: E402
 from relay.sandbox import DEMO_PROGRAM_ID  # noqa: E402
 from tests.bench.load import open_loop, wrk, wrk_path  # noqa: E402
 from tests.bench.proxy import CLIENTS  # noqa: E402
+from tests.processes import ServerProcess  # noqa: E402
 
 KEY, SECRET = "bench-key", "bench-secret-" + secrets.token_hex(8)
 CONNECTIONS = 64
@@ -46,67 +47,8 @@ RATE = 200
 ROUNDS = 2
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Server:
-    """A server process on a free loopback port, ready once `ready_path` answers 200."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], ready_path: str,
-                 method: str = "GET") -> None:  # fmt: skip
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.argv = [a.replace("{port}", str(self.port)) for a in argv]
-        self.env = {**os.environ, **env, "PORT": str(self.port)}
-        self.ready_path, self.method = ready_path, method
-        self.process: subprocess.Popen[bytes] | None = None
-        self.startup_s = 0.0
-
-    def start(self) -> Server:
-        began = time.perf_counter()
-        # Output to a file, not a pipe: a full pipe nobody reads would stall the server.
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen(self.argv, env=self.env, cwd=ROOT,
-                                        stdout=self.log, stderr=subprocess.STDOUT)  # fmt: skip
-        deadline = began + 30
-        while time.perf_counter() < deadline:
-            if self.process.poll() is not None:
-                self.log.seek(0)
-                raise SystemExit(f"{self.argv} exited: {self.log.read().decode()[-2000:]}")
-            try:
-                answer = httpx.request(self.method, self.url + self.ready_path, timeout=1)
-                if answer.status_code < 500:
-                    self.startup_s = time.perf_counter() - began
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.005)
-        raise SystemExit(f"{self.argv} did not start")
-
-    def rss_mb(self) -> float:
-        assert self.process is not None
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
-        return kb / 1024
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.log.close()
-
-
 @contextmanager
-def running(server: Server) -> Iterator[Server]:
+def running(server: ServerProcess) -> Iterator[ServerProcess]:
     server.start()
     try:
         yield server
@@ -114,7 +56,9 @@ def running(server: Server) -> Iterator[Server]:
         server.stop()
 
 
-def relay_server(sandbox: Server, folder: Path, templates: Path | None = None) -> Server:
+def relay_server(
+    sandbox: ServerProcess, folder: Path, templates: Path | None = None
+) -> ServerProcess:
     env = {
         "RELAY_SECRET_KEY": secrets.token_urlsafe(32),
         "PASSKIT_API_URL": sandbox.url,
@@ -125,10 +69,10 @@ def relay_server(sandbox: Server, folder: Path, templates: Path | None = None) -
     if templates:
         env["RELAY_TEMPLATES"] = str(templates)
     argv = [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--port", "{port}"]
-    return Server(argv, env, "/readyz")
+    return ServerProcess(argv, env, "/readyz", cwd=ROOT)
 
 
-def hook_path(relay: Server) -> str:
+def hook_path(relay: ServerProcess) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "relay", "url", "member-enrol", "--param",
          f"program_id={DEMO_PROGRAM_ID}", "--param", "tier_id=base", "--base-url", relay.url],
@@ -137,7 +81,7 @@ def hook_path(relay: Server) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def reset(sandbox: Server) -> None:
+def reset(sandbox: ServerProcess) -> None:
     httpx.post(sandbox.url + "/_sandbox/reset", timeout=10)
 
 
@@ -205,8 +149,9 @@ def main() -> None:
         return wrk(url, seconds=duration, connections=CONNECTIONS, mode=mode,
                    program=DEMO_PROGRAM_ID, prefix=prefix, headers=headers)  # fmt: skip
 
+    sandbox_process = ServerProcess(sandbox_argv, sandbox_env, "/_sandbox/state", cwd=ROOT)
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp, \
-            running(Server(sandbox_argv, sandbox_env, "/_sandbox/state")) as sandbox:  # fmt: skip
+            running(sandbox_process) as sandbox:  # fmt: skip
         folder = Path(tmp)
         # 0. HTTP clients side by side, as bare proxies.
         clients: dict[str, Any] = {}
@@ -214,7 +159,7 @@ def main() -> None:
             reset(sandbox)
             argv = [sys.executable, "-m", "tests.bench.proxy", client, "{port}", sandbox.url,
                     jwt, DEMO_PROGRAM_ID]  # fmt: skip
-            with running(Server(argv, {}, "/enrol", method="OPTIONS")) as proxy:
+            with running(ServerProcess(argv, {}, "/enrol", method="OPTIONS", cwd=ROOT)) as proxy:
                 run_wrk(proxy.url + "/enrol", "form", duration=1)  # warm-up
                 clients[client] = run_wrk(proxy.url + "/enrol", "form")
         figures["clients"] = {k: {"rps": v.rps, "errors": v.errors} for k, v in clients.items()}
@@ -224,7 +169,7 @@ def main() -> None:
         direct = run_wrk(sandbox.url + "/members/member", "json", auth)
         argv = [sys.executable, "-m", "tests.bench.proxy", "aiohttp", "{port}", sandbox.url, jwt,
                 DEMO_PROGRAM_ID]  # fmt: skip
-        proxy = Server(argv, {}, "/enrol", method="OPTIONS").start()
+        proxy = ServerProcess(argv, {}, "/enrol", method="OPTIONS", cwd=ROOT).start()
         relay = relay_server(sandbox, folder).start()
         path = hook_path(relay)
         for url in (proxy.url + "/enrol", path):
