@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import re
-import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -18,6 +16,7 @@ from typing import TypeVar
 from relay import __version__
 from relay.errors import RelayError
 from relay.fields import FieldList, Fields, FieldValue
+from relay.logsetup import configure_logging
 from relay.minting import MintError, mint
 from relay.payloads import normalise_key
 from relay.settings import ConfigError, Settings, display_url, load_settings, templates_dir
@@ -61,12 +60,6 @@ def _library(settings: Settings) -> TemplateLibrary:
     return library
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
-    # httpx logs every PassKit call at INFO; the relay's own line per request says enough.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import uvicorn
 
@@ -74,7 +67,7 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     _library(settings)
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    _configure_logging()
+    configure_logging()
     # Trust X-Forwarded-* only behind Heroku's router (DYNO is set there), never by default.
     behind_router = "DYNO" in env
     workers = args.workers or int(env.get("WEB_CONCURRENCY", "").strip() or 1)
@@ -93,42 +86,16 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    import tempfile
+    from relay.demo import serve_demo
 
-    import uvicorn
-
-    from relay.demo import banner, demo_app, demo_config, mint_demo_hook
-
-    port = args.port or int(env.get("PORT", "") or 8000)
-    with tempfile.TemporaryDirectory(prefix="relay-demo-") as folder:
-        demo = demo_config(env, port, Path(folder))
-        app = demo_app(demo)  # builds the store's schema before the first hook is minted
-        url = asyncio.run(mint_demo_hook(demo.settings))
-        _configure_logging()
-        print(banner(demo, url), flush=True)
-        uvicorn.run(app, host=args.host, port=port, access_log=False, log_level="warning")
+    serve_demo(args.host, args.port or int(env.get("PORT", "") or 8000), env)
     return 0
 
 
 def cmd_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    import uvicorn
+    from relay.sandbox.serve import serve_sandbox
 
-    from relay.sandbox import SandboxConfig, create_sandbox
-
-    port = args.port or int(env.get("PORT", "") or 8001)
-    base_url = f"http://localhost:{port}"
-    key = env.get("PASSKIT_API_KEY") or "sandbox-key"
-    secret = env.get("PASSKIT_API_SECRET") or "sandbox-secret-" + secrets.token_hex(8)
-    token = env.get("PASSKIT_TOKEN") or None
-    config = SandboxConfig(key, secret, long_lived_token=token, public_url=base_url)
-    print(f"PassKit sandbox on {base_url} (issued passes: {base_url}/). Point a relay at it:")
-    print(f"  PASSKIT_API_URL={base_url} PASSKIT_PASS_URL={base_url}/pass \\")
-    if "PASSKIT_API_SECRET" in env:
-        print("  (it accepts the PASSKIT_API_KEY/PASSKIT_API_SECRET of this environment)")
-    else:
-        print(f"  PASSKIT_API_KEY={key} PASSKIT_API_SECRET={secret} relay serve")
-    sys.stdout.flush()
-    uvicorn.run(create_sandbox(config), host=args.host, port=port, log_level="warning")
+    serve_sandbox(args.host, args.port or int(env.get("PORT", "") or 8001), env)
     return 0
 
 

@@ -11,17 +11,21 @@ every demo starts clean and leaves nothing behind.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shlex
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from relay.app import create_app
+from relay.logsetup import configure_logging
 from relay.sandbox import DEMO_PROGRAM_ID, DEMO_TIER_IDS, SandboxConfig, create_sandbox
 from relay.settings import Settings, load_settings
 from relay.store import HookRecord, open_store
@@ -114,3 +118,13 @@ see a replay answered as a duplicate; leave out email to see a friendly error.
 Hook URL (member-upsert, program {DEMO_PROGRAM_ID}, tier {DEMO_TIER_IDS[0]}):
 {url}
 """
+
+
+def serve_demo(host: str, port: int, env: Mapping[str, str]) -> None:
+    with tempfile.TemporaryDirectory(prefix="relay-demo-") as folder:
+        demo = demo_config(env, port, Path(folder))
+        app = demo_app(demo)
+        url = asyncio.run(mint_demo_hook(demo.settings))
+        configure_logging()
+        print(banner(demo, url), flush=True)
+        uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")

@@ -1,0 +1,28 @@
+"""`relay sandbox`: the sandbox alone under uvicorn, for experiments, tests and benchmarks."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+
+import uvicorn
+
+from relay.sandbox.app import SandboxConfig, create_sandbox
+
+
+def serve_sandbox(host: str, port: int, env: Mapping[str, str]) -> None:
+    """Accepts the environment's PassKit credentials when set (so a relay configured with them
+    just points PASSKIT_API_URL here), else made-up ones it prints."""
+    base_url = f"http://localhost:{port}"
+    key = env.get("PASSKIT_API_KEY") or "sandbox-key"
+    secret = env.get("PASSKIT_API_SECRET") or "sandbox-secret-" + secrets.token_hex(8)
+    config = SandboxConfig(key, secret, long_lived_token=env.get("PASSKIT_TOKEN") or None,
+                           public_url=base_url)  # fmt: skip
+    print(f"PassKit sandbox on {base_url} (issued passes: {base_url}/). Point a relay at it:")
+    if "PASSKIT_API_SECRET" in env:
+        print(f"  PASSKIT_API_URL={base_url} PASSKIT_PASS_URL={base_url}/pass relay serve")
+        print("  (the sandbox accepts this environment's PASSKIT_API_KEY and PASSKIT_API_SECRET)")
+    else:
+        print(f"  PASSKIT_API_URL={base_url} PASSKIT_PASS_URL={base_url}/pass \\")
+        print(f"  PASSKIT_API_KEY={key} PASSKIT_API_SECRET={secret} relay serve", flush=True)
+    uvicorn.run(create_sandbox(config), host=host, port=port, log_level="warning")
