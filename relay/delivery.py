@@ -143,7 +143,8 @@ class Relay:
         if operation.find_with is None or request.json is None:
             return None
         finder = CATALOG[operation.find_with]
-        keys = {k: request.json[k] for k in ("externalId", "programId") if k in request.json}
+        keys = {name: request.json[field] for field, name in operation.find_keys
+                if field in request.json}  # fmt: skip
         found = await self._call(build_request(finder, keys), trace)
         if not found.ok or not isinstance(found.json, dict) or "id" not in found.json:
             return None

@@ -146,6 +146,10 @@ COUPON_REDEEM = Obj(
     identity=COUPON_ID,
 )
 COUPON_KEY = Obj(fields={k: TEXT for k in ("id", "externalId", "campaignId")}, identity=COUPON_ID)
+COUPON_BY_EXTERNAL_ID = Obj(
+    fields={k: TEXT for k in ("externalId", "couponCampaignId")},
+    required=("externalId", "couponCampaignId"),
+)
 
 TICKET_EVENT = Obj(
     fields={
@@ -221,7 +225,10 @@ class Operation:
     id_in_request: tuple[str, ...] = ("id",)
     external_id_in_request: tuple[str, ...] = ("externalId",)
     pass_gone: bool = False  # deletes/voids: no pass page to link to afterwards
-    find_with: str | None = None  # looks up what this create made, by its external id
+    # How to look up what this create made, by its external id: the lookup operation, and which
+    # of the create's fields it takes under which names.
+    find_with: str | None = None
+    find_keys: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -251,6 +258,7 @@ CATALOG: dict[str, Operation] = {
             NEW_MEMBER,
             creates=True,
             find_with="members.lookup",
+            find_keys=(("externalId", "externalId"), ("programId", "programId")),
         ),
         _member(
             "members.upsert", "POST", "/members/member", NEW_MEMBER, on_conflict="members.update"
@@ -298,6 +306,15 @@ CATALOG: dict[str, Operation] = {
             NEW_COUPON,
             kind="coupon",
             creates=True,
+            find_with="coupons.lookup",
+            find_keys=(("externalId", "externalId"), ("campaignId", "couponCampaignId")),
+        ),
+        Operation(
+            "coupons.lookup",
+            "GET",
+            ("/coupon/singleUse/coupon/externalId/{couponCampaignId}/{externalId}",),
+            COUPON_BY_EXTERNAL_ID,
+            kind="coupon",
         ),
         Operation(
             "coupons.redeem", "PUT", ("/coupon/singleUse/coupon/redeem",), COUPON_REDEEM, "coupon"

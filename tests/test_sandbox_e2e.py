@@ -193,6 +193,19 @@ async def test_enrols_whose_answers_are_lost_still_end_in_one_member_each(
     assert {a.json()["id"] for a in answers} == set(sandbox[1].members)
 
 
+async def test_coupons_whose_answers_are_lost_are_issued_once_each(
+    zap: Zap, sandbox: tuple[str, State]
+) -> None:
+    await zap.client.post(f"{sandbox[0]}/_sandbox/faults",
+                          json={"rate_drop_after": 0.33, "seed": 5})  # fmt: skip
+    params = {"campaign_id": DEMO_CAMPAIGN_ID, "offer_id": DEMO_OFFER_ID}
+    answers = [await zap.post("coupon-issue", params, external_id=f"C-{n}",
+                              email=f"c{n}@example.com") for n in range(20)]  # fmt: skip
+    assert [a.status_code for a in answers] == [200] * 20, [a.text for a in answers][:3]
+    assert sandbox[1].faults_injected
+    assert {a.json()["id"] for a in answers} == set(sandbox[1].coupons)
+
+
 def test_relay_demo_runs_with_no_account(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
