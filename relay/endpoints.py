@@ -144,6 +144,7 @@ class Endpoints:
         try:
             # Inside the try, so the log shows a revoked hook that is still being called.
             await self.s.revocations.check(hook.id)
+            self.s.rate_limit.take(hook.id)
             body = await read_body(request, self.s.settings.body_limit)
             payload = parse_payload(body, request.headers.get("content-type"))
             logged_fields = fields_for_log(payload.fields)

@@ -13,6 +13,7 @@ import httpx
 from relay.delivery import Relay, utc_now
 from relay.idempotency import OnceGuard
 from relay.passkit import PassKitClient
+from relay.ratelimit import HookRateLimit
 from relay.revocations import RevocationCache
 from relay.settings import ConfigError, Settings
 from relay.store import DAY, Store
@@ -31,6 +32,7 @@ class Services:
     guard: OnceGuard
     relay: Relay
     revocations: RevocationCache
+    rate_limit: HookRateLimit
     clock: Callable[[], datetime]
 
     def timestamp(self) -> float:
@@ -72,5 +74,7 @@ def build_services(
         guard=guard,
         relay=Relay(library=library, client=client, clock=clock, guard=guard),
         revocations=RevocationCache(load_revoked),
+        # Bursts of ten seconds' worth: a back-fill's first hundreds go straight through.
+        rate_limit=HookRateLimit(settings.rate_limit, burst=settings.rate_limit * 10),
         clock=clock,
     )

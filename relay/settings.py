@@ -75,6 +75,7 @@ class Settings:
     idempotency_days: float = 7.0
     retention_days: float = 30.0
     log_payloads: bool = True
+    rate_limit: float = 50.0  # deliveries a second per hook; 0 = no limit
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -214,6 +215,12 @@ def load_settings(
     idempotency_days = _number(env, "RELAY_IDEMPOTENCY_DAYS", 7.0, problems)
     retention_days = _number(env, "RELAY_RETENTION_DAYS", 30.0, problems)
     log_payloads = _flag(env, "RELAY_LOG_PAYLOADS", True, problems)
+    rate_limit = 50.0
+    raw_limit = env.get("RELAY_RATE_LIMIT", "").strip().lower()
+    if raw_limit in ("0", "off", "none"):
+        rate_limit = 0.0
+    elif raw_limit:
+        rate_limit = _number(env, "RELAY_RATE_LIMIT", 50.0, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -236,5 +243,6 @@ def load_settings(
         idempotency_days=idempotency_days,
         retention_days=retention_days,
         log_payloads=log_payloads,
+        rate_limit=rate_limit,
         warnings=tuple(warnings),
     )

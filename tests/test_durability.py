@@ -12,7 +12,9 @@ import httpx
 import pytest
 import respx
 
+from relay.errors import RateLimited
 from relay.housekeeping import purge_expired
+from relay.ratelimit import HookRateLimit
 from relay.revocations import RevocationCache
 from relay.store import DAY, Store
 
@@ -251,3 +253,33 @@ async def test_enrol_whose_answer_was_lost_is_found_not_a_conflict(
     assert answer.status_code == 200, answer.text
     assert answer.json()["id"] == "m7" and answer.json()["duplicate"] is False
     assert lookup.call_count == 1
+
+
+def test_rate_limit_lets_a_burst_through_then_paces() -> None:
+    now = [0.0]
+    limit = HookRateLimit(rate=2, burst=5, clock=lambda: now[0])
+    for _ in range(5):
+        limit.take("hk_a")
+    with pytest.raises(RateLimited) as refused:
+        limit.take("hk_a")
+    assert refused.value.retry_after == 1 and refused.value.status == 429
+    limit.take("hk_b")  # each hook has its own bucket
+    now[0] = 0.5  # half a second refills one delivery at 2 a second
+    limit.take("hk_a")
+    with pytest.raises(RateLimited):
+        limit.take("hk_a")
+    HookRateLimit(rate=0, burst=0).take("hk_a")  # 0: no limit
+
+
+async def test_a_runaway_hook_gets_429_with_retry_after(
+    passkit: respx.MockRouter, make_client: Callable[..., httpx.AsyncClient], store: Store
+) -> None:
+    route = enrolled(passkit)
+    client = make_client(make_settings(RELAY_RATE_LIMIT="1"), store=store)
+    answers = [await client.post(ENROL, data={**ANA, "external_id": f"C{n}"}) for n in range(12)]
+    assert [a.status_code for a in answers] == [200] * 10 + [429] * 2  # burst = 10 x rate
+    assert answers[-1].headers["retry-after"] == "1"
+    assert answers[-1].json()["error"]["code"] == "rate_limited"
+    assert route.call_count == 10
+    refused = await store.list_deliveries(outcome="failed")
+    assert [r.error_code for r in refused] == ["rate_limited"] * 2
