@@ -143,8 +143,9 @@ class Relay:
         if operation.find_with is None or request.json is None:
             return None
         finder = CATALOG[operation.find_with]
-        keys = {name: request.json[field] for field, name in operation.find_keys
-                if field in request.json}  # fmt: skip
+        found_at = ((name, dig(request.json, tuple(field.split(".")))) for field, name in
+                    operation.find_keys)  # fmt: skip
+        keys = {name: value for name, value in found_at if value is not None}
         found = await self._call(build_request(finder, keys), trace)
         if not found.ok or not isinstance(found.json, dict) or "id" not in found.json:
             return None

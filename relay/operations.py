@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from relay.errors import InvalidRequest
 from relay.schema import (
@@ -162,6 +162,10 @@ TICKET_EVENT = Obj(
     },
     required=("productionId", "venueId", "scheduledStartDate"),
 )
+TICKET_BY_NUMBER = Obj(
+    fields={k: TEXT for k in ("ticketNumber", "productionId")},
+    required=("ticketNumber", "productionId"),
+)
 NEW_TICKET = Obj(
     fields={
         "ticketTypeId": TEXT,
@@ -226,9 +230,10 @@ class Operation:
     external_id_in_request: tuple[str, ...] = ("externalId",)
     pass_gone: bool = False  # deletes/voids: no pass page to link to afterwards
     # How to look up what this create made, by its external id: the lookup operation, and which
-    # of the create's fields it takes under which names.
+    # of the create's fields (dotted paths) it takes under which names.
     find_with: str | None = None
     find_keys: tuple[tuple[str, str], ...] = ()
+    query: bool = False  # a GET whose fields left after the path go in the query string
 
 
 @dataclass(frozen=True)
@@ -335,6 +340,17 @@ CATALOG: dict[str, Operation] = {
             kind="ticket",
             creates=True,
             external_id_in_request=("ticketNumber",),
+            find_with="tickets.lookup",
+            find_keys=(("ticketNumber", "ticketNumber"), ("event.productionId", "productionId")),
+        ),
+        Operation(
+            "tickets.lookup",
+            "GET",
+            ("/eventTickets/ticket/ticketNumber",),
+            TICKET_BY_NUMBER,
+            kind="ticket",
+            external_id_in_request=("ticketNumber",),
+            query=True,
         ),
         Operation(
             "tickets.redeem",
@@ -391,6 +407,9 @@ def build_request(operation: Operation, body: Any) -> PassKitRequest:
             hint="Check the values mapped in the zap; a dry run shows the request.",
         )
     path, rest = _route(operation, body)
-    return PassKitRequest(
-        operation, operation.method, path, None if operation.method == "GET" else rest
-    )
+    if operation.query:
+        # grpc-gateway reads a GET's fields from the path, then from the query string.
+        query = urlencode({k: v for k, v in rest.items() if isinstance(v, str)})
+        return PassKitRequest(operation, "GET", f"{path}?{query}" if query else path, None)
+    json_body = None if operation.method == "GET" else rest
+    return PassKitRequest(operation, operation.method, path, json_body)

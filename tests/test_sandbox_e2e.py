@@ -206,6 +206,21 @@ async def test_coupons_whose_answers_are_lost_are_issued_once_each(
     assert {a.json()["id"] for a in answers} == set(sandbox[1].coupons)
 
 
+async def test_tickets_whose_answers_are_lost_are_issued_once_each(
+    zap: Zap, sandbox: tuple[str, State]
+) -> None:
+    await zap.client.post(f"{sandbox[0]}/_sandbox/faults",
+                          json={"rate_drop_after": 0.33, "seed": 9})  # fmt: skip
+    params = {"production_id": DEMO_PRODUCTION_ID, "venue_id": DEMO_VENUE_ID,
+              "ticket_type_id": DEMO_TICKET_TYPE_ID}  # fmt: skip
+    start = (datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%d 19:30")
+    answers = [await zap.post("ticket-issue", params, ticket_number=f"T-{n}", event_start=start,
+                              email=f"t{n}@example.com") for n in range(20)]  # fmt: skip
+    assert [a.status_code for a in answers] == [200] * 20, [a.text for a in answers][:3]
+    assert sandbox[1].faults_injected
+    assert {a.json()["id"] for a in answers} == set(sandbox[1].tickets)
+
+
 def test_relay_demo_runs_with_no_account(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
