@@ -8,7 +8,6 @@ returned. Errors are raised as RelayError and rendered by the app's one handler.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -27,7 +26,6 @@ from relay.services import Services
 from relay.store import Source
 from relay.tokens import Hook
 
-log = logging.getLogger("relay")
 _TRUE = {"1", "true", "yes", "on", "y"}
 
 
@@ -43,17 +41,20 @@ def request_id_of(request: Request) -> str:
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing more than `limit` bytes without reading them all."""
     declared = request.headers.get("content-length", "")
-    too_large = BodyTooLarge(f"The body is larger than the relay accepts ({limit // 1024} KiB).")
     if declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _too_large(limit: int) -> BodyTooLarge:
+    return BodyTooLarge(f"The body is larger than the relay accepts ({limit // 1024} KiB).")
 
 
 def _token_from_headers(request: Request) -> str:
