@@ -200,3 +200,14 @@ async def test_admin_is_off_without_a_password(
     client = make_client(make_settings())
     answer = await client.get("/admin/hooks")
     assert answer.status_code == 404 and "RELAY_ADMIN_PASSWORD" in answer.text
+
+
+async def test_every_template_page_renders(admin: httpx.AsyncClient) -> None:
+    await sign_in(admin)
+    listing = await admin.get("/admin/templates")
+    names = re.findall(r'href="/admin/templates/([^"]+)"', listing.text)
+    assert len(names) == 22 and "stripe/invoice.paid" in names
+    for name in names:
+        page = await admin.get(f"/admin/templates/{name}")
+        assert page.status_code == 200, name
+        assert ("stripe trigger" in page.text) is name.startswith("stripe/")
