@@ -43,8 +43,7 @@ log = logging.getLogger("relay")
 
 def error_response(exc: RelayError, request_id: str) -> JSONResponse:
     headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
-    body = {"ok": False, "request_id": request_id, "error": exc.as_dict()}
-    return JSONResponse(body, status_code=exc.status, headers=headers)
+    return JSONResponse(exc.answer(request_id), status_code=exc.status, headers=headers)
 
 
 class AccessLog:
@@ -195,8 +194,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
-    app.state.store = services.store
-    app.state.revocations = services.revocations
     return app
 
 

@@ -17,10 +17,10 @@ from relay import __version__
 from relay.errors import RelayError
 from relay.fields import FieldList, Fields, FieldValue
 from relay.logsetup import configure_logging
-from relay.minting import MintError, mint
+from relay.minting import MintError, mint, registered
 from relay.payloads import normalise_key
 from relay.settings import ConfigError, Settings, display_url, load_settings, templates_dir
-from relay.store import HookRecord, Store, open_store
+from relay.store import Store, open_store
 from relay.templating import SkipDelivery, TemplateLibrary
 from relay.tokens import Hook, HookSigner, token_from_url
 
@@ -110,8 +110,7 @@ def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         for problem in exc.problems:
             print(f"relay: {problem}", file=sys.stderr)
         return 1
-    record = HookRecord(hook.id, hook.template, dict(hook.params), args.label, time.time())
-    _with_store(settings, lambda store: store.add_hook(record))
+    _with_store(settings, lambda store: store.add_hook(registered(hook, args.label)))
     print(f"hook {hook.id}: {target.summary}" + (f" ({args.label})" if args.label else ""))
     print(url)
     return 0
@@ -251,7 +250,7 @@ def cmd_render(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"skipped: {skip.reason}")
         return 0
     except RelayError as exc:
-        print(json.dumps({"ok": False, "error": exc.as_dict()}, indent=2, ensure_ascii=False))
+        print(json.dumps(exc.answer(), indent=2, ensure_ascii=False))
         return 1
     print(f"{request.method} {request.path}")
     if request.json is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from relay.errors import PassKitNotFound, TemplateProblem
+from relay.errors import PassKitNotFound, RelayError, TemplateProblem
 from relay.fields import Fields
 from relay.idempotency import CREATE_SCOPE, OnceGuard, create_key
 from relay.operations import CATALOG, Operation, PassKitRequest, build_request, dig
@@ -182,6 +182,15 @@ class Relay:
             result["pass_url"] = self.client.pass_url(pass_id)
         result["result"] = answer.json
         return result
+
+    async def try_out(
+        self, hook: Hook, fields: Fields, received: list[str], *, request_id: str
+    ) -> dict[str, Any]:
+        """A dry run whose problems are answers too (hook page and admin test forms)."""
+        try:
+            return await self.deliver(hook, fields, received, request_id=request_id, dry_run=True)
+        except RelayError as exc:
+            return exc.answer()
 
     async def deliver(
         self,

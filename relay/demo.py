@@ -26,10 +26,12 @@ from starlette.routing import Mount
 
 from relay.app import create_app
 from relay.logsetup import configure_logging
+from relay.minting import mint, registered
 from relay.sandbox import DEMO_PROGRAM_ID, DEMO_TIER_IDS, SandboxConfig, create_sandbox
 from relay.settings import Settings, load_settings
-from relay.store import HookRecord, open_store
-from relay.tokens import Hook, HookSigner, hook_url, new_hook_id
+from relay.store import open_store
+from relay.templating import TemplateLibrary
+from relay.tokens import HookSigner
 
 SANDBOX_PREFIX = "/sandbox"
 
@@ -78,21 +80,22 @@ def demo_app(demo: Demo) -> Starlette:
         routes=[Mount(SANDBOX_PREFIX, app=sandbox), Mount("/", app=relay)], lifespan=lifespan
     )
     app.state.relay_app = relay
+    app.state.library = relay.state.services.library
     app.state.sandbox = sandbox.state.sandbox
     return app
 
 
-async def mint_demo_hook(settings: Settings) -> str:
+async def mint_demo_hook(settings: Settings, library: TemplateLibrary) -> str:
     """A registered member-upsert hook URL for the sandbox's demo program."""
     params = {"program_id": DEMO_PROGRAM_ID, "tier_id": DEMO_TIER_IDS[0]}
-    hook = Hook(new_hook_id(), "member-upsert", params)
+    signer = HookSigner([k.reveal() for k in settings.secret_keys])
+    hook, _, url = mint(signer, library, "member-upsert", params, settings.public_url)
     store = await open_store(settings.database_url.reveal())
     try:
-        await store.add_hook(HookRecord(hook.id, hook.template, params, "relay demo"))
+        await store.add_hook(registered(hook, "relay demo"))
     finally:
         await store.close()
-    signer = HookSigner([k.reveal() for k in settings.secret_keys])
-    return hook_url(settings.public_url, signer.mint(hook))
+    return url
 
 
 def banner(demo: Demo, url: str) -> str:
@@ -124,7 +127,7 @@ def serve_demo(host: str, port: int, env: Mapping[str, str]) -> None:
     with tempfile.TemporaryDirectory(prefix="relay-demo-") as folder:
         demo = demo_config(env, port, Path(folder))
         app = demo_app(demo)
-        url = asyncio.run(mint_demo_hook(demo.settings))
+        url = asyncio.run(mint_demo_hook(demo.settings, app.state.library))
         configure_logging()
         print(banner(demo, url), flush=True)
         uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")

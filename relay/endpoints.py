@@ -21,12 +21,10 @@ from relay.errors import BodyTooLarge, InvalidToken, NotConfigured, RelayError
 from relay.fields import Fields
 from relay.ids import unique_hex
 from relay.journal import delivery_record, fields_for_log
-from relay.payloads import parse_payload
+from relay.payloads import is_yes, parse_payload
 from relay.services import Services
 from relay.store import Source
 from relay.tokens import Hook
-
-_TRUE = {"1", "true", "yes", "on", "y"}
 
 
 def new_request_id() -> str:
@@ -151,8 +149,8 @@ class Endpoints:
             logged_fields = fields_for_log(payload.fields)
             dry_run = (
                 payload.dry_run
-                or request.query_params.get("dry_run", "").lower() in _TRUE
-                or request.headers.get("x-relay-dry-run", "").lower() in _TRUE
+                or is_yes(request.query_params.get("dry_run"))
+                or is_yes(request.headers.get("x-relay-dry-run"))
             )
             key = request.headers.get("idempotency-key", "").strip() or payload.idempotency_key
             answer = await self.run_hook(hook, payload.fields, payload.received,
@@ -160,7 +158,7 @@ class Endpoints:
                                          key=key)  # fmt: skip
             status = 200
         except RelayError as exc:
-            status, answer = exc.status, {"ok": False, "error": exc.as_dict()}
+            status, answer = exc.status, exc.answer()
             raise
         finally:
             await self.record("hook", hook, hook.template, trace=trace, status=status,
@@ -188,7 +186,7 @@ class Endpoints:
             template = stripe_events.template_name(event)
             status, answer = await self.handle_event(hook, event, template, request_id, trace)
         except RelayError as exc:
-            status, answer = exc.status, {"ok": False, "error": exc.as_dict()}
+            status, answer = exc.status, exc.answer()
             raise
         finally:
             summary = stripe_events.summary(event) if event else None
@@ -222,7 +220,7 @@ class Endpoints:
         except RelayError as exc:
             if exc.status >= 500:
                 raise
-            return 200, {"ok": False, "request_id": request_id, "error": exc.as_dict()}
+            return 200, exc.answer(request_id)
         answer["request_id"] = request_id
         return 200, answer
 
@@ -252,11 +250,6 @@ class Endpoints:
         template = self.s.relay.template_for(hook)
         body = await read_body(request, self.s.settings.body_limit)
         payload = parse_payload(body, request.headers.get("content-type"))
-        try:
-            rid = request_id_of(request)
-            result = await self.s.relay.deliver(
-                hook, payload.fields, payload.received, request_id=rid, dry_run=True
-            )
-        except RelayError as exc:
-            result = {"ok": False, "error": exc.as_dict()}
+        rid = request_id_of(request)
+        result = await self.s.relay.try_out(hook, payload.fields, payload.received, request_id=rid)
         return hook_page(request, hook, template, tried=result, sent=payload.fields)

@@ -70,6 +70,14 @@ class RelayError(Exception):
         self.hint = hint if hint is not None else self.default_hint
         self.retry_after = retry_after
 
+    def answer(self, request_id: str | None = None) -> dict[str, Any]:
+        """The whole failure answer: `{"ok": false, "request_id", "error"}`."""
+        body: dict[str, Any] = {"ok": False}
+        if request_id is not None:
+            body["request_id"] = request_id
+        body["error"] = self.as_dict()
+        return body
+
     def as_dict(self) -> dict[str, Any]:
         """The `error` object of the answer: field-first message under 250 characters."""
         message = self.message
@@ -144,6 +152,14 @@ class MissingFields(FieldError):
             )
         super().__init__(message, field=missing[0], hint=hint)
         self.missing = missing
+
+    def answer(self, request_id: str | None = None) -> dict[str, Any]:
+        """The whole failure answer: `{"ok": false, "request_id", "error"}`."""
+        body: dict[str, Any] = {"ok": False}
+        if request_id is not None:
+            body["request_id"] = request_id
+        body["error"] = self.as_dict()
+        return body
 
     def as_dict(self) -> dict[str, Any]:
         error = super().as_dict()

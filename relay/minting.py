@@ -7,9 +7,11 @@ endpoint: its URL carries the params every `templates/stripe/*` template may use
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from relay.store import HookRecord
 from relay.stripe_events import PARAMS_TEMPLATE, TEMPLATE_PREFIX
 from relay.templating import ParamSpec, TemplateLibrary
 from relay.tokens import Hook, HookSigner, hook_url, new_hook_id
@@ -59,6 +61,11 @@ def check_params(target: Endpoint, given: Mapping[str, str]) -> None:
             problems.append(f"--param {spec.name}=… is required: {spec.help}")
     if problems:
         raise MintError(problems)
+
+
+def registered(hook: Hook, label: str = "") -> HookRecord:
+    """The registry's row for a hook just minted (created now)."""
+    return HookRecord(hook.id, hook.template, dict(hook.params), label, created_at=time.time())
 
 
 def mint(

@@ -24,12 +24,12 @@ from urllib.parse import parse_qsl
 from relay.errors import InvalidBody, UnsupportedMediaType, quote_value
 from relay.fields import FieldList, Fields, FieldValue
 
-__all__ = ["RESERVED", "Payload", "normalise_key", "parse_payload"]
+__all__ = ["RESERVED", "Payload", "is_yes", "normalise_key", "parse_payload"]
 
 RESERVED = ("idempotency_key", "dry_run")
 MAX_DEPTH = 32  # Zapier unflattens to 6 levels; deeper is a mistake
 SEPARATOR = "__"  # Zapier's Unflatten separator, so flat and nested Zapier bodies agree
-_TRUE = frozenset({"1", "true", "yes", "on", "y"})
+_YES = frozenset({"1", "true", "yes", "on", "y"})
 
 _SPACES_HYPHENS = re.compile(r"[\s\-]+")
 _PARAM = re.compile(r';\s*([^\s=;,]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)')
@@ -65,6 +65,11 @@ class Payload:
     idempotency_key: str | None = None
     dry_run: bool = False
     received: list[str] = field(default_factory=list)  # non-empty field names, arrival order
+
+
+def is_yes(flag: str | None) -> bool:
+    """A reserved switch (`dry_run` field, `?dry_run=`, `X-Relay-Dry-Run`) that is on."""
+    return flag is not None and flag.strip().lower() in _YES
 
 
 def normalise_key(key: str) -> str:
@@ -327,7 +332,7 @@ def _collect(pairs: list[Pair]) -> Payload:
     return Payload(
         fields=fields,
         idempotency_key=key,
-        dry_run=dry_run is not None and dry_run.lower() in _TRUE,
+        dry_run=is_yes(dry_run),
         received=list(fields),
     )
 

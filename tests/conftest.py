@@ -94,7 +94,7 @@ async def make_client(
 
     yield build
     for app in apps:  # no lifespan over ASGITransport: close what the app opened
-        await app.state.store.close()
+        await app.state.services.store.close()
 
 
 @pytest.fixture

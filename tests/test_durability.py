@@ -142,7 +142,7 @@ async def test_revoked_hook_answers_401_and_is_logged(
     assert (await client.post(ENROL, data=ANA)).status_code == 200
     await store.revoke_hook("hk_test000001", FROZEN_NOW.timestamp(), template="member-enrol")
     # Every process reloads revocations within seconds; this one is told to reload now.
-    client._transport.app.state.revocations.forget()  # type: ignore[attr-defined]
+    client._transport.app.state.services.revocations.forget()  # type: ignore[attr-defined]
     for answer in (await client.post(ENROL, data=ANA), await client.get(ENROL)):
         assert answer.status_code == 401
         assert answer.json()["error"]["code"] == "revoked_token"

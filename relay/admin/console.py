@@ -19,9 +19,8 @@ from relay.admin.html import page
 from relay.admin.replay import CannotReplay, fields_from_log, replay
 from relay.admin.session import COOKIE, MAX_AGE, LoginLimiter, Session, SessionSigner, csrf_ok
 from relay.endpoints import Endpoints, new_request_id
-from relay.errors import RelayError
-from relay.minting import Endpoint, MintError, endpoint, mint
-from relay.store import OUTCOMES, HookRecord, Store
+from relay.minting import Endpoint, MintError, endpoint, mint, registered
+from relay.store import OUTCOMES, Store
 from relay.tokens import Hook
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
@@ -167,8 +166,7 @@ class Console:
             except MintError as exc:
                 problems = exc.problems
             else:
-                record = HookRecord(hook.id, hook.template, dict(hook.params), label, time.time())
-                await (await self.store()).add_hook(record)
+                await (await self.store()).add_hook(registered(hook, label))
                 template = self.s.library.get(name)
                 return self.render("hook_minted.html", session, "hooks", title="Hook URL",
                                    hook=hook, target=minted, url=url, label=label,
@@ -258,13 +256,8 @@ class Console:
         self, name: str, params: dict[str, str], fields: dict[str, str]
     ) -> dict[str, Any]:
         flat = fields_from_log(fields)
-        try:
-            return await self.s.relay.deliver(
-                Hook("hk_try", name, params), flat, list(flat),
-                request_id=new_request_id(), dry_run=True,
-            )  # fmt: skip
-        except RelayError as exc:
-            return {"ok": False, "error": exc.as_dict()}
+        hook = Hook("hk_try", name, params)
+        return await self.s.relay.try_out(hook, flat, list(flat), request_id=new_request_id())
 
 
 def _text(form: FormData, name: str) -> str:
