@@ -153,14 +153,6 @@ class MissingFields(FieldError):
         super().__init__(message, field=missing[0], hint=hint)
         self.missing = missing
 
-    def answer(self, request_id: str | None = None) -> dict[str, Any]:
-        """The whole failure answer: `{"ok": false, "request_id", "error"}`."""
-        body: dict[str, Any] = {"ok": False}
-        if request_id is not None:
-            body["request_id"] = request_id
-        body["error"] = self.as_dict()
-        return body
-
     def as_dict(self) -> dict[str, Any]:
         error = super().as_dict()
         if len(self.missing) > 1:
