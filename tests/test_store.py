@@ -347,6 +347,34 @@ def test_delivery_ids_sort_by_time() -> None:
     assert ids == sorted(ids)
 
 
+# -- admin sessions ------------------------------------------------------------------------
+
+
+async def test_ended_admin_sessions_are_remembered_then_purged(store: Store) -> None:
+    assert not await store.admin_session_ended("s1")
+    await store.end_admin_session("s1", T0)
+    await store.end_admin_session("s1", T0 + 50)  # signed out twice: the first time stays
+    await store.end_admin_session("s2", T0 + 100)
+    assert await store.admin_session_ended("s1") and await store.admin_session_ended("s2")
+    assert not await store.admin_session_ended("s3")
+
+    assert await store.purge_ended_admin_sessions(T0 + 10) == 1
+    assert not await store.admin_session_ended("s1")
+    assert await store.admin_session_ended("s2")
+    assert await store.purge_ended_admin_sessions(T0 + 10) == 0
+
+
+async def test_a_version_2_database_gains_the_admin_sessions_table(store: Store) -> None:
+    assert isinstance(store, SQLStore)
+    await store._write("DROP TABLE admin_sessions_ended", {})  # as released before migration 3
+    await store._write("DELETE FROM schema_migrations WHERE version = 3", {})
+    await store.add_hook(HookRecord(id="hk_a", template="member-enrol", created_at=T0))
+    await store.migrate()
+    await store.end_admin_session("s1", T0)
+    assert await store.admin_session_ended("s1")
+    assert await store.get_hook("hk_a") is not None
+
+
 # -- several processes on one database -----------------------------------------------------
 
 
@@ -366,6 +394,9 @@ async def test_two_instances_share_revocations_and_claims(database_url: str) -> 
 
         await one.record_delivery(delivery())
         assert len(await two.list_deliveries()) == 1
+
+        await two.end_admin_session("sess-1", T0)
+        assert await one.admin_session_ended("sess-1"), "a sign-out counts in every process"
     finally:
         await one.close()
         await two.close()

@@ -1,4 +1,5 @@
-"""Storage: the hook registry, idempotency keys (and Stripe event ids), and the delivery log.
+"""Storage: the hook registry, idempotency keys (and Stripe event ids), the delivery log, and
+the admin sessions that signed out.
 
 One small interface, `Store`, with two backends chosen by `DATABASE_URL`:
 
@@ -161,6 +162,18 @@ class Store(Protocol):
 
     async def purge_deliveries(self, before: float) -> int:
         """Delete deliveries older than `before` (retention); returns how many."""
+
+    # -- admin sessions --
+
+    async def end_admin_session(self, session_id: str, at: float) -> None:
+        """Record that the admin session `session_id` signed out at `at` (again: a no-op)."""
+
+    async def admin_session_ended(self, session_id: str) -> bool:
+        """True once `end_admin_session` ran for `session_id`, in any process."""
+
+    async def purge_ended_admin_sessions(self, before: float) -> int:
+        """Forget sessions that ended before `before` (their cookies have expired by then);
+        returns how many."""
 
 
 def sqlite_path(database_url: str) -> str:

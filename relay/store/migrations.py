@@ -89,6 +89,19 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE deliveries ADD COLUMN error_message TEXT",
         ],
     ),
+    (
+        3,
+        [
+            # Admin sessions signed out before their cookie expired: every admin request looks
+            # its session id up here, so a copied cookie dies with the sign-out in every
+            # process. Only dead ids are kept; rows older than the cookie's life are purged.
+            """CREATE TABLE admin_sessions_ended (
+                session_id TEXT PRIMARY KEY,
+                ended_at {float} NOT NULL
+            )""",
+            "CREATE INDEX admin_sessions_ended_at ON admin_sessions_ended (ended_at)",
+        ],
+    ),
 ]
 
 

@@ -89,6 +89,16 @@ PURGE_IDEMPOTENCY = (
 PURGE_DELIVERIES = (
     "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE at < :before LIMIT :chunk)"
 )
+# Signing out twice (two tabs, a retried POST) keeps the first time.
+END_ADMIN_SESSION = (
+    "INSERT INTO admin_sessions_ended (session_id, ended_at) VALUES (:id, :at) "
+    "ON CONFLICT (session_id) DO NOTHING"
+)
+ADMIN_SESSION_ENDED = "SELECT 1 FROM admin_sessions_ended WHERE session_id = :id"
+PURGE_ENDED_ADMIN_SESSIONS = (
+    "DELETE FROM admin_sessions_ended WHERE session_id IN "
+    "(SELECT session_id FROM admin_sessions_ended WHERE ended_at < :before LIMIT :chunk)"
+)
 
 
 def dumps(value: Any) -> str | None:

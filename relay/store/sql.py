@@ -276,6 +276,17 @@ class SQLStore(ABC):
     async def purge_deliveries(self, before: float) -> int:
         return await self._purge(q.PURGE_DELIVERIES, before)
 
+    # -- admin sessions ----------------------------------------------------------------------
+
+    async def end_admin_session(self, session_id: str, at: float) -> None:
+        await self._write(q.END_ADMIN_SESSION, {"id": session_id, "at": at})
+
+    async def admin_session_ended(self, session_id: str) -> bool:
+        return bool(await self._read(q.ADMIN_SESSION_ENDED, {"id": session_id}))
+
+    async def purge_ended_admin_sessions(self, before: float) -> int:
+        return await self._purge(q.PURGE_ENDED_ADMIN_SESSIONS, before)
+
     async def _purge(self, sql: str, before: float) -> int:
         total = 0
         while True:
