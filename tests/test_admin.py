@@ -3,12 +3,14 @@ secrets on any page, replays. The browser walk-through is in test_admin_browser.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 
 import httpx
 import pytest
 import respx
+from itsdangerous import URLSafeTimedSerializer
 
 from relay.store import Store
 
@@ -141,6 +143,46 @@ async def test_mint_revoke_and_logout(admin: httpx.AsyncClient, store: Store) ->
 
     out = await admin.post("/admin/logout", data={"csrf": csrf})
     assert out.status_code == 303 and 'relay_admin=""' in out.headers["set-cookie"]
+    assert out.headers["location"] == "/admin/login?signed_out=1"
+
+
+async def test_logout_ends_the_session_on_the_server(
+    admin: httpx.AsyncClient, store: Store
+) -> None:
+    await sign_in(admin)
+    copy = admin.cookies["relay_admin"]  # what a thief (or a second tab) still holds
+    csrf = token_in((await admin.get("/admin/hooks")).text)
+    out = await admin.post("/admin/logout", data={"csrf": csrf})
+    login = await admin.get(out.headers["location"])
+    assert login.status_code == 200 and "You are signed out." in login.text
+    assert "signed out" not in (await admin.get("/admin/login")).text
+
+    admin.cookies.set("relay_admin", copy, domain="relay.example.com", path="/admin")
+    stale = await admin.get("/admin/hooks")
+    assert stale.status_code == 303
+    assert stale.headers["location"] == "/admin/login?next=/admin/hooks"
+    mint_form = {"csrf": csrf, "template": "member-lookup", "param:program_id": "p1"}
+    refused = await admin.post("/admin/hooks/new", data=mint_form)
+    assert refused.status_code == 403 and "session has ended" in refused.text
+    assert await store.list_hooks() == []
+
+    await sign_in(admin)  # a new session is not the ended one
+    assert admin.cookies["relay_admin"] != copy
+    assert (await admin.get("/admin/hooks")).status_code == 200
+
+
+async def test_a_cookie_from_before_session_ids_is_signed_out(admin: httpx.AsyncClient) -> None:
+    # Signed exactly as the console signed cookies before they carried a session id.
+    key = SECRET_KEY + hashlib.sha256(PASSWORD.encode()).hexdigest()
+    signer = URLSafeTimedSerializer(key, salt="passkit-relay.admin.session")
+    admin.cookies.set("relay_admin", signer.dumps({"csrf": "tok"}), path="/admin")
+    answer = await admin.get("/admin/hooks")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/admin/login")
+    refused = await admin.post("/admin/logout", data={"csrf": "tok"})
+    assert refused.status_code == 403 and "session has ended" in refused.text
+    # The same signature with a session id is a session: only the missing id refused it.
+    admin.cookies.set("relay_admin", signer.dumps({"sid": "s1", "csrf": "tok"}), path="/admin")
+    assert (await admin.get("/admin/hooks")).status_code == 200
 
 
 async def test_no_page_shows_a_secret_or_a_jwt(

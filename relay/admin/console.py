@@ -58,10 +58,11 @@ class Console:
         ]  # fmt: skip
 
     def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        """No session: to the login page. A POST without the session's CSRF token: 403."""
+        """No session, or one that signed out: to the login page (a POST: 403). A POST without
+        the session's CSRF token: 403."""
 
         async def endpoint(request: Request) -> Response:
-            session = self.sessions.read(request.cookies.get(COOKIE))
+            session = await self.session(request)
             if session is None:
                 if request.method != "GET":
                     return self.refused("Your session has ended: sign in again.")
@@ -73,6 +74,15 @@ class Console:
             return await handler(request, session)
 
         return endpoint
+
+    async def session(self, request: Request) -> Session | None:
+        """The request's session, unless its cookie is missing, forged, expired, signed with
+        another password, or signed out. The store is read on every admin request (there are
+        few) rather than cached, so a sign-out in one process counts in all of them at once."""
+        session = self.sessions.read(request.cookies.get(COOKIE))
+        if session is None or await (await self.store()).admin_session_ended(session.id):
+            return None
+        return session
 
     def refused(self, why: str) -> Response:
         return page("message.html", 403, title="Refused", heading="Refused", message=why,
@@ -92,6 +102,7 @@ class Console:
         target = target if target.startswith(self.root) else f"{self.root}/"
         error = ""
         status = 200
+        notice = "You are signed out." if request.query_params.get("signed_out") else ""
         if request.method == "POST":
             address = request.client.host if request.client else "unknown"
             wait = self.limiter.retry_after(address)
@@ -112,10 +123,12 @@ class Console:
                 self.limiter.failed(address)
                 error, status = "That password is not right.", 401
         return page("login.html", status, root=self.root, csrf=self.sessions.login_token(),
-                    next=target, error=error)  # fmt: skip
+                    next=target, error=error, notice=notice)  # fmt: skip
 
     async def logout(self, request: Request, session: Session) -> Response:
-        response = RedirectResponse(f"{self.root}/login", 303)
+        # Ended on the server, not only in this browser: a copy of the cookie stops working too.
+        await (await self.store()).end_admin_session(session.id, self.s.timestamp())
+        response = RedirectResponse(f"{self.root}/login?signed_out=1", 303)
         response.delete_cookie(COOKIE, path=self.root)
         return response
 

@@ -1,8 +1,12 @@
 """Admin sign-in: the password check, the session cookie, CSRF tokens and the login limiter.
 
 - The session is an itsdangerous-signed cookie (HttpOnly, SameSite=Lax, Secure over https)
-  holding a random CSRF token; it expires after `MAX_AGE`. The signing key mixes the relay's
-  secret with a hash of the admin password, so changing the password signs everyone out.
+  holding a random session id and CSRF token; it expires after `MAX_AGE`. The signing key mixes
+  the relay's secret with a hash of the admin password, so changing the password signs everyone
+  out.
+- Signing out records the session id as ended in the store (`Store.end_admin_session`), which
+  every admin request checks: a copy of the cookie dies with the sign-out, in every process.
+  A cookie without a session id (signed before ids existed) is no session.
 - Every form carries the session's CSRF token; a POST without the right one is refused (403).
   The login form, which has no session yet, uses a short-lived signed token of its own.
 - Wrong passwords are limited per client address (`LoginLimiter`), so the password cannot be
@@ -28,6 +32,7 @@ LOGIN_FORM_MAX_AGE = 3600
 
 @dataclass(frozen=True)
 class Session:
+    id: str
     csrf: str
 
 
@@ -46,8 +51,8 @@ class SessionSigner:
         return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), want)
 
     def new_session(self) -> tuple[Session, str]:
-        session = Session(csrf=secrets.token_urlsafe(24))
-        return session, str(self._serializer.dumps({"csrf": session.csrf}))
+        session = Session(id=secrets.token_urlsafe(24), csrf=secrets.token_urlsafe(24))
+        return session, str(self._serializer.dumps({"sid": session.id, "csrf": session.csrf}))
 
     def read(self, cookie: str | None) -> Session | None:
         if not cookie:
@@ -56,8 +61,12 @@ class SessionSigner:
             data = self._serializer.loads(cookie, max_age=MAX_AGE)
         except BadSignature:
             return None
-        csrf = data.get("csrf") if isinstance(data, dict) else None
-        return Session(csrf=csrf) if isinstance(csrf, str) else None
+        if not isinstance(data, dict):
+            return None
+        sid, csrf = data.get("sid"), data.get("csrf")
+        if not (isinstance(sid, str) and sid and isinstance(csrf, str) and csrf):
+            return None  # e.g. a cookie from before session ids: signed out
+        return Session(id=sid, csrf=csrf)
 
     def login_token(self) -> str:
         return str(self._login.dumps(secrets.token_urlsafe(8)))
