@@ -1,4 +1,5 @@
-"""Retention: forget deliveries and idempotency keys past their configured age.
+"""Retention: forget deliveries and idempotency keys past their configured age, and signed-out
+admin sessions once their cookies have expired anyway.
 
 Runs once at start-up and then hourly in every process; the deletes are chunked and idempotent,
 so processes sharing one database may run them at the same time.
@@ -10,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from relay.admin.session import MAX_AGE as ADMIN_SESSION_MAX_AGE
 from relay.settings import Settings
 from relay.store import DAY, Store
 from relay.store.handle import StoreHandle
@@ -22,6 +24,8 @@ async def purge_expired(store: Store, settings: Settings, now: float) -> tuple[i
     """Delete what retention allows; returns (deliveries, idempotency keys) deleted."""
     deliveries = await store.purge_deliveries(now - settings.retention_days * DAY)
     keys = await store.purge_idempotency(now - settings.idempotency_days * DAY)
+    # A session that ended longer ago than a cookie lives has no cookie left to refuse.
+    await store.purge_ended_admin_sessions(now - ADMIN_SESSION_MAX_AGE)
     return deliveries, keys
 
 
