@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from relay.errors import PassKitNotFound, RelayError, TemplateProblem
+from relay.errors import PassKitNotFound, RelayError, TemplateMissing
 from relay.fields import Fields
-from relay.idempotency import CREATE_SCOPE, OnceGuard, create_key
+from relay.idempotency import ATTEMPTED, CREATE_SCOPE, OnceGuard, create_key
 from relay.operations import CATALOG, Operation, PassKitRequest, build_request, dig
 from relay.passkit import PassKitAnswer, PassKitClient, passkit_message, raise_for_answer
 from relay.templating import (
@@ -51,6 +51,14 @@ class Trace:
     passkit_request: dict[str, Any] | None = None
     passkit_status: int | None = None
     passkit_response: Any = None
+    # The error behind the answer (a failure, or a not-found that was ignored): the log stores
+    # its masked message, never the sender's copy.
+    error: RelayError | None = None
+
+    def failed(self, error: RelayError) -> tuple[int, dict[str, Any]]:
+        """The status and answer `error` gives the sender, remembered for the log."""
+        self.error = error
+        return error.status, error.answer()
 
 
 @dataclass
@@ -66,9 +74,8 @@ class Relay:
     def template_for(self, hook: Hook) -> RequestTemplate:
         template = self.library.get(hook.template)
         if template is None:
-            raise TemplateProblem(
-                f"Template {hook.template} does not exist on this relay any more.",
-                hint="The operator removed or renamed this hook's template; mint a new URL.",
+            raise TemplateMissing(
+                f"This hook's template ({hook.template}) is gone from this relay."
             )
         return template
 
@@ -118,13 +125,22 @@ class Relay:
         try:
             answer = await self._call(request, trace)
         except BaseException:
+            # No answer (timed out, unreachable, the sender hung up): PassKit may have made it.
             if claim.won:
-                await self.guard.release(claim)
+                await self.guard.remember_attempt(claim)
             raise
         if claim.done and _is_conflict(answer):
-            # A replay of a create this relay already made: answer as the first time did.
-            stored = PassKitAnswer(200, json.loads(claim.body or "null"), {}, answer.attempts)
-            return Sent(request, stored, created=False, duplicate=True)
+            if claim.status == ATTEMPTED:
+                # An earlier try of this create got no answer but PassKit carried it out: the
+                # record is ours. Answer with it, as a replay.
+                found = await self._find_created(request, trace)
+                if found is not None:
+                    await self.guard.remember_create(claim, found.json)
+                    return Sent(request, found, created=False, duplicate=True)
+            else:
+                # A replay of a create this relay already made: answer as the first time did.
+                stored = PassKitAnswer(200, json.loads(claim.body or "null"), {}, answer.attempts)
+                return Sent(request, stored, created=False, duplicate=True)
         if _is_conflict(answer) and answer.attempts > 1:
             # An earlier attempt's answer was lost (connection dropped) but PassKit had carried
             # it out: the retry's "already exists" is our own create. Answer with it.
@@ -225,6 +241,8 @@ class Relay:
         except PassKitNotFound as missing:
             if self.template_for(hook).if_missing != "ignore":
                 raise
+            if trace is not None:
+                trace.error = missing  # the log's copy of the reason, PassKit's words masked
             reason = f"nothing to do: {missing.message}"
             return {"ok": True, "ignored": True, "reason": reason, "request_id": request_id}
         return self.success(sent, request_id=request_id, operation=operation)

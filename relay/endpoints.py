@@ -11,13 +11,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from relay import stripe_events
 from relay.admin.hookpage import describe, hook_page, wants_html
 from relay.delivery import Trace
-from relay.errors import BodyTooLarge, InvalidToken, NotConfigured, RelayError
+from relay.errors import (
+    BodyTooLarge,
+    ClientGone,
+    InternalError,
+    InvalidToken,
+    NotConfigured,
+    RelayError,
+    WrongEndpoint,
+)
 from relay.fields import Fields
 from relay.ids import unique_hex
 from relay.journal import delivery_record, fields_for_log
@@ -43,11 +51,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientGone(f"The sender hung up after {size:,} bytes of the body.") from None
     return b"".join(chunks)
 
 
@@ -67,6 +78,15 @@ def _token_from_headers(request: Request) -> str:
             hint="Paste the whole hook URL (…/hooks/<token>) into Zapier or Make instead.",
         )
     return token
+
+
+def _refuse_stripe_endpoint(hook: Hook) -> None:
+    if hook.template == stripe_events.PARAMS_TEMPLATE:
+        raise WrongEndpoint(
+            "This URL is a Stripe endpoint: it takes Stripe's signed events, not Zapier or Make.",
+            hint="Paste it into Stripe (Developers › Webhooks); for Zapier or Make, mint a hook "
+            "URL for a template such as member-upsert.",
+        )
 
 
 class Endpoints:
@@ -127,8 +147,8 @@ class Endpoints:
                 hook, fields, received, request_id=request_id, dry_run=dry_run, trace=trace
             )
 
-        if not key or dry_run:
-            return await run()
+        if not key or dry_run or self.s.relay.template_for(hook).operation.method == "GET":
+            return await run()  # a read bills nothing and a replay should see fresh data
         answer = await self.s.guard.once(hook.id, key, run)
         answer["request_id"] = request_id  # a replay still answers as this request
         return answer
@@ -143,6 +163,7 @@ class Endpoints:
         try:
             # Inside the try, so the log shows a revoked hook that is still being called.
             await self.s.revocations.check(hook.id)
+            _refuse_stripe_endpoint(hook)
             self.s.rate_limit.take(hook.id)
             body = await read_body(request, self.s.settings.body_limit)
             payload = parse_payload(body, request.headers.get("content-type"))
@@ -158,7 +179,10 @@ class Endpoints:
                                          key=key)  # fmt: skip
             status = 200
         except RelayError as exc:
-            status, answer = exc.status, exc.answer()
+            status, answer = trace.failed(exc)
+            raise
+        except Exception:
+            status, answer = trace.failed(InternalError())
             raise
         finally:
             await self.record("hook", hook, hook.template, trace=trace, status=status,
@@ -175,6 +199,12 @@ class Endpoints:
         status, answer = 500, dict[str, Any]()
         try:
             await self.s.revocations.check(hook.id)
+            if hook.template != stripe_events.PARAMS_TEMPLATE:
+                raise WrongEndpoint(
+                    "This is a hook URL for Zapier or Make, not a Stripe endpoint.",
+                    hint="In Stripe, add the URL that `relay url stripe` (or the console's Stripe "
+                    "hook) mints; it starts with /stripe/.",
+                )
             if not self.stripe_secrets:
                 raise NotConfigured(
                     "Stripe events are off: STRIPE_WEBHOOK_SECRET is not set on this relay.",
@@ -186,7 +216,10 @@ class Endpoints:
             template = stripe_events.template_name(event)
             status, answer = await self.handle_event(hook, event, template, request_id, trace)
         except RelayError as exc:
-            status, answer = exc.status, exc.answer()
+            status, answer = trace.failed(exc)
+            raise
+        except Exception:
+            status, answer = trace.failed(InternalError())
             raise
         finally:
             summary = stripe_events.summary(event) if event else None
@@ -220,6 +253,7 @@ class Endpoints:
         except RelayError as exc:
             if exc.status >= 500:
                 raise
+            trace.failed(exc)
             return 200, exc.answer(request_id)
         answer["request_id"] = request_id
         return 200, answer
@@ -236,6 +270,7 @@ class Endpoints:
     async def describe_hook(self, request: Request, token: str) -> Response:
         hook = self.s.signer.verify(token)
         await self.s.revocations.check(hook.id)
+        _refuse_stripe_endpoint(hook)
         template = self.s.relay.template_for(hook)
         if wants_html(request):
             return hook_page(request, hook, template)
@@ -247,9 +282,13 @@ class Endpoints:
         token = request.path_params["token"]
         hook = self.s.signer.verify(token)
         await self.s.revocations.check(hook.id)
+        _refuse_stripe_endpoint(hook)
         template = self.s.relay.template_for(hook)
-        body = await read_body(request, self.s.settings.body_limit)
-        payload = parse_payload(body, request.headers.get("content-type"))
         rid = request_id_of(request)
+        body = await read_body(request, self.s.settings.body_limit)
+        try:
+            payload = parse_payload(body, request.headers.get("content-type"))
+        except RelayError as exc:  # shown on the page, like any other problem with the test
+            return hook_page(request, hook, template, tried=exc.answer(rid))
         result = await self.s.relay.try_out(hook, payload.fields, payload.received, request_id=rid)
         return hook_page(request, hook, template, tried=result, sent=payload.fields)

@@ -13,7 +13,12 @@
     │   └── InvalidField                    invalid_field
     ├── InvalidRequest                  422 invalid_request (rendered request fails validation)
     ├── RateLimited                     429 rate_limited
+    ├── WrongEndpoint                   404 wrong_endpoint (a Stripe URL at /hooks, or the reverse)
+    ├── TemplateMissing                 404 template_missing (the hook's template was removed)
+    ├── BodyTimeout                     408 body_timeout (the body stalled)
+    ├── ClientGone                      499 client_gone (the sender hung up mid-body; logged only)
     ├── TemplateProblem                 500 template_error (the operator's template is broken)
+    ├── InternalError                   500 internal_error (a bug: logged with its traceback)
     ├── NotConfigured                   503 not_configured (an optional feature lacks its setting)
     └── PassKitError
         ├── PassKitRejected             422 passkit_rejected
@@ -25,11 +30,17 @@
 
 Status codes are chosen for the sender's retry logic: input problems are 4xx (Zapier, Make and
 Stripe stop retrying), transient upstream problems are 5xx (they retry).
+
+A message may quote what the sender (or PassKit) sent: `private` lists those quotes, so the copy
+that is stored or logged (`logged_message`) can mask them while the sender still sees them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from relay.store.redact import mask_private
 
 MESSAGE_LIMIT = 250  # Zapier cuts integration error messages here.
 
@@ -63,12 +74,14 @@ class RelayError(Exception):
         field: str | None = None,
         hint: str | None = None,
         retry_after: float | None = None,
+        private: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.hint = hint if hint is not None else self.default_hint
         self.retry_after = retry_after
+        self.private = tuple(private)  # quotes of sent or personal data inside `message`
 
     def answer(self, request_id: str | None = None) -> dict[str, Any]:
         """The whole failure answer: `{"ok": false, "request_id", "error"}`."""
@@ -78,15 +91,23 @@ class RelayError(Exception):
         body["error"] = self.as_dict()
         return body
 
-    def as_dict(self) -> dict[str, Any]:
-        """The `error` object of the answer: field-first message under 250 characters."""
+    def _field_first(self) -> str:
         message = self.message
         if self.field and not message.startswith(self.field):
             message = f"{self.field}: {message}"
+        return message
+
+    def logged_message(self) -> str:
+        """The message for the delivery log and the process log: what the sender sent and
+        anything shaped like a secret masked, so neither holds personal data or credentials."""
+        return shorten(mask_private(self._field_first(), self.private))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `error` object of the answer: field-first message under 250 characters."""
         error: dict[str, Any] = {"code": self.code}
         if self.field:
             error["field"] = self.field
-        error["message"] = shorten(message)
+        error["message"] = shorten(self._field_first())
         if self.hint:
             error["hint"] = shorten(self.hint, 400)
         return error
@@ -173,6 +194,40 @@ class RateLimited(RelayError):
     status = 429
     code = "rate_limited"
     default_hint = "Slow the zap down (Zapier: Delay After Queue; Make: sequential processing)."
+
+
+class WrongEndpoint(RelayError):
+    status = 404
+    code = "wrong_endpoint"
+
+
+class TemplateMissing(RelayError):
+    status = 404
+    code = "template_missing"
+    default_hint = "The operator removed or renamed this hook's template; ask them for a new URL."
+
+
+class BodyTimeout(PayloadError):
+    status = 408
+    code = "body_timeout"
+    default_hint = "The connection stalled while sending the body; Zapier and Make retry."
+
+
+class ClientGone(PayloadError):
+    """The sender hung up before its body arrived: nobody reads the answer, the log keeps it."""
+
+    status = 499  # nginx's "client closed request"
+    code = "client_gone"
+
+
+class InternalError(RelayError):
+    """A bug: the answer a sender gets, with the traceback only in the process log."""
+
+    code = "internal_error"
+    default_hint = "Retry later; if it persists, give the operator this request_id."
+
+    def __init__(self) -> None:
+        super().__init__("The relay hit an unexpected error; it has been logged.")
 
 
 class TemplateProblem(RelayError):

@@ -46,7 +46,8 @@ _EMAIL_HINT = "Map the email address itself, e.g. ana@example.com, not a name or
 def _invalid(value: object, item: object, problem: str, hint: str) -> InvalidField:
     """An InvalidField whose message reads on after the field name the renderer puts first."""
     field = field_name(value) or field_name(item)
-    return InvalidField(f"{problem} (got: {quote_value(item)}).", field=field, hint=hint)
+    quoted = quote_value(item)
+    return InvalidField(f"{problem} (got: {quoted}).", field=field, hint=hint, private=[quoted])
 
 
 def _one(value: object) -> object:
@@ -55,11 +56,13 @@ def _one(value: object) -> object:
     if isinstance(value, list | tuple):
         items = [v for v in value if v is not None and (not isinstance(v, str) or v.strip())]
         if len(items) > 1:
-            shown = ", ".join(quote_value(v, 20) for v in items[:3])
+            quotes = [quote_value(v, 20) for v in items[:3]]
             raise InvalidField(
-                f"expects one value but got several: {shown}{', …' if len(items) > 3 else ''}.",
+                f"expects one value but got several: {', '.join(quotes)}"
+                f"{', …' if len(items) > 3 else ''}.",
                 field=field_name(value) or field_name(items[0]),
                 hint="Map a single value here, not a list or line items.",
+                private=quotes,
             )
         value = items[0] if items else None
     if isinstance(value, str):
@@ -72,6 +75,19 @@ def _one(value: object) -> object:
 # A space or apostrophe between digits groups thousands: "1 234 567,89", "1'234.50" (Swiss).
 _SPACED_GROUPS = re.compile(r"(?<=\d)[\s'’](?=\d{3}(?!\d))")
 _SCIENTIFIC = re.compile(r"(\d+\.?\d*|\.\d+)e[+-]?\d+", re.I)
+# The longest text read as a number: "EUR 1.234.567.890,12 (incl. VAT)" fits with room to spare.
+# Checked before any regex or Decimal work, whose cost grows with the square of the length.
+MAX_NUMBER_TEXT = 50
+# The largest amount of money: beyond any real order, and inside Decimal's 28 digits of cents.
+MAX_MONEY = Decimal(10) ** 15
+
+
+def _numeric_text(value: object, item: str, what: str, hint: str) -> str:
+    """`item` once it is short enough to be read as a number; every numeric filter asks here."""
+    if len(item) > MAX_NUMBER_TEXT:
+        problem = f"is too long to be {what} ({len(item):,} characters; at most {MAX_NUMBER_TEXT})"
+        raise _invalid(value, item, problem, hint)
+    return item
 
 
 def _decimal(text: str, *, dot_groups: bool = False) -> Decimal | None:
@@ -109,7 +125,11 @@ def _number(value: object, item: object, problem: str, *, dot_groups: bool) -> D
         raise _invalid(value, item, problem, _NUMBER_HINT)
     if isinstance(item, int | float) and math.isfinite(item):
         return Decimal(str(item))
-    number = _decimal(item, dot_groups=dot_groups) if isinstance(item, str) else None
+    number = None
+    if isinstance(item, str):
+        number = _decimal(
+            _numeric_text(value, item, "a number", _NUMBER_HINT), dot_groups=dot_groups
+        )
     if number is None:
         raise _invalid(value, item, problem, _NUMBER_HINT)
     return number
@@ -163,7 +183,7 @@ def money(value: object) -> float | None:
     if not isinstance(item, str):
         number = _number(value, item, problem, dot_groups=True)
     else:
-        text = humandates.normalise_digits(item)
+        text = humandates.normalise_digits(_numeric_text(value, item, "an amount", _MONEY_HINT))
         negative = text.startswith("(") and text.endswith(")")  # accountants' negatives
         text = text[1:-1] if negative else text
         digits = [i for i, c in enumerate(text) if c.isdigit()]
@@ -176,6 +196,8 @@ def money(value: object) -> float | None:
             raise _invalid(value, item, problem, _MONEY_HINT)
         negative = negative or "-" in prefix + suffix
         number = -parsed if negative else parsed
+    if abs(number) >= MAX_MONEY:
+        raise _invalid(value, item, "is too large for an amount of money", _MONEY_HINT)
     return float(number.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 

@@ -7,7 +7,11 @@ Zapier and Make replay failed and timed-out steps, and every issued pass is bill
   (the key is released), so a fixed zap replayed with the same key runs again.
 - A create (enrol, coupon issue, ticket issue) is also keyed by its external id, without any
   key from the sender: when PassKit answers "already exists" for an external id this relay
-  created, the stored answer is replayed as a duplicate instead of a `conflict` error.
+  created, the stored answer is replayed as a duplicate instead of a `conflict` error. A create
+  whose outcome is unknown (PassKit timed out, or the sender hung up mid-call) is remembered as
+  `ATTEMPTED`, so its replay recognises the record it may have made.
+- What is stored is only what a replay answers with: the flat answer, PassKit's `result` cut to
+  its ids, counts and states. No name, email or phone number is kept here.
 
 Both go through `Store.claim`, so concurrent copies of one delivery, in any process sharing the
 database, wait for the first instead of racing it to PassKit.
@@ -17,16 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from relay.errors import RelayError
 from relay.operations import PassKitRequest, dig
-from relay.store import IDEMPOTENCY_TTL, Claim
+from relay.store import IDEMPOTENCY_TTL, Claim, redact
 from relay.store.handle import StoreHandle
 
 CREATE_SCOPE = "create"
+ATTEMPTED = 202  # a create's stored status when PassKit may or may not have carried it out
+# The parts of PassKit's answer a replay repeats: identifiers, counts and states, never a person.
+_REPLAYED_RESULT_KEY = re.compile(r"(?i)(?:id|points|status|type|number|count)$")
 # Where a create's container id sits: one external id is unique per program, campaign or type.
 _CONTAINERS = (("programId",), ("campaignId",), ("ticketTypeId",), ("event", "productionId"))
 
@@ -97,19 +105,45 @@ class OnceGuard:
             await self.release(claim)
             raise
         store = await self.store.get()
-        await store.complete(claim, 200, json.dumps(answer, ensure_ascii=False))
+        await store.complete(claim, 200, _stored(replay_copy(answer)))
         return answer
+
+    async def remember_attempt(self, claim: Claim) -> None:
+        """Mark a create whose outcome is unknown, so a replay looks for what it made."""
+        store = await self.store.get()
+        await asyncio.shield(store.complete(claim, ATTEMPTED, "null"))
 
     async def remember_create(self, claim: Claim, answer_json: Any) -> None:
         """Store what PassKit answered a create, replacing an answer for a pass since deleted."""
         store = await self.store.get()
-        body = json.dumps(answer_json, ensure_ascii=False)
+        body = _stored(replayed_result(answer_json))
         if claim.done:
             await store.release(claim)
             claim = await store.claim(claim.scope, claim.key, self.clock(), ttl=self.ttl)
             if not claim.won:
                 return  # another delivery stored it first; either answer will do
         await store.complete(claim, 200, body)
+
+
+def replayed_result(result: Any) -> Any:
+    """PassKit's answer as a replay repeats it: top-level ids, counts and states only."""
+    if not isinstance(result, Mapping):
+        return result
+    scalar = (str, int, float, bool)
+    return {key: value for key, value in result.items()
+            if isinstance(value, scalar) and _REPLAYED_RESULT_KEY.search(key)}  # fmt: skip
+
+
+def replay_copy(answer: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored copy of a successful answer: enough to answer a replay, nothing personal."""
+    copy = dict(answer)
+    if "result" in copy:
+        copy["result"] = replayed_result(copy["result"])
+    return copy
+
+
+def _stored(value: Any) -> str:
+    return json.dumps(redact(value), ensure_ascii=False)
 
 
 def replayed(claim: Claim) -> dict[str, Any]:

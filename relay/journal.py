@@ -12,6 +12,7 @@ from typing import Any
 from relay.delivery import Trace
 from relay.fields import Fields
 from relay.store import DeliveryRecord, Outcome, Source, redact
+from relay.store.redact import redact_text
 
 
 def outcome_of(status: int, answer: Mapping[str, Any]) -> Outcome:
@@ -51,7 +52,8 @@ def delivery_record(
 ) -> DeliveryRecord:
     error = answer.get("error")
     error_code = error.get("code") if isinstance(error, Mapping) else None
-    message = error.get("message") if isinstance(error, Mapping) else answer.get("reason")
+    # Never the sender's copy of the message: it may quote what they sent (see RelayError).
+    message = trace.error.logged_message() if trace.error else answer.get("reason")
     return DeliveryRecord(
         at=at,
         source=source,
@@ -63,7 +65,7 @@ def delivery_record(
         latency_ms=round(latency_ms, 2),
         request_id=request_id,
         error_code=error_code if isinstance(error_code, str) else None,
-        error_message=message if isinstance(message, str) else None,
+        error_message=redact_text(message) if isinstance(message, str) else None,
         replay_of=replay_of,
         request=redact(request, store_payloads=log_payloads),
         passkit_request=redact(trace.passkit_request, store_payloads=log_payloads),

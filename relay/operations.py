@@ -7,6 +7,7 @@ method, which path (path parameters are taken out of the body), and whether a bo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -392,6 +393,9 @@ def _route(operation: Operation, body: dict[str, Any]) -> tuple[str, dict[str, A
     return operation.paths[0], body
 
 
+_GOT = re.compile(r"\(got (.+)\)$")  # the value a schema problem quotes
+
+
 def build_request(operation: Operation, body: Any) -> PassKitRequest:
     """Validate a rendered body against the operation's model and turn it into a request.
 
@@ -405,6 +409,7 @@ def build_request(operation: Operation, body: Any) -> PassKitRequest:
             f"{text}{more}. The {operation.name} request was not sent.",
             field=problems[0][0] or None,
             hint="Check the values mapped in the zap; a dry run shows the request.",
+            private=[got[1] for _, message in problems if (got := _GOT.search(message))],
         )
     path, rest = _route(operation, body)
     if operation.query:

@@ -234,19 +234,28 @@ def raise_for_answer(answer: PassKitAnswer, operation: Operation) -> None:
     if answer.ok:
         return
     message = passkit_message(answer.json)
+    quoted = [message]  # PassKit's own words may repeat what was sent: not for the logs
     status = answer.status
     error: PassKitError
     if status in (401, 403):
-        error = PassKitAuth(f"PassKit refused the relay's credentials ({status}: {message}).")
+        error = PassKitAuth(
+            f"PassKit refused the relay's credentials ({status}: {message}).", private=quoted
+        )
     elif status == 404:
         # A create names no existing pass, so its 404 is about the set-up it refers to.
         setup = operation.creates or operation.on_conflict is not None
         hint = _SETUP_MISSING if setup else None
-        error = PassKitNotFound(f"PassKit has no such record: {message}.", hint=hint)
+        error = PassKitNotFound(
+            f"PassKit has no such record: {message}.", hint=hint, private=quoted
+        )
     elif status == 409 or "already exist" in message.lower():
-        error = PassKitConflict(f"It already exists in PassKit: {message}.")
+        error = PassKitConflict(f"It already exists in PassKit: {message}.", private=quoted)
     elif 400 <= status < 500:
-        error = PassKitRejected(f"PassKit rejected the {operation_name} request: {message}.")
+        error = PassKitRejected(
+            f"PassKit rejected the {operation_name} request: {message}.", private=quoted
+        )
     else:
-        error = PassKitUnavailable(f"PassKit failed ({status}: {message}).", retry_after=30)
+        error = PassKitUnavailable(
+            f"PassKit failed ({status}: {message}).", retry_after=30, private=quoted
+        )
     raise error

@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
-from relay.errors import InvalidBody, UnsupportedMediaType, quote_value
+from relay.errors import InvalidBody, InvalidField, UnsupportedMediaType, quote_value
 from relay.fields import FieldList, Fields, FieldValue
 
 __all__ = ["RESERVED", "Payload", "is_yes", "normalise_key", "parse_payload"]
@@ -38,6 +38,9 @@ _FORM = re.compile(r"[^\s=&]+=[^&\r\n]*(?:&+[^\s=&]+=[^&\r\n]*)*&*")
 _BINARY = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BOUNDARY_LINE = re.compile(rb"--(\S{1,200})[ \t]*\r?\n")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+# Half of a UTF-16 pair: only a JSON escape such as "\ud800" can produce one (decoding bytes
+# cannot). No encoder can write it, so it would fail the PassKit call, the answer and the log.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _JSON_HINT = (
     "Zapier's Custom Request and Make's Raw body break when a mapped value contains quotes or "
@@ -50,6 +53,10 @@ _ARRAY_HINT = (
 _OBJECT_HINT = (
     'Send an object of named fields, e.g. {"email": "ana@example.com"}: in Zapier use Payload '
     "Type JSON with Data rows; in Make use Body type Raw with Make's JSON › Create JSON module."
+)
+_SURROGATE_HINT = (
+    "A step before this one cut an emoji or another character in half; map the original "
+    "text, or clean it with Zapier's Formatter › Text or Make's replace()."
 )
 _CHARSET_HINT = (
     "Zapier and Make send UTF-8; if the text comes from an older system, add its encoding to "
@@ -314,6 +321,7 @@ def _collect(pairs: list[Pair]) -> Payload:
             continue
         raw = value if isinstance(value, list) else [value]
         texts = [text for text in (v.strip() for v in raw) if text]
+        _refuse_broken_text(name, texts)
         if texts:
             grouped.setdefault(name, {}).setdefault(path, []).extend(texts)
             if isinstance(value, list):
@@ -335,6 +343,23 @@ def _collect(pairs: list[Pair]) -> Payload:
         dry_run=is_yes(dry_run),
         received=list(fields),
     )
+
+
+def _refuse_broken_text(name: str, texts: list[str]) -> None:
+    """Refuse a field whose name or text holds an unpaired surrogate, naming the field."""
+    if _SURROGATE.search(name):
+        shown = _SURROGATE.sub("\ufffd", name)
+        raise InvalidField(
+            f"A field name contains a broken character: {quote_value(shown)}.",
+            field=shown,
+            hint=_SURROGATE_HINT,
+        )
+    if any(_SURROGATE.search(text) for text in texts):
+        raise InvalidField(
+            "contains a broken character (half of an emoji or other symbol).",
+            field=name,
+            hint=_SURROGATE_HINT,
+        )
 
 
 def _first(value: FieldValue | FieldList | None) -> str | None:

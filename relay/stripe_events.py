@@ -12,8 +12,9 @@ plain dicts from `json.loads`, never SDK objects (stripe-python 15+ objects are 
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import stripe
@@ -63,6 +64,12 @@ _MISMATCH = (
 
 def verify(payload: bytes, header: str | None, secrets: Sequence[str]) -> dict[str, Any]:
     """The event in `payload` once its signature checks out against one of `secrets`."""
+    try:
+        payload.decode("utf-8")  # stripe-python decodes before it checks; Stripe sends UTF-8
+    except UnicodeDecodeError:
+        raise InvalidSignature(
+            "The body is not UTF-8 text, so it did not come from Stripe."
+        ) from None
     problems = []
     for secret in secrets:
         try:
@@ -76,11 +83,20 @@ def verify(payload: bytes, header: str | None, secrets: Sequence[str]) -> dict[s
     return parse_event(payload)
 
 
+MAX_DEPTH = 32  # Stripe's events nest about eight levels; deeper is not an event
+
+
 def parse_event(payload: bytes) -> dict[str, Any]:
     try:
         event = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise InvalidEvent("The signed body is not JSON.") from None
+    except RecursionError:
+        raise InvalidEvent(f"The signed body nests deeper than {MAX_DEPTH} levels.") from None
+    if _depth(event) > MAX_DEPTH:
+        raise InvalidEvent(f"The signed body nests deeper than {MAX_DEPTH} levels.")
+    if _SURROGATE_ESCAPE.search(payload) and _has_surrogate(event):
+        raise InvalidEvent("The signed body holds a broken character (an unpaired surrogate).")
     if not isinstance(event, dict) or event.get("object") == "v2.core.event":
         raise InvalidEvent("This is a thin (v2) event; the relay reads snapshot events.")
     data = event.get("data")
@@ -89,6 +105,29 @@ def parse_event(payload: bytes) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise InvalidEvent("The Stripe event has no data.object.")
     return event
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # only an escape can make one
+
+
+def _walk(value: Any) -> Iterator[tuple[int, Any]]:
+    """Every value under `value` with its depth, without recursion (a hostile body is deep)."""
+    stack = [(1, value)]
+    while stack:
+        depth, item = stack.pop()
+        yield depth, item
+        if isinstance(item, dict):
+            stack.extend((depth + 1, v) for pair in item.items() for v in pair)
+        elif isinstance(item, list):
+            stack.extend((depth + 1, v) for v in item)
+
+
+def _depth(value: Any) -> int:
+    return max(depth for depth, _ in _walk(value))
+
+
+def _has_surrogate(value: Any) -> bool:
+    return any(isinstance(v, str) and re.search("[\ud800-\udfff]", v) for _, v in _walk(value))
 
 
 def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:

@@ -320,7 +320,8 @@ def render(
         line = _template_line(exc, template.path)
         where = f" line {line}" if line else ""
         raise TemplateProblem(
-            f"Template {template.name}{where} failed: {type(exc).__name__}: {exc}"
+            f"Template {template.name}{where} failed: {type(exc).__name__}: {exc}",
+            private=[str(exc)],
         ) from exc
     try:
         return _prune(json.loads(text))

@@ -67,7 +67,7 @@ async def replay(endpoints: Endpoints, record: DeliveryRecord) -> str:
                 hook, fields, list(fields), request_id=request_id, trace=trace
             )
     except RelayError as exc:
-        status, answer = exc.status, exc.answer()
+        status, answer = trace.failed(exc)
     new_id = await endpoints.record(
         record.source, hook, template, trace=trace, status=status, answer=answer,
         started=started, request_id=request_id, request=record.request, replay_of=record.id,

@@ -8,6 +8,9 @@ Two nets, because a secret can hide under an innocent key or an innocent-looking
   token `eyJ….…`, `Bearer …`, Stripe `sk_live_…`/`sk_test_…`/`rk_…`/`whsec_…`) has that part
   masked, so a secret pasted into a free-text field is caught too.
 
+Every string is also made fit to store: a lone UTF-16 surrogate (from a JSON escape) becomes
+U+FFFD, so a log write can never fail on text PassKit already accepted.
+
 `store_payloads=False` (a privacy setting) keeps no payload at all: the log then holds only the
 delivery's metadata (time, hook, outcome, status, latency, error code).
 """
@@ -15,7 +18,7 @@ delivery's metadata (time, hook, outcome, status, latency, error code).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 MASK = "[redacted]"
@@ -49,8 +52,20 @@ def secret_key(name: str) -> bool:
     return any(part in normal for part in _SECRET_KEY_PARTS)
 
 
+# Half of a UTF-16 pair (a JSON "\ud800" escape): no database or log encoder can write it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def redact_text(text: str) -> str:
-    return _SECRET_SHAPES.sub(MASK, text)
+    """`text` with anything shaped like a secret masked, and fit to store (no lone surrogates)."""
+    return _SURROGATE.sub("\ufffd", _SECRET_SHAPES.sub(MASK, text))
+
+
+def mask_private(text: str, private: Sequence[str]) -> str:
+    """`text` with each of the `private` quotes in it masked, then `redact_text`."""
+    for quote in sorted(filter(None, private), key=len, reverse=True):
+        text = text.replace(quote, MASK)
+    return redact_text(text)
 
 
 def redact(value: Any, *, store_payloads: bool = True) -> Any:
