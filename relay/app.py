@@ -33,6 +33,7 @@ from relay.delivery import utc_now
 from relay.endpoints import Endpoints, new_request_id, request_id_of
 from relay.errors import RelayError
 from relay.services import build_services
+from relay.serving import BodyDeadline
 from relay.settings import Settings, load_settings
 from relay.store import Store
 from relay.templating import TemplateLibrary
@@ -190,7 +191,10 @@ def create_app(
             HTTPException: http_error,
             Exception: server_error,
         },
-        middleware=[Middleware(AccessLog)],
+        middleware=[
+            Middleware(AccessLog),
+            Middleware(BodyDeadline, seconds=settings.body_timeout),
+        ],
         lifespan=lifespan,
     )
     app.state.services = services

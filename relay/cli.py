@@ -63,6 +63,8 @@ def _library(settings: Settings) -> TemplateLibrary:
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import uvicorn
 
+    from relay.serving import uvicorn_options
+
     settings = _settings(env)
     _library(settings)
     for warning in settings.warnings:
@@ -77,10 +79,10 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         host=args.host,
         port=args.port or settings.port,
         workers=workers,
-        access_log=False,
         proxy_headers=behind_router,
         forwarded_allow_ips="*" if behind_router else None,
         log_level="info",
+        **uvicorn_options(settings),  # timeouts (relay.serving)
     )
     return 0
 

@@ -28,6 +28,7 @@ from relay.app import create_app
 from relay.logsetup import configure_logging
 from relay.minting import mint, registered
 from relay.sandbox import DEMO_PROGRAM_ID, DEMO_TIER_IDS, SandboxConfig, create_sandbox
+from relay.serving import BodyDeadline, uvicorn_options
 from relay.settings import Settings, load_settings
 from relay.store import open_store
 from relay.templating import TemplateLibrary
@@ -77,7 +78,12 @@ def demo_app(demo: Demo) -> Starlette:
             yield
 
     app = Starlette(
-        routes=[Mount(SANDBOX_PREFIX, app=sandbox), Mount("/", app=relay)], lifespan=lifespan
+        routes=[
+            # The relay's own routes bound their bodies in create_app; the sandbox's too here.
+            Mount(SANDBOX_PREFIX, app=BodyDeadline(sandbox, demo.settings.body_timeout)),
+            Mount("/", app=relay),
+        ],
+        lifespan=lifespan,
     )
     app.state.relay_app = relay
     app.state.library = relay.state.services.library
@@ -130,4 +136,5 @@ def serve_demo(host: str, port: int, env: Mapping[str, str]) -> None:
         url = asyncio.run(mint_demo_hook(demo.settings, app.state.library))
         configure_logging()
         print(banner(demo, url), flush=True)
-        uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning",
+                    **uvicorn_options(demo.settings))  # fmt: skip

@@ -76,6 +76,9 @@ class Settings:
     retention_days: float = 30.0
     log_payloads: bool = True
     rate_limit: float = 50.0  # deliveries a second per hook; 0 = no limit
+    header_timeout: float = 10.0  # seconds for a request line and headers (relay.serving)
+    body_timeout: float = 20.0  # seconds the relay waits for a request's body in all
+    keep_alive_timeout: float = 5.0  # seconds an idle kept-alive connection stays open
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -222,6 +225,16 @@ def load_settings(
     elif raw_limit:
         rate_limit = _number(env, "RELAY_RATE_LIMIT", 50.0, problems)
 
+    # Behind Heroku's router (DYNO is set there), Router 2.0 keeps idle connections to a dyno
+    # for 90 s: closing one sooner races with a request it is sending (Heroku's own Python
+    # template uses 100 s).
+    on_dyno = "DYNO" in env
+    header_timeout = _number(env, "RELAY_HEADER_TIMEOUT", 10.0, problems)
+    body_timeout = _number(env, "RELAY_BODY_TIMEOUT", 20.0, problems)
+    keep_alive_timeout = _number(
+        env, "RELAY_KEEP_ALIVE_TIMEOUT", 100.0 if on_dyno else 5.0, problems
+    )
+
     if problems:
         raise ConfigError(problems)
     return Settings(
@@ -244,5 +257,8 @@ def load_settings(
         retention_days=retention_days,
         log_payloads=log_payloads,
         rate_limit=rate_limit,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        keep_alive_timeout=keep_alive_timeout,
         warnings=tuple(warnings),
     )

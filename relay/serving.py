@@ -1,0 +1,223 @@
+"""How the relay faces the network: server timeouts.
+
+A hostile sender needs no hook token to hold a connection open, so every phase of a request is
+bounded (issue 10):
+
+- **headers**: the request line and headers must arrive within `RELAY_HEADER_TIMEOUT` seconds of
+  connecting, or of the first byte of the next request on a kept-alive connection
+  (`HeaderDeadline`, built into uvicorn's HTTP protocols below: uvicorn has no such setting);
+- **body**: the relay waits at most `RELAY_BODY_TIMEOUT` seconds in all for a request's body;
+  then the answer is 408 `body_timeout` and the connection is closed (`BodyDeadline`, ASGI
+  middleware);
+- **idle**: a kept-alive connection with no new request is closed after
+  `RELAY_KEEP_ALIVE_TIMEOUT` seconds (uvicorn's own timer).
+
+`uvicorn_options(settings)` is what `relay serve` and `relay demo` hand to `uvicorn.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from typing import Any, cast
+
+import anyio
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.config import Config
+from uvicorn.protocols.http import h11_impl, httptools_impl
+from uvicorn.server import ServerState
+
+from relay.errors import PayloadError
+from relay.settings import Settings
+
+# -- headers: a deadline inside uvicorn's HTTP protocols -----------------------------------------
+
+
+class HeaderDeadline:
+    """Closes a connection whose request line and headers are not complete `seconds` after
+    it was started; a peer that does not even read what is still queued for it is cut off
+    (`abort`) after as long again."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._timer is not None
+
+    def start(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport) -> None:
+        self.stop()
+        self._timer = loop.call_later(self.seconds, self._expire, loop, transport)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport) -> None:
+        self._timer = None
+        if not transport.is_closing():
+            transport.close()  # sends what is queued first, then closes
+            self._timer = loop.call_later(self.seconds, transport.abort)
+
+
+class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header deadline (`HeaderDeadline`)."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        header_timeout: float,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.header_deadline = HeaderDeadline(header_timeout)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.header_deadline.start(self.loop, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.header_deadline.stop()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        _watch_headers(self.header_deadline, self.loop, self.transport, self.cycle)
+
+
+class H11Protocol(h11_impl.H11Protocol):
+    """uvicorn's h11 protocol with a header deadline (`HeaderDeadline`)."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        header_timeout: float,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.header_deadline = HeaderDeadline(header_timeout)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.header_deadline.start(self.loop, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.header_deadline.stop()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        _watch_headers(self.header_deadline, self.loop, self.transport, self.cycle)
+
+
+def _watch_headers(
+    deadline: HeaderDeadline,
+    loop: asyncio.AbstractEventLoop,
+    transport: asyncio.Transport,
+    cycle: httptools_impl.RequestResponseCycle | h11_impl.RequestResponseCycle | None,
+) -> None:
+    """After bytes were parsed: a request whose headers are complete (its cycle still
+    running) stops the deadline; otherwise the bytes began (or continue) a request, and the
+    deadline runs from the first of them. An idle kept-alive connection is left to uvicorn's
+    keep-alive timer, which any byte cancels."""
+    if cycle is not None and not cycle.response_complete:
+        deadline.stop()
+    elif not deadline.running and not transport.is_closing():
+        deadline.start(loop, transport)
+
+
+def http_protocol(header_timeout: float, http: str = "auto") -> type[asyncio.Protocol]:
+    """uvicorn's `http=` with a header deadline: httptools (what uvicorn's `auto` picks; a
+    dependency) or `h11`. A partial of a module-level class, so it pickles for `--workers`;
+    uvicorn only ever calls it like the class."""
+    protocol = H11Protocol if http == "h11" else HttpToolsProtocol
+    return cast(type[asyncio.Protocol], functools.partial(protocol, header_timeout=header_timeout))
+
+
+def uvicorn_options(settings: Settings, *, http: str = "auto") -> dict[str, Any]:
+    """The server settings `relay serve` and `relay demo` give `uvicorn.run` (with their own
+    app, host, port, workers and log level): the timeouts above."""
+    return {
+        "http": http_protocol(settings.header_timeout, http),
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "access_log": False,
+    }
+
+
+# -- body: a deadline on reading it --------------------------------------------------------------
+
+
+class BodyTimedOut(PayloadError):
+    status = 408
+    code = "body_timeout"
+    default_hint = (
+        "Send the whole body at once, as Zapier, Make and Stripe do; the relay closes a "
+        "connection whose body trickles in."
+    )
+
+
+class BodyDeadline:
+    """ASGI middleware: the relay waits at most `seconds` in all for a request's body (time the
+    app spends between reads is not counted). Past that, reading the body raises `BodyTimedOut`:
+    the app renders it as its usual JSON error, or, if it does not, this middleware answers the
+    same 408; either answer carries `Connection: close`, so the server drops the connection."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        left = self.seconds
+        body_read = expired = started = False
+
+        def timed_out() -> BodyTimedOut:
+            return BodyTimedOut(f"The request body did not arrive within {self.seconds:g} s.")
+
+        async def timed_receive() -> Message:
+            nonlocal left, body_read, expired
+            if body_read:  # only http.disconnect is left to come: wait for it freely
+                return await receive()
+            if expired:
+                raise timed_out()
+            began = time.monotonic()
+            try:
+                with anyio.fail_after(max(left, 0.0)):
+                    message = await receive()
+            except TimeoutError:
+                expired = True
+                raise timed_out() from None
+            left -= time.monotonic() - began
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read = True
+            return message
+
+        async def send_closing(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if expired:
+                    headers = [*message.get("headers", []), (b"connection", b"close")]
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, send_closing)
+        except BodyTimedOut as exc:
+            if started:
+                raise
+            request_id = scope.get("state", {}).get("request_id")
+            response = JSONResponse(exc.answer(request_id), status_code=exc.status)
+            await response(scope, receive, send_closing)

@@ -1,0 +1,321 @@
+"""What a hostile sender can do (issue 10), on real servers on loopback: stall a request's
+headers or body, pile up stalled connections."""
+
+from __future__ import annotations
+
+import json
+import selectors
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import uvicorn
+from starlette.types import Message, Receive, Scope, Send
+
+from relay.serving import BodyDeadline, uvicorn_options
+from relay.settings import ConfigError, load_settings
+
+from .conftest import BASE_ENV, make_settings, mint
+from .processes import ServerProcess
+from .servers import relay_process
+
+HEADER_TIMEOUT = 2.0
+BODY_TIMEOUT = 2.0
+KEEP_ALIVE = 1.0
+MARGIN = 3.0  # a 2-core CI machine under load: closed within timeout + MARGIN
+EARLY = 0.25  # and not before the timeout (less a little for timer granularity)
+ENROL = mint("member-enrol", program_id="p1", tier_id="base")
+
+
+# -- raw connections ---------------------------------------------------------------------------
+
+
+def connect(port: int, data: bytes = b"") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    if data:
+        sock.sendall(data)
+    sock.setblocking(False)
+    return sock
+
+
+def is_open(sock: socket.socket) -> bool:
+    """True if the server has not closed the connection (yet)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def wait_closed(
+    socks: list[socket.socket], since: float, limit: float
+) -> tuple[dict[socket.socket, float], dict[socket.socket, bytes]]:
+    """Reads every socket until the server closes it or `limit` seconds after `since` pass;
+    returns when each was closed (seconds after `since`) and what was received on it."""
+    closed: dict[socket.socket, float] = {}
+    received = {sock: b"" for sock in socks}
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        while len(closed) < len(socks) and time.monotonic() < since + limit:
+            for key, _ in selector.select(0.1):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    received[sock] += data
+                else:
+                    closed[sock] = time.monotonic() - since
+                    selector.unregister(sock)
+    return closed, received
+
+
+def parse_answer(raw: bytes) -> tuple[int, dict[str, str], Any]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, json.loads(body)
+
+
+def half_body_request(path: str) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+        "external_id=CRM-1&em"
+    ).encode()
+
+
+# -- a real `relay serve` with short timeouts --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    folder = tmp_path_factory.mktemp("serving")
+    env = {
+        "RELAY_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+        "RELAY_BODY_TIMEOUT": str(BODY_TIMEOUT),
+        "RELAY_KEEP_ALIVE_TIMEOUT": str(KEEP_ALIVE),
+        "DATABASE_URL": f"sqlite:///{folder / 'relay.db'}",
+    }
+    process = relay_process(env, folder / "relay.log").start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def test_a_stalled_request_head_is_disconnected(relay: ServerProcess) -> None:
+    stalls = {
+        "nothing at all": b"",
+        "half a request line": b"POST /hooks/x HT",
+        "half the headers": b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nAcce",
+    }
+    began = time.monotonic()
+    socks = {what: connect(relay.port, sent) for what, sent in stalls.items()}
+    try:
+        closed, received = wait_closed(list(socks.values()), began, HEADER_TIMEOUT + MARGIN)
+        for what, sock in socks.items():
+            assert sock in closed, f"{what}: still open after {HEADER_TIMEOUT + MARGIN} s"
+            assert HEADER_TIMEOUT - EARLY <= closed[sock] <= HEADER_TIMEOUT + MARGIN, what
+            assert received[sock] == b"", what  # dropped, not answered
+    finally:
+        for sock in socks.values():
+            sock.close()
+
+
+def test_a_stalled_body_is_answered_408_and_closed(relay: ServerProcess) -> None:
+    began = time.monotonic()
+    sock = connect(relay.port, half_body_request(ENROL))
+    try:
+        closed, received = wait_closed([sock], began, BODY_TIMEOUT + MARGIN)
+        assert sock in closed
+        assert BODY_TIMEOUT - EARLY <= closed[sock] <= BODY_TIMEOUT + MARGIN
+        status, headers, body = parse_answer(received[sock])
+        assert status == 408 and headers["connection"] == "close"
+        assert body["ok"] is False and body["error"]["code"] == "body_timeout"
+        assert body["error"]["hint"] and body["request_id"] == headers["x-request-id"]
+    finally:
+        sock.close()
+
+
+def test_a_slow_body_inside_the_limit_is_read(relay: ServerProcess) -> None:
+    sock = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
+    with sock:
+        fields = b"external_id=CRM-1&email=ana%40example.com&dry_run=1"
+        sock.sendall(
+            f"POST {ENROL} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(fields)}\r\n\r\n".encode()
+            + fields[:10]
+        )
+        time.sleep(BODY_TIMEOUT / 4)
+        sock.sendall(fields[10:])
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    status, _, body = parse_answer(raw)
+    assert status == 200 and body["ok"] is True and body["dry_run"] is True
+
+
+def test_idle_and_trickling_keep_alive_connections_are_closed(relay: ServerProcess) -> None:
+    get = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    idle, trickling = connect(relay.port, get), connect(relay.port, get)
+    try:
+        for sock in (idle, trickling):  # each has its answer: a kept-alive connection now
+            sock.settimeout(5)
+            answer = b""
+            while not answer.endswith(b'{"ok":true}'):
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 ") and b"connection: close" not in answer
+            sock.setblocking(False)
+        began = time.monotonic()
+        trickling.sendall(b"GET /hea")  # a next request begun, never finished
+        closed, received = wait_closed([idle, trickling], began, HEADER_TIMEOUT + MARGIN)
+        assert set(closed) == {idle, trickling}
+        assert closed[idle] <= KEEP_ALIVE + MARGIN
+        # The header deadline runs from the first byte of the next request, past keep-alive.
+        assert HEADER_TIMEOUT - EARLY <= closed[trickling] <= HEADER_TIMEOUT + MARGIN
+        assert received == {idle: b"", trickling: b""}
+    finally:
+        idle.close()
+        trickling.close()
+
+
+def test_hundreds_of_stalled_connections_leave_room_and_are_all_dropped(
+    relay: ServerProcess,
+) -> None:
+    stalls = (b"", b"GET /hea", b"POST /hooks/x HTTP/1.1\r\nHost: a\r\nContent-Le")
+    began = time.monotonic()
+    heads = [connect(relay.port, stalls[n % 3]) for n in range(300)]
+    bodies = [connect(relay.port, half_body_request(ENROL)) for _ in range(60)]
+    opened = time.monotonic() - began
+    try:
+        answer = httpx.get(relay.url + "/healthz", timeout=10)
+        assert answer.status_code == 200 and answer.json() == {"ok": True}
+        held = sum(is_open(sock) for sock in heads + bodies)
+        assert held == len(heads) + len(bodies), "dropped before the timeout"
+        limit = max(HEADER_TIMEOUT, BODY_TIMEOUT) + MARGIN
+        closed, received = wait_closed(heads + bodies, began, limit)
+        assert len(closed) == len(heads) + len(bodies), f"{len(closed)} closed in {limit} s"
+        assert min(closed.values()) >= HEADER_TIMEOUT - EARLY
+        assert max(closed.values()) <= limit
+        assert all(received[sock] == b"" for sock in heads)
+        assert all(parse_answer(received[sock])[0] == 408 for sock in bodies)
+        print(f"\n{held} stalled connections held (opened in {opened:.2f} s), /healthz answered; "
+              f"all dropped between {min(closed.values()):.2f} s and "
+              f"{max(closed.values()):.2f} s after the first was opened")  # fmt: skip
+    finally:
+        for sock in heads + bodies:
+            sock.close()
+
+
+def test_workers_get_the_header_deadline_too(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--port", "{port}",
+            "--workers", "2"]  # fmt: skip
+    env = {**BASE_ENV, "RELAY_PUBLIC_URL": "{url}", "RELAY_HEADER_TIMEOUT": "1"}
+    process = ServerProcess(argv, env, "/readyz", log=tmp_path / "relay.log").start(timeout=60)
+    try:
+        began = time.monotonic()
+        socks = [connect(process.port, b"GET /hea") for _ in range(4)]  # to both workers
+        closed, _ = wait_closed(socks, began, 1 + MARGIN)
+        assert len(closed) == len(socks), process.output()
+        for sock in socks:
+            sock.close()
+    finally:
+        process.stop()
+
+
+# -- the same protocol classes in this process, h11 and httptools ------------------------------
+
+
+@pytest.fixture(params=["httptools", "h11"])
+def in_thread(request: pytest.FixtureRequest) -> Iterator[int]:
+    """`create_app` under uvicorn with `uvicorn_options` for the protocol; yields its port."""
+    from relay.app import create_app
+
+    settings = make_settings(RELAY_HEADER_TIMEOUT="1", RELAY_KEEP_ALIVE_TIMEOUT="1")
+    options = uvicorn_options(settings, http=request.param)
+    config = uvicorn.Config(create_app(settings), lifespan="off", log_level="critical", **options)
+    server = uvicorn.Server(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_both_protocols_answer_pipelined_requests_then_drop_a_stall(in_thread: int) -> None:
+    get = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    began = time.monotonic()
+    sock = connect(in_thread, get * 3 + b"GET /healthz HTTP/1.1\r\nHo")
+    try:
+        closed, received = wait_closed([sock], began, 1 + MARGIN)
+        assert sock in closed and 1 - EARLY <= closed[sock] <= 1 + MARGIN
+        assert received[sock].count(b"HTTP/1.1 200 OK") == 3
+    finally:
+        sock.close()
+
+
+# -- the body deadline without a Starlette app around it (the demo's sandbox) ------------------
+
+
+@pytest.mark.anyio
+async def test_body_deadline_answers_408_itself() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        raise AssertionError("the body never ends")
+
+    messages = iter([{"type": "http.request", "body": b"a", "more_body": True}])
+
+    async def receive() -> Message:
+        message = next(messages, None)
+        if message is None:
+            await anyio.sleep_forever()  # the client stalls
+        assert message is not None
+        return message
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [],
+             "state": {"request_id": "req_1"}}  # fmt: skip
+    await BodyDeadline(app, seconds=0.2)(scope, receive, send)
+    assert sent[0]["status"] == 408 and (b"connection", b"close") in sent[0]["headers"]
+    body = json.loads(sent[1]["body"])
+    assert body["request_id"] == "req_1" and body["error"]["code"] == "body_timeout"
+
+
+def test_timeouts_have_sane_defaults() -> None:
+    plain = load_settings(BASE_ENV)
+    assert (plain.header_timeout, plain.body_timeout, plain.keep_alive_timeout) == (10, 20, 5)
+    assert load_settings({**BASE_ENV, "DYNO": "web.1"}).keep_alive_timeout == 100.0
+    with pytest.raises(ConfigError) as err:
+        load_settings({**BASE_ENV, "RELAY_HEADER_TIMEOUT": "0", "RELAY_BODY_TIMEOUT": "soon"})
+    text = "\n".join(err.value.problems)
+    assert "RELAY_HEADER_TIMEOUT" in text and "RELAY_BODY_TIMEOUT" in text
+    assert uvicorn_options(plain)["timeout_keep_alive"] == 5.0
