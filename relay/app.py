@@ -33,7 +33,7 @@ from relay.delivery import utc_now
 from relay.endpoints import Endpoints, new_request_id, request_id_of
 from relay.errors import RelayError
 from relay.services import build_services
-from relay.serving import BodyDeadline
+from relay.serving import BodyDeadline, TrustedHop
 from relay.settings import Settings, load_settings
 from relay.store import Store
 from relay.templating import TemplateLibrary
@@ -192,6 +192,7 @@ def create_app(
             Exception: server_error,
         },
         middleware=[
+            Middleware(TrustedHop, hops=settings.trusted_proxies),
             Middleware(AccessLog),
             Middleware(BodyDeadline, seconds=settings.body_timeout),
         ],

@@ -70,19 +70,17 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     configure_logging()
-    # Trust X-Forwarded-* only behind Heroku's router (DYNO is set there), never by default.
-    behind_router = "DYNO" in env
     workers = args.workers or int(env.get("WEB_CONCURRENCY", "").strip() or 1)
+    # Timeouts, and no proxy headers read by uvicorn: the app reads X-Forwarded-For from the
+    # right, as far as RELAY_TRUSTED_PROXIES says (relay.serving).
     uvicorn.run(
         "relay.app:app_from_environ",
         factory=True,
         host=args.host,
         port=args.port or settings.port,
         workers=workers,
-        proxy_headers=behind_router,
-        forwarded_allow_ips="*" if behind_router else None,
         log_level="info",
-        **uvicorn_options(settings),  # timeouts (relay.serving)
+        **uvicorn_options(settings),
     )
     return 0
 

@@ -1,4 +1,4 @@
-"""How the relay faces the network: server timeouts.
+"""How the relay faces the network: server timeouts and the client address behind proxies.
 
 A hostile sender needs no hook token to hold a connection open, so every phase of a request is
 bounded (issue 10):
@@ -13,13 +13,20 @@ bounded (issue 10):
   `RELAY_KEEP_ALIVE_TIMEOUT` seconds (uvicorn's own timer).
 
 `uvicorn_options(settings)` is what `relay serve` and `relay demo` hand to `uvicorn.run`.
+
+`TrustedHop` sets the client address (and scheme) from X-Forwarded-For (and X-Forwarded-Proto)
+as written by the `RELAY_TRUSTED_PROXIES` proxies in front of the relay: each appends the
+address it saw, so the entry that many places from the right is the one a trusted proxy wrote.
+Everything left of it was written by the client and proves nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import time
+from collections.abc import Iterable
 from typing import Any, cast
 
 import anyio
@@ -146,10 +153,12 @@ def http_protocol(header_timeout: float, http: str = "auto") -> type[asyncio.Pro
 
 def uvicorn_options(settings: Settings, *, http: str = "auto") -> dict[str, Any]:
     """The server settings `relay serve` and `relay demo` give `uvicorn.run` (with their own
-    app, host, port, workers and log level): the timeouts above."""
+    app, host, port, workers and log level): the timeouts above, and no proxy headers read by
+    uvicorn, which would take the leftmost X-Forwarded-For entry (`TrustedHop` reads them)."""
     return {
         "http": http_protocol(settings.header_timeout, http),
         "timeout_keep_alive": settings.keep_alive_timeout,
+        "proxy_headers": False,
         "access_log": False,
     }
 
@@ -221,3 +230,77 @@ class BodyDeadline:
             request_id = scope.get("state", {}).get("request_id")
             response = JSONResponse(exc.answer(request_id), status_code=exc.status)
             await response(scope, receive, send_closing)
+
+
+# -- the client address: from the hop a trusted proxy wrote -------------------------------------
+
+
+def _entries(values: Iterable[str]) -> list[str]:
+    """The comma-separated entries of every header of one name, in order (several headers are
+    one list, as HTTP says)."""
+    return [entry.strip() for value in values for entry in value.split(",")]
+
+
+def _address(entry: str) -> str | None:
+    """An IP address from one X-Forwarded-For entry (`1.2.3.4`, `1.2.3.4:80`, `::1`,
+    `[::1]:80`), normalised; None for anything else (`unknown`, `_hidden`, garbage)."""
+    host = entry.strip()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def trusted_client(forwarded_for: Iterable[str], hops: int) -> str | None:
+    """The client address as the outermost of `hops` trusted proxies saw it: the `hops`-th
+    X-Forwarded-For entry from the right. None when nothing is trusted (`hops` 0), or the list
+    is shorter than `hops` (the request did not come through them all) or that entry is not an
+    address: the caller keeps the socket's peer then."""
+    if hops <= 0:
+        return None
+    entries = _entries(forwarded_for)
+    if len(entries) < hops:
+        return None
+    return _address(entries[-hops])
+
+
+def trusted_scheme(forwarded_proto: Iterable[str], hops: int) -> str | None:
+    """The scheme the client used, from X-Forwarded-Proto by the same rule; None if unknown."""
+    if hops <= 0:
+        return None
+    entries = _entries(forwarded_proto)
+    if len(entries) < hops:
+        return None
+    scheme = entries[-hops].lower()
+    return scheme if scheme in ("http", "https") else None
+
+
+class TrustedHop:
+    """ASGI middleware: `scope["client"]` (and `scope["scheme"]`) as the trusted proxies saw
+    them, so the login limiter, the logs and the Secure cookie flag follow the real client.
+    With `hops` 0 the socket's peer stands and the headers are ignored."""
+
+    def __init__(self, app: ASGIApp, hops: int) -> None:
+        self.app = app
+        self.hops = hops
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.hops > 0 and scope["type"] == "http":
+            forwarded_for: list[str] = []
+            forwarded_proto: list[str] = []
+            for name, value in scope["headers"]:
+                if name == b"x-forwarded-for":
+                    forwarded_for.append(value.decode("latin-1"))
+                elif name == b"x-forwarded-proto":
+                    forwarded_proto.append(value.decode("latin-1"))
+            client = trusted_client(forwarded_for, self.hops)
+            scheme = trusted_scheme(forwarded_proto, self.hops)
+            if client is not None:
+                scope["client"] = (client, 0)  # the port a proxy saw is not passed on
+            if scheme is not None:
+                scope["scheme"] = scheme
+        await self.app(scope, receive, send)

@@ -79,6 +79,7 @@ class Settings:
     header_timeout: float = 10.0  # seconds for a request line and headers (relay.serving)
     body_timeout: float = 20.0  # seconds the relay waits for a request's body in all
     keep_alive_timeout: float = 5.0  # seconds an idle kept-alive connection stays open
+    trusted_proxies: int = 0  # proxies in front of the relay appending to X-Forwarded-For
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -225,15 +226,25 @@ def load_settings(
     elif raw_limit:
         rate_limit = _number(env, "RELAY_RATE_LIMIT", 50.0, problems)
 
-    # Behind Heroku's router (DYNO is set there), Router 2.0 keeps idle connections to a dyno
-    # for 90 s: closing one sooner races with a request it is sending (Heroku's own Python
-    # template uses 100 s).
+    # Behind Heroku's router (DYNO is set there) the router appends the real client address to
+    # X-Forwarded-For, and Router 2.0 keeps idle connections to a dyno for 90 s: closing one
+    # sooner races with a request it is sending (Heroku's own Python template uses 100 s).
     on_dyno = "DYNO" in env
     header_timeout = _number(env, "RELAY_HEADER_TIMEOUT", 10.0, problems)
     body_timeout = _number(env, "RELAY_BODY_TIMEOUT", 20.0, problems)
     keep_alive_timeout = _number(
         env, "RELAY_KEEP_ALIVE_TIMEOUT", 100.0 if on_dyno else 5.0, problems
     )
+    trusted_proxies = 1 if on_dyno else 0
+    raw_proxies = env.get("RELAY_TRUSTED_PROXIES", "").strip()
+    if raw_proxies:
+        if raw_proxies.isdigit() and int(raw_proxies) <= 10:
+            trusted_proxies = int(raw_proxies)
+        else:
+            problems.append(
+                "RELAY_TRUSTED_PROXIES must be how many proxies in front of the relay append to "
+                f"X-Forwarded-For, 0 to 10 (got {raw_proxies!r})."
+            )
 
     if problems:
         raise ConfigError(problems)
@@ -260,5 +271,6 @@ def load_settings(
         header_timeout=header_timeout,
         body_timeout=body_timeout,
         keep_alive_timeout=keep_alive_timeout,
+        trusted_proxies=trusted_proxies,
         warnings=tuple(warnings),
     )

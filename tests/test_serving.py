@@ -1,15 +1,16 @@
 """What a hostile sender can do (issue 10), on real servers on loopback: stall a request's
-headers or body, pile up stalled connections."""
+headers or body, pile up stalled connections, spoof X-Forwarded-For past the login limiter."""
 
 from __future__ import annotations
 
 import json
+import re
 import selectors
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 import uvicorn
 from starlette.types import Message, Receive, Scope, Send
 
-from relay.serving import BodyDeadline, uvicorn_options
+from relay.serving import BodyDeadline, trusted_client, trusted_scheme, uvicorn_options
 from relay.settings import ConfigError, load_settings
 
 from .conftest import BASE_ENV, make_settings, mint
@@ -32,6 +33,7 @@ KEEP_ALIVE = 1.0
 MARGIN = 3.0  # a 2-core CI machine under load: closed within timeout + MARGIN
 EARLY = 0.25  # and not before the timeout (less a little for timer granularity)
 ENROL = mint("member-enrol", program_id="p1", tier_id="base")
+PASSWORD = "correct horse battery staple"
 
 
 # -- raw connections ---------------------------------------------------------------------------
@@ -310,12 +312,103 @@ async def test_body_deadline_answers_408_itself() -> None:
     assert body["request_id"] == "req_1" and body["error"]["code"] == "body_timeout"
 
 
-def test_timeouts_have_sane_defaults() -> None:
+# -- the client address from the trusted hop ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "hops", "expected"),
+    [
+        (["203.0.113.7"], 0, None),  # nothing trusted: the socket's peer stands
+        (["1.1.1.1, 203.0.113.7"], 0, None),
+        (["203.0.113.7"], 1, "203.0.113.7"),
+        (["6.6.6.6, 203.0.113.7"], 1, "203.0.113.7"),  # never the leftmost, the client's own
+        (["6.6.6.6, 203.0.113.7, 10.1.2.3"], 2, "203.0.113.7"),
+        (["203.0.113.7, 10.1.2.3"], 2, "203.0.113.7"),  # the leftmost when it is that entry
+        (["6.6.6.6", "203.0.113.7"], 1, "203.0.113.7"),  # several headers are one list
+        (["6.6.6.6, 203.0.113.7", "10.1.2.3"], 2, "203.0.113.7"),
+        ([], 1, None),  # no header
+        (["203.0.113.7"], 2, None),  # shorter than the proxies that should have appended
+        (["6.6.6.6, unknown"], 1, None),  # not an address
+        (["6.6.6.6, "], 1, None),
+        (["6.6.6.6,, 203.0.113.7"], 1, "203.0.113.7"),
+        (["203.0.113.7:4711"], 1, "203.0.113.7"),
+        (["2001:db8::1"], 1, "2001:db8::1"),
+        (["[2001:DB8::1]:4711"], 1, "2001:db8::1"),
+    ],
+)
+def test_trusted_client(headers: list[str], hops: int, expected: str | None) -> None:
+    assert trusted_client(headers, hops) == expected
+
+
+def test_trusted_scheme() -> None:
+    assert trusted_scheme(["https"], 1) == "https"
+    assert trusted_scheme(["http, https"], 1) == "https"
+    assert trusted_scheme(["HTTPS"], 1) == "https"
+    assert trusted_scheme(["https"], 0) is None
+    assert trusted_scheme([], 1) is None
+    assert trusted_scheme(["gopher"], 1) is None
+
+
+def test_proxy_settings_and_timeouts_have_sane_defaults() -> None:
     plain = load_settings(BASE_ENV)
-    assert (plain.header_timeout, plain.body_timeout, plain.keep_alive_timeout) == (10, 20, 5)
-    assert load_settings({**BASE_ENV, "DYNO": "web.1"}).keep_alive_timeout == 100.0
+    assert (plain.trusted_proxies, plain.keep_alive_timeout) == (0, 5.0)
+    assert (plain.header_timeout, plain.body_timeout) == (10.0, 20.0)
+    dyno = load_settings({**BASE_ENV, "DYNO": "web.1"})
+    assert (dyno.trusted_proxies, dyno.keep_alive_timeout) == (1, 100.0)
+    assert load_settings({**BASE_ENV, "DYNO": "web.1", "RELAY_TRUSTED_PROXIES": "0"}) \
+        .trusted_proxies == 0  # fmt: skip
+    assert load_settings({**BASE_ENV, "RELAY_TRUSTED_PROXIES": "2"}).trusted_proxies == 2
     with pytest.raises(ConfigError) as err:
-        load_settings({**BASE_ENV, "RELAY_HEADER_TIMEOUT": "0", "RELAY_BODY_TIMEOUT": "soon"})
+        load_settings({**BASE_ENV, "RELAY_TRUSTED_PROXIES": "-1", "RELAY_HEADER_TIMEOUT": "0",
+                       "RELAY_BODY_TIMEOUT": "soon"})  # fmt: skip
     text = "\n".join(err.value.problems)
-    assert "RELAY_HEADER_TIMEOUT" in text and "RELAY_BODY_TIMEOUT" in text
-    assert uvicorn_options(plain)["timeout_keep_alive"] == 5.0
+    assert all(name in text for name in ("RELAY_TRUSTED_PROXIES", "RELAY_HEADER_TIMEOUT",
+                                         "RELAY_BODY_TIMEOUT"))  # fmt: skip
+    options = uvicorn_options(plain)
+    assert options["proxy_headers"] is False and options["timeout_keep_alive"] == 5.0
+
+
+def login(base: str, forwarded_for: str, password: str = "guess") -> httpx.Response:
+    headers = {"X-Forwarded-For": forwarded_for}
+    with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
+        form = client.get("/admin/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf, form.text[:200]
+        return client.post("/admin/login", data={"csrf": csrf.group(1), "password": password})
+
+
+def test_spoofed_forwarded_for_does_not_escape_the_login_limiter(tmp_path: Path) -> None:
+    env = {"DYNO": "web.1", "RELAY_ADMIN_PASSWORD": PASSWORD,
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'relay.db'}"}  # fmt: skip
+    process = relay_process(env, tmp_path / "relay.log").start()
+    try:
+        router_saw = "203.0.113.7"  # Heroku's router appends the address it saw, rightmost
+        statuses = [
+            login(process.url, f"198.51.100.{n}, {router_saw}").status_code for n in range(7)
+        ]
+        assert statuses == [401] * 5 + [429] * 2
+        right = login(process.url, f"198.51.100.99, {router_saw}", PASSWORD)
+        assert right.status_code == 429  # even the right password waits now
+        other = login(process.url, f"{router_saw}, 203.0.113.8")  # the leftmost is ignored
+        assert other.status_code == 401
+        assert login(process.url, "203.0.113.8", PASSWORD).status_code == 303
+    finally:
+        process.stop()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("proxies", "secure"), [("1", True), ("0", False)])
+async def test_the_admin_cookie_follows_the_trusted_scheme(
+    make_client: Callable[..., httpx.AsyncClient], proxies: str, secure: bool
+) -> None:
+    settings = make_settings(RELAY_ADMIN_PASSWORD=PASSWORD, RELAY_TRUSTED_PROXIES=proxies)
+    async with make_client(settings) as client:
+        client.base_url = httpx.URL("http://relay.internal")  # the router speaks plain http
+        headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+        form = await client.get("/admin/login", headers=headers)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf
+        answer = await client.post("/admin/login", headers=headers,
+                                   data={"csrf": csrf.group(1), "password": PASSWORD})  # fmt: skip
+        assert answer.status_code == 303
+        assert ("secure" in answer.headers["set-cookie"].lower()) is secure
