@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shlex
+import signal
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from starlette.applications import Starlette
@@ -129,12 +131,50 @@ Hook URL (member-upsert, program {DEMO_PROGRAM_ID}, tier {DEMO_TIER_IDS[0]}):
 """
 
 
+class _Stopped(SystemExit):
+    """SIGTERM, turned into an exception so the temporary folder is removed on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped(signum)
+
+
+def _hang_up(signum: int, frame: FrameType | None) -> None:
+    signal.raise_signal(signal.SIGTERM)  # a closed terminal stops the demo as SIGTERM does
+
+
 def serve_demo(host: str, port: int, env: Mapping[str, str]) -> None:
-    with tempfile.TemporaryDirectory(prefix="relay-demo-") as folder:
-        demo = demo_config(env, port, Path(folder))
-        app = demo_app(demo)
-        url = asyncio.run(mint_demo_hook(demo.settings, app.state.library))
-        configure_logging()
-        print(banner(demo, url), flush=True)
-        uvicorn.run(app, host=host, port=port, log_level="warning",
-                    **uvicorn_options(demo.settings))  # fmt: skip
+    """Serve the demo until stopped; its temporary folder goes away however it stops.
+
+    Ctrl+C (SIGINT) ends uvicorn.run normally. SIGTERM would not: uvicorn shuts down
+    gracefully, then raises the signal again, and its default action ends the process before
+    any `finally` runs. Here it raises `_Stopped` instead (a SystemExit, so asyncio lets it
+    through), the folder is removed on the way out, and then SIGTERM is raised once more with
+    its default action, so the exit status still says how the demo ended. SIGHUP (the
+    terminal was closed) is handled as SIGTERM."""
+    handlers: dict[int, Callable[[int, FrameType | None], None]] = {signal.SIGTERM: _stop}
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        handlers[signal.SIGHUP] = _hang_up
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+    try:
+        with tempfile.TemporaryDirectory(prefix="relay-demo-") as folder:
+            demo = demo_config(env, port, Path(folder))
+            app = demo_app(demo)
+            url = asyncio.run(mint_demo_hook(demo.settings, app.state.library))
+            configure_logging()
+            print(banner(demo, url), flush=True)
+            uvicorn.run(app, host=host, port=port, log_level="warning",
+                        **uvicorn_options(demo.settings))  # fmt: skip
+    except _Stopped as stopped:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        signal.signal(stopped.signum, signal.SIG_DFL)
+        signal.raise_signal(stopped.signum)
+        raise  # only if SIGTERM's default action did not end the process
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

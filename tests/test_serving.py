@@ -1,11 +1,13 @@
 """What a hostile sender can do (issue 10), on real servers on loopback: stall a request's
-headers or body, pile up stalled connections, spoof X-Forwarded-For past the login limiter."""
+headers or body, pile up stalled connections, spoof X-Forwarded-For past the login limiter; and
+`relay demo` cleaning up after itself whatever signal stops it."""
 
 from __future__ import annotations
 
 import json
 import re
 import selectors
+import signal
 import socket
 import sys
 import threading
@@ -412,3 +414,35 @@ async def test_the_admin_cookie_follows_the_trusted_scheme(
                                    data={"csrf": csrf.group(1), "password": PASSWORD})  # fmt: skip
         assert answer.status_code == 303
         assert ("secure" in answer.headers["set-cookie"].lower()) is secure
+
+
+# -- `relay demo` cleans up however it is stopped ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signum", "returncode"),
+    [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 0), (signal.SIGHUP, -signal.SIGTERM)],
+    ids=["SIGTERM", "SIGINT", "SIGHUP"],
+)
+def test_relay_demo_removes_its_folder_when_stopped(
+    tmp_path: Path, signum: int, returncode: int
+) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    argv = [sys.executable, "-m", "relay", "demo", "--port", "{port}"]
+    env = {"TMPDIR": str(tmp), "RELAY_HEADER_TIMEOUT": "1"}
+    demo = ServerProcess(argv, env, "/healthz", cwd=tmp_path, log=tmp_path / "demo.log").start()
+    try:
+        assert [p.name[:11] for p in tmp.iterdir()] == ["relay-demo-"]
+        began = time.monotonic()
+        sock = connect(demo.port, b"GET /sandbox/")  # the demo drops stalls too
+        closed, _ = wait_closed([sock], began, 1 + MARGIN)
+        sock.close()
+        assert closed
+        assert demo.process is not None
+        demo.process.send_signal(signum)
+        assert demo.process.wait(15) == returncode, demo.output()
+        assert list(tmp.iterdir()) == [], demo.output()
+        assert "Traceback" not in demo.output()
+    finally:
+        demo.kill()
