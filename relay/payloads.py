@@ -28,6 +28,9 @@ __all__ = ["RESERVED", "Payload", "is_yes", "normalise_key", "parse_payload"]
 
 RESERVED = ("idempotency_key", "dry_run")
 MAX_DEPTH = 32  # Zapier unflattens to 6 levels; deeper is a mistake
+# A zap maps tens of fields, a whole shop order a few hundred: more is a paste gone wrong or an
+# attack, and reading 100,000 of them costs a second of a worker.
+MAX_FIELDS = 2_000
 SEPARATOR = "__"  # Zapier's Unflatten separator, so flat and nested Zapier bodies agree
 _YES = frozenset({"1", "true", "yes", "on", "y"})
 
@@ -171,14 +174,24 @@ def _decode(body: bytes, charset: str, media: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+def _too_many_fields() -> InvalidBody:
+    return InvalidBody(
+        f"The body has more than {MAX_FIELDS:,} fields; the relay reads at most that many.",
+        hint="Map only the fields the pass needs, not a whole record or a list of records.",
+    )
+
+
 def _read_form(text: str, charset: str) -> list[Pair]:
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict")
+        pairs = parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict",
+                          max_num_fields=MAX_FIELDS)  # fmt: skip
     except UnicodeDecodeError as exc:
         raise InvalidBody(
             f"A form value is not valid {charset.upper()} once %-decoded ({exc.reason}).",
             hint=_CHARSET_HINT,
         ) from None
+    except ValueError:  # parse_qsl's "Max number of fields exceeded"
+        raise _too_many_fields() from None
     return [((key,), _name(key), value) for key, value in pairs]
 
 
@@ -218,6 +231,8 @@ def _flatten(obj: tuple[tuple[str, Any], ...]) -> list[Pair]:
     # Names are built as we descend, so each key part is normalised once.
     stack: list[tuple[tuple[str, ...], str, Any]] = [((k,), _name(k), v) for k, v in reversed(obj)]
     while stack:
+        if len(pairs) + len(stack) > MAX_FIELDS:
+            raise _too_many_fields()
         path, name, value = stack.pop()
         if not name:
             continue  # a key part was blank: no name to give this value or anything under it
@@ -266,7 +281,10 @@ def _multipart_boundary(body: bytes, declared: str | None) -> bytes | None:
 
 def _read_multipart(body: bytes, boundary: bytes, charset: str) -> list[Pair]:
     pairs: list[Pair] = []
-    for chunk in body.split(b"--" + boundary)[1:]:
+    chunks = body.split(b"--" + boundary, MAX_FIELDS + 2)  # preamble, fields, the closing "--"
+    if len(chunks) > MAX_FIELDS + 2:
+        raise _too_many_fields()
+    for chunk in chunks[1:]:
         if chunk.startswith(b"--"):
             break  # the closing delimiter; anything after is epilogue
         head_end = _HEAD_END.search(chunk)
