@@ -2,8 +2,8 @@
 
 The delivery routes live in `endpoints`; this module builds the services, renders errors and
 runs the lifespan. Every answer is JSON with a `request_id`; every failure uses
-the one error shape from SPEC "Answers" and is never a 200. Unexpected exceptions still reach
-the server-error middleware and the log (with a JSON 500 for the caller).
+the one error shape from SPEC "Answers" and is never a 200. Unexpected exceptions are logged
+with their traceback and answered with a JSON 500 by `AccessLog`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,7 +31,7 @@ from relay.admin.console import Console
 from relay.admin.html import page
 from relay.delivery import utc_now
 from relay.endpoints import Endpoints, new_request_id, request_id_of
-from relay.errors import RelayError
+from relay.errors import ClientGone, InternalError, RelayError
 from relay.services import build_services
 from relay.serving import BodyDeadline, TrustedHop
 from relay.settings import Settings, load_settings
@@ -49,7 +49,12 @@ def error_response(exc: RelayError, request_id: str) -> JSONResponse:
 
 class AccessLog:
     """Request id on every request and answer; one log line per request with the hook token
-    cut short, because a full token in a log is a working credential."""
+    cut short, because a full token in a log is a working credential.
+
+    Also the last word on failures: an unexpected exception is logged once with its traceback
+    and answered with the JSON 500 (x-request-id included) instead of reaching Starlette's
+    server-error middleware, which would answer in plain text and then re-raise to the server,
+    dropping the keep-alive connection. A sender that hung up is one line, not a traceback."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -62,16 +67,24 @@ class AccessLog:
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            status = ClientGone.status
+            scope["state"]["log_note"] = "the sender hung up before its request arrived"
+        except Exception:
+            log.exception("%s unexpected error", request_id)
+            if not answered:
+                await error_response(InternalError(), request_id)(scope, receive, send_with_id)
         finally:
             parts = scope["path"].split("/")
             if len(parts) > 2 and parts[1] in ("hooks", "stripe"):
@@ -119,7 +132,7 @@ def create_app(
     async def relay_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RelayError)
         rid = request_id_of(request)
-        log.info("%s error=%s status=%d %s", rid, exc.code, exc.status, exc.message[:200])
+        log.info("%s error=%s status=%d %s", rid, exc.code, exc.status, exc.logged_message())
         return error_response(exc, rid)
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -135,18 +148,6 @@ def create_app(
             "error": {"code": code, "message": message},
         }
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
-    async def server_error(request: Request, exc: Exception) -> Response:
-        body = {
-            "ok": False,
-            "request_id": request_id_of(request),
-            "error": {
-                "code": "internal_error",
-                "message": "The relay hit an unexpected error; it has been logged.",
-                "hint": "Retry later; if it persists, give the operator this request_id.",
-            },
-        }
-        return JSONResponse(body, status_code=500)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -189,7 +190,6 @@ def create_app(
         exception_handlers={
             RelayError: relay_error,
             HTTPException: http_error,
-            Exception: server_error,
         },
         middleware=[
             Middleware(TrustedHop, hops=settings.trusted_proxies),
