@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from relay import __version__
+from relay.brokentext import SURROGATE_ESCAPE, mend
 from relay.errors import (
     PassKitAuth,
     PassKitConflict,
@@ -124,9 +125,12 @@ def _decode(body: bytes) -> Any:
     if not body:
         return {}
     try:
-        return json.loads(body)
-    except ValueError:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
         return {"raw": body.decode("utf-8", "replace")[:500]}
+    # A "\ud800" escape decodes to text no encoder can write: the answer, the log and the
+    # next step would all fail on it.
+    return mend(value) if SURROGATE_ESCAPE.search(body) else value
 
 
 def passkit_message(body: Any) -> str:

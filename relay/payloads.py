@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
+from relay.brokentext import is_broken, mend_text
 from relay.errors import InvalidBody, InvalidField, UnsupportedMediaType, quote_value
 from relay.fields import FieldList, Fields, FieldValue
 
@@ -41,9 +42,6 @@ _FORM = re.compile(r"[^\s=&]+=[^&\r\n]*(?:&+[^\s=&]+=[^&\r\n]*)*&*")
 _BINARY = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BOUNDARY_LINE = re.compile(rb"--(\S{1,200})[ \t]*\r?\n")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
-# Half of a UTF-16 pair: only a JSON escape such as "\ud800" can produce one (decoding bytes
-# cannot). No encoder can write it, so it would fail the PassKit call, the answer and the log.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _JSON_HINT = (
     "Zapier's Custom Request and Make's Raw body break when a mapped value contains quotes or "
@@ -365,14 +363,14 @@ def _collect(pairs: list[Pair]) -> Payload:
 
 def _refuse_broken_text(name: str, texts: list[str]) -> None:
     """Refuse a field whose name or text holds an unpaired surrogate, naming the field."""
-    if _SURROGATE.search(name):
-        shown = _SURROGATE.sub("\ufffd", name)
+    if is_broken(name):
+        shown = mend_text(name)
         raise InvalidField(
             f"A field name contains a broken character: {quote_value(shown)}.",
             field=shown,
             hint=_SURROGATE_HINT,
         )
-    if any(_SURROGATE.search(text) for text in texts):
+    if any(is_broken(text) for text in texts):
         raise InvalidField(
             "contains a broken character (half of an emoji or other symbol).",
             field=name,

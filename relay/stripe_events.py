@@ -12,13 +12,13 @@ plain dicts from `json.loads`, never SDK objects (stripe-python 15+ objects are 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import stripe
 
+from relay.brokentext import SURROGATE_ESCAPE, holds_broken
 from relay.errors import RelayError
 
 TOLERANCE = 300
@@ -95,7 +95,7 @@ def parse_event(payload: bytes) -> dict[str, Any]:
         raise InvalidEvent(f"The signed body nests deeper than {MAX_DEPTH} levels.") from None
     if _depth(event) > MAX_DEPTH:
         raise InvalidEvent(f"The signed body nests deeper than {MAX_DEPTH} levels.")
-    if _SURROGATE_ESCAPE.search(payload) and _has_surrogate(event):
+    if SURROGATE_ESCAPE.search(payload) and holds_broken(event):
         raise InvalidEvent("The signed body holds a broken character (an unpaired surrogate).")
     if not isinstance(event, dict) or event.get("object") == "v2.core.event":
         raise InvalidEvent("This is a thin (v2) event; the relay reads snapshot events.")
@@ -105,9 +105,6 @@ def parse_event(payload: bytes) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise InvalidEvent("The Stripe event has no data.object.")
     return event
-
-
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # only an escape can make one
 
 
 def _walk(value: Any) -> Iterator[tuple[int, Any]]:
@@ -124,10 +121,6 @@ def _walk(value: Any) -> Iterator[tuple[int, Any]]:
 
 def _depth(value: Any) -> int:
     return max(depth for depth, _ in _walk(value))
-
-
-def _has_surrogate(value: Any) -> bool:
-    return any(isinstance(v, str) and re.search("[\ud800-\udfff]", v) for _, v in _walk(value))
 
 
 def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:

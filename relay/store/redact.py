@@ -21,6 +21,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from relay.brokentext import mend_text
+
 MASK = "[redacted]"
 
 # Compared against the key lower-cased with "-" and spaces read as "_".
@@ -52,13 +54,9 @@ def secret_key(name: str) -> bool:
     return any(part in normal for part in _SECRET_KEY_PARTS)
 
 
-# Half of a UTF-16 pair (a JSON "\ud800" escape): no database or log encoder can write it.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def redact_text(text: str) -> str:
     """`text` with anything shaped like a secret masked, and fit to store (no lone surrogates)."""
-    return _SURROGATE.sub("\ufffd", _SECRET_SHAPES.sub(MASK, text))
+    return mend_text(_SECRET_SHAPES.sub(MASK, text))
 
 
 def mask_private(text: str, private: Sequence[str]) -> str:
