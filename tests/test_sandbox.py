@@ -9,6 +9,7 @@ from __future__ import annotations
 import string
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from relay.sandbox import (
     DEMO_PROGRAM_ID,
     DEMO_TICKET_TYPE_ID,
     DEMO_VENUE_ID,
+    ERROR_SHAPES,
     SandboxConfig,
     State,
     create_sandbox,
@@ -48,6 +50,8 @@ MEMBER = {"programId": DEMO_PROGRAM_ID, "tierId": "base", "externalId": "CRM-1"}
 BY_EXTERNAL_ID = {"externalId": "CRM-1", "programId": DEMO_PROGRAM_ID}
 ANA = {"forename": "Ana", "surname": "Diaz", "displayName": "Ana Diaz", "emailAddress": "a@x.io"}
 COUPON = {"campaignId": DEMO_CAMPAIGN_ID, "offerId": DEMO_OFFER_ID, "externalId": "W-1"}
+# Run a test under each error body shape live PassKit answers with (see the `error_shape` fixture).
+EACH_SHAPE = pytest.mark.parametrize("error_shape", ERROR_SHAPES, indirect=True)
 
 
 def at(days: float) -> str:
@@ -60,13 +64,27 @@ def ticket(number: str = "T-1", days: float = 10, **extra: Any) -> dict[str, Any
     return {"ticketTypeId": DEMO_TICKET_TYPE_ID, "ticketNumber": number, "event": event, **extra}
 
 
+def error_of(body: Any, shape: str) -> tuple[int | None, str]:
+    """(gRPC code, message) of an error body in `shape`; "string" carries no code."""
+    if shape == "string":
+        assert set(body) == {"error"} and isinstance(body["error"], str), body
+        return None, body["error"]
+    if shape == "object":
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+        return body["error"]["code"], body["error"]["message"]
+    assert set(body) == {"code", "message", "details"} and body["details"] == [], body
+    return body["code"], body["message"]
+
+
 class Api:
     """An httpx client with PassKit-shaped expectations: `ok` wants a 200 and returns the JSON;
-    `fails` wants an error body `{"code", "message", "details": []}` with the given
-    (status, gRPC code) and a message containing `text`."""
+    `fails` wants an error body in the sandbox's error shape (the gateway's
+    `{"code", "message", "details": []}` by default) with the given (status, gRPC code) and a
+    message containing `text`."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, shape: str = "gateway") -> None:
         self.client = client
+        self.shape = shape
 
     async def ok(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
         answer = await self.client.request(method, path, json=body, **kwargs)
@@ -77,9 +95,11 @@ class Api:
         self, method: str, path: str, body: Any, expected: tuple[int, int], text: str, **kw: Any
     ) -> None:
         answer = await self.client.request(method, path, json=body, **kw)
-        error = answer.json()
-        assert (answer.status_code, error["code"], error["details"]) == (*expected, []), error
-        assert text in error["message"]
+        admin = path.startswith("/_sandbox/")  # not PassKit: always the gateway's shape
+        code, message = error_of(answer.json(), "gateway" if admin else self.shape)
+        status, grpc = expected
+        assert answer.status_code == status and code in (grpc, None), answer.text
+        assert text in message
 
     async def enrol(self, **extra: Any) -> str:
         body = await self.ok("POST", MEMBERS, {**MEMBER, "person": ANA, **extra})
@@ -97,8 +117,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def app(clock: FakeClock) -> Any:
-    return create_sandbox(CONFIG, clock=clock.time)
+def error_shape(request: pytest.FixtureRequest) -> str:
+    """The sandbox's error body shape: "gateway" unless a test is marked EACH_SHAPE."""
+    return str(getattr(request, "param", "gateway"))
+
+
+@pytest.fixture
+def app(clock: FakeClock, error_shape: str) -> Any:
+    return create_sandbox(replace(CONFIG, error_shape=error_shape), clock=clock.time)
 
 
 @pytest.fixture
@@ -108,13 +134,13 @@ def state(app: Any) -> State:
 
 
 @pytest.fixture
-async def api(app: Any) -> AsyncIterator[Api]:
+async def api(app: Any, error_shape: str) -> AsyncIterator[Api]:
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": mint_jwt(KEY, SECRET, ISSUED)}
     async with httpx.AsyncClient(
         transport=transport, base_url="https://sandbox.test", headers=headers
     ) as client:
-        yield Api(client)
+        yield Api(client, error_shape)
 
 
 def test_seed_ids_look_like_passkit_ids(state: State) -> None:
@@ -125,6 +151,7 @@ def test_seed_ids_look_like_passkit_ids(state: State) -> None:
     assert not create_sandbox(SandboxConfig(KEY, SECRET, seed=False)).state.sandbox.programs
 
 
+@EACH_SHAPE
 async def test_member_lifecycle(api: Api, state: State) -> None:
     member_id = await api.enrol(points=10, metaData={"store": "Soho"})
     member = await api.ok("GET", f"{MEMBERS}/id/{member_id}")
@@ -181,6 +208,7 @@ async def test_member_lifecycle(api: Api, state: State) -> None:
     assert len(state.member_events) == 7  # earn, burn, set ×2, tier, in, out
 
 
+@EACH_SHAPE
 async def test_duplicate_external_id_is_409(api: Api) -> None:
     await api.enrol()
     await api.fails("POST", MEMBERS, MEMBER, EXISTS, "member with externalId CRM-1 already exists")
@@ -228,6 +256,7 @@ async def test_protojson_leniency(api: Api) -> None:
     assert bad_json.status_code == 400 and "syntax error" in bad_json.json()["message"]
 
 
+@EACH_SHAPE
 @pytest.mark.parametrize(
     ("method", "path", "body", "message"),
     [
@@ -255,6 +284,7 @@ async def test_identity_rules(api: Api) -> None:
     await api.fails("PUT", MEMBERS, change, BAD, "externalId cannot be changed")
 
 
+@EACH_SHAPE
 async def test_coupon_lifecycle(api: Api) -> None:
     coupon_id = (await api.ok("POST", COUPONS, {**COUPON, "person": ANA}))["id"]
     await api.fails("POST", COUPONS, COUPON, EXISTS, "coupon with externalId W-1 already exists")
@@ -281,6 +311,7 @@ async def test_coupon_lifecycle(api: Api) -> None:
     await api.fails("GET", f"{COUPONS}/{coupon_id}", None, NOT_FOUND, "coupon not found")
 
 
+@EACH_SHAPE
 async def test_ticket_lifecycle(api: Api, state: State) -> None:
     seat = {"section": "B", "row": "4", "seat": "12"}
     ticket_id = (await api.ok("POST", TICKETS, ticket(seatInfo=seat, person=ANA)))["id"]
@@ -351,6 +382,7 @@ async def test_email_distribution_is_recorded(api: Api, state: State) -> None:
     await api.fails("POST", "/distribution/email", coupon, NOT_FOUND, "coupon not found")
 
 
+@EACH_SHAPE
 @pytest.mark.parametrize(
     ("header", "message"),
     [
@@ -358,7 +390,10 @@ async def test_email_distribution_is_recorded(api: Api, state: State) -> None:
         ("", "no jwt token provided"),
         (mint_jwt(KEY, "not-the-secret", ISSUED), "signature is invalid"),
         (mint_jwt(KEY, SECRET, ISSUED - 7200), "token is expired"),
-        (mint_jwt(KEY, SECRET, ISSUED + 120), "token used before issued"),
+        (mint_jwt(KEY, SECRET, ISSUED - 60), "jwt was issued too long ago"),  # exp an hour on
+        (mint_jwt(KEY, SECRET, ISSUED - 600, 3600), "jwt was issued too long ago"),
+        (mint_jwt(KEY, SECRET, ISSUED + 6), "Token used before issued"),
+        (mint_jwt(KEY, SECRET, ISSUED + 120), "Token used before issued"),
         (mint_jwt("someone-else", SECRET, ISSUED), "invalid uid"),
         ("PKAuth " + mint_jwt(KEY, SECRET, ISSUED), "illegal base64 data at input byte 6"),
         ("not-a-jwt", "token contains an invalid number of segments"),
@@ -370,6 +405,9 @@ async def test_email_distribution_is_recorded(api: Api, state: State) -> None:
         "empty",
         "forged",
         "expired",
+        "60-s-old",
+        "10-min-old",
+        "future-6s",
         "future",
         "uid",
         "prefix",
@@ -392,20 +430,22 @@ async def test_auth_failures_are_401(
     [
         f"Bearer {LONG_LIVED}",
         "Bearer " + mint_jwt(KEY, SECRET, ISSUED),
-        mint_jwt(KEY, SECRET, ISSUED + 30),
+        mint_jwt(KEY, SECRET, ISSUED + 5),
+        mint_jwt(KEY, SECRET, ISSUED - 59),
+        mint_jwt(KEY, SECRET, ISSUED - 10, 70),  # what the relay sends
     ],
-    ids=["long-lived", "bearer-jwt", "small-skew"],
+    ids=["long-lived", "bearer-jwt", "small-skew", "59-s-old", "relay"],
 )
 async def test_accepted_credentials(api: Api, header: str) -> None:
     await api.ok("POST", MEMBERS, MEMBER, headers={"Authorization": header})
 
 
 async def test_jwt_callers_get_a_refreshed_token(api: Api, clock: FakeClock) -> None:
-    clock.now += 3000
+    clock.now += 50
     answer = await api.client.get(f"{MEMBERS}/id/x")
     refreshed = {"Authorization": answer.headers["X-Passkit-Token"]}
-    clock.now += 700  # the first token has expired, the one refreshed at +3000 s has not
-    await api.fails("GET", f"{MEMBERS}/id/x", None, DENIED, "token is expired")
+    clock.now += 20  # the first token is 70 s old, the one refreshed at +50 s only 20 s
+    await api.fails("GET", f"{MEMBERS}/id/x", None, DENIED, "jwt was issued too long ago")
     await api.fails("GET", f"{MEMBERS}/id/x", None, NOT_FOUND, "member", headers=refreshed)
     bearer = {"Authorization": f"Bearer {LONG_LIVED}"}
     assert (
@@ -413,17 +453,65 @@ async def test_jwt_callers_get_a_refreshed_token(api: Api, clock: FakeClock) -> 
     )
 
 
+async def test_tokens_age_on_the_sandbox_clock(api: Api, clock: FakeClock) -> None:
+    # A token is refused from 60 s after its iat, however long its exp: moving the sandbox's
+    # clock ages it, no sleeping needed. A long-lived token never ages.
+    fresh = {"Authorization": mint_jwt(KEY, SECRET, int(clock.now), 3600)}
+    clock.now += 59
+    await api.ok("POST", MEMBERS, MEMBER, headers=fresh)
+    clock.now += 1
+    await api.fails("GET", f"{MEMBERS}/id/x", None, DENIED, "jwt was issued too long ago",
+                    headers=fresh)  # fmt: skip
+    clock.now += 86_400
+    await api.ok("GET", f"{MEMBERS}/externalId/{DEMO_PROGRAM_ID}/CRM-1",
+                 headers={"Authorization": f"Bearer {LONG_LIVED}"})  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", ERROR_SHAPES)
+async def test_error_shape_is_set_at_run_time(api: Api, shape: str) -> None:
+    assert await api.ok("GET", "/_sandbox/errors") == {
+        "shape": "gateway",
+        "shapes": ["gateway", "string", "object"],
+    }
+    assert (await api.ok("POST", "/_sandbox/errors", {"shape": shape}))["shape"] == shape
+    assert (await api.ok("GET", "/_sandbox/state"))["errorShape"] == shape
+    api.shape = shape
+    await api.fails("GET", f"{COUPONS}/{'z' * 22}", None, NOT_FOUND, "coupon not found")
+    await api.fails("GET", "/members/nothing", None, NOT_FOUND, "Not Found")
+    del api.client.headers["Authorization"]
+    await api.fails("GET", f"{COUPONS}/x", None, DENIED, "no jwt token provided")
+    await api.ok("POST", "/_sandbox/reset")  # back to the configured shape
+    assert (await api.ok("GET", "/_sandbox/errors"))["shape"] == "gateway"
+
+
+@pytest.mark.parametrize(
+    "body", [{"shape": "xml"}, {}, {"shape": "string", "extra": 1}, ["string"], "string"]
+)
+async def test_bad_error_shapes_are_refused(api: Api, body: Any) -> None:
+    await api.fails("POST", "/_sandbox/errors", body, BAD, "one of gateway, string, object")
+    assert (await api.ok("GET", "/_sandbox/errors"))["shape"] == "gateway"
+
+
+def test_error_shape_in_the_config() -> None:
+    app = create_sandbox(replace(CONFIG, error_shape="string"))
+    assert app.state.sandbox.error_shape == "string"
+    with pytest.raises(ValueError, match="error_shape must be one of gateway, string, object"):
+        SandboxConfig(KEY, SECRET, error_shape="html")
+
+
+@EACH_SHAPE
 async def test_routing_comes_before_auth(api: Api) -> None:
     del api.client.headers["Authorization"]
     await api.fails("GET", "/members/nothing", None, NOT_FOUND, "Not Found")
     await api.fails("PATCH", MEMBERS, None, (405, 12), "Method Not Allowed")
 
 
+@EACH_SHAPE
 async def test_429_and_503_change_nothing(api: Api, state: State) -> None:
     await api.faults(rate_429=1.0, retry_after=3)
     answer = await api.client.post(MEMBERS, json=MEMBER)
     assert (answer.status_code, answer.headers["Retry-After"]) == (429, "3")
-    assert answer.json() == {"code": 8, "message": "too many requests, retry later", "details": []}
+    assert error_of(answer.json(), api.shape)[1] == "too many requests, retry later"
     await api.faults(rate_429=0, rate_503=1.0)
     await api.fails("POST", MEMBERS, MEMBER, DOWN, "unavailable")
     assert not state.members

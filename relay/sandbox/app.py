@@ -3,13 +3,15 @@
 Each API route is a small ASGI endpoint (`ApiCall`) that does, in order: count the call, wait
 the configured latency, maybe inject a fault (429/503/drop: before anything runs, so a retry
 is safe), check the credentials, decode the body like grpc-gateway (`proto`), run the
-operation, answer JSON — or `{"code", "message", "details"}` with the gRPC code's HTTP status.
+operation, answer JSON — or an error with the gRPC code's HTTP status, its body in the shape
+chosen (`{"code", "message", "details"}` by default, see `errors.ERROR_SHAPES`).
 Routing happens before authentication, as at the real gateway: an unknown path is a 404 and a
 wrong method a 405 whatever the credentials.
 
 Not PassKit (no auth, for tests and demos):
 
     GET  /_sandbox/faults   current faults          POST /_sandbox/faults  change them
+    GET  /_sandbox/errors   error body shape        POST /_sandbox/errors  {"shape": "string"}
     GET  /_sandbox/state    counts, records, calls  POST /_sandbox/reset   back to the seed
     GET  /                  issued passes           GET  /pass/{id}        a pass's card
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,7 @@ from starlette.types import Receive, Scope, Send
 from relay.sandbox import coupons, distribution, members, messages, pages, tickets
 from relay.sandbox.auth import authenticate
 from relay.sandbox.errors import (
+    ERROR_SHAPES,
     INVALID_ARGUMENT,
     NOT_FOUND,
     RESOURCE_EXHAUSTED,
@@ -52,7 +55,8 @@ Operation = Callable[[State, Record], Record]
 class SandboxConfig:
     """How to build a sandbox. `public_url` is where it is reachable (pass pages live at
     `{public_url}/pass/{id}`); `random_seed` seeds the fault RNG; `faults` are the faults in
-    force at start and after a reset."""
+    force at start and after a reset; `error_shape` is how error bodies look (one of
+    ERROR_SHAPES), also at start and after a reset. The clock is `create_sandbox`'s."""
 
     api_key: str
     api_secret: str = field(repr=False)
@@ -61,6 +65,11 @@ class SandboxConfig:
     seed: bool = True
     random_seed: int | None = None
     faults: Faults = field(default_factory=Faults)
+    error_shape: str = "gateway"
+
+    def __post_init__(self) -> None:
+        if self.error_shape not in ERROR_SHAPES:
+            raise ValueError(f"error_shape must be one of {', '.join(ERROR_SHAPES)}")
 
 
 # (method, path, request message or None for GET, operation) — passkit-api.md §3–§6.
@@ -106,8 +115,10 @@ API: tuple[tuple[str, str, Message | None, Operation], ...] = (
 )
 
 
-def error_response(error: SandboxError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+def error_response(
+    error: SandboxError, headers: dict[str, str] | None = None, shape: str = "gateway"
+) -> JSONResponse:
+    return JSONResponse(error.body(shape), status_code=error.status, headers=headers)
 
 
 def _request_message(spec: Message | None, request: Request, body: bytes) -> Record:
@@ -153,9 +164,11 @@ class ApiCall:
             return
         if fault == "429":
             too_many = SandboxError(RESOURCE_EXHAUSTED, "too many requests, retry later")
-            response: Response = error_response(too_many, {"Retry-After": str(faults.retry_after)})
+            retry_after = {"Retry-After": str(faults.retry_after)}
+            response: Response = error_response(too_many, retry_after, state.error_shape)
         elif fault == "503":
-            response = error_response(SandboxError(UNAVAILABLE, "the service is unavailable"))
+            down = SandboxError(UNAVAILABLE, "the service is unavailable")
+            response = error_response(down, None, state.error_shape)
         else:
             response = self.answer(request, body)
         if fault == "drop_after":
@@ -174,14 +187,14 @@ class ApiCall:
                 now=self.state.clock(),
             )
         except SandboxError as error:
-            return error_response(error)
+            return error_response(error, None, self.state.error_shape)
         # PassKit hands a JWT caller a fresh token on every authenticated call.
         headers = {"X-Passkit-Token": refreshed} if refreshed else None
         try:
             message = _request_message(self.spec, request, body)
             return JSONResponse(self.operation(self.state, message), headers=headers)
         except SandboxError as error:
-            return error_response(error, headers)
+            return error_response(error, headers, self.state.error_shape)
 
 
 def _admin_routes(state: State) -> list[Route]:
@@ -198,8 +211,26 @@ def _admin_routes(state: State) -> list[Route]:
             state.rng.seed(seed)
         return JSONResponse(faults.as_dict())
 
+    async def get_errors(request: Request) -> Response:
+        return JSONResponse({"shape": state.error_shape, "shapes": list(ERROR_SHAPES)})
+
+    async def set_errors(request: Request) -> Response:
+        try:
+            changes = json.loads(await request.body() or b"{}")
+        except ValueError:
+            changes = None
+        if not isinstance(changes, dict) or set(changes) != {"shape"}:
+            changes = {}
+        shape = changes.get("shape")
+        if shape not in ERROR_SHAPES:
+            message = f'the body must be {{"shape": …}}, one of {", ".join(ERROR_SHAPES)}'
+            return error_response(invalid(message))
+        state.error_shape = shape
+        return await get_errors(request)
+
     async def get_state(request: Request) -> Response:
-        return JSONResponse(state.snapshot() | {"faults": state.faults.as_dict()})
+        extra = {"faults": state.faults.as_dict(), "errorShape": state.error_shape}
+        return JSONResponse(state.snapshot() | extra)
 
     async def reset(request: Request) -> Response:
         state.reset()
@@ -218,6 +249,8 @@ def _admin_routes(state: State) -> list[Route]:
     return [
         Route("/_sandbox/faults", get_faults, methods=["GET"]),
         Route("/_sandbox/faults", set_faults, methods=["POST"]),
+        Route("/_sandbox/errors", get_errors, methods=["GET"]),
+        Route("/_sandbox/errors", set_errors, methods=["POST"]),
         Route("/_sandbox/state", get_state, methods=["GET"]),
         Route("/_sandbox/reset", reset, methods=["POST"]),
         Route("/", index, methods=["GET"]),
@@ -225,15 +258,19 @@ def _admin_routes(state: State) -> list[Route]:
     ]
 
 
-async def routing_error(request: Request, exc: Exception) -> Response:
-    """grpc-gateway's answers for an unknown path (404) or a known path's wrong method (405)."""
-    assert isinstance(exc, HTTPException)
-    code, message = {
-        404: (NOT_FOUND, "Not Found"),
-        405: (UNIMPLEMENTED, "Method Not Allowed"),
-    }.get(exc.status_code, (INVALID_ARGUMENT, str(exc.detail)))
-    body: dict[str, Any] = {"code": code, "message": message, "details": []}
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+def _routing_error(state: State) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def routing_error(request: Request, exc: Exception) -> Response:
+        """grpc-gateway's answers for an unknown path (404) or a known path's wrong method
+        (405), in the error shape in force."""
+        assert isinstance(exc, HTTPException)
+        code, message = {
+            404: (NOT_FOUND, "Not Found"),
+            405: (UNIMPLEMENTED, "Method Not Allowed"),
+        }.get(exc.status_code, (INVALID_ARGUMENT, str(exc.detail)))
+        body: dict[str, Any] = SandboxError(code, message).body(state.error_shape)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    return routing_error
 
 
 def create_sandbox(config: SandboxConfig, *, clock: Clock = time.time) -> Starlette:
@@ -244,6 +281,7 @@ def create_sandbox(config: SandboxConfig, *, clock: Clock = time.time) -> Starle
         random_seed=config.random_seed,
         pass_url=config.public_url.rstrip("/") + "/pass",
         faults=config.faults,
+        error_shape=config.error_shape,
     )
     api = [
         Route(path, ApiCall(config, state, f"{method} {path}", spec, op), methods=[method])
@@ -251,7 +289,7 @@ def create_sandbox(config: SandboxConfig, *, clock: Clock = time.time) -> Starle
     ]
     app = Starlette(
         routes=[*api, *_admin_routes(state)],
-        exception_handlers={HTTPException: routing_error},
+        exception_handlers={HTTPException: _routing_error(state)},
     )
     app.state.sandbox = state
     app.state.config = config

@@ -3,7 +3,9 @@
 Two credentials are accepted in the `Authorization` header:
 
 - a short-lived HS256 JWT, **bare** (no prefix), signed with the account's API secret, whose
-  `uid` is the API key, `exp` is in the future and `iat` is not more than a minute ahead;
+  `uid` is the API key, `exp` is in the future and `iat` is neither ahead of the clock (beyond
+  MAX_SKEW: "Token used before issued") nor MAX_AGE seconds or more in the past (live PassKit
+  refuses those, whatever their `exp`, with "jwt was issued too long ago");
 - `Bearer <long-lived token>`, compared in constant time.
 
 `Bearer <jwt>` is also accepted. The reference leaves it UNCONFIRMED but reports third-party
@@ -11,7 +13,8 @@ clients sending it successfully, so refusing it would make the sandbox stricter 
 it fakes; the relay itself sends the bare form (its tests check that).
 
 Failures are UNAUTHENTICATED with messages in the style of PassKit's Go gateway
-(`no jwt token provided`, `illegal base64 data at input byte 6`, `token is expired`, …).
+(`no jwt token provided`, `illegal base64 data at input byte 6`, `token is expired`, …), and
+PassKit's own `jwt was issued too long ago`.
 `sign()` sits next to `verify_jwt()` so the app can hand back a refreshed token in
 `X-Passkit-Token`, as PassKit does on each authenticated call.
 """
@@ -27,7 +30,8 @@ from typing import Any
 
 from relay.sandbox.errors import unauthenticated
 
-MAX_SKEW = 60  # seconds an `iat` may be ahead of our clock
+MAX_SKEW = 5  # seconds an `iat` may be ahead of our clock
+MAX_AGE = 60  # seconds after its `iat` a token is refused (measured against live PassKit)
 LIFETIME = 3600
 _B64URL = frozenset(string.ascii_letters + string.digits + "-_")
 
@@ -86,7 +90,9 @@ def verify_jwt(token: str, key: str, secret: str, now: float) -> dict[str, Any]:
     if now >= exp:
         raise unauthenticated("token is expired")
     if isinstance(iat, bool) or not isinstance(iat, int | float) or iat > now + MAX_SKEW:
-        raise unauthenticated("token used before issued")
+        raise unauthenticated("Token used before issued")
+    if now - iat >= MAX_AGE:
+        raise unauthenticated("jwt was issued too long ago")
     if not isinstance(claims.get("uid"), str) or not hmac.compare_digest(
         claims["uid"].encode(), key.encode()
     ):

@@ -12,6 +12,12 @@ the gRPC code; the app renders it. Only the codes the sandbox uses are listed:
       UNAUTHENTICATED 16     → 401   missing, forged or expired credentials
       RESOURCE_EXHAUSTED 8   → 429   fault injection
       UNAVAILABLE 14         → 503   fault injection
+
+Live PassKit does not always answer in the gateway's shape: calls have also come back as
+`{"error": "jwt was issued too long ago"}` and `{"error": {"code": …, "message": …}}`. The
+sandbox can answer in any of the three (`ERROR_SHAPES`: "gateway", the default, "string",
+"object"), chosen in SandboxConfig or at run time through `POST /_sandbox/errors`, so a client
+is tested against each.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ FAILED_PRECONDITION = 9
 UNIMPLEMENTED = 12
 UNAVAILABLE = 14
 UNAUTHENTICATED = 16
+
+ERROR_SHAPES = ("gateway", "string", "object")
 
 HTTP_STATUS = {
     INVALID_ARGUMENT: 400,
@@ -51,7 +59,12 @@ class SandboxError(Exception):
     def status(self) -> int:
         return HTTP_STATUS.get(self.code, 500)
 
-    def body(self) -> dict[str, Any]:
+    def body(self, shape: str = "gateway") -> dict[str, Any]:
+        """The answer's JSON in one of ERROR_SHAPES."""
+        if shape == "string":
+            return {"error": self.message}
+        if shape == "object":
+            return {"error": {"code": self.code, "message": self.message}}
         return {"code": self.code, "message": self.message, "details": []}
 
 

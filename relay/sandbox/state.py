@@ -65,8 +65,10 @@ class State:
         random_seed: int | None = None,
         pass_url: str = "",
         faults: Faults | None = None,
+        error_shape: str = "gateway",
     ) -> None:
         self.clock = clock
+        self.initial_error_shape = error_shape  # see errors.ERROR_SHAPES
         self.seeded = seed
         self.random_seed = random_seed
         self.pass_url = pass_url  # where pass pages live, e.g. https://host/pass
@@ -74,8 +76,8 @@ class State:
         self.reset()
 
     def reset(self) -> None:
-        """Back to the start: seed data only, counters cleared, faults as configured (off by
-        default), RNG reseeded."""
+        """Back to the start: seed data only, counters cleared, faults and error shape as
+        configured (off and "gateway" by default), RNG reseeded."""
         self.programs: dict[str, Record] = {}
         self.tiers: dict[tuple[str, str], Record] = {}
         self.members: dict[str, Record] = {}
@@ -95,6 +97,7 @@ class State:
         self.calls: Counter[str] = Counter()
         self.faults_injected: Counter[str] = Counter()
         self.faults = self.initial_faults
+        self.error_shape = self.initial_error_shape
         self.rng = random.Random(self.random_seed)  # noqa: S311 - faults, not secrets
         if self.seeded:
             seed_demo(self)
