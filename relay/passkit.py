@@ -9,6 +9,12 @@ Retries: 429, 5xx and connection failures (including a pooled keep-alive connect
 closed) are retried with exponential backoff and full jitter, honouring `Retry-After`, inside a
 total budget well under Zapier's 30 s. A read timeout is not retried: the call may have been
 carried out, and the caller's idempotency key or create protection decides what happens next.
+
+Tokens: live PassKit refuses a JWT whose `iat` is 60 s or more in the past ("jwt was issued too
+long ago") and one whose `iat` is ahead of its clock ("Token used before issued"), so every
+attempt carries a freshly minted JWT dated a few seconds back. A 401 about the token's age or
+expiry is answered by minting anew and trying once more; any other 401 (wrong key or secret)
+is PassKit's final word.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import hashlib
 import hmac
 import json
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -49,8 +56,18 @@ from relay.upstream import (
 )
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-JWT_LIFETIME = 3600  # PassKit accepts tokens for up to an hour.
-JWT_RENEW_BEFORE = 300  # Renew early so a token never expires in flight or on a skewed clock.
+JWT_LIFETIME = 3600  # what PassKit's generators write by default (mint_jwt's default)
+# A token per request: `iat` this far back, so a PassKit clock a little behind ours never sees
+# a token "used before issued"; `exp` shortly after, as PassKit's jwt.sh does (60 s), since
+# PassKit refuses any token issued 60 s or more ago whatever its `exp`.
+JWT_BACKDATE = 10
+JWT_REQUEST_LIFETIME = 70  # exp = iat + 70 = now + 60
+# PassKit's words for a token refused for its age or dates rather than its key or signature
+# ("jwt was issued too long ago", "token is expired", "Token used before issued", …).
+STALE_TOKEN = re.compile(
+    r"too long ago|expired|before issued|not valid yet|in the future|\b(iat|exp|nbf)\b",
+    re.IGNORECASE,
+)
 BACKOFF_FIRST = 0.25  # PassKit: "Back off for 250ms and repeat request until successful."
 BACKOFF_CAP = 4.0
 
@@ -69,14 +86,20 @@ def mint_jwt(key: str, secret: str, now: int, lifetime: int = JWT_LIFETIME) -> s
 
 
 class Credentials:
-    """Produces the Authorization header: a bare JWT reused until shortly before it expires,
+    """Produces the Authorization header: a bare JWT minted afresh for every request (one HMAC),
     or `Bearer <long-lived token>`."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._clock = clock
-        self._jwt = ""
-        self._jwt_expires = 0.0
+
+    @property
+    def mints(self) -> bool:
+        """True when the header is a JWT minted here (worth minting again after a 401)."""
+        settings = self._settings
+        return not settings.passkit_token and bool(
+            settings.passkit_api_key and settings.passkit_api_secret
+        )
 
     def header(self) -> str | None:
         settings = self._settings
@@ -84,14 +107,18 @@ class Credentials:
             return "Bearer " + settings.passkit_token.reveal()
         if not (settings.passkit_api_key and settings.passkit_api_secret):
             return None
-        now = self._clock()
-        if now >= self._jwt_expires - JWT_RENEW_BEFORE:
-            issued = int(now)
-            self._jwt = mint_jwt(
-                settings.passkit_api_key, settings.passkit_api_secret.reveal(), issued
-            )
-            self._jwt_expires = issued + JWT_LIFETIME
-        return self._jwt
+        issued = int(self._clock()) - JWT_BACKDATE
+        return mint_jwt(
+            settings.passkit_api_key,
+            settings.passkit_api_secret.reveal(),
+            issued,
+            JWT_REQUEST_LIFETIME,
+        )
+
+
+def is_stale_token(status: int, body: Any) -> bool:
+    """A 401 about the token's age or dates: a freshly minted token may well be accepted."""
+    return status == 401 and bool(STALE_TOKEN.search(passkit_message(body)))
 
 
 @dataclass(frozen=True)
@@ -186,15 +213,16 @@ class PassKitClient:
         status (see `raise_for_answer`), transport failures raise PassKit errors."""
         deadline = self._clock() + self.settings.retry_budget
         headers = {}
-        auth = self.credentials.header()
-        if auth:
-            headers["Authorization"] = auth
         body = None
         if request.json is not None:
             body = json.dumps(request.json, ensure_ascii=False, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
         attempt = 0
+        reminted = False  # a token refused for its age is minted anew once per call
         while True:
+            auth = self.credentials.header()  # a fresh JWT for every attempt
+            if auth:
+                headers["Authorization"] = auth
             remaining = max(deadline - self._clock(), 0.1)
             wait: float
             try:
@@ -212,8 +240,18 @@ class PassKitClient:
                 wait = self._backoff(attempt)
             else:
                 if reply.status not in RETRY_STATUSES:
-                    return PassKitAnswer(reply.status, _decode(reply.body), reply.headers,
-                                         attempt + 1)  # fmt: skip
+                    answer = PassKitAnswer(reply.status, _decode(reply.body), reply.headers,
+                                           attempt + 1)  # fmt: skip
+                    if (
+                        reminted
+                        or not self.credentials.mints
+                        or not is_stale_token(answer.status, answer.json)
+                        or self._clock() >= deadline
+                    ):
+                        return answer
+                    reminted = True  # refused for its age or dates: mint anew, at once
+                    attempt += 1
+                    continue
                 failure = f"PassKit answered {reply.status}"
                 told = retry_after_seconds(reply.headers.get("retry-after"), self._wall_clock())
                 wait = told if told is not None else self._backoff(attempt)
