@@ -11,6 +11,7 @@ import pytest
 import respx
 
 from relay.app import create_app
+from relay.sandbox import ERROR_SHAPES, SandboxError
 from relay.settings import ConfigError
 
 from .conftest import make_settings, mint
@@ -144,41 +145,33 @@ async def test_values_arrive_as_literal_text(
     assert sent["tierId"] == "base"
 
 
+@pytest.mark.parametrize("shape", ERROR_SHAPES)  # each shape live PassKit answers in
 @pytest.mark.parametrize(
-    ("status", "body", "relay_status", "code", "quoted"),
+    ("status", "grpc", "message", "relay_status", "code", "quoted"),
     [
-        (
-            400,
-            {"code": 3, "message": "tierId gold does not exist"},
-            422,
-            "passkit_rejected",
-            "tierId gold does not exist",
-        ),
-        (
-            401,
-            {"error": {"code": 16, "message": "no jwt token provided"}},
-            502,
-            "passkit_auth",
-            None,
-        ),
-        (404, {"code": 5, "message": "program not found"}, 404, "not_found", "program not found"),
-        (409, {"code": 6, "message": "member already exists"}, 409, "conflict", None),
+        (400, 3, "tierId gold does not exist", 422, "passkit_rejected", True),
+        (401, 16, "no jwt token provided", 502, "passkit_auth", False),
+        (404, 5, "program not found", 404, "not_found", True),
+        (409, 6, "member already exists", 409, "conflict", False),
     ],
 )
 async def test_passkit_answers_become_friendly_errors(
+    shape: str,
     status: int,
-    body: dict,
+    grpc: int,
+    message: str,
     relay_status: int,
     code: str,
-    quoted: str | None,
+    quoted: bool,
     passkit: respx.MockRouter,
     relay_client: httpx.AsyncClient,
 ) -> None:
+    body = SandboxError(grpc, message).body(shape)
     passkit.post("/members/member").mock(return_value=httpx.Response(status, json=body))
     answer = await relay_client.post(ENROL, data=GOOD)
     error = assert_friendly(answer, relay_status, code)
     if quoted:
-        assert quoted in error["message"]
+        assert message in error["message"]
     assert error["hint"]
     if code == "conflict":
         assert "upsert" in error["hint"]

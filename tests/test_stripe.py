@@ -14,7 +14,7 @@ import httpx
 import pytest
 import respx
 
-from relay.sandbox import DEMO_PROGRAM_ID, State
+from relay.sandbox import DEMO_PROGRAM_ID, ERROR_SHAPES, SandboxError, State
 from relay.store import Store
 from relay.stripe_events import sign
 
@@ -237,11 +237,12 @@ async def test_permanent_failure_is_200_not_ok_and_recorded(
     assert again.json()["ok"] is True and again.json()["duplicate"] is False
 
 
+@pytest.mark.parametrize("shape", ERROR_SHAPES)  # each shape live PassKit answers in
 async def test_events_for_a_member_never_issued_are_ignored_with_a_reason(
-    passkit: respx.MockRouter, client: httpx.AsyncClient, store: Store
+    passkit: respx.MockRouter, client: httpx.AsyncClient, store: Store, shape: str
 ) -> None:
     passkit.delete("/members/member").mock(
-        return_value=httpx.Response(404, json={"code": 5, "message": "member not found"})
+        return_value=httpx.Response(404, json=SandboxError(5, "member not found").body(shape))
     )
     body = sample("customer.subscription.deleted")
     answer = await client.post(STRIPE, content=body, headers=signed(body))
