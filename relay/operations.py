@@ -1,231 +1,42 @@
-"""The PassKit operations the relay can perform, each with its HTTP route and request model.
+"""The PassKit operations the relay can perform, each with the PassKit RPCs that carry it.
 
-Field names, paths and methods follow PassKit's REST gateway (see shared/reference/passkit-api.md
-§3–§6). A template renders only the JSON body; the operation decides how it travels: which
-method, which path (path parameters are taken out of the body), and whether a body is sent.
+Methods, paths and request messages come from PassKit's published contract (`relay.contract`,
+generated from PassKit's SDK), never from memory. A template renders only the JSON body; the
+operation decides how it travels: which RPC (the first whose path fields the body holds), which
+method and path (path fields are taken out of the body), and whether a body is sent or its
+fields go in the query string. Besides PassKit's own rules, an operation may add the relay's:
+fields it needs (an external id, for create protection) and how a record is identified.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from relay.contract import Rpc, input_spec, rpc
 from relay.errors import InvalidRequest
-from relay.schema import (
-    Bool,
-    DateParts,
-    Enum,
-    ListOf,
-    Num,
-    Obj,
-    Spec,
-    Str,
-    StrMap,
-    Timestamp,
-    validate,
-)
+from relay.schema import Condition, Obj, validate
 
-TEXT = Str()
-NUMBER = Num()
-NON_NEGATIVE = Num(minimum=0)
-META = StrMap()
-
-PERSON = Obj(
-    fields={
-        "forename": TEXT,
-        "surname": TEXT,
-        "otherNames": ListOf(TEXT),
-        "salutation": TEXT,
-        "suffix": TEXT,
-        "displayName": TEXT,
-        "gender": Enum(names=("NOT_KNOWN", "MALE", "FEMALE")),
-        "dateOfBirth": DateParts(),
-        "emailAddress": TEXT,
-        "mobileNumber": TEXT,
-        "externalId": TEXT,
-    }
-)
-EVENT_FIELDS: dict[str, Spec] = {
-    "address": TEXT,
-    "lat": NUMBER,
-    "lon": NUMBER,
-    "alt": NUMBER,
-    "externalEventId": TEXT,
-    "externalDeviceId": TEXT,
-    "externalServiceId": TEXT,
-    "externalUserId": TEXT,
-    "metaData": META,
-    "notes": TEXT,
-}
-EVENT_DETAILS = Obj(fields=EVENT_FIELDS)
 MEMBER_ID = (("id",), ("externalId", "programId"))
 MEMBER_REF = (("memberId",), ("externalMemberId", "programId"))
 COUPON_ID = (("id",), ("externalId", "campaignId"))
 
-MEMBER_FIELDS: dict[str, Spec] = {
-    "id": TEXT,
-    "externalId": TEXT,
-    "groupingIdentifier": TEXT,
-    "programId": TEXT,
-    "tierId": TEXT,
-    "person": PERSON,
-    "metaData": META,
-    "optOut": Bool(),
-    "points": NUMBER,
-    "secondaryPoints": NUMBER,
-    "tierPoints": Num(minimum=0, integer=True),
-    "expiryDate": Timestamp(),
-    "status": Enum(names=("ENROLLED", "ACTIVE", "CHECKED_IN", "EXPIRED", "CHECKED_OUT", "DELETED")),
-    "profileImage": TEXT,
-    "operation": Enum(names=("OPERATION_PATCH", "OPERATION_PUT")),
-}
-NEW_MEMBER = Obj(fields=MEMBER_FIELDS, required=("programId", "tierId", "externalId"))
-MEMBER_CHANGE = Obj(fields=MEMBER_FIELDS, identity=MEMBER_ID)
-MEMBER_KEY = Obj(fields={k: TEXT for k in ("id", "externalId", "programId")}, identity=MEMBER_ID)
-POINTS_FIELDS: dict[str, Spec] = {
-    "id": TEXT,
-    "externalId": TEXT,
-    "programId": TEXT,
-    "points": NON_NEGATIVE,
-    "secondaryPoints": NON_NEGATIVE,
-    "tierPoints": Num(minimum=0, integer=True),
-    "eventDetails": EVENT_DETAILS,
-    "tierId": TEXT,
-}
-EARN_BURN = Obj(fields=POINTS_FIELDS, identity=MEMBER_ID)
-SET_POINTS = Obj(
-    fields={
-        **POINTS_FIELDS,
-        "resetPoints": Bool(),
-        "resetSecondaryPoints": Bool(),
-        "resetTierPoints": Bool(),
-    },
-    identity=MEMBER_ID,
-)
-CHANGE_TIER = Obj(
-    fields={k: TEXT for k in ("memberId", "externalMemberId", "programId", "tierId")}
-    | {"eventDetails": EVENT_DETAILS},
-    required=("tierId",),
-    identity=MEMBER_REF,
-)
-CHECK_IN_OUT = Obj(
-    fields={k: TEXT for k in ("memberId", "externalMemberId", "programId")} | EVENT_FIELDS,
-    identity=MEMBER_REF,
-)
-
-COUPON_FIELDS: dict[str, Spec] = {
-    "id": TEXT,
-    "externalId": TEXT,
-    "campaignId": TEXT,
-    "offerId": TEXT,
-    "person": PERSON,
-    "metaData": META,
-    "sku": TEXT,
-    "optOut": Bool(),
-    "expiryDate": Timestamp(),
-}
-REDEMPTION = Obj(
-    fields={
-        "redemptionCode": TEXT,
-        "lat": NUMBER,
-        "lon": NUMBER,
-        "alt": NUMBER,
-        "redemptionSource": TEXT,
-        "redemptionReference": TEXT,
-        "transactionReference": TEXT,
-        "transactionAmount": NUMBER,
-        "metaData": META,
-    }
-)
-NEW_COUPON = Obj(fields=COUPON_FIELDS, required=("campaignId", "offerId", "externalId"))
-COUPON_REDEEM = Obj(
-    fields={k: TEXT for k in ("id", "externalId", "campaignId")}
-    | {"redemptionDetails": REDEMPTION},
-    identity=COUPON_ID,
-)
-COUPON_KEY = Obj(fields={k: TEXT for k in ("id", "externalId", "campaignId")}, identity=COUPON_ID)
-COUPON_BY_EXTERNAL_ID = Obj(
-    fields={k: TEXT for k in ("externalId", "couponCampaignId")},
-    required=("externalId", "couponCampaignId"),
-)
-
-TICKET_EVENT = Obj(
-    fields={
-        "productionId": TEXT,
-        "venueId": TEXT,
-        "scheduledStartDate": Timestamp(),
-        "doorsOpen": Timestamp(),
-        "endDate": Timestamp(),
-        "relevantDate": Timestamp(),
-    },
-    required=("productionId", "venueId", "scheduledStartDate"),
-)
-TICKET_BY_NUMBER = Obj(
-    fields={k: TEXT for k in ("ticketNumber", "productionId")},
-    required=("ticketNumber", "productionId"),
-)
-NEW_TICKET = Obj(
-    fields={
-        "ticketTypeId": TEXT,
-        "eventId": TEXT,
-        "event": TICKET_EVENT,
-        "ticketNumber": TEXT,
-        "orderNumber": TEXT,
-        "barcodeContents": TEXT,
-        "seatInfo": Obj(fields={k: TEXT for k in ("section", "row", "seat", "gate", "entrance")}),
-        "faceValue": Obj(fields={"amount": NON_NEGATIVE, "currency": TEXT}, required=("amount",)),
-        "person": PERSON,
-        "metaData": META,
-        "optOut": Bool(),
-        "expiryDate": Timestamp(),
-    },
-    required=("ticketTypeId", "ticketNumber"),
-    identity=(("eventId",), ("event",)),
-)
-TICKET_REF = Obj(
-    fields={
-        "ticketId": TEXT,
-        "ticketNumber": Obj(
-            fields={"productionId": TEXT, "ticketNumber": TEXT},
-            required=("productionId", "ticketNumber"),
-        ),
-    },
-    identity=(("ticketId",), ("ticketNumber",)),
-)
-TICKET_REDEEM = Obj(
-    fields={
-        "ticket": TICKET_REF,
-        "redemptionDetails": Obj(
-            fields={k: TEXT for k in ("redemptionSource", "redemptionReference")}
-            | {"lat": NUMBER, "lon": NUMBER, "alt": NUMBER, "metaData": META}
-        ),
-    },
-    required=("ticket",),
-)
-PROTOCOLS = ("MEMBERSHIP", "SINGLE_USE_COUPON", "EVENT_TICKETING")
-EMAIL_PASS = Obj(
-    fields={k: TEXT for k in ("id", "externalId", "classId", "alternativeEmail")}
-    | {"protocol": Enum(names=PROTOCOLS)},
-    required=("protocol",),
-    identity=(("id",), ("externalId", "classId")),
-)
-
 
 @dataclass(frozen=True)
 class Operation:
-    """One PassKit call. `paths` are tried in order; the first whose {names} are all in the
-    body wins, and those names are moved from the body into the path."""
+    """One relay operation over one or more PassKit RPCs (`rpcs`, tried in order: the first
+    whose path fields are all in the body carries it)."""
 
     name: str
-    method: str
-    paths: tuple[str, ...]
-    model: Obj
+    rpcs: tuple[str, ...]
     kind: str | None = None  # "member" | "coupon" | "ticket": the answer gets a pass_url
     creates: bool = False  # issues a billable pass
-    on_conflict: str | None = None  # operation to fall back to when PassKit says "exists"
+    on_conflict: str | None = None  # operation to fall back to when the record exists
     id_in_answer: tuple[str, ...] = ("id",)  # where the pass id sits in PassKit's answer
     id_in_request: tuple[str, ...] = ("id",)
     external_id_in_request: tuple[str, ...] = ("externalId",)
@@ -234,7 +45,29 @@ class Operation:
     # of the create's fields (dotted paths) it takes under which names.
     find_with: str | None = None
     find_keys: tuple[tuple[str, str], ...] = ()
-    query: bool = False  # a GET whose fields left after the path go in the query string
+    # The relay's own additions to PassKit's rules.
+    required: tuple[str, ...] = ()
+    identity: Sequence[Sequence[str]] = ()
+
+    @property
+    def method(self) -> str:
+        return rpc(self.rpcs[0]).method
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(rpc(name).path for name in self.rpcs)
+
+    @cached_property
+    def models(self) -> dict[str, Obj]:
+        """Each RPC's input message with the relay's additions."""
+        extra = tuple(Condition(name, "required") for name in self.required)
+        return {
+            name: dataclasses.replace(
+                spec, conditions=spec.conditions + extra, identity=self.identity
+            )
+            for name in self.rpcs
+            if (spec := input_spec(name))
+        }
 
 
 @dataclass(frozen=True)
@@ -248,126 +81,88 @@ class PassKitRequest:
         return {"method": self.method, "path": self.path, "json": self.json}
 
 
-def _member(name: str, method: str, path: str, model: Obj, **extra: Any) -> Operation:
-    return Operation(name, method, (path,), model, kind="member", **extra)
+M, C, T = "members.Members.", "single_use_coupons.SingleUseCoupons.", "event_tickets.EventTickets."
 
 
-_MEMBER_EVENT = {"id_in_answer": ("member", "id"), "id_in_request": ("memberId",)}
-_MEMBER_EVENT_EXT = {"external_id_in_request": ("externalMemberId",)}
+def _member(name: str, *rpcs: str, **extra: Any) -> Operation:
+    return Operation(name, tuple(M + r for r in rpcs), kind="member", **extra)
+
+
+_MEMBER_EVENT: dict[str, Any] = {
+    "id_in_answer": ("member", "id"),
+    "id_in_request": ("memberId",),
+    "external_id_in_request": ("externalMemberId",),
+    "identity": MEMBER_REF,
+}
+_NEW_MEMBER = {"required": ("programId", "tierId", "externalId")}
 CATALOG: dict[str, Operation] = {
     op.name: op
     for op in (
         _member(
             "members.enrol",
-            "POST",
-            "/members/member",
-            NEW_MEMBER,
+            "enrolMember",
             creates=True,
             find_with="members.lookup",
             find_keys=(("externalId", "externalId"), ("programId", "programId")),
+            **_NEW_MEMBER,
         ),
+        _member("members.upsert", "enrolMember", on_conflict="members.update", **_NEW_MEMBER),
+        _member("members.update", "updateMember", identity=MEMBER_ID),
+        _member("members.delete", "deleteMember", identity=MEMBER_ID, pass_gone=True),
         _member(
-            "members.upsert", "POST", "/members/member", NEW_MEMBER, on_conflict="members.update"
-        ),
-        _member("members.update", "PUT", "/members/member", MEMBER_CHANGE),
-        _member("members.delete", "DELETE", "/members/member", MEMBER_KEY, pass_gone=True),
-        Operation(
             "members.lookup",
-            "GET",
-            ("/members/member/id/{id}", "/members/member/externalId/{programId}/{externalId}"),
-            MEMBER_KEY,
-            kind="member",
+            "getMemberRecordById",
+            "getMemberRecordByExternalId",
+            identity=MEMBER_ID,
         ),
-        _member("members.points.earn", "PUT", "/members/member/points/earn", EARN_BURN),
-        _member("members.points.burn", "PUT", "/members/member/points/burn", EARN_BURN),
-        _member("members.points.set", "PUT", "/members/member/points/set", SET_POINTS),
-        _member(
-            "members.tier.change",
-            "PUT",
-            "/members/member/tier",
-            CHANGE_TIER,
-            **_MEMBER_EVENT,
-            **_MEMBER_EVENT_EXT,
-        ),
-        _member(
-            "members.check_in",
-            "POST",
-            "/members/member/checkIn",
-            CHECK_IN_OUT,
-            **_MEMBER_EVENT,
-            **_MEMBER_EVENT_EXT,
-        ),
-        _member(
-            "members.check_out",
-            "POST",
-            "/members/member/checkOut",
-            CHECK_IN_OUT,
-            **_MEMBER_EVENT,
-            **_MEMBER_EVENT_EXT,
-        ),
+        _member("members.points.earn", "earnPoints", identity=MEMBER_ID),
+        _member("members.points.burn", "burnPoints", identity=MEMBER_ID),
+        _member("members.points.set", "setPoints", identity=MEMBER_ID),
+        _member("members.tier.change", "changeMemberTier", **_MEMBER_EVENT),
+        _member("members.check_in", "checkInMember", **_MEMBER_EVENT),
+        _member("members.check_out", "checkOutMember", **_MEMBER_EVENT),
         Operation(
             "coupons.issue",
-            "POST",
-            ("/coupon/singleUse/coupon",),
-            NEW_COUPON,
+            (C + "createCoupon",),
             kind="coupon",
             creates=True,
             find_with="coupons.lookup",
             find_keys=(("externalId", "externalId"), ("campaignId", "couponCampaignId")),
+            required=("campaignId", "offerId", "externalId"),
         ),
+        Operation("coupons.lookup", (C + "getCouponByExternalId",), kind="coupon"),
+        Operation("coupons.redeem", (C + "redeemCoupon",), kind="coupon", identity=COUPON_ID),
         Operation(
-            "coupons.lookup",
-            "GET",
-            ("/coupon/singleUse/coupon/externalId/{couponCampaignId}/{externalId}",),
-            COUPON_BY_EXTERNAL_ID,
-            kind="coupon",
-        ),
-        Operation(
-            "coupons.redeem", "PUT", ("/coupon/singleUse/coupon/redeem",), COUPON_REDEEM, "coupon"
-        ),
-        Operation(
-            "coupons.void",
-            "DELETE",
-            ("/coupon/singleUse/coupon",),
-            COUPON_KEY,
-            kind="coupon",
-            pass_gone=True,
+            "coupons.void", (C + "voidCoupon",), kind="coupon", identity=COUPON_ID, pass_gone=True
         ),
         Operation(
             "tickets.issue",
-            "POST",
-            ("/eventTickets/ticket",),
-            NEW_TICKET,
+            (T + "issueTicket",),
             kind="ticket",
             creates=True,
             external_id_in_request=("ticketNumber",),
             find_with="tickets.lookup",
             find_keys=(("ticketNumber", "ticketNumber"), ("event.productionId", "productionId")),
+            required=("ticketNumber",),
         ),
         Operation(
             "tickets.lookup",
-            "GET",
-            ("/eventTickets/ticket/ticketNumber",),
-            TICKET_BY_NUMBER,
+            (T + "getTicketByTicketNumber",),
             kind="ticket",
             external_id_in_request=("ticketNumber",),
-            query=True,
         ),
         Operation(
             "tickets.redeem",
-            "PUT",
-            ("/eventTickets/ticket/redeem",),
-            TICKET_REDEEM,
+            (T + "redeemTicket",),
             kind="ticket",
             id_in_request=("ticket", "ticketId"),
             external_id_in_request=("ticket", "ticketNumber", "ticketNumber"),
         ),
         Operation(
             "distribution.email",
-            "POST",
-            ("/distribution/email",),
-            EMAIL_PASS,
+            ("io.Distribution.sendWelcomeEmail",),
             external_id_in_request=("externalId",),
+            identity=(("id",), ("externalId", "classId")),
         ),
     )
 }
@@ -382,26 +177,26 @@ def dig(data: Any, keys: tuple[str, ...]) -> Any:
     return data
 
 
-def _route(operation: Operation, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    for template in operation.paths:
-        names = [part[1:-1] for part in template.split("/") if part.startswith("{")]
-        if all(isinstance(body.get(name), str) for name in names):
-            path = template
-            for name in names:
-                path = path.replace("{" + name + "}", quote(body[name], safe=""))
-            return path, {k: v for k, v in body.items() if k not in names}
-    return operation.paths[0], body
+def _route(operation: Operation, body: dict[str, Any]) -> Rpc:
+    """The first RPC whose path fields the body holds (as text)."""
+    for name in operation.rpcs:
+        call = rpc(name)
+        if all(isinstance(body.get(field), str) for field in call.path_fields):
+            return call
+    return rpc(operation.rpcs[0])
 
 
 _GOT = re.compile(r"\(got (.+)\)$")  # the value a schema problem quotes
 
 
 def build_request(operation: Operation, body: Any) -> PassKitRequest:
-    """Validate a rendered body against the operation's model and turn it into a request.
+    """Validate a rendered body against the RPC's input message (PassKit's contract plus the
+    relay's additions) and turn it into a request.
 
     Raises InvalidRequest naming every problem, before anything is sent or billed.
     """
-    problems = validate(operation.model, body)
+    call = _route(operation, body) if isinstance(body, dict) else rpc(operation.rpcs[0])
+    problems = validate(operation.models[call.name], body)
     if problems:
         text = "; ".join(f"{path} {message}" for path, message in problems[:4])
         more = f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""
@@ -411,10 +206,12 @@ def build_request(operation: Operation, body: Any) -> PassKitRequest:
             hint="Check the values mapped in the zap; a dry run shows the request.",
             private=[got[1] for _, message in problems if (got := _GOT.search(message))],
         )
-    path, rest = _route(operation, body)
-    if operation.query:
-        # grpc-gateway reads a GET's fields from the path, then from the query string.
-        query = urlencode({k: v for k, v in rest.items() if isinstance(v, str)})
-        return PassKitRequest(operation, "GET", f"{path}?{query}" if query else path, None)
-    json_body = None if operation.method == "GET" else rest
-    return PassKitRequest(operation, operation.method, path, json_body)
+    path = call.path
+    for name in call.path_fields:
+        path = path.replace("{" + name + "}", quote(body[name], safe=""))
+    rest = {k: v for k, v in body.items() if k not in call.path_fields}
+    if call.body == "*":
+        return PassKitRequest(operation, call.method, path, rest)
+    # No body: grpc-gateway reads the fields left after the path from the query string.
+    query = urlencode({k: v for k, v in rest.items() if isinstance(v, str)})
+    return PassKitRequest(operation, call.method, f"{path}?{query}" if query else path, None)
