@@ -21,6 +21,7 @@ from relay.minting import MintError, mint, registered
 from relay.payloads import normalise_key
 from relay.settings import ConfigError, Settings, display_url, load_settings, templates_dir
 from relay.store import Store, open_store
+from relay.templatecheck import unknown_fields
 from relay.templating import SkipDelivery, TemplateLibrary
 from relay.tokens import Hook, HookSigner, token_from_url
 
@@ -213,6 +214,8 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     folder = templates_dir(env, Path.cwd())
     library = TemplateLibrary(folder) if folder.is_dir() else None
     problems += library.problems if library else []
+    for template in library.templates.values() if library else ():
+        problems += unknown_fields(template)
     for problem in problems:
         print(f"problem: {problem}")
     if problems or settings is None or library is None:

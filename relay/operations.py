@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode
 
 from relay.contract import Rpc, input_spec, rpc
 from relay.errors import InvalidRequest
-from relay.schema import Condition, Obj, validate
+from relay.schema import Condition, Obj, Problems, validate
 
 MEMBER_ID = (("id",), ("externalId", "programId"))
 MEMBER_REF = (("memberId",), ("externalMemberId", "programId"))
@@ -189,14 +189,19 @@ def _route(operation: Operation, body: dict[str, Any]) -> Rpc:
 _GOT = re.compile(r"\(got (.+)\)$")  # the value a schema problem quotes
 
 
+def problems_in(operation: Operation, body: Any) -> Problems:
+    """Everything PassKit's contract (and the relay) finds wrong with a rendered body."""
+    call = _route(operation, body) if isinstance(body, dict) else rpc(operation.rpcs[0])
+    return validate(operation.models[call.name], body)
+
+
 def build_request(operation: Operation, body: Any) -> PassKitRequest:
     """Validate a rendered body against the RPC's input message (PassKit's contract plus the
     relay's additions) and turn it into a request.
 
     Raises InvalidRequest naming every problem, before anything is sent or billed.
     """
-    call = _route(operation, body) if isinstance(body, dict) else rpc(operation.rpcs[0])
-    problems = validate(operation.models[call.name], body)
+    problems = problems_in(operation, body)
     if problems:
         text = "; ".join(f"{path} {message}" for path, message in problems[:4])
         more = f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""
@@ -206,6 +211,7 @@ def build_request(operation: Operation, body: Any) -> PassKitRequest:
             hint="Check the values mapped in the zap; a dry run shows the request.",
             private=[got[1] for _, message in problems if (got := _GOT.search(message))],
         )
+    call = _route(operation, body)
     path = call.path
     for name in call.path_fields:
         path = path.replace("{" + name + "}", quote(body[name], safe=""))

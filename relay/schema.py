@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 Problems = list[tuple[str, str]]
+UNKNOWN_FIELD = "is not a field PassKit knows here"
 
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$", re.IGNORECASE
@@ -368,7 +369,7 @@ class Obj(Spec):
             if spec is None:
                 known = ", ".join(self.fields)
                 problems.append(
-                    (prefix + key, f"is not a field PassKit knows here (known: {known})")
+                    (prefix + key, f"{UNKNOWN_FIELD} (known: {known})")
                 )
             elif item is not None:  # protojson reads null as "not set"
                 spec.check(item, prefix + key, problems)

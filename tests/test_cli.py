@@ -11,7 +11,7 @@ from relay.cli import main
 from relay.settings import display_url, load_settings
 from relay.tokens import HookSigner, token_from_url
 
-from .conftest import BASE_ENV, SECRET_KEY
+from .conftest import BASE_ENV, ROOT, SECRET_KEY
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str, env: dict[str, str] | None = None):
@@ -70,6 +70,20 @@ def test_check_passes_and_fails_readably(
     assert any("RELAY_SECRET_KEY" in line for line in lines)
     assert any("PORT" in line for line in lines)
     assert any("template bad" in line for line in lines)
+
+
+def test_check_names_template_line_and_field_passkit_does_not_define(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = (ROOT / "templates" / "ticket-issue.json.j2").read_text()
+    assert '"gate": {{' in source
+    sent = source.replace('"gate": {{', '"entrance": {{ form.gate|tojson }}, "gate": {{', 1)
+    (tmp_path / "ticket-issue.json.j2").write_text(sent)
+    line = next(n for n, text in enumerate(sent.splitlines(), 1) if '"entrance"' in text)
+    code, out, _ = run(capsys, "check", env={"RELAY_TEMPLATES": str(tmp_path)})
+    assert code == 1
+    assert (f"problem: template ticket-issue line {line}: sends seatInfo.entrance, a field "
+            "PassKit does not define for tickets.issue") in out  # fmt: skip
 
 
 def test_render_prints_the_request(capsys: pytest.CaptureFixture[str]) -> None:
