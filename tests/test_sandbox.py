@@ -25,6 +25,7 @@ from relay.sandbox import (
     DEMO_TICKET_TYPE_ID,
     DEMO_VENUE_ID,
     ERROR_SHAPES,
+    Faults,
     SandboxConfig,
     State,
     create_sandbox,
@@ -212,6 +213,56 @@ async def test_member_lifecycle(api: Api, state: State) -> None:
 async def test_duplicate_external_id_is_409(api: Api) -> None:
     await api.enrol()
     await api.fails("POST", MEMBERS, MEMBER, EXISTS, "member with externalId CRM-1 already exists")
+
+
+# How the sandbox answers a duplicate create (PassKit documents no answer for one).
+DUPLICATES = {
+    "conflict": (EXISTS, "already exists"),
+    "invalid": (BAD, "record with that external id is not unique"),
+    "internal": ((500, 13), "internal error"),
+}
+
+
+@pytest.mark.parametrize("style", list(DUPLICATES))
+async def test_each_duplicate_style(api: Api, state: State, style: str) -> None:
+    assert (await api.faults(duplicates=style))["duplicates"] == style
+    await api.enrol()
+    await api.ok("POST", COUPONS, COUPON)
+    await api.ok("POST", TICKETS, ticket())
+    expected, text = DUPLICATES[style]
+    for path, body in ((MEMBERS, MEMBER), (COUPONS, COUPON), (TICKETS, ticket())):
+        await api.fails("POST", path, body, expected, text)
+        answer = await api.client.post(path, json=body)
+        assert (style == "conflict") == ("already exist" in answer.text)
+    assert (len(state.members), len(state.coupons), len(state.tickets)) == (1, 1, 1)
+    await api.ok("POST", "/_sandbox/reset")  # back to the configured style
+    assert (await api.ok("GET", "/_sandbox/faults"))["duplicates"] == "conflict"
+
+
+def test_duplicate_style_from_the_config() -> None:
+    app = create_sandbox(replace(CONFIG, faults=Faults(duplicates="internal")))
+    sandbox: State = app.state.sandbox
+    assert sandbox.faults.duplicates == "internal"
+    sandbox.reset()
+    assert sandbox.faults.duplicates == "internal"
+
+
+async def test_earn_and_burn_need_an_amount_above_zero(api: Api) -> None:
+    member_id = await api.enrol(points=10)
+    for path in (EARN, BURN):
+        for body in ({"id": member_id, "points": 0}, {"id": member_id}):
+            await api.fails("PUT", path, body, BAD, "points must be greater than 0 unless")
+    earned = await api.ok("PUT", EARN, {"id": member_id, "tierPoints": 3})
+    assert (earned["points"], earned["tierPoints"]) == (10, 3)
+
+
+async def test_a_ticket_is_named_one_way_only(api: Api) -> None:
+    ticket_id = (await api.ok("POST", TICKETS, ticket()))["id"]
+    by_number = {"productionId": DEMO_PRODUCTION_ID, "ticketNumber": "T-1"}
+    both = {"ticket": {"ticketId": ticket_id, "ticketNumber": by_number}}
+    await api.fails("PUT", f"{TICKETS}/redeem", both, BAD, "multiple id oneof fields")
+    redeemed = await api.ok("PUT", f"{TICKETS}/redeem", {"ticket": {"ticketId": ticket_id}})
+    assert redeemed == {"id": ticket_id}
 
 
 async def test_tier_that_allows_overdraw(api: Api) -> None:
@@ -556,6 +607,7 @@ async def test_seeded_rates_are_deterministic(api: Api) -> None:
         ({"rate_503": "0.5"}, "rate_503 must be a number"),
         ({"slow": True}, "unknown fault setting 'slow'"),
         ({"seed": "x"}, "seed must be an integer"),
+        ({"duplicates": "teapot"}, "duplicates must be one of conflict, invalid, internal"),
         ([], "the body must be a JSON object"),
     ],
 )

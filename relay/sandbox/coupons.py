@@ -8,7 +8,8 @@ precondition. Voiding deletes the record: its pass is invalidated and it can no 
 from __future__ import annotations
 
 from relay.sandbox import proto
-from relay.sandbox.errors import exists, invalid, not_found, precondition
+from relay.sandbox.errors import invalid, not_found, precondition
+from relay.sandbox.faults import duplicate
 from relay.sandbox.messages import COUPON
 from relay.sandbox.state import Record, State, required
 
@@ -38,7 +39,7 @@ def create(state: State, message: Record) -> Record:
         raise not_found("offer")
     key = (message["campaignId"], message.get("externalId", ""))
     if key[1] and key in state.coupon_ids:
-        raise exists(f"coupon with externalId {key[1]} already exists")
+        raise duplicate(state.faults.duplicates, "coupon", "externalId", key[1])
     coupon = state.created(message)
     coupon.pop("redemptionDetails", None)
     coupon["status"] = "UNREDEEMED"  # read-only: a new coupon is never born redeemed

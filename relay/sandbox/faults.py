@@ -1,4 +1,5 @@
-"""Faults for tests and benchmarks: latency, 429s, 503s and dropped connections.
+"""Faults for tests and benchmarks: latency, 429s, 503s, dropped connections, and how a
+duplicate create is answered.
 
 Switched at run time through `POST /_sandbox/faults` and applied to API routes only. Each API
 call draws one number from the state's seeded RNG and the rates are consecutive slices of
@@ -14,6 +15,15 @@ and returns without sending the body. uvicorn (both its h11 and httptools protoc
 sees the headers and an early EOF, which httpx raises as `RemoteProtocolError` ("peer closed
 connection without sending complete message body"). Under `httpx.ASGITransport` there is no
 socket to close, so drops need a real server (tests start uvicorn on a loopback port).
+
+PassKit documents no answer for a duplicate create (a member's externalId in its program, a
+coupon's externalId in its campaign, a ticket number in its production): its published answers
+are 200/400/401/403/404/500/503. `duplicates` picks how the sandbox answers one, so a client is
+tested against each plausible reading, none of which it may recognise by its words:
+
+    "conflict"  409, gRPC 6 ALREADY_EXISTS   "member with externalId CRM-1 already exists"
+    "invalid"   400, gRPC 3 INVALID_ARGUMENT "record with that external id is not unique …"
+    "internal"  500, gRPC 13 INTERNAL        "internal error" (a client retries it as a 5xx)
 """
 
 from __future__ import annotations
@@ -23,9 +33,13 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from relay.sandbox.errors import ALREADY_EXISTS, INVALID_ARGUMENT, SandboxError
+
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]  # ASGI's, without importing it
 
 RATES = ("rate_429", "rate_503", "rate_drop", "rate_drop_after")
+DUPLICATE_STYLES = ("conflict", "invalid", "internal")
+INTERNAL = 13  # gRPC INTERNAL: the gateway answers any code it does not map with 500
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,7 @@ class Faults:
     rate_drop: float = 0.0
     rate_drop_after: float = 0.0
     retry_after: int = 1  # seconds, sent in Retry-After with each 429
+    duplicates: str = "conflict"  # how a duplicate create is answered: DUPLICATE_STYLES
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +72,10 @@ def update_faults(current: Faults, changes: Any) -> tuple[Faults, int | None]:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 60_000:
                 raise ValueError(f"{key} must be an integer between 0 and 60000")
             values[key] = value
+    if "duplicates" in changes:
+        if changes["duplicates"] not in DUPLICATE_STYLES:
+            raise ValueError(f"duplicates must be one of {', '.join(DUPLICATE_STYLES)}")
+        values["duplicates"] = changes["duplicates"]
     for key in RATES:
         if key in changes:
             value = changes[key]
@@ -72,6 +91,18 @@ def update_faults(current: Faults, changes: Any) -> tuple[Faults, int | None]:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError("seed must be an integer")
     return updated, seed
+
+
+def duplicate(style: str, what: str, key: str, value: str) -> SandboxError:
+    """The error for creating a `what` whose `key` (`value`) is taken in its program, campaign
+    or production, in the `duplicates` style in force (see above)."""
+    if style == "invalid":
+        return SandboxError(
+            INVALID_ARGUMENT, f"record with that external id is not unique: {key} {value}"
+        )
+    if style == "internal":
+        return SandboxError(INTERNAL, "internal error")
+    return SandboxError(ALREADY_EXISTS, f"{what} with {key} {value} already exists")
 
 
 def choose_fault(faults: Faults, rng: random.Random) -> str | None:

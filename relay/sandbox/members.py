@@ -8,8 +8,8 @@ The rules a client can trip over:
 - `PUT /members/member` patches by default: missing *and falsy* values are ignored (so 0 points
   or an empty string change nothing); `operation: "OPERATION_PUT"` replaces the record;
 - balances stay ≥ 0 unless the member's tier allows overdrawing (`pointsOverdrawn`,
-  `secondaryPointsOverdrawn`); earn/burn amounts must be ≥ 0; `points/set` can only reach zero
-  through `resetPoints` (0 means "unset" in proto3);
+  `secondaryPointsOverdrawn`); earn/burn amounts must be ≥ 0, and at least one above 0;
+  `points/set` can only reach zero through `resetPoints` (0 means "unset" in proto3);
 - tier changes and check-ins answer with a `MemberEvent`.
 """
 
@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from relay.sandbox import proto
-from relay.sandbox.errors import exists, invalid, not_found, precondition
+from relay.sandbox.errors import invalid, not_found, precondition
+from relay.sandbox.faults import duplicate
 from relay.sandbox.messages import EVENT_MEMBER, MEMBER_EVENT, MEMBER_OUT, MEMBER_POINTS
 from relay.sandbox.state import Record, State, new_id, required
 
@@ -64,7 +65,7 @@ def enrol(state: State, message: Record) -> Record:
     state.tier(message["programId"], message["tierId"])
     key = (message["programId"], message.get("externalId", ""))
     if key[1] and key in state.member_ids:
-        raise exists(f"member with externalId {key[1]} already exists")
+        raise duplicate(state.faults.duplicates, "member", "externalId", key[1])
     member = state.created({k: v for k, v in message.items() if k not in READ_ONLY})
     member.pop("operation", None)
     member.setdefault("status", "ENROLLED")
@@ -149,6 +150,9 @@ def _member_points(member: Record) -> Record:
 
 
 def _points_change(state: State, message: Record, sign: int, event_type: str) -> Record:
+    if not any(message.get(balance) for balance in ("points", "secondaryPoints", "tierPoints")):
+        # EarnBurnPointsRequest: points must be above 0 unless secondary or tier points are set.
+        raise invalid("points must be greater than 0 unless secondaryPoints or tierPoints are set")
     member = find_member(state, message)
     new = dict(member)
     for balance in ("points", "secondaryPoints", "tierPoints"):

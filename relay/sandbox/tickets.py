@@ -4,7 +4,8 @@ A ticket names its ticket type and either an existing `eventId` or an `event` (p
 venue, start): the event is found by those three or created, as PassKit does. Rules enforced:
 the ticket type belongs to the event's production; `ticketNumber` is unique in the production;
 "tickets can only be issued for events that are within 90 days of the ticket issue date"
-(read as: the start is at most 90 days away, before or after now); a ticket redeems once.
+(read as: the start is at most 90 days away, before or after now); a ticket redeems once, and
+is named by `ticketId` or `ticketNumber`, never both (TicketId is a oneof).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from relay.sandbox import proto
-from relay.sandbox.errors import exists, invalid, not_found, precondition
+from relay.sandbox.errors import invalid, not_found, precondition
+from relay.sandbox.faults import duplicate
 from relay.sandbox.messages import PRODUCTION, TICKET, VENUE
 from relay.sandbox.state import Record, State, required
 
@@ -72,7 +74,7 @@ def issue(state: State, message: Record) -> Record:
     # refused before an event could be created.
     production_id = ticket_type["productionId"]
     if number and (production_id, number) in state.ticket_ids:
-        raise exists(f"ticket with ticketNumber {number} already exists")
+        raise duplicate(state.faults.duplicates, "ticket", "ticketNumber", number)
     event = _find_or_create_event(state, message, ticket_type)
     ticket = state.created({k: v for k, v in message.items() if k != "event"})
     ticket.update(
@@ -87,6 +89,9 @@ def issue(state: State, message: Record) -> Record:
 
 
 def find_ticket(state: State, ref: Record) -> Record:
+    if ref.get("ticketId") and ref.get("ticketNumber"):
+        # TicketId is a oneof: PassKit refuses a ticket named both ways.
+        raise invalid("ticket: should not have multiple id oneof fields")
     if ref.get("ticketId"):
         ticket = state.tickets.get(ref["ticketId"])
         if ticket is None:
