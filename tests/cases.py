@@ -224,7 +224,7 @@ CASES = [
             "ticketNumber": "T-0001",
             "person": {"displayName": "Ana D.", "emailAddress": "ana@example.com"},
             "seatInfo": {"row": "4", "seat": "12"},
-            "faceValue": {"amount": 45.0, "currency": "GBP"},
+            "faceValue": {"amount": 4500, "currency": "GBP"},  # in cents
         },
         answer={"id": "1cZ8Xm0dhd5xTqM5TZJXm4"},
     ),

@@ -170,3 +170,19 @@ async def test_get_describes_the_hook(relay_client: httpx.AsyncClient) -> None:
     required = [f["name"] for f in body["fields"] if f["required"]]
     assert required == ["external_id", "email"]
     assert all(f["help"] and f["example"] for f in body["fields"])
+
+
+@pytest.mark.parametrize("template", ["member-points-earn", "member-points-burn"])
+async def test_zero_points_are_acknowledged_and_not_sent(
+    template: str, passkit: respx.MockRouter, relay_client: httpx.AsyncClient
+) -> None:
+    # PassKit refuses an earn or burn of 0 points; a purchase worth 0 points is no error in a zap.
+    route = passkit.route()
+    answer = await relay_client.post(
+        mint(template, program_id="p1"), data={"external_id": "CRM-1", "points": "0"}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["ok"] is True and body["skipped"] is True
+    assert body["reason"].startswith("0 points: nothing to")
+    assert route.call_count == 0
