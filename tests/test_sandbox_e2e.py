@@ -23,6 +23,7 @@ from relay.sandbox import (
     DEMO_PROGRAM_ID,
     DEMO_TICKET_TYPE_ID,
     DEMO_VENUE_ID,
+    ERROR_SHAPES,
     State,
 )
 
@@ -38,6 +39,15 @@ PROGRAM = {"program_id": DEMO_PROGRAM_ID}
 def relay_url(sandbox: tuple[str, State], tmp_path: Path) -> Iterator[str]:
     with relay_on_sandbox(sandbox[0], tmp_path) as url:
         yield url
+
+
+@pytest.fixture(params=ERROR_SHAPES)
+def error_shape(request: pytest.FixtureRequest, sandbox: tuple[str, State]) -> str:
+    """The sandbox answers errors in each shape live PassKit has answered with (a test asking
+    for this fixture runs once per shape)."""
+    answer = httpx.post(f"{sandbox[0]}/_sandbox/errors", json={"shape": request.param})
+    assert answer.status_code == 200, answer.text
+    return str(request.param)
 
 
 @pytest.fixture
@@ -69,7 +79,7 @@ def member(state: State, external_id: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-async def test_member_lifecycle(zap: Zap, sandbox: tuple[str, State]) -> None:
+async def test_member_lifecycle(zap: Zap, sandbox: tuple[str, State], error_shape: str) -> None:
     state = sandbox[1]
     enrol = await zap.ok("member-enrol", {**PROGRAM, "tier_id": "base"},
                          external_id="CRM-1", email="ana@example.com", first_name="Ana",
@@ -87,6 +97,7 @@ async def test_member_lifecycle(zap: Zap, sandbox: tuple[str, State]) -> None:
     overdraw = await zap.post("member-points-burn", PROGRAM, external_id="CRM-1", points="100")
     assert overdraw.status_code == 422
     assert overdraw.json()["error"]["code"] == "passkit_rejected"
+    assert "cannot go below zero" in overdraw.json()["error"]["message"]  # PassKit's words
     assert member(state, "CRM-1")["points"] == 35  # type: ignore[index]
 
     await zap.ok("member-tier-change", PROGRAM, external_id="CRM-1", tier="Silver")
@@ -99,9 +110,12 @@ async def test_member_lifecycle(zap: Zap, sandbox: tuple[str, State]) -> None:
     assert member(state, "CRM-1") is None
     gone = await zap.post("member-lookup", PROGRAM, external_id="CRM-1")
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+    assert "member not found" in gone.json()["error"]["message"]
 
 
-async def test_coupon_issue_redeem_and_redeem_again(zap: Zap, sandbox: tuple[str, State]) -> None:
+async def test_coupon_issue_redeem_and_redeem_again(
+    zap: Zap, sandbox: tuple[str, State], error_shape: str
+) -> None:
     params = {"campaign_id": DEMO_CAMPAIGN_ID, "offer_id": DEMO_OFFER_ID}
     issued = await zap.ok("coupon-issue", params, external_id="WELCOME-1",
                           email="ana@example.com", first_name="Ana")  # fmt: skip
@@ -187,9 +201,15 @@ LOST_ANSWER_CASES = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("template", list(LOST_ANSWER_CASES))
+# Each template under one of the error shapes (409s are told by their status, so one shape each
+# is enough and keeps these slow tests to three).
+@pytest.mark.parametrize(
+    ("template", "error_shape"),
+    list(zip(LOST_ANSWER_CASES, ERROR_SHAPES, strict=True)),
+    indirect=["error_shape"],
+)
 async def test_creates_whose_answers_are_lost_make_one_pass_each(
-    template: str, zap: Zap, sandbox: tuple[str, State]
+    template: str, zap: Zap, sandbox: tuple[str, State], error_shape: str
 ) -> None:
     # A third of PassKit's answers are lost after the pass was created (connection dropped):
     # the retry hears "already exists", and the relay finds the pass it made instead.
