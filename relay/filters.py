@@ -20,6 +20,8 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import email_validator
+
 from relay import humandates, phones
 from relay.errors import InvalidField, quote_value
 from relay.fields import FieldValue, field_name
@@ -35,10 +37,14 @@ _DATETIME_HINT = (
     "Map a date or date-time such as 2026-12-31 or 2026-12-31T10:00:00Z; Zapier's Formatter › "
     "Date / Time or Make's formatDate() can convert it."
 )
-_PHONE_HINT = "Map only the number, in international format such as +447700900123."
+_PHONE_HINT = "Map only the number, in international format such as +442079460958."
 _NO_COUNTRY_HINT = (
-    "Map numbers in international format (+CC…, e.g. +447700900123), or ask the relay's "
+    "Map numbers in international format (+CC…, e.g. +442079460958), or ask the relay's "
     "operator to set the hook's country param (e.g. country=GB)."
+)
+_INVALID_PHONE_HINT = (
+    "Map the whole number with its country code, e.g. +442079460958, and check no digit is "
+    "missing or extra; numbers without +CC are read in the hook's country."
 )
 _EMAIL_HINT = "Map the email address itself, e.g. ana@example.com, not a name or an empty step."
 
@@ -276,9 +282,9 @@ def to_datetime(
 
 
 def phone(value: object, country: str | None = None) -> str | None:
-    """A phone number → E.164 (`+447700900123`). National numbers (`07700 900123`) need
-    `country`, an ISO code or calling code, usually from the hook's params."""
-    phones.dialling_plan(country)  # a bad country is the operator's mistake, even with no value
+    """A phone number that exists → E.164 (`+442079460958`). National numbers (`020 7946 0958`)
+    need `country`, an ISO region or calling code, usually from the hook's params."""
+    phones.region(country)  # a bad country is the operator's mistake, even with no value
     item = _one(value)
     if item is None:
         return None
@@ -286,33 +292,70 @@ def phone(value: object, country: str | None = None) -> str | None:
         return phones.to_e164(str(item), country)
     except phones.NoCountryCode as problem:
         raise _invalid(value, item, str(problem), _NO_COUNTRY_HINT) from None
+    except phones.InvalidNumber as problem:
+        raise _invalid(value, item, str(problem), _INVALID_PHONE_HINT) from None
     except phones.PhoneProblem as problem:
         raise _invalid(value, item, str(problem), _PHONE_HINT) from None
 
 
-_EMAIL = re.compile(
-    r"[^@\s<>(),;:\"\[\]]+"  # local part: anything but spaces and address punctuation
-    r"@(?:[^\W_](?:[\w-]*[^\W_])?\.)+"  # domain labels (Unicode letters allowed)
-    r"(?:[^\W\d_]{2,}|xn--[\w-]+)"  # top-level domain
-)
+# An address is at most 254 characters (RFC 5321, RFC 3696 erratum 1690). Checked before the
+# library sees it: email-validator spent a quarter of a second on a 1 MB string.
+MAX_EMAIL_TEXT = 254
+# PassKit's Go SDK checks `person.emailAddress` with go-playground/validator's `email` rule: an
+# RFC 5322-style regex allowing ASCII and non-ASCII characters only from U+00A0-U+D7FF,
+# U+F900-U+FDCF and U+FDF0-U+FFEF, and a top-level domain that starts and ends with a letter
+# (newer versions also ask Go's net/mail to parse it, which any such dot-atom address passes).
+# email-validator (syntax only) is stricter almost everywhere: it refuses quoted local parts
+# (`"ana diaz"@…`), which the Go rule would take but nobody's form sends (refusing them is safe),
+# `[192.0.2.1]` domains (both refuse them) and names that cannot get mail (`.test`, `localhost`,
+# no dot). It does accept what the Go rule refuses: emoji and other characters outside those
+# ranges (`😀@example.com`) and an IDN top-level domain ending in a digit in Unicode form. So
+# this, the Go rule cut down to what can still differ, runs after it (its labels hold no dots,
+# unlike the Go regex's, so nothing here backtracks far).
+_GO_CHARS = "\u00a0-\ud7ff\uf900-\ufdcf\ufdf0-\uffef"
+_GO_ATOM = f"[a-zA-Z0-9!#$%&'*+\\-/=?^_`{{|}}~{_GO_CHARS}]+"
+_GO_LABEL = f"[a-zA-Z0-9{_GO_CHARS}](?:[a-zA-Z0-9_~{_GO_CHARS}-]*[a-zA-Z0-9{_GO_CHARS}])?"
+_GO_TLD = f"[a-zA-Z{_GO_CHARS}](?:[a-zA-Z0-9_~{_GO_CHARS}-]*[a-zA-Z{_GO_CHARS}])?"
+_PASSKIT_EMAIL = re.compile(f"{_GO_ATOM}(?:\\.{_GO_ATOM})*@(?:{_GO_LABEL}\\.)+{_GO_TLD}")
+
+
+def _email_too_long(value: object, item: object, text: str) -> InvalidField:
+    problem = (
+        f"is too long to be an email address ({len(text):,} characters; at most {MAX_EMAIL_TEXT})"
+    )
+    return _invalid(value, item, problem, _EMAIL_HINT)
 
 
 def email(value: object) -> str | None:
-    """An email address, trimmed and taken out of `Ana Diaz <ana@example.com>` or `mailto:`;
+    """An email address, trimmed and taken out of `Ana Diaz <ana@example.com>` or `mailto:`,
+    checked by email-validator (syntax only, never the network) and against PassKit's own rule;
     the domain is lower-cased (the local part's case can matter, so it is kept)."""
     item = _one(value)
     if item is None:
         return None
     text = str(item)
+    # Room for a name, `mailto:` or `?subject=…` around the address, then the address itself.
+    if len(text) > 4 * MAX_EMAIL_TEXT:
+        raise _email_too_long(value, item, text)
     if bracketed := re.search(r"<([^<>]*)>", text):
         text = bracketed[1]
     text = text.strip()
     if text.lower().startswith("mailto:"):
         text = text[7:].split("?")[0].strip()  # drop ?subject=… too
-    local, _, domain = text.rpartition("@")
-    address = f"{local}@{domain.rstrip('.').lower()}"
-    if not _EMAIL.fullmatch(address):
-        raise _invalid(value, item, "is not an email address", _EMAIL_HINT)
+    text = text.removesuffix(".")  # "ana@example.com." (a fully qualified domain)
+    if len(text) > MAX_EMAIL_TEXT:
+        raise _email_too_long(value, item, text)
+    try:
+        address = email_validator.validate_email(
+            text,
+            check_deliverability=False,  # no DNS: syntax only, and never a network call
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+        ).normalized
+    except email_validator.EmailNotValidError:
+        raise _invalid(value, item, "is not an email address", _EMAIL_HINT) from None
+    if not _PASSKIT_EMAIL.fullmatch(address):
+        raise _invalid(value, item, "is not an email address PassKit accepts", _EMAIL_HINT)
     return address
 
 

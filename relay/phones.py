@@ -1,9 +1,12 @@
-"""Phone numbers as people type them → E.164 (`+447700900123`). Pure functions, stdlib only.
+"""Phone numbers as people type them → E.164 (`+442079460958`), read and checked by
+`phonenumbers` (Google's libphonenumber metadata: every region's dialling rules and ranges).
 
-PassKit wants `+{countryCode}{number}` with no spaces or delimiters. People send `+44 7700
-900123`, `+44 (0)7700 900123`, `0044 …`, `tel:+1-415-555-2671`, or national numbers such as
-`07700 900123` and `(415) 555-2671`, which need the hook's country: its calling code goes in
-front and its national trunk prefix (the leading 0 in most of Europe) comes off.
+PassKit wants `+{countryCode}{number}` with no spaces or delimiters. People send `+44 20 7946
+0958`, `+44 (0)20 7946 0958`, `0044 …`, `tel:+1-415-555-2671`, or national numbers such as
+`020 7946 0958` and `(415) 555-2671`, which need the hook's country: the library knows each
+region's trunk prefix (the leading 0 in most of Europe, 8 in Russia, 06 in Hungary) and
+international prefix (00, 011 in North America, 0011 in Australia). A number that parses but is
+not one the region allocates (`is_valid_number`: wrong length, no such range) is refused.
 
 A `PhoneProblem`'s text reads on after a field name: "has no country code".
 """
@@ -12,33 +15,19 @@ from __future__ import annotations
 
 import re
 
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumber, ValidationResult
+
 from relay.humandates import normalise_digits
 
-# fmt: off
-# ISO 3166 code → "calling-code trunk-prefix…": the prefix dialled before national numbers and
-# dropped after +CC (none where numbers are always dialled in full, e.g. Italy, Spain).
-_DIALLING = {
-    "AT": "43 0", "BE": "32 0", "BG": "359 0", "CY": "357", "CZ": "420", "DE": "49 0",
-    "DK": "45", "EE": "372", "ES": "34", "FI": "358 0", "FR": "33 0", "GR": "30", "HR": "385 0",
-    "HU": "36 06", "IE": "353 0", "IT": "39", "LT": "370 8 0", "LU": "352", "LV": "371",
-    "MT": "356", "NL": "31 0", "PL": "48", "PT": "351", "RO": "40 0", "SE": "46 0", "SI": "386 0",
-    "SK": "421 0", "GB": "44 0", "UK": "44 0", "IS": "354", "NO": "47", "CH": "41 0",
-    "LI": "423", "MC": "377", "UA": "380 0", "RS": "381 0", "RU": "7 8", "TR": "90 0",
-    "IL": "972 0", "AE": "971 0", "SA": "966 0", "QA": "974", "KW": "965", "EG": "20 0",
-    "MA": "212 0", "ZA": "27 0", "NG": "234 0", "KE": "254 0", "US": "1 1", "CA": "1 1",
-    "PR": "1 1", "MX": "52", "BR": "55 0", "AR": "54 0", "CL": "56", "CO": "57", "PE": "51 0",
-    "AU": "61 0", "NZ": "64 0", "JP": "81 0", "CN": "86 0", "HK": "852", "TW": "886 0",
-    "KR": "82 0", "SG": "65", "MY": "60 0", "TH": "66 0", "PH": "63 0", "ID": "62 0",
-    "VN": "84 0", "IN": "91 0", "PK": "92 0",
-}
-# fmt: on
-Plan = tuple[str, tuple[str, ...]]  # calling code, trunk prefixes
-_PLANS: dict[str, Plan] = {
-    iso: (s.split()[0], tuple(s.split()[1:])) for iso, s in _DIALLING.items()
-}
-_TRUNKS = {code: trunks for code, trunks in _PLANS.values()}
-_EXIT_CODES = {"1": "011", "61": "0011"}  # dialled before a foreign number; "00" elsewhere
+# The longest text read as a phone number: "+44 (0)20 7946 0958" is 19 characters, 15 digits
+# spaced out in threes with brackets and a scheme still fit. Checked before any other work.
+MAX_PHONE_TEXT = 40
+# What people put around the digits; anything else (letters, "ext", "#", "*") is refused
+# rather than guessed at: the library would read "ext 5" as an extension and drop it.
 _PUNCTUATION = re.compile(r"\(?\+?[\d\s().\-/]*")
+_SCHEME = re.compile(r"^(?:tel|callto|sms):\s*", re.I)
+_ALIASES = {"UK": "GB"}  # not an ISO 3166 code, but what people write
 
 
 class PhoneProblem(ValueError):
@@ -49,48 +38,84 @@ class NoCountryCode(PhoneProblem):
     """A national number and no country to read it in."""
 
 
-def dialling_plan(country: str | None) -> Plan | None:
-    """The plan for an ISO code (`GB`, any case) or a calling code (`44`, `+44`); None for no
-    country. ValueError for an unknown one: that is the hook's or template's mistake."""
+class InvalidNumber(PhoneProblem):
+    """A phone number, but not one its country allocates (a digit missing, extra or wrong)."""
+
+
+def region(country: str | None) -> str | None:
+    """The ISO region national numbers are read in: an ISO code (`GB`, any case, one of
+    `phonenumbers.SUPPORTED_REGIONS`) or a calling code (`44`, `+44`, `0044`, read as its main
+    region); None for no country. ValueError for an unknown one: the hook's or template's
+    mistake, not the sender's."""
     key = (country or "").strip().upper()
     if not key:
         return None
-    if key in _PLANS:
-        return _PLANS[key]
+    key = _ALIASES.get(key, key)
+    if key in phonenumbers.SUPPORTED_REGIONS:
+        return key
     code = key.removeprefix("+").removeprefix("00")
-    if code.isascii() and code.isdigit() and 1 <= len(code) <= 3:
-        return code, _TRUNKS.get(code, ())
+    if code.isascii() and code.isdigit() and len(code) <= 3:
+        main = phonenumbers.region_code_for_country_code(int(code))
+        if main in phonenumbers.SUPPORTED_REGIONS:
+            return main
     raise ValueError(f"phone: unknown country {country!r}; use an ISO code like GB or 44")
+
+
+def _parse(text: str, where: str | None) -> PhoneNumber | NumberParseException:
+    try:
+        return phonenumbers.parse(text, where)
+    except NumberParseException as problem:
+        return problem
 
 
 def to_e164(text: str, country: str | None = None) -> str:
     """`text` as `+{countryCode}{number}`; national numbers are read in `country`."""
-    plan = dialling_plan(country)
-    text = normalise_digits(text).strip()
-    text = re.sub(r"^(?:tel|callto|sms):\s*", "", text, flags=re.I)
-    text = re.sub(r"\(\s*0\s*\)", "", text)  # "+44 (0)7700 …": the trunk 0 is not dialled
-    if not _PUNCTUATION.fullmatch(text):
+    where = region(country)
+    text = text.strip()
+    if len(text) > MAX_PHONE_TEXT:
+        raise PhoneProblem(
+            f"is too long to be a phone number ({len(text):,} characters; at most {MAX_PHONE_TEXT})"
+        )
+    text = _SCHEME.sub("", normalise_digits(text))
+    if not _PUNCTUATION.fullmatch(text) or not any(c.isdigit() for c in text):
         raise PhoneProblem("is not a phone number")
     digits = re.sub(r"\D", "", text)
-    code, trunks = plan or ("", ())
-    exit_code = next((e for e in (_EXIT_CODES.get(code), "00") if e and digits.startswith(e)), "")
+    readings: list[str] = []  # how the text can be read, the likeliest first
     if "+" in text:
-        number = digits
-    elif exit_code:
-        number = digits[len(exit_code) :]
-    elif plan is None:
-        raise NoCountryCode("has no country code")
-    elif "0" in trunks and digits.startswith(code) and len(digits) >= len(code) + 9:
-        number = digits  # an international number that lost its + (spreadsheets do that)
+        readings.append(text)
     else:
-        trunk = next((t for t in trunks if digits.startswith(t)), "")
-        if code == "1" and len(digits) != 11:
-            trunk = ""  # in North America the trunk 1 only leads an 11-digit number
-        number = code + digits[len(trunk) :]
-    # "+44 07700 900123": a trunk 0 written after the calling code.
-    cc = next((number[:n] for n in (1, 2, 3) if number[:n] in _TRUNKS), "")
-    if cc and "0" in _TRUNKS[cc] and number[len(cc) : len(cc) + 1] == "0":
-        number = cc + number[len(cc) + 1 :]
-    if not 8 <= len(number) <= 15 or number.startswith("0"):
-        raise PhoneProblem("needs 8 to 15 digits including the country code")
-    return "+" + number
+        if where:
+            readings.append(text)  # the region's own international prefix is understood too
+        if digits.startswith("00"):
+            readings.append("+" + digits[2:])  # 00 dials abroad from most of the world
+        if not readings:
+            raise NoCountryCode("has no country code")
+    parsed = [_parse(reading, where) for reading in readings]
+    for number in parsed:
+        if isinstance(number, PhoneNumber) and phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    raise _why_refused(parsed[0], national=None if "+" in text else where)
+
+
+def _why_refused(number: PhoneNumber | NumberParseException, national: str | None) -> PhoneProblem:
+    """Why the likeliest reading is refused, in words that read on after a field name."""
+    if isinstance(number, NumberParseException):
+        why = {
+            NumberParseException.INVALID_COUNTRY_CODE: "has an unknown country code",
+            NumberParseException.TOO_SHORT_AFTER_IDD: "is too short to be a phone number",
+            NumberParseException.TOO_SHORT_NSN: "is too short to be a phone number",
+            NumberParseException.TOO_LONG: "is too long to be a phone number",
+        }.get(number.error_type)
+        return InvalidNumber(why) if why else PhoneProblem("is not a phone number")
+    code = number.country_code or 0
+    kind = f"+{code}"
+    if national and phonenumbers.country_code_for_region(national) == code:
+        kind = national  # read as a national number of the hook's country: "a GB phone number"
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason == ValidationResult.INVALID_COUNTRY_CODE:
+        return InvalidNumber(f"has an unknown country code ({kind})")
+    if reason == ValidationResult.TOO_SHORT:
+        return InvalidNumber(f"is too short for a {kind} phone number")
+    if reason == ValidationResult.TOO_LONG:
+        return InvalidNumber(f"is too long for a {kind} phone number")
+    return InvalidNumber(f"is not a valid {kind} phone number")
