@@ -77,6 +77,7 @@ class Settings:
     log_payloads: bool = True
     rate_limit: float = 50.0  # deliveries a second per hook; 0 = no limit
     header_timeout: float = 10.0  # seconds for a request line and headers (relay.serving)
+    header_limit: int = 16 * 1024  # bytes of a request line and headers, like h11's limit
     body_timeout: float = 20.0  # seconds the relay waits for a request's body in all
     keep_alive_timeout: float = 5.0  # seconds an idle kept-alive connection stays open
     trusted_proxies: int = 0  # proxies in front of the relay appending to X-Forwarded-For
@@ -231,6 +232,17 @@ def load_settings(
     # sooner races with a request it is sending (Heroku's own Python template uses 100 s).
     on_dyno = "DYNO" in env
     header_timeout = _number(env, "RELAY_HEADER_TIMEOUT", 10.0, problems)
+    # Zapier, Make and Stripe send 1-2 KB (Heroku's router adds a few hundred bytes); 16 KiB is
+    # h11's limit, double the 8 KiB Heroku's router allows a header line.
+    header_limit = 16 * 1024
+    raw_header_limit = _number(env, "RELAY_HEADER_LIMIT", header_limit, problems)
+    if 1024 <= raw_header_limit <= 1024 * 1024:
+        header_limit = int(raw_header_limit)
+    elif not raw_header_limit <= 0:  # 0 or less: _number said so; this is also inf and nan
+        problems.append(
+            "RELAY_HEADER_LIMIT must be a number of bytes from 1024 to 1048576 (got "
+            f"{env['RELAY_HEADER_LIMIT'].strip()!r}); real requests take a few KB."
+        )
     body_timeout = _number(env, "RELAY_BODY_TIMEOUT", 20.0, problems)
     keep_alive_timeout = _number(
         env, "RELAY_KEEP_ALIVE_TIMEOUT", 100.0 if on_dyno else 5.0, problems
@@ -269,6 +281,7 @@ def load_settings(
         log_payloads=log_payloads,
         rate_limit=rate_limit,
         header_timeout=header_timeout,
+        header_limit=header_limit,
         body_timeout=body_timeout,
         keep_alive_timeout=keep_alive_timeout,
         trusted_proxies=trusted_proxies,

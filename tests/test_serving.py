@@ -1,6 +1,7 @@
 """What a hostile sender can do (issue 10), on real servers on loopback: stall a request's
-headers or body, pile up stalled connections, spoof X-Forwarded-For past the login limiter; and
-`relay demo` cleaning up after itself whatever signal stops it."""
+headers or body, pile up stalled connections, flood the server with headers, spoof
+X-Forwarded-For past the login limiter; and `relay demo` cleaning up after itself whatever
+signal stops it."""
 
 from __future__ import annotations
 
@@ -22,7 +23,13 @@ import pytest
 import uvicorn
 from starlette.types import Message, Receive, Scope, Send
 
-from relay.serving import BodyDeadline, trusted_client, trusted_scheme, uvicorn_options
+from relay.serving import (
+    BodyDeadline,
+    server_options,
+    trusted_client,
+    trusted_scheme,
+    uvicorn_options,
+)
 from relay.settings import ConfigError, load_settings
 
 from .conftest import BASE_ENV, make_settings, mint
@@ -36,6 +43,8 @@ MARGIN = 3.0  # a 2-core CI machine under load: closed within timeout + MARGIN
 EARLY = 0.25  # and not before the timeout (less a little for timer granularity)
 ENROL = mint("member-enrol", program_id="p1", tier_id="base")
 PASSWORD = "correct horse battery staple"
+HEADER_LIMIT = 16 * 1024  # RELAY_HEADER_LIMIT's default
+PAD_LINE = b"X-Pad: " + b"a" * 1017 + b"\r\n"  # one 1 KiB header line
 
 
 # -- raw connections ---------------------------------------------------------------------------
@@ -100,6 +109,47 @@ def half_body_request(path: str) -> bytes:
         "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
         "external_id=CRM-1&em"
     ).encode()
+
+
+def head_of(size: int, method: str = "GET", path: str = "/healthz", extra: str = "") -> bytes:
+    """A request head of exactly `size` bytes, request line to blank line included."""
+    start = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}X-Pad: ".encode()
+    return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
+
+
+def exchange(port: int, data: bytes, pieces: int = 1) -> tuple[bytes, float]:
+    """Sends `data` (in `pieces` writes, as far as the server takes it), then reads until the
+    server closes; returns what it answered and how long after the first byte it closed."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    began = time.monotonic()
+    try:
+        size = -(-len(data) // pieces)
+        try:
+            for at in range(0, len(data), size):
+                sock.sendall(data[at : at + size])
+                if pieces > 1:
+                    time.sleep(0.002)  # a read each
+        except OSError:  # the server closed before taking it all (what it answered stays)
+            pass
+        sock.setblocking(False)
+        closed, received = wait_closed([sock], began, MARGIN)
+        assert sock in closed, "not closed"
+        return received[sock], closed[sock]
+    finally:
+        sock.close()
+
+
+def statuses(raw: bytes) -> list[int]:
+    return [int(line.split()[0]) for line in raw.split(b"HTTP/1.1 ")[1:]]
+
+
+def assert_431(raw: bytes) -> None:
+    status, headers, body = parse_answer(raw)
+    assert status == 431 and raw.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert headers["connection"] == "close" and headers["content-type"] == "application/json"
+    assert body["ok"] is False and body["error"]["code"] == "headers_too_large"
+    assert str(HEADER_LIMIT) in body["error"]["message"] and body["error"]["hint"]
+    assert body["request_id"] == headers["x-request-id"]
 
 
 # -- a real `relay serve` with short timeouts --------------------------------------------------
@@ -242,6 +292,82 @@ def test_workers_get_the_header_deadline_too(tmp_path: Path) -> None:
         process.stop()
 
 
+def test_100_kb_of_headers_are_answered_431_and_closed(relay: ServerProcess) -> None:
+    raw, seconds = exchange(relay.port, head_of(100 * 1024))
+    assert_431(raw)
+    assert seconds < MARGIN
+    print(f"\n100 KB of headers refused (431, closed) {seconds * 1000:.1f} ms after the first byte")
+
+
+def test_a_header_flood_leaves_the_servers_memory_alone(relay: ServerProcess) -> None:
+    """50 MB of headers, as fast as loopback takes them, from 10 senders at once, 5 MB each.
+    Without a limit the server buffered all of it until the header timeout (RSS +60 MB here;
+    +190 MB for 200 MB); now each connection ends after 16 KiB, and a sender needs several."""
+    chunk = PAD_LINE * 64  # 64 KiB
+    total, per_connection, senders = 50 * 1024 * 1024, 5 * 1024 * 1024, 10
+    sent = [0] * senders
+    answers: list[bytes] = []
+
+    def flood(n: int) -> None:
+        for _ in range(200):  # connections; each one takes at least a few hundred KB
+            if sent[n] >= total // senders:
+                return
+            sock = socket.create_connection(("127.0.0.1", relay.port), timeout=5)
+            with sock:
+                try:
+                    sock.sendall(b"POST /hooks/x HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                    for _ in range(per_connection // len(chunk)):
+                        sent[n] += sock.send(chunk)
+                except OSError:  # refused: the server closed (or reset) the connection
+                    pass
+                try:
+                    answers.append(sock.recv(65536))
+                except OSError:
+                    answers.append(b"")
+
+    before = peak = relay.rss_mb()
+    threads = [threading.Thread(target=flood, args=(n,), daemon=True) for n in range(senders)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads) and time.monotonic() < began + 60:
+        peak = max(peak, relay.rss_mb())
+        time.sleep(0.01)
+    took = time.monotonic() - began
+    for thread in threads:
+        thread.join(5)
+    after = relay.rss_mb()
+    assert sum(sent) >= total, f"only {sum(sent) / 2**20:.0f} MB sent in {took:.0f} s"
+    assert after <= before + 20 and peak <= before + 20, (before, peak, after)
+    assert all(a == b"" or a.startswith(b"HTTP/1.1 431 ") for a in answers), answers
+    assert any(a.startswith(b"HTTP/1.1 431 ") for a in answers)
+    assert httpx.get(relay.url + "/healthz", timeout=10).status_code == 200
+    print(f"\n{sum(sent) / 2**20:.0f} MB of headers over {len(answers)} connections in "
+          f"{took:.2f} s: RSS {before:.1f} MB before, {peak:.1f} MB at most, {after:.1f} MB "
+          "after")  # fmt: skip
+
+
+def test_requests_with_8_kb_of_headers_still_work(relay: ServerProcess) -> None:
+    """What Zapier, Make or Stripe send through Heroku's router is 1-2 KB; 8 KB is four times
+    that, and still a delivery like any other."""
+    headers = {f"X-Custom-{n}": "v" * 1000 for n in range(8)}
+    fields = {"external_id": "CRM-1", "email": "ana@example.com", "dry_run": "1"}
+    answer = httpx.post(relay.url + ENROL, data=fields, headers=headers, timeout=10)
+    assert answer.status_code == 200 and answer.json()["dry_run"] is True
+    assert sum(len(k) + len(v) + 4 for k, v in answer.request.headers.raw) > 8 * 1024
+
+
+def test_relay_sandbox_is_served_with_the_same_limits(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "relay", "sandbox", "--port", "{port}"]
+    sandbox = ServerProcess(argv, {}, "/", log=tmp_path / "sandbox.log").start()
+    try:
+        assert_431(exchange(sandbox.port, head_of(100 * 1024))[0])
+        raw, _ = exchange(sandbox.port, head_of(8 * 1024, path="/", extra="Connection: close\r\n"))
+        assert statuses(raw) == [200]
+    finally:
+        sandbox.stop()
+
+
 # -- the same protocol classes in this process, h11 and httptools ------------------------------
 
 
@@ -280,6 +406,46 @@ def test_both_protocols_answer_pipelined_requests_then_drop_a_stall(in_thread: i
         assert received[sock].count(b"HTTP/1.1 200 OK") == 3
     finally:
         sock.close()
+
+
+def test_both_protocols_hold_heads_to_the_limit_to_the_byte(in_thread: int) -> None:
+    for pieces in (1, 20):  # at once, and a read at a time
+        raw, _ = exchange(in_thread, head_of(HEADER_LIMIT + 1), pieces)
+        assert_431(raw)
+        raw, _ = exchange(in_thread, head_of(HEADER_LIMIT, extra="Connection: close\r\n"), pieces)
+        assert statuses(raw) == [200], raw[:200]
+    assert_431(exchange(in_thread, head_of(100 * 1024))[0])
+    unterminated = head_of(HEADER_LIMIT)[:-4] + PAD_LINE * 100
+    assert_431(exchange(in_thread, unterminated, pieces=100)[0])
+
+
+def test_both_protocols_count_only_the_head(in_thread: int) -> None:
+    # A head just within the limit and a 300 KB body in one write: not refused (405: /healthz
+    # takes no POST).
+    head = head_of(HEADER_LIMIT - 100, "POST", extra="Content-Length: 300000\r\n")
+    raw, _ = exchange(in_thread, head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+                      + b"x" * 300_000)  # fmt: skip
+    assert statuses(raw) == [405]
+    # Pipelined: three heads of 10 KB each in one write, more than the limit together.
+    three = head_of(10_000) * 2 + head_of(10_000, extra="Connection: close\r\n")
+    assert statuses(exchange(in_thread, three)[0]) == [200, 200, 200]
+    # Kept alive: one 15 KB head after another on the same connection, each within the limit.
+    sock = socket.create_connection(("127.0.0.1", in_thread), timeout=5)
+    with sock:
+        for _ in range(4):
+            sock.sendall(head_of(15_000))
+            answer = b""
+            while not answer.endswith(b'{"ok":true}'):
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+def test_both_protocols_answer_pipelined_requests_before_refusing_a_head(in_thread: int) -> None:
+    get = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    unterminated = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + PAD_LINE * 50
+    raw, _ = exchange(in_thread, get + unterminated)
+    assert statuses(raw) == [200, 431]
+    assert_431(raw[raw.index(b"HTTP/1.1 431") :])
 
 
 # -- the body deadline without a Starlette app around it (the demo's sandbox) ------------------
@@ -368,6 +534,15 @@ def test_proxy_settings_and_timeouts_have_sane_defaults() -> None:
                                          "RELAY_BODY_TIMEOUT"))  # fmt: skip
     options = uvicorn_options(plain)
     assert options["proxy_headers"] is False and options["timeout_keep_alive"] == 5.0
+    assert plain.header_limit == HEADER_LIMIT == options["h11_max_incomplete_event_size"]
+    sandbox = server_options()  # `relay sandbox`: the same, with the defaults
+    assert {k: v for k, v in sandbox.items() if k != "http"} == \
+        {k: v for k, v in options.items() if k != "http"}  # fmt: skip
+    assert load_settings({**BASE_ENV, "RELAY_HEADER_LIMIT": "32768"}).header_limit == 32768
+    for wrong in ("512", "0", "lots", "inf", "nan", "2000000"):
+        with pytest.raises(ConfigError) as err:
+            load_settings({**BASE_ENV, "RELAY_HEADER_LIMIT": wrong})
+        assert "RELAY_HEADER_LIMIT" in err.value.problems[0]
 
 
 def login(base: str, forwarded_for: str, password: str = "guess") -> httpx.Response:

@@ -8,11 +8,14 @@ from collections.abc import Mapping
 import uvicorn
 
 from relay.sandbox.app import SandboxConfig, create_sandbox
+from relay.serving import BodyDeadline, server_options
+from relay.settings import Settings
 
 
 def serve_sandbox(host: str, port: int, env: Mapping[str, str]) -> None:
     """Accepts the environment's PassKit credentials when set (so a relay configured with them
-    just points PASSKIT_API_URL here), else made-up ones it prints."""
+    just points PASSKIT_API_URL here), else made-up ones it prints. Served like the relay, with
+    its default timeouts and header limit (relay.serving) and no X-Forwarded-For believed."""
     base_url = f"http://localhost:{port}"
     key = env.get("PASSKIT_API_KEY") or "sandbox-key"
     secret = env.get("PASSKIT_API_SECRET") or "sandbox-secret-" + secrets.token_hex(8)
@@ -25,4 +28,5 @@ def serve_sandbox(host: str, port: int, env: Mapping[str, str]) -> None:
     else:
         print(f"  PASSKIT_API_URL={base_url} PASSKIT_PASS_URL={base_url}/pass \\")
         print(f"  PASSKIT_API_KEY={key} PASSKIT_API_SECRET={secret} relay serve", flush=True)
-    uvicorn.run(create_sandbox(config), host=host, port=port, log_level="warning")
+    app = BodyDeadline(create_sandbox(config), Settings.body_timeout)
+    uvicorn.run(app, host=host, port=port, log_level="warning", **server_options())
