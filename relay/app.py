@@ -31,7 +31,7 @@ from relay.admin.console import Console
 from relay.admin.html import page
 from relay.delivery import utc_now
 from relay.endpoints import Endpoints, new_request_id, request_id_of
-from relay.errors import ClientGone, InternalError, RelayError
+from relay.errors import ClientGone, InternalError, InvalidBody, RelayError
 from relay.services import build_services
 from relay.serving import BodyDeadline, TrustedHop
 from relay.settings import Settings, load_settings
@@ -77,7 +77,12 @@ class AccessLog:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+                # No address of the relay's holds a NUL, and no database column can.
+                refused = InvalidBody("The address holds a NUL character (%00).")
+                await error_response(refused, request_id)(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         except ClientDisconnect:
             status = ClientGone.status
             scope["state"]["log_note"] = "the sender hung up before its request arrived"

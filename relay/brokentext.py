@@ -1,9 +1,11 @@
-"""Lone UTF-16 surrogates: text no encoder can write.
+"""Broken text: lone UTF-16 surrogates, which no encoder can write, and NUL characters, which
+PostgreSQL's text columns cannot hold.
 
-Decoding bytes never makes one, but a JSON escape can (`"\\ud800"`: half of an emoji cut by an
-earlier step). Such text fails wherever it is written: the PassKit call, the answer, the
-database, the log. Senders' fields holding it are refused (`payloads`, `stripe_events`); text
-from elsewhere (PassKit's answers, what the log stores) is mended with U+FFFD.
+Decoding bytes never makes a surrogate, but a JSON escape can (`"\\ud800"`: half of an emoji cut
+by an earlier step); a NUL arrives as `%00` or `\\u0000`. Such text fails wherever it is written:
+the PassKit call, the answer, the database, the log. Senders' fields holding it are refused
+(`payloads`, `stripe_events`); text from elsewhere (PassKit's answers, what the log stores) is
+mended with U+FFFD.
 """
 
 from __future__ import annotations
@@ -12,17 +14,18 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-SURROGATE = re.compile("[\ud800-\udfff]")
-# In raw JSON bytes: only where this escape appears can the decoded value hold a surrogate.
-SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+BROKEN = re.compile("[\x00\ud800-\udfff]")
+# In raw JSON bytes: only where this escape appears can the decoded value hold a surrogate (or,
+# for \u0000, a NUL).
+BROKEN_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 def is_broken(text: str) -> bool:
-    return SURROGATE.search(text) is not None
+    return BROKEN.search(text) is not None
 
 
 def mend_text(text: str) -> str:
-    return SURROGATE.sub("\ufffd", text)
+    return BROKEN.sub("\ufffd", text)
 
 
 def mend(value: Any) -> Any:

@@ -21,18 +21,24 @@ from relay.errors import (
     BodyTooLarge,
     ClientGone,
     InternalError,
+    InvalidBody,
     InvalidToken,
     NotConfigured,
     RelayError,
+    TemplateProblem,
     WrongEndpoint,
 )
 from relay.fields import Fields
 from relay.ids import unique_hex
 from relay.journal import delivery_record, fields_for_log
+from relay.operations import dig
 from relay.payloads import is_yes, parse_payload
 from relay.services import Services
 from relay.store import Source
+from relay.templating import SkipDelivery
 from relay.tokens import Hook
+
+MAX_KEY = 255  # an idempotency key is a record's id, not a record
 
 
 def new_request_id() -> str:
@@ -151,7 +157,18 @@ class Endpoints:
             return await run()  # a read bills nothing and a replay should see fresh data
         answer = await self.s.guard.once(hook.id, key, run)
         answer["request_id"] = request_id  # a replay still answers as this request
+        if answer.get("duplicate") and "external_id" not in answer:
+            answer["external_id"] = self.external_id(hook, fields, received)
         return answer
+
+    def external_id(self, hook: Hook, fields: Fields, received: list[str]) -> str | None:
+        """The external id these fields are sent under: a stored answer is kept without it."""
+        try:
+            request = self.s.relay.prepare(hook, fields, received)
+        except (RelayError, SkipDelivery):
+            return None
+        found = dig(request.json, request.operation.external_id_in_request)
+        return found if isinstance(found, str) else None
 
     async def deliver(self, request: Request, token: str) -> Response:
         started = time.perf_counter()
@@ -174,6 +191,11 @@ class Endpoints:
                 or is_yes(request.headers.get("x-relay-dry-run"))
             )
             key = request.headers.get("idempotency-key", "").strip() or payload.idempotency_key
+            if key and len(key) > MAX_KEY:
+                raise InvalidBody(
+                    f"The idempotency key is {len(key):,} characters long; at most {MAX_KEY}.",
+                    hint="Map the trigger record's id as idempotency_key, not a whole record.",
+                )
             answer = await self.run_hook(hook, payload.fields, payload.received,
                                          request_id=request_id, trace=trace, dry_run=dry_run,
                                          key=key)  # fmt: skip
@@ -251,7 +273,9 @@ class Endpoints:
         try:
             answer = await self.s.guard.once(f"stripe:{hook.id}", str(event["id"]), run)
         except RelayError as exc:
-            if exc.status >= 500:
+            # Stripe retries a 5xx for days: only a failure a retry can cure gets one. A template
+            # that cannot read this event will not read it tomorrow (the log keeps it to replay).
+            if exc.status >= 500 and not isinstance(exc, TemplateProblem):
                 raise
             trace.failed(exc)
             return 200, exc.answer(request_id)
@@ -260,7 +284,7 @@ class Endpoints:
 
     async def hook_by_path(self, request: Request) -> Response:
         token = request.path_params["token"]
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):  # a link checker's HEAD never delivers
             return await self.describe_hook(request, token)
         return await self.deliver(request, token)
 

@@ -171,7 +171,8 @@ class MissingFields(FieldError):
                 f"In Zapier's Data section (or Make's request body) add a row named {rows} and map "
                 "the matching value from an earlier step."
             )
-        super().__init__(message, field=missing[0], hint=hint)
+        # The names a sender used may be anything, even data: logged copies mask them.
+        super().__init__(message, field=missing[0], hint=hint, private=[f"(got: {got})"])
         self.missing = missing
 
     def as_dict(self) -> dict[str, Any]:

@@ -82,18 +82,25 @@ def _one(value: object) -> object:
 _SPACED_GROUPS = re.compile(r"(?<=\d)[\s'’](?=\d{3}(?!\d))")
 _SCIENTIFIC = re.compile(r"(\d+\.?\d*|\.\d+)e[+-]?\d+", re.I)
 # The longest text read as a number: "EUR 1.234.567.890,12 (incl. VAT)" fits with room to spare.
-# Checked before any regex or Decimal work, whose cost grows with the square of the length.
+# Checked before any regex or Decimal work, whose cost can grow with the square of the length.
 MAX_NUMBER_TEXT = 50
+# "Thursday, 27 September 2026 at 19:30:00 Central European Summer Time (CEST)" fits.
+MAX_DATE_TEXT = 100
 # The largest amount of money: beyond any real order, and inside Decimal's 28 digits of cents.
 MAX_MONEY = Decimal(10) ** 15
 
 
-def _numeric_text(value: object, item: str, what: str, hint: str) -> str:
-    """`item` once it is short enough to be read as a number; every numeric filter asks here."""
-    if len(item) > MAX_NUMBER_TEXT:
-        problem = f"is too long to be {what} ({len(item):,} characters; at most {MAX_NUMBER_TEXT})"
+def _short_text(value: object, item: str, what: str, hint: str, limit: int) -> str:
+    """`item` once it is short enough to be read as `what`; every parsing filter asks here
+    before any regex work, so a hostile value costs nothing."""
+    if len(item) > limit:
+        problem = f"is too long to be {what} ({len(item):,} characters; at most {limit})"
         raise _invalid(value, item, problem, hint)
     return item
+
+
+def _numeric_text(value: object, item: str, what: str, hint: str) -> str:
+    return _short_text(value, item, what, hint, MAX_NUMBER_TEXT)
 
 
 def _decimal(text: str, *, dot_groups: bool = False) -> Decimal | None:
@@ -244,6 +251,7 @@ def to_date(value: object, order: str | None = None) -> dict[str, int] | None:
     elif isinstance(item, date):
         day = item
     elif isinstance(item, str):
+        _short_text(value, item, "a date", _DATE_HINT, MAX_DATE_TEXT)
         try:
             day = humandates.parse_date(item, key)
         except humandates.DateProblem as problem:
@@ -270,6 +278,7 @@ def to_datetime(
         elif isinstance(item, int | float) and not isinstance(item, bool):
             moment = humandates.from_unix(item)
         elif isinstance(item, str):
+            _short_text(value, item, "a date and time", _DATETIME_HINT, MAX_DATE_TEXT)
             moment = humandates.parse_datetime(item, zone, end_of_day=end_of_day, order=key)
         else:
             raise humandates.DateProblem("is not a date and time")

@@ -6,9 +6,10 @@ Zapier and Make replay failed and timed-out steps, and every issued pass is bill
   its successful answer is stored and replayed with `"duplicate": true`. Failures are not stored
   (the key is released), so a fixed zap replayed with the same key runs again.
 - A create (enrol, coupon issue, ticket issue) is also keyed by its external id, without any
-  key from the sender: when PassKit answers "already exists" for an external id this relay
-  created, the stored answer is replayed as a duplicate instead of a `conflict` error. A create
-  whose outcome is unknown (PassKit timed out, or the sender hung up mid-call) is remembered as
+  key from the sender: when a create fails and a lookup by its external id finds the record
+  this relay created (never read from PassKit's words: see `relay.delivery`), the stored answer
+  is replayed as a duplicate instead of a `conflict` error. A create whose outcome is unknown
+  (PassKit timed out or answered only 5xx, or the sender hung up mid-call) is remembered as
   `ATTEMPTED`, so its replay recognises the record it may have made.
 - What is stored is only what a replay answers with: the flat answer, PassKit's `result` cut to
   its ids, counts and states. No name, email or phone number is kept here.
@@ -20,6 +21,7 @@ database, wait for the first instead of racing it to PassKit.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import time
@@ -74,7 +76,11 @@ class OnceGuard:
         self.clock = clock
 
     async def claim(self, scope: str, key: str) -> Claim:
-        """A `won` or `done` claim; raises InProgress when the holder never finished."""
+        """A `won` or `done` claim; raises InProgress when the holder never finished.
+
+        The store keeps a digest of the key, never the key: keys hold external ids (an email,
+        a phone number) and whatever a sender maps, and a digest has a fixed length."""
+        key = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         store = await self.store.get()
         claim = await store.claim(scope, key, self.clock(), ttl=self.ttl)
         if claim.busy:
@@ -131,12 +137,14 @@ def replayed_result(result: Any) -> Any:
         return result
     scalar = (str, int, float, bool)
     return {key: value for key, value in result.items()
-            if isinstance(value, scalar) and _REPLAYED_RESULT_KEY.search(key)}  # fmt: skip
+            if isinstance(value, scalar) and _REPLAYED_RESULT_KEY.search(key)
+            and not key.lower().startswith("external")}  # fmt: skip
 
 
 def replay_copy(answer: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored copy of a successful answer: enough to answer a replay, nothing personal."""
-    copy = dict(answer)
+    """The stored copy of a successful answer: enough to answer a replay, nothing personal.
+    The external id (some senders use an email) is not kept: the replay carries it again."""
+    copy = {key: value for key, value in answer.items() if key != "external_id"}
     if "result" in copy:
         copy["result"] = replayed_result(copy["result"])
     return copy

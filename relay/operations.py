@@ -195,19 +195,41 @@ def problems_in(operation: Operation, body: Any) -> Problems:
     return validate(operation.models[call.name], body)
 
 
-def build_request(operation: Operation, body: Any) -> PassKitRequest:
+def _sent_as(path: str, body: Any, fields: Mapping[str, Any]) -> str | None:
+    """The sender's field whose value PassKit's `path` holds, when one plainly does."""
+    value = dig(body, tuple(path.split(".")))
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    wanted = str(value).strip().casefold()
+    for name, given in fields.items():
+        texts = given if isinstance(given, list) else [given]
+        if any(str(text).strip().casefold() == wanted for text in texts):
+            return str(name)
+    return None
+
+
+def build_request(
+    operation: Operation, body: Any, fields: Mapping[str, Any] | None = None
+) -> PassKitRequest:
     """Validate a rendered body against the RPC's input message (PassKit's contract plus the
     relay's additions) and turn it into a request.
 
-    Raises InvalidRequest naming every problem, before anything is sent or billed.
+    Raises InvalidRequest naming every problem, before anything is sent or billed: by the
+    sender's field where its value is plainly the one at fault (`email`, PassKit's
+    person.emailAddress), else by PassKit's path.
     """
     problems = problems_in(operation, body)
     if problems:
-        text = "; ".join(f"{path} {message}" for path, message in problems[:4])
+        named = []
+        for path, message in problems[:4]:
+            field = _sent_as(path, body, fields or {}) if path else None
+            named.append((field, f"{field} {message} (PassKit's {path})" if field else
+                          f"{path} {message}"))  # fmt: skip
+        text = "; ".join(words for _, words in named)
         more = f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""
         raise InvalidRequest(
             f"{text}{more}. The {operation.name} request was not sent.",
-            field=problems[0][0] or None,
+            field=named[0][0] or problems[0][0] or None,
             hint="Check the values mapped in the zap; a dry run shows the request.",
             private=[got[1] for _, message in problems if (got := _GOT.search(message))],
         )

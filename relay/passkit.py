@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from relay import __version__
-from relay.brokentext import SURROGATE_ESCAPE, mend
+from relay.brokentext import BROKEN_ESCAPE, mend
 from relay.errors import (
     PassKitAuth,
     PassKitConflict,
@@ -157,7 +157,7 @@ def _decode(body: bytes) -> Any:
         return {"raw": body.decode("utf-8", "replace")[:500]}
     # A "\ud800" escape decodes to text no encoder can write: the answer, the log and the
     # next step would all fail on it.
-    return mend(value) if SURROGATE_ESCAPE.search(body) else value
+    return mend(value) if BROKEN_ESCAPE.search(body) else value
 
 
 def passkit_message(body: Any) -> str:

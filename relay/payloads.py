@@ -148,24 +148,30 @@ def _declared(media: str) -> str:
     return f" (Content-Type {quote_value(media)})" if media else ""
 
 
+# Codecs Python knows that are not a way to write text: they decode escapes or nothing at all.
+_NOT_CHARSETS = frozenset({"undefined", "punycode", "idna", "unicode-escape", "raw-unicode-escape"})
+
+
 def _charset(params: dict[str, str]) -> str:
     name = params.get("charset", "utf-8")
     try:
-        return codecs.lookup(name).name
+        codec = codecs.lookup(name)
     except LookupError:
         return "utf-8"  # an unknown label is a typo more often than an exotic encoding
+    if not getattr(codec, "_is_text_encoding", True) or codec.name in _NOT_CHARSETS:
+        return "utf-8"  # base64, zlib, rot13…: transforms, not character sets
+    return codec.name
 
 
 def _decode(body: bytes, charset: str, media: str) -> str:
     try:
         text = body.decode(charset)
-    except UnicodeDecodeError as exc:
+    except UnicodeError as exc:
         # Text that merely has a bad byte is a 400; images and other binaries are a 415.
         looks = body.decode("latin-1").lstrip()
         if (media and _is_text(media)) or looks[:1] in ("{", "[") or _FORM.fullmatch(looks.strip()):
             raise InvalidBody(
-                f"The body is not valid {charset.upper()} text "
-                f"(byte 0x{body[exc.start]:02x} at position {exc.start}).",
+                f"The body is not valid {charset.upper()} text{_position(body, exc)}.",
                 hint=_CHARSET_HINT,
             ) from None
         raise UnsupportedMediaType(f"The body is binary, not text{_declared(media)}.") from None
@@ -179,13 +185,21 @@ def _too_many_fields() -> InvalidBody:
     )
 
 
+def _position(body: bytes, exc: UnicodeError) -> str:
+    start = getattr(exc, "start", None)
+    if not isinstance(start, int) or not 0 <= start < len(body):
+        return ""
+    return f" (byte 0x{body[start]:02x} at position {start})"
+
+
 def _read_form(text: str, charset: str) -> list[Pair]:
     try:
         pairs = parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict",
                           max_num_fields=MAX_FIELDS)  # fmt: skip
-    except UnicodeDecodeError as exc:
+    except UnicodeError as exc:
         raise InvalidBody(
-            f"A form value is not valid {charset.upper()} once %-decoded ({exc.reason}).",
+            f"A form value is not valid {charset.upper()} once %-decoded "
+            f"({getattr(exc, 'reason', 'undecodable')}).",
             hint=_CHARSET_HINT,
         ) from None
     except ValueError:  # parse_qsl's "Max number of fields exceeded"
@@ -298,11 +312,13 @@ def _read_multipart(body: bytes, boundary: bytes, charset: str) -> list[Pair]:
         part_charset = _charset(part_params) if "charset" in part_params else charset
         try:  # the CRLF before the next delimiter goes with the rest of the whitespace, later
             pairs.append(((name,), _name(name), chunk[head_end.end() :].decode(part_charset)))
-        except UnicodeDecodeError:
+        except UnicodeError:
+            field = normalise_key(name)
             raise InvalidBody(
                 f"The value is not valid {part_charset.upper()} text.",
-                field=normalise_key(name),
+                field=field,
                 hint=_CHARSET_HINT,
+                private=[field],  # a sender's key, which may be anything
             ) from None
     return pairs
 
@@ -310,7 +326,7 @@ def _read_multipart(body: bytes, boundary: bytes, charset: str) -> list[Pair]:
 def _part_headers(head: bytes, charset: str) -> dict[str, str]:
     try:
         text = head.decode(charset)
-    except UnicodeDecodeError:
+    except UnicodeError:
         message = f"A multipart field name is not valid {charset.upper()} text."
         raise InvalidBody(message, hint=_CHARSET_HINT) from None
     headers: dict[str, str] = {}
@@ -365,14 +381,16 @@ def _refuse_broken_text(name: str, texts: list[str]) -> None:
     """Refuse a field whose name or text holds an unpaired surrogate, naming the field."""
     if is_broken(name):
         shown = mend_text(name)
+        quoted = quote_value(shown)
         raise InvalidField(
-            f"A field name contains a broken character: {quote_value(shown)}.",
+            f"A field name contains a broken character: {quoted}.",
             field=shown,
             hint=_SURROGATE_HINT,
+            private=[quoted, shown],  # a sender's key, which may be anything
         )
     if any(is_broken(text) for text in texts):
         raise InvalidField(
-            "contains a broken character (half of an emoji or other symbol).",
+            "contains a broken character (a NUL, or half of an emoji or other symbol).",
             field=name,
             hint=_SURROGATE_HINT,
         )

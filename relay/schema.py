@@ -368,9 +368,7 @@ class Obj(Spec):
             spec = self.fields.get(key)
             if spec is None:
                 known = ", ".join(self.fields)
-                problems.append(
-                    (prefix + key, f"{UNKNOWN_FIELD} (known: {known})")
-                )
+                problems.append((prefix + key, f"{UNKNOWN_FIELD} (known: {known})"))
             elif item is not None:  # protojson reads null as "not set"
                 spec.check(item, prefix + key, problems)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import stripe
 
-from relay.brokentext import SURROGATE_ESCAPE, holds_broken
+from relay.brokentext import BROKEN_ESCAPE, holds_broken
 from relay.errors import RelayError
 
 TOLERANCE = 300
@@ -95,7 +95,7 @@ def parse_event(payload: bytes) -> dict[str, Any]:
         raise InvalidEvent(f"The signed body nests deeper than {MAX_DEPTH} levels.") from None
     if _depth(event) > MAX_DEPTH:
         raise InvalidEvent(f"The signed body nests deeper than {MAX_DEPTH} levels.")
-    if SURROGATE_ESCAPE.search(payload) and holds_broken(event):
+    if BROKEN_ESCAPE.search(payload) and holds_broken(event):
         raise InvalidEvent("The signed body holds a broken character (an unpaired surrogate).")
     if not isinstance(event, dict) or event.get("object") == "v2.core.event":
         raise InvalidEvent("This is a thin (v2) event; the relay reads snapshot events.")

@@ -151,7 +151,10 @@ FIELDS = st.dictionaries(NAMES, VALUES, max_size=10)
 CONTENT_TYPES = st.sampled_from(
     [None, "application/json", "application/x-www-form-urlencoded", "text/plain",
      "multipart/form-data; boundary=fuzz", "application/json; charset=latin-1",
-     "application/json; charset=utf-16", "application/xml", ";;;=", "text/html; charset=nope"]
+     "application/json; charset=utf-16", "application/xml", ";;;=", "text/html; charset=nope",
+     "application/json; charset=base64", "text/plain; charset=undefined",
+     "application/x-www-form-urlencoded; charset=punycode", "multipart/form-data; boundary=fuzz;"
+     " charset=rot13"]
 )  # fmt: skip
 
 
@@ -251,6 +254,7 @@ LARGE = {
     "1 MiB email": _just_under(b"external_id=x&email=", b"a", b"@example.com"),
     "1 MiB phone": _just_under(b"external_id=x&email=a@b.co&mobile=", b"1 ", b""),
     "1 MiB date": _just_under(b"external_id=x&email=a@b.co&birthday=", b"1/", b"1990"),
+    "1 MiB of ( in a date": _just_under(b"external_id=x&email=a@b.co&birthday=", b"(", b""),
     "JSON nested 500,000 deep": nested(500_000, "array")[: MIB - 2],
     "100,000 repeated keys": b"&".join([b"tag=x"] * 100_000),
     "surrogates everywhere": _just_under(b'{"first_name": "', b"\\ud800", b'"}'),

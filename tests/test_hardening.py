@@ -321,3 +321,122 @@ def test_a_500_keeps_the_connection_and_carries_a_request_id(
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1 and "a bug" not in answer["error"]["message"]
     assert logged(tmp_path / "relay.db", answer["request_id"])["error_code"] == "internal_error"
+
+
+# -- a fresh pair of eyes (review of the above) ---------------------------------------------------
+
+
+def test_a_long_date_is_refused_before_any_regex_work() -> None:
+    for convert in (filters.to_date, filters.to_datetime):
+        began = time.perf_counter()
+        with pytest.raises(InvalidField, match="too long"):
+            convert(FieldValue("(" * 128_000, "birthday"))
+        assert time.perf_counter() - began < 0.01
+
+
+@pytest.mark.parametrize(
+    "charset", ["base64", "hex", "zlib", "bz2", "uu", "quopri", "rot13", "punycode", "undefined"]
+)
+async def test_a_charset_that_is_no_character_set_is_read_as_utf8(
+    relay_client: httpx.AsyncClient, charset: str
+) -> None:
+    hook = mint("member-upsert", **MEMBER)
+    for content_type, body in [
+        (f"application/json; charset={charset}", b'{"external_id": "C-1", "dry_run": "1"}'),
+        (f"application/x-www-form-urlencoded; charset={charset}", b"external_id=C-1&dry_run=1"),
+        ("multipart/form-data; boundary=b", b'--b\r\nContent-Disposition: form-data; name="x"'
+         b"\r\nContent-Type: text/plain; charset=" + charset.encode() + b"\r\n\r\nv\r\n--b--\r\n"),
+    ]:  # fmt: skip
+        answer = await relay_client.post(hook, content=body, headers={"content-type": content_type})
+        assert answer.status_code in (200, 422), answer.text
+
+
+async def test_nul_characters_are_refused_and_every_answer_logged(
+    make_client: Callable[..., httpx.AsyncClient], database_url: str, passkit: respx.MockRouter
+) -> None:
+    """PostgreSQL text cannot hold U+0000: it must never reach a key, a field or the log."""
+    from relay.store import open_store
+
+    route = passkit.post("/members/member").mock(return_value=httpx.Response(200, json={"id": "m"}))
+    store = await open_store(database_url)
+    try:
+        async with make_client(store=store) as client:
+            hook = mint("member-upsert", **MEMBER)
+            answers = [
+                await client.post(hook, content=body, headers={"content-type": kind})
+                for kind, body in [
+                    ("application/x-www-form-urlencoded", b"external_id=N1&a%00b=1"),
+                    ("application/x-www-form-urlencoded", b"external_id=N%001&email=a@b.co"),
+                    ("application/x-www-form-urlencoded",
+                     b"external_id=N1&email=a@b.co&idempotency_key=k%00"),
+                    ("application/json", b'{"external_id": "N1", "email": "a\\u0000@b.co"}'),
+                ]
+            ]  # fmt: skip
+            assert [a.status_code for a in answers] == [422] * 4, [a.text for a in answers]
+            logged = {d.request_id for d in await store.list_deliveries()}
+            assert {a.json()["request_id"] for a in answers} <= logged
+            for address in ("/admin/deliveries?hook=%00", f"{hook}?dry_run=%00"):
+                assert (await client.get(address)).status_code == 400
+    finally:
+        await store.close()
+    assert not route.called
+
+
+async def test_head_on_a_hook_url_never_delivers(
+    make_client: Callable[..., httpx.AsyncClient], passkit: respx.MockRouter, store: Store
+) -> None:
+    route = passkit.post("/members/member").mock(return_value=httpx.Response(200, json={"id": "m"}))
+    async with make_client(store=store) as client:
+        answer = await client.request("HEAD", mint("member-upsert", **MEMBER),
+                                      data={"external_id": "H-1", "email": "a@b.co"})  # fmt: skip
+    assert answer.status_code == 200 and not route.called
+    assert await store.list_deliveries() == []
+
+
+async def test_idempotency_keys_are_stored_as_digests_and_bounded(
+    make_client: Callable[..., httpx.AsyncClient], passkit: respx.MockRouter, tmp_path: Path
+) -> None:
+    from relay.store import open_store
+
+    passkit.post("/members/member").mock(return_value=httpx.Response(200, json={"id": "m"}))
+    database = tmp_path / "keys.db"
+    store = await open_store(f"sqlite:///{database}")
+    try:  # payloads off: the delivery log keeps no external id, so any copy is the key's
+        async with make_client(make_settings(RELAY_LOG_PAYLOADS="off"), store=store) as client:
+            hook = mint("member-enrol", **MEMBER)
+            fields = {"external_id": "mara.quist@example.com", "email": "a@b.co"}
+            first = await client.post(hook, data={**fields, "idempotency_key": "sk_live_KEY17"})
+            again = await client.post(hook, data={**fields, "idempotency_key": "sk_live_KEY17"})
+            long = await client.post(hook, data={**fields, "idempotency_key": "k" * 256})
+    finally:
+        await store.close()
+    assert first.status_code == 200 and again.json()["duplicate"] is True
+    assert long.status_code == 400 and "255" in long.json()["error"]["message"]
+    kept = b"".join(p.read_bytes() for p in tmp_path.glob("keys.db*"))
+    assert b"sk_live_KEY17" not in kept and b"mara.quist@example.com" not in kept
+
+
+def test_the_names_a_sender_used_are_masked_in_the_logged_message() -> None:
+    from relay.errors import MissingFields
+
+    error = MissingFields(["email"], ["external_id", "zeb.quark@example.org"])
+    assert "zeb.quark@example.org" in error.as_dict()["message"]  # the sender sees them
+    assert "zeb.quark" not in error.logged_message()
+
+
+async def test_a_stripe_event_its_template_cannot_read_is_200_not_ok_not_retried(
+    tmp_path: Path, make_client: Callable[..., httpx.AsyncClient], store: Store
+) -> None:
+    (tmp_path / "stripe").mkdir()
+    (tmp_path / "stripe" / "invoice.paid.json.j2").write_text(
+        '{#---\noperation = "members.upsert"\nsummary = "test"\n[params]\nprogram_id = "p"\n'
+        "---#}\n{{ object.lines.data[99].price.id|tojson }}\n"
+    )
+    client = make_client(make_settings(STRIPE_WEBHOOK_SECRET=WHSEC,
+                                       RELAY_TEMPLATES=str(tmp_path)), store=store)  # fmt: skip
+    body = sample("invoice.paid")
+    answer = await client.post(STRIPE, content=body, headers=signed(body))
+    assert answer.status_code == 200 and answer.json()["ok"] is False
+    assert answer.json()["error"]["code"] == "template_error"
+    [record] = await store.list_deliveries()
+    assert record.outcome == "failed" and record.error_code == "template_error"

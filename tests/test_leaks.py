@@ -28,7 +28,10 @@ from .servers import relay_process
 from .test_admin import PASSWORD, token_in
 from .test_stripe import STRIPE, WHSEC, sample, signed
 
+MEMBER = {"program_id": DEMO_PROGRAM_ID, "tier_id": "base", "country": "GB"}
+HOOK_TOKEN = mint("member-upsert", **MEMBER).rsplit("/", 1)[1]  # a working credential
 SECRETS = [
+    HOOK_TOKEN,
     "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
     "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJsZWFrIn0.c2lnbmF0dXJlLXZhbHVl",
@@ -36,7 +39,6 @@ SECRETS = [
 ]
 PERSONAL = ["Marabel", "Quistorp", "marabel.quistorp@example.com", "7700900461", "Díaz"]
 PAYLOAD_COLUMNS = {"request", "passkit_request", "passkit_response"}
-MEMBER = {"program_id": DEMO_PROGRAM_ID, "tier_id": "base", "country": "GB"}
 
 
 def deliveries(relay: str) -> Iterator[tuple[str, dict[str, str]]]:
@@ -60,6 +62,9 @@ def deliveries(relay: str) -> Iterator[tuple[str, dict[str, str]]]:
     yield earn, {"external_id": "Quistorp-404", "points": "5", "notes": "Marabel"}
     enrol = mint("member-enrol", **MEMBER)
     yield enrol, {"external_id": "LEAK-1", **person}  # already exists: PassKit's own words
+    yield upsert, {"external_id": "LEAK-7", **person, "meta_zap": f"{relay}/hooks/{HOOK_TOKEN}"}
+    for odd in ("/", "//hooks/", "/Hooks/", "/hooks//", "/api/hooks/"):  # the access log's path
+        yield odd + HOOK_TOKEN, {"external_id": "LEAK-8"}
 
 
 @pytest.fixture(params=["off", "on"])

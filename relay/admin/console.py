@@ -18,6 +18,7 @@ from relay.admin.charts import Hour, hourly_svg
 from relay.admin.html import page
 from relay.admin.replay import CannotReplay, fields_from_log, replay
 from relay.admin.session import COOKIE, MAX_AGE, LoginLimiter, Session, SessionSigner, csrf_ok
+from relay.brokentext import mend_text
 from relay.endpoints import Endpoints, new_request_id
 from relay.minting import Endpoint, MintError, endpoint, mint, registered
 from relay.store import OUTCOMES, Store
@@ -275,11 +276,12 @@ class Console:
 
 def _text(form: FormData, name: str) -> str:
     value = form.get(name)
-    return value if isinstance(value, str) else ""
+    return mend_text(value) if isinstance(value, str) else ""
 
 
 def _texts(form: FormData) -> dict[str, str]:
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    """The form's text fields, mended: a NUL typed or pasted in cannot reach the database."""
+    return {mend_text(k): mend_text(v) for k, v in form.items() if isinstance(v, str)}
 
 
 def _moment(text: str | None) -> float | None:

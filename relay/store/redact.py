@@ -42,6 +42,7 @@ _SECRET_KEY_PARTS = (
 )
 _SECRET_SHAPES = re.compile(
     r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]*)?"  # JWTs and relay hook tokens
+    r"|(?<![A-Za-z0-9_\-])\.eJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)?"  # zipped
     r"|\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]+"  # Stripe secret and restricted keys
     r"|\bwhsec_[A-Za-z0-9+/=]+"  # Stripe webhook signing secrets
     r"|(?i:\bbearer\s+)[A-Za-z0-9._~+/=\-]+"  # any bearer token
