@@ -2,7 +2,7 @@
 
 Zapier and Make send every field as text typed by people or reformatted by earlier steps, so
 each filter reads the common human spellings (`1,234`, `€12,50`, `yes`, `27/04/1990`,
-`07700 900123`) and returns a plain Python value; the template's output is JSON-encoded.
+`020 7946 0958`) and returns a plain Python value; the template's output is JSON-encoded.
 
 Shared rules: `None` (a declared field that was not sent) and blank text give `None`, so
 optional fields can be written unconditionally; a list of exactly one value is that value.

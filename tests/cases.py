@@ -22,7 +22,7 @@ ANA = {
     "email": "Ana@Example.COM",
     "first_name": "Ana",
     "last_name": "Díaz",
-    "mobile": "07700 900123",
+    "mobile": "020 7946 0958",
     "birthday": "27/04/1990",
 }
 ANA_PERSON = {
@@ -30,7 +30,7 @@ ANA_PERSON = {
     "surname": "Díaz",
     "displayName": "Ana Díaz",
     "emailAddress": "Ana@example.com",
-    "mobileNumber": "+447700900123",
+    "mobileNumber": "+442079460958",
     "dateOfBirth": {"year": 1990, "month": 4, "day": 27},
 }
 BY_EXTERNAL_ID = {"externalId": "CRM-123", "programId": "3iGxtXJd7x9fU2yYWcdBvQ"}

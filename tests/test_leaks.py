@@ -37,13 +37,13 @@ SECRETS = [
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJsZWFrIn0.c2lnbmF0dXJlLXZhbHVl",
     "leaky-bearer-token-9f8e7d",  # sent as "Bearer leaky-bearer-token-9f8e7d"
 ]
-PERSONAL = ["Marabel", "Quistorp", "marabel.quistorp@example.com", "7700900461", "Díaz"]
+PERSONAL = ["Marabel", "Quistorp", "marabel.quistorp@example.com", "2079460461", "Díaz"]
 PAYLOAD_COLUMNS = {"request", "passkit_request", "passkit_response"}
 
 
 def deliveries(relay: str) -> Iterator[tuple[str, dict[str, str]]]:
     """(what, fields) for deliveries that succeed and fail while carrying the values above."""
-    person = {"first_name": "Marabel", "last_name": "Quistorp", "mobile": "07700 900461",
+    person = {"first_name": "Marabel", "last_name": "Quistorp", "mobile": "020 7946 0461",
               "email": "marabel.quistorp@example.com"}  # fmt: skip
     secrets = {"meta_note": SECRETS[0], "meta_signing": SECRETS[1], "meta_jwt": SECRETS[2],
                "meta_auth": f"Bearer {SECRETS[3]}"}  # fmt: skip
@@ -52,7 +52,7 @@ def deliveries(relay: str) -> Iterator[tuple[str, dict[str, str]]]:
     yield upsert, {"external_id": "LEAK-1", **person, "points": "12"}  # an update
     yield upsert, {"external_id": "LEAK-2", **person, "email": "Marabel Quistorp <marabel.q@ex>"}
     yield upsert, {"external_id": "LEAK-3", **person, "points": SECRETS[0]}
-    yield upsert, {"external_id": "LEAK-4", **person, "mobile": "+44 7700 900461 Marabel"}
+    yield upsert, {"external_id": "LEAK-4", **person, "mobile": "+44 20 7946 0461 Marabel"}
     yield upsert, {"external_id": "LEAK-5", **person, "birthday": f"Quistorp {SECRETS[2]}"}
     yield upsert, {"external_id": "LEAK-6", "email": person["email"], "tier": "Marabel-tier"}
     lookup = mint("member-lookup", program_id=DEMO_PROGRAM_ID)
