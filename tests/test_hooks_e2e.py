@@ -10,6 +10,8 @@ import httpx
 import pytest
 import respx
 
+from relay.passkit import JWT_BACKDATE, JWT_REQUEST_LIFETIME
+
 from .cases import CASES, Case
 from .conftest import PASSKIT_KEY, decode_jwt, mint
 
@@ -34,8 +36,9 @@ async def test_delivery_sends_exact_request_and_answers_flat(
     assert (json.loads(sent.content) if sent.content else None) == case.json
     _header, claims, _ = decode_jwt(sent.headers["authorization"])  # bare JWT, no "Bearer"
     assert claims["uid"] == PASSKIT_KEY
-    assert before <= claims["iat"] <= int(time.time())
-    assert claims["exp"] == claims["iat"] + 3600
+    # Minted for this call: issued a little in the past (clock skew), expiring in about a minute.
+    assert before - JWT_BACKDATE <= claims["iat"] <= int(time.time()) - JWT_BACKDATE
+    assert claims["exp"] == claims["iat"] + JWT_REQUEST_LIFETIME
 
     body = answer.json()
     assert body["ok"] is True and body["duplicate"] is False and body["dry_run"] is False
