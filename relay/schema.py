@@ -224,15 +224,11 @@ def _bound(name: str, limit: float) -> Check:
 
 
 def _email(value: Any) -> str | None:
-    from email_validator import EmailNotValidError, validate_email
+    from relay.filters import checked_email  # the one reading of an address PassKit accepts
 
     if not isinstance(value, str):
         return None
-    try:
-        validate_email(value, check_deliverability=False)
-    except EmailNotValidError:
-        return "is not an email address PassKit accepts"
-    return None
+    return checked_email(value)[1]
 
 
 def _coordinate(limit: float) -> Check:
