@@ -35,7 +35,6 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from relay.passkit import mint_jwt  # noqa: E402
 from relay.sandbox import DEMO_PROGRAM_ID  # noqa: E402
 from tests.bench.load import open_loop, wrk, wrk_path  # noqa: E402
 from tests.bench.proxy import CLIENTS  # noqa: E402
@@ -139,10 +138,13 @@ def main() -> None:
         f"Python {platform.python_version()}",
         "quick": args.quick,
     }
-    jwt = mint_jwt(KEY, SECRET, int(time.time()))
-    auth = {"Authorization": jwt}
+    # The direct and bare-proxy runs send a long-lived token: a JWT minted once would be refused
+    # a minute in, as PassKit refuses it. The relay mints its own per call, as in production.
+    token = f"Bearer {secrets.token_urlsafe(24)}"
+    auth = {"Authorization": token}
     sandbox_argv = [sys.executable, "-m", "relay", "sandbox", "--port", "{port}"]
-    sandbox_env = {"PASSKIT_API_KEY": KEY, "PASSKIT_API_SECRET": SECRET}
+    sandbox_env = {"PASSKIT_API_KEY": KEY, "PASSKIT_API_SECRET": SECRET,
+                   "PASSKIT_TOKEN": token.removeprefix("Bearer ")}  # fmt: skip
 
     def run_wrk(url: str, mode: str, headers: dict[str, str] | None = None,
                 duration: float = seconds) -> Any:  # fmt: skip
@@ -159,7 +161,7 @@ def main() -> None:
         for client in CLIENTS:
             reset(sandbox)
             argv = [sys.executable, "-m", "tests.bench.proxy", client, "{port}", sandbox.url,
-                    jwt, DEMO_PROGRAM_ID]  # fmt: skip
+                    token, DEMO_PROGRAM_ID]  # fmt: skip
             with running(ServerProcess(argv, {}, "/enrol", method="OPTIONS", cwd=ROOT)) as proxy:
                 run_wrk(proxy.url + "/enrol", "form", duration=1)  # warm-up
                 clients[client] = run_wrk(proxy.url + "/enrol", "form")
@@ -168,8 +170,8 @@ def main() -> None:
         # 1. Throughput, closed loop, 64 connections.
         reset(sandbox)
         direct = run_wrk(sandbox.url + "/members/member", "json", auth)
-        argv = [sys.executable, "-m", "tests.bench.proxy", "aiohttp", "{port}", sandbox.url, jwt,
-                DEMO_PROGRAM_ID]  # fmt: skip
+        argv = [sys.executable, "-m", "tests.bench.proxy", "aiohttp", "{port}", sandbox.url,
+                token, DEMO_PROGRAM_ID]  # fmt: skip
         proxy = ServerProcess(argv, {}, "/enrol", method="OPTIONS", cwd=ROOT).start()
         relay = relay_server(sandbox, folder).start()
         path = hook_path(relay)
