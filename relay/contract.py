@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ class Rpc:
     stream: bool  # a list: one {"result": …} JSON object per line
     rules: str  # which of PassKit's tag sets checks it: generic, create or update
 
-    @property
+    @cached_property
     def path_fields(self) -> list[str]:
         return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
 

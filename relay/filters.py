@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import Any
 
 import email_validator
@@ -360,6 +361,7 @@ def email(value: object) -> str | None:
     return address
 
 
+@lru_cache(maxsize=1024)  # the filter and the contract's rule read the same address in a row
 def checked_email(text: str) -> tuple[str, str | None]:
     """(the normalised address, None), or (text, why PassKit would refuse it). Shared with the
     contract's `email` rule, so a template that sends an address unfiltered is held to it too."""
