@@ -46,6 +46,9 @@ from .conftest import PASSKIT_KEY, PASSKIT_SECRET, make_settings, mint
 from .servers import serve_in_thread
 
 ANSWER_WITHIN = 0.5  # seconds, per request, on a 2-core CI machine
+# A whole MiB crosses loopback and is read in ~0.1 s on an idle machine; the bound is there to
+# catch work that grows faster than the body (the digits took seconds to hours), not a busy CI.
+LARGE_WITHIN = 1.0
 
 settings.register_profile(
     "relay",
@@ -72,13 +75,15 @@ class Relay:
     database: Path
     client: httpx.Client
 
-    def post(self, template: str, body: bytes, content_type: str | None) -> httpx.Response:
+    def post(
+        self, template: str, body: bytes, content_type: str | None, within: float = ANSWER_WITHIN
+    ) -> httpx.Response:
         headers = {"content-type": content_type} if content_type else {}
         began = time.perf_counter()
         answer = self.client.post(mint(template, **HOOKS[template]), content=body,
                                   headers=headers)  # fmt: skip
         took = time.perf_counter() - began
-        assert took < ANSWER_WITHIN, f"{template} took {took:.3f} s for {len(body):,} bytes"
+        assert took < within, f"{template} took {took:.3f} s for {len(body):,} bytes"
         return answer
 
     def check(self, answer: httpx.Response) -> None:
@@ -266,6 +271,6 @@ def test_largest_costly_bodies_are_refused_or_served_in_time(relay: Relay, name:
     body = LARGE[name]
     assert len(body) <= MIB
     template = "ticket-issue" if "money" in name else "member-upsert"
-    answer = relay.post(template, body, None)
+    answer = relay.post(template, body, None, within=LARGE_WITHIN)
     relay.check(answer)
     assert relay.client.get("/healthz").status_code == 200
