@@ -7,17 +7,27 @@ RelayError that the app renders as the friendly error.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from relay.errors import PassKitNotFound, RelayError, TemplateMissing
+from relay.errors import (
+    InvalidRequest,
+    PassKitConflict,
+    PassKitError,
+    PassKitNotFound,
+    PassKitUnavailable,
+    RelayError,
+    TemplateMissing,
+    quote_value,
+)
 from relay.fields import Fields
 from relay.idempotency import ATTEMPTED, CREATE_SCOPE, OnceGuard, create_key
 from relay.operations import CATALOG, Operation, PassKitRequest, build_request, dig
-from relay.passkit import PassKitAnswer, PassKitClient, passkit_message, raise_for_answer
+from relay.passkit import PassKitAnswer, PassKitClient, error_for_answer, raise_for_answer
 from relay.templating import (
     RequestTemplate,
     SkipDelivery,
@@ -28,6 +38,19 @@ from relay.templating import (
 )
 from relay.tokens import Hook
 
+# "Does it already exist?" is answered by looking, never by PassKit's words: PassKit documents
+# no answer for a duplicate (only 200/400/401/403/404/500/503), so a create that fails for any
+# reason but these is looked up once by its external id. 401/403: the relay's credentials;
+# 404: what the create refers to (program, tier, offer) is missing; 429: rate limited. 5xx are
+# retried by the client and arrive as PassKitUnavailable, which is looked up too (see _attempt).
+NOT_ABOUT_EXISTENCE = frozenset({401, 403, 404, 429})
+# The lookup follows a call that may have used most of RELAY_RETRY_BUDGET: bounded so that,
+# together, they stay inside Zapier's 30 s. A lookup that fails or takes longer finds nothing.
+LOOKUP_TIMEOUT = 5.0
+# How far PassKit's clock may be behind ours when its `created` date says whether a record found
+# after a lost answer is younger than the call that may have made it.
+CLOCK_SKEW = timedelta(minutes=1)
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -35,12 +58,43 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class Sent:
-    """The request PassKit answered (the update, after an upsert's conflict) and its answer."""
+    """The request PassKit answered (the update, when an upsert found the record) and its
+    answer."""
 
     request: PassKitRequest
     answer: PassKitAnswer
     created: bool
     duplicate: bool = False  # a replayed create: PassKit already had it from us
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """A create or upsert sent, and, when it failed, what one lookup by its external id found."""
+
+    started: datetime  # when the create was first sent (the relay's clock)
+    answer: PassKitAnswer | None  # None: every retry ended in a 5xx or found no connection
+    found: PassKitAnswer | None = None  # the record PassKit has: `{"id"}`
+    created: datetime | None = None  # when PassKit says it made that record, if it says
+    unavailable: PassKitUnavailable | None = None  # why there is no answer
+
+    @property
+    def ok(self) -> bool:
+        return self.answer is not None and self.answer.ok
+
+    @property
+    def lost(self) -> bool:
+        """This very call may have made the record it found: an attempt's answer never came (a
+        dropped connection retried, or only 5xx answers: PassKit's "unexpected error" can follow
+        the write), and PassKit does not date the record before the call began."""
+        maybe = self.answer is None or self.answer.attempts > 1
+        return maybe and (self.created is None or self.created >= self.started - CLOCK_SKEW)
+
+    def failure(self, operation: Operation) -> PassKitError:
+        """The create's own failure, as PassKit gave it."""
+        if self.answer is None:
+            assert self.unavailable is not None
+            return self.unavailable
+        return error_for_answer(self.answer, operation)
 
 
 @dataclass
@@ -104,68 +158,121 @@ class Relay:
         update: Callable[[], PassKitRequest] | None = None,
         trace: Trace | None = None,
     ) -> Sent:
-        """Send; when PassKit says the record exists and the operation upserts, send the update
-        built by `update` instead. Creates go through create protection (see `idempotency`)."""
+        """Send. A create or upsert that fails is looked up by its external id (`_attempt`):
+        when PassKit has the record, an upsert sends the update built by `update`, and a create
+        answers with it if it is this relay's (see `_send_create`), else a conflict. Creates go
+        through create protection (see `idempotency`)."""
         operation = request.operation
+        if not (operation.creates or operation.on_conflict):
+            answer = await self._call(request, trace)
+            raise_for_answer(answer, operation)
+            return Sent(request, answer, created=False)
         key = create_key(request) if operation.creates and self.guard else None
         if key is not None:
             return await self._send_create(request, key, trace)
-        answer = await self._call(request, trace)
-        if operation.on_conflict and update and _is_conflict(answer):
+        attempt = await self._attempt(request, trace)
+        if attempt.ok:
+            assert attempt.answer is not None
+            return Sent(request, attempt.answer, created=True)
+        if attempt.found is None:
+            raise attempt.failure(operation)
+        if operation.on_conflict and update is not None:
             request = update()
             answer = await self._call(request, trace)
             raise_for_answer(answer, request.operation)
             return Sent(request, answer, created=False)
-        raise_for_answer(answer, operation)
-        return Sent(request, answer, created=operation.creates or operation.on_conflict is not None)
+        if attempt.lost:  # no store to ask: only this call's own lost attempt counts as ours
+            return Sent(request, attempt.found, created=True)
+        raise _conflict(request)
 
     async def _send_create(self, request: PassKitRequest, key: str, trace: Trace | None) -> Sent:
         assert self.guard is not None
-        claim = await self.guard.claim(CREATE_SCOPE, key)
+        guard = self.guard
+        claim = await guard.claim(CREATE_SCOPE, key)
+        try:
+            attempt = await self._attempt(request, trace)
+        except BaseException:
+            # No answer (timed out, the sender hung up): PassKit may have made it.
+            if claim.won:
+                await guard.remember_attempt(claim)
+            raise
+        if attempt.ok:
+            assert attempt.answer is not None
+            await guard.remember_create(claim, attempt.answer.json)
+            return Sent(request, attempt.answer, created=True)
+        found = attempt.found
+        if found is None:  # PassKit has no such record: its failure stands
+            if claim.won and attempt.answer is None:
+                await guard.remember_attempt(claim)  # 5xx throughout: it may land yet
+            elif claim.won:
+                await guard.release(claim)
+            raise attempt.failure(request.operation)
+        if claim.done and claim.status != ATTEMPTED:
+            # A replay of a create this relay made: answer as the first time did, unless that
+            # pass was deleted since and this record was made elsewhere.
+            stored = json.loads(claim.body or "null")
+            if dig(stored, request.operation.id_in_answer) in (None, found.json["id"]):
+                answer = PassKitAnswer(200, stored, {}, found.attempts)
+                return Sent(request, answer, created=False, duplicate=True)
+        elif claim.done or attempt.lost:
+            # Ours, its answer lost: an earlier delivery's (ATTEMPTED: a replay, so a duplicate)
+            # or an earlier attempt of this very call (so this delivery created it).
+            await guard.remember_create(claim, found.json)
+            return Sent(request, found, created=not claim.done, duplicate=claim.done)
+        if claim.won:
+            await guard.release(claim)
+        raise _conflict(request)
+
+    async def _attempt(self, request: PassKitRequest, trace: Trace | None) -> _Attempt:
+        """Send a create (or an upsert's create); when it fails for a reason that could be "it
+        already exists", look the record up, once."""
+        started = self.clock()
         try:
             answer = await self._call(request, trace)
-        except BaseException:
-            # No answer (timed out, unreachable, the sender hung up): PassKit may have made it.
-            if claim.won:
-                await self.guard.remember_attempt(claim)
-            raise
-        if claim.done and _is_conflict(answer):
-            if claim.status == ATTEMPTED:
-                # An earlier try of this create got no answer but PassKit carried it out: the
-                # record is ours. Answer with it, as a replay.
-                found = await self._find_created(request, trace)
-                if found is not None:
-                    await self.guard.remember_create(claim, found.json)
-                    return Sent(request, found, created=False, duplicate=True)
-            else:
-                # A replay of a create this relay already made: answer as the first time did.
-                stored = PassKitAnswer(200, json.loads(claim.body or "null"), {}, answer.attempts)
-                return Sent(request, stored, created=False, duplicate=True)
-        if _is_conflict(answer) and answer.attempts > 1:
-            # An earlier attempt's answer was lost (connection dropped) but PassKit had carried
-            # it out: the retry's "already exists" is our own create. Answer with it.
-            answer = await self._find_created(request, trace) or answer
-        if answer.ok:
-            await self.guard.remember_create(claim, answer.json)
-        elif claim.won:
-            await self.guard.release(claim)
-        raise_for_answer(answer, request.operation)
-        return Sent(request, answer, created=True)
+        except PassKitUnavailable as unavailable:
+            # 5xx to the end of the retries. PassKit may be down, or answer a duplicate with 500
+            # ("unexpected error") every time: then retrying can never succeed and a 503 would
+            # have Zapier, Make or Stripe replay it for days. One bounded lookup tells them apart.
+            found, created = await self._look_up(request, trace)
+            return _Attempt(started, None, found, created, unavailable)
+        if answer.ok or answer.status in NOT_ABOUT_EXISTENCE:
+            return _Attempt(started, answer)
+        return _Attempt(started, answer, *await self._look_up(request, trace))
 
-    async def _find_created(
+    async def _look_up(
         self, request: PassKitRequest, trace: Trace | None
-    ) -> PassKitAnswer | None:
-        operation = request.operation
-        if operation.find_with is None or request.json is None:
-            return None
-        finder = CATALOG[operation.find_with]
+    ) -> tuple[PassKitAnswer | None, datetime | None]:
+        """The record `request` creates, looked up by its external id (PassKit's documented 200
+        or 404): `{"id"}` and its `created` date, or None when PassKit has none, or when the
+        lookup cannot be made, fails or takes longer than LOOKUP_TIMEOUT. Only a found record
+        replaces the create's exchange in the trace (for the log); otherwise the create's
+        failure is what it shows."""
+        nothing = (None, None)
+        source = _finds_for(request.operation)
+        if source is None or request.json is None or source.find_with is None:
+            return nothing
         found_at = ((name, dig(request.json, tuple(field.split(".")))) for field, name in
-                    operation.find_keys)  # fmt: skip
+                    source.find_keys)  # fmt: skip
         keys = {name: value for name, value in found_at if value is not None}
-        found = await self._call(build_request(finder, keys), trace)
-        if not found.ok or not isinstance(found.json, dict) or "id" not in found.json:
-            return None
-        return PassKitAnswer(200, {"id": found.json["id"]}, found.headers, found.attempts)
+        try:
+            lookup = build_request(CATALOG[source.find_with], keys)
+        except InvalidRequest:
+            return nothing  # e.g. a ticket issued for an eventId: no production to look in
+        budget = min(LOOKUP_TIMEOUT, self.client.settings.passkit_timeout)
+        try:
+            async with asyncio.timeout(budget):
+                found = await self._call(lookup, None)
+        except (PassKitError, TimeoutError):
+            return nothing
+        record = found.json
+        if not (found.ok and isinstance(record, dict) and isinstance(record.get("id"), str)):
+            return nothing
+        if trace is not None:
+            trace.passkit_request = lookup.describe()
+            trace.passkit_status = found.status
+            trace.passkit_response = record
+        answer = PassKitAnswer(200, {"id": record["id"]}, found.headers, found.attempts)
+        return answer, _timestamp(record.get("created"))
 
     async def _call(self, request: PassKitRequest, trace: Trace | None) -> PassKitAnswer:
         if trace is not None:
@@ -248,9 +355,48 @@ class Relay:
         return self.success(sent, request_id=request_id, operation=operation)
 
 
-def _is_conflict(answer: PassKitAnswer) -> bool:
-    if answer.status == 409:
-        return True
-    if answer.status == 400:
-        return "already exist" in passkit_message(answer.json).lower()
-    return False
+def _finds_for(operation: Operation) -> Operation | None:
+    """The operation whose `find_with` looks up what `operation` creates: its own, or for an
+    upsert, the create's it shares its PassKit call with (members.upsert enrols as
+    members.enrol does)."""
+    if operation.find_with:
+        return operation
+    same_call = (op for op in CATALOG.values() if op.find_with and op.creates
+                 and (op.method, op.paths) == (operation.method, operation.paths))  # fmt: skip
+    return next(same_call, None)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp as PassKit writes it (nanoseconds and all), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+_CONFLICT = {
+    "member": ("A member with external id", None),  # None: PassKitConflict's hint (upsert)
+    "coupon": (
+        "A coupon with external id",
+        "Each coupon code is issued once per campaign: map a new external_id for a new coupon.",
+    ),
+    "ticket": (
+        "A ticket with number",
+        "Each ticket number is issued once per production: map a new ticket_number.",
+    ),
+}
+
+
+def _conflict(request: PassKitRequest) -> PassKitConflict:
+    """PassKit has the record this create makes, and this relay did not make it."""
+    operation = request.operation
+    what, hint = _CONFLICT.get(operation.kind or "", ("A record with external id", None))
+    quoted = quote_value(dig(request.json, operation.external_id_in_request))
+    return PassKitConflict(
+        f"{what} {quoted} already exists in PassKit, made outside this relay.",
+        hint=hint,
+        private=[quoted],
+    )

@@ -272,9 +272,17 @@ _SETUP_MISSING = (
 
 def raise_for_answer(answer: PassKitAnswer, operation: Operation) -> None:
     """Turn a non-2xx PassKit answer into the relay error a Zapier/Make user can act on."""
+    if not answer.ok:
+        raise error_for_answer(answer, operation)
+
+
+def error_for_answer(answer: PassKitAnswer, operation: Operation) -> PassKitError:
+    """The relay error for a non-2xx PassKit answer, chosen by its status alone.
+
+    PassKit's words are quoted, never read: whether a record "already exists" is not decided
+    here from a message (PassKit documents no answer for a duplicate); a create's delivery looks
+    the record up instead (`relay.delivery`). A 409 stays a conflict, a 400 a rejection."""
     operation_name = operation.name
-    if answer.ok:
-        return
     message = passkit_message(answer.json)
     quoted = [message]  # PassKit's own words may repeat what was sent: not for the logs
     status = answer.status
@@ -290,7 +298,7 @@ def raise_for_answer(answer: PassKitAnswer, operation: Operation) -> None:
         error = PassKitNotFound(
             f"PassKit has no such record: {message}.", hint=hint, private=quoted
         )
-    elif status == 409 or "already exist" in message.lower():
+    elif status == 409:
         error = PassKitConflict(f"It already exists in PassKit: {message}.", private=quoted)
     elif 400 <= status < 500:
         error = PassKitRejected(
@@ -300,4 +308,4 @@ def raise_for_answer(answer: PassKitAnswer, operation: Operation) -> None:
         error = PassKitUnavailable(
             f"PassKit failed ({status}: {message}).", retry_after=30, private=quoted
         )
-    raise error
+    return error

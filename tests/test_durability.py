@@ -33,6 +33,11 @@ def client(make_client: Callable[..., httpx.AsyncClient], store: Store) -> httpx
 
 
 def enrolled(passkit: respx.MockRouter, *answers: httpx.Response) -> respx.Route:
+    # A failed enrol is looked up by its external id ("already exists" is never read from
+    # PassKit's words): by default PassKit has no such member.
+    passkit.get("/members/member/externalId/p1/CRM-1").mock(
+        return_value=httpx.Response(404, json={"code": 5, "message": "member not found"})
+    )
     route = passkit.post("/members/member")
     if answers:
         route.side_effect = list(answers)
@@ -119,6 +124,9 @@ async def test_replayed_enrol_without_a_key_is_a_duplicate_not_a_second_pass(
 ) -> None:
     conflict = httpx.Response(409, json={"code": 6, "message": "member already exists"})
     enrolled(passkit, httpx.Response(200, json={"id": "m1"}), conflict)
+    passkit.get("/members/member/externalId/p1/CRM-1").mock(
+        return_value=httpx.Response(200, json={"id": "m1", "externalId": "CRM-1"})
+    )
     first = await client.post(ENROL, data=ANA)
     replay = await client.post(ENROL, data=ANA)
     assert first.json()["duplicate"] is False
@@ -130,6 +138,9 @@ async def test_enrol_conflict_with_a_member_the_relay_never_made_is_a_conflict(
     passkit: respx.MockRouter, client: httpx.AsyncClient
 ) -> None:
     enrolled(passkit, httpx.Response(409, json={"code": 6, "message": "member already exists"}))
+    passkit.get("/members/member/externalId/p1/CRM-1").mock(
+        return_value=httpx.Response(200, json={"id": "m9", "externalId": "CRM-1"})
+    )
     answer = await client.post(ENROL, data=ANA)
     assert answer.status_code == 409 and answer.json()["error"]["code"] == "conflict"
     assert "upsert" in answer.json()["error"]["hint"]

@@ -168,6 +168,8 @@ async def test_passkit_answers_become_friendly_errors(
 ) -> None:
     body = SandboxError(grpc, message).body(shape)
     passkit.post("/members/member").mock(return_value=httpx.Response(status, json=body))
+    # A failed enrol is looked up by its external id: here PassKit has no such member.
+    passkit.get("/members/member/externalId/p1/CRM-1").mock(return_value=httpx.Response(404))
     answer = await relay_client.post(ENROL, data=GOOD)
     error = assert_friendly(answer, relay_status, code)
     if quoted:
@@ -181,11 +183,15 @@ async def test_persistent_503_ends_in_503_with_retry_after(
     passkit: respx.MockRouter, make_client
 ) -> None:
     route = passkit.post("/members/member").mock(return_value=httpx.Response(503))
+    # After the retries the relay looks the member up once (a 500 may mean "exists"): down too.
+    lookup = passkit.get("/members/member/externalId/p1/CRM-1").mock(
+        return_value=httpx.Response(503)
+    )
     async with make_client(make_settings(RELAY_RETRY_BUDGET="0.6")) as client:
         answer = await client.post(ENROL, data=GOOD)
     assert_friendly(answer, 503, "passkit_unavailable")
     assert int(answer.headers["retry-after"]) >= 1
-    assert route.call_count >= 2
+    assert route.call_count >= 2 and lookup.call_count >= 1
 
 
 async def test_timeout_becomes_504(

@@ -103,6 +103,10 @@ async def test_upsert_updates_when_member_exists(
     create = passkit.post("/members/member").mock(
         return_value=httpx.Response(409, json={"code": 6, "message": "member already exists"})
     )
+    # Not taken from the 409: the relay looks the member up, and updates the one it finds.
+    lookup = passkit.get("/members/member/externalId/p1/CRM-1").mock(
+        return_value=httpx.Response(200, json={"id": "m1", "externalId": "CRM-1"})
+    )
     update = passkit.put("/members/member").mock(
         return_value=httpx.Response(200, json={"id": "m1"})
     )
@@ -114,7 +118,7 @@ async def test_upsert_updates_when_member_exists(
     body = answer.json()
     assert body["operation"] == "members.upsert" and body["created"] is False
     assert body["id"] == "m1" and body["pass_url"].endswith("/m1")
-    assert create.call_count == 1
+    assert create.call_count == 1 and lookup.call_count == 1
     sent = json.loads(update.calls.last.request.content)
     # On update the default tier is not forced onto an existing member.
     assert sent == {

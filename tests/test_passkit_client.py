@@ -252,7 +252,8 @@ def test_long_lived_token_is_sent_as_bearer() -> None:
         (403, 7, "denied", PassKitAuth, "passkit_auth"),
         (404, 5, "member not found", PassKitNotFound, "not_found"),
         (409, 6, "member already exists", PassKitConflict, "conflict"),
-        (400, 6, "externalId already exists", PassKitConflict, "conflict"),
+        # Status alone: "already exists" is never read from PassKit's words (see test_exists).
+        (400, 6, "externalId already exists", PassKitRejected, "passkit_rejected"),
     ],
 )
 def test_passkit_errors_become_relay_errors(shape, status, grpc, message, error, code) -> None:

@@ -294,3 +294,28 @@ async def test_subscription_lifecycle_against_the_sandbox(
                 elif name == "customer.subscription.updated":
                     assert member()["tierId"] == "gold"  # type: ignore[index]
     assert member() is None
+
+
+@pytest.mark.parametrize("duplicates", ["conflict", "invalid", "internal"])
+async def test_invoice_paid_after_checkout_updates_the_member_however_passkit_refuses(
+    duplicates: str, sandbox: tuple[str, State], tmp_path: Path
+) -> None:
+    """invoice.paid upserts a member checkout.session.completed enrolled: PassKit refuses the
+    create (409, 400 or 500, as it might), the relay looks the member up and updates it."""
+    url, state = sandbox
+    assert httpx.post(f"{url}/_sandbox/faults", json={"duplicates": duplicates}).is_success
+    endpoint = (
+        "/stripe/" + mint("stripe", program_id=DEMO_PROGRAM_ID, tier_id="base").rsplit("/", 1)[1]
+    )
+    # A duplicate answered 500 is retried to the end of the budget before the lookup.
+    budget = {"RELAY_RETRY_BUDGET": "1"} if duplicates == "internal" else {}
+    with relay_on_sandbox(url, tmp_path, STRIPE_WEBHOOK_SECRET=WHSEC, **budget) as relay:
+        async with httpx.AsyncClient(base_url=relay, timeout=30) as client:
+            for name in ("checkout.session.completed", "invoice.paid"):
+                body = sample(name)
+                answer = await client.post(endpoint, content=body, headers=signed(body))
+                assert answer.status_code == 200 and answer.json()["ok"], answer.text
+    assert answer.json()["created"] is False
+    [member] = state.members.values()
+    assert member["externalId"] == "cus_RqW8xZ1aB2"
+    assert member["expiryDate"] == "2026-12-18T11:06:40Z"
