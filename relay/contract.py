@@ -82,7 +82,10 @@ def enum_numbers(name: str) -> dict[str, int]:
 
 
 def _tag(sets: dict[str, str], ruleset: str) -> str:
-    """The tag a rule set reads: its own, else the generic one, else the only one there is."""
+    """The tag a rule set reads: its own, else the generic one, else the only one there is
+    ("types" reads none: PassKit's rules for it were not transcribed)."""
+    if ruleset == "types":
+        return ""
     if ruleset in sets:
         return sets[ruleset]
     if "generic" in sets:
@@ -114,10 +117,13 @@ _SCALAR_SPECS: dict[str, Spec] = {
 
 
 class _Builder:
-    """Turns contract messages into validators for one rule set, each message built once."""
+    """Turns contract messages into validators for one rule set, each message built once.
+    With `relay` the relay's own bounds are added (no empty or endless text); without, only
+    PassKit's (what the sandbox checks)."""
 
-    def __init__(self, ruleset: str) -> None:
+    def __init__(self, ruleset: str, relay: bool = True) -> None:
         self.ruleset = ruleset
+        self.relay = relay
         self.built: dict[str, Obj] = {}
 
     def message(self, name: str) -> Obj:
@@ -165,6 +171,8 @@ class _Builder:
         else:
             kind = entry["type"]
             spec = _SCALAR_SPECS.get(kind) or Num(kind)
+            if not self.relay and isinstance(spec, Str):
+                spec = _ANY_TEXT
         return ListOf(spec) if entry.get("repeated") else spec
 
 
@@ -183,12 +191,14 @@ class _Lazy(Spec):
         self.builder.message(self.name).check(value, path, problems)
 
 
-_BUILDERS: dict[str, _Builder] = {}
+_BUILDERS: dict[tuple[str, bool], _Builder] = {}
+_ANY_TEXT = Str(max_len=2**62, allow_empty=True)
 
 
-def message_spec(name: str, ruleset: str = "generic") -> Obj:
-    """The validator for message `name` under one of PassKit's rule sets."""
-    builder = _BUILDERS.setdefault(ruleset, _Builder(ruleset))
+def message_spec(name: str, ruleset: str = "generic", *, relay: bool = True) -> Obj:
+    """The validator for message `name` under one of PassKit's rule sets (with the relay's own
+    bounds, or `relay=False` for PassKit's alone)."""
+    builder = _BUILDERS.setdefault((ruleset, relay), _Builder(ruleset, relay))
     return builder.message(name)
 
 

@@ -150,7 +150,7 @@ class Relay:
         operation = template.operation
         if updating and operation.on_conflict:
             operation = CATALOG[operation.on_conflict]
-        return build_request(operation, body)
+        return build_request(operation, body, fields)
 
     async def send(
         self,

@@ -78,12 +78,13 @@ class Spec:
 @dataclass(frozen=True)
 class Str(Spec):
     max_len: int = 2000  # the relay's own bound where PassKit publishes none
+    allow_empty: bool = False  # the relay never sends blank text (PassKit would take it)
     expected = "text"
 
     def check(self, value: Any, path: str, problems: Problems) -> None:
         if not isinstance(value, str):
             self._wrong(value, path, problems)
-        elif not value.strip():
+        elif not value.strip() and not self.allow_empty:
             problems.append((path, "must not be empty"))
         elif len(value) > self.max_len:
             problems.append(

@@ -57,6 +57,17 @@ RPCS = {
     "event_tickets.EventTickets.listProductions": "generic",
     "event_tickets.EventTickets.listVenues": "generic",
     "event_tickets.EventTickets.listTicketTypes": "generic",
+    # What the sandbox serves besides: setting up programs, campaigns and events, and reading a
+    # coupon or ticket by id. Types only ("types"): their Go tags are not transcribed.
+    "members.Members.createProgram": "types",
+    "members.Members.createTier": "types",
+    "single_use_coupons.SingleUseCoupons.createCouponCampaign": "types",
+    "single_use_coupons.SingleUseCoupons.createCouponOffer": "types",
+    "single_use_coupons.SingleUseCoupons.getCouponById": "generic",
+    "event_tickets.EventTickets.createProduction": "types",
+    "event_tickets.EventTickets.createVenue": "types",
+    "event_tickets.EventTickets.createTicketType": "types",
+    "event_tickets.EventTickets.getTicketById": "generic",
 }
 # Which of the Go tag sets an RPC is checked with is not published: creates use validateCreate,
 # changes validateUpdate (whose `id` is "-", so a change by external id passes, as PassKit's docs

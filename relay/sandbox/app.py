@@ -6,7 +6,9 @@ is safe), check the credentials, decode the body like grpc-gateway (`proto`), ru
 operation, answer JSON — or an error with the gRPC code's HTTP status, its body in the shape
 chosen (`{"code", "message", "details"}` by default, see `errors.ERROR_SHAPES`).
 Routing happens before authentication, as at the real gateway: an unknown path is a 404 and a
-wrong method a 405 whatever the credentials.
+wrong method a 501 (code 12) whatever the credentials. Routes, request messages and enum numbers
+come from PassKit's contract (relay/passkit_contract.json), so what PassKit's SDK refuses the
+sandbox refuses too, with PassKit's own rules (`validation err: …`).
 
 Not PassKit (no auth, for tests and demos):
 
@@ -32,7 +34,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from relay.sandbox import coupons, distribution, members, messages, pages, tickets
+from relay.contract import Rpc, message_spec, rpc
+from relay.sandbox import coupons, distribution, members, pages, tickets
 from relay.sandbox.auth import authenticate
 from relay.sandbox.errors import (
     ERROR_SHAPES,
@@ -45,8 +48,9 @@ from relay.sandbox.errors import (
     invalid,
 )
 from relay.sandbox.faults import Faults, choose_fault, drop_connection, update_faults
-from relay.sandbox.proto import Message, decode
+from relay.sandbox.proto import contract_message, decode
 from relay.sandbox.state import Clock, Record, State
+from relay.schema import validate
 
 Operation = Callable[[State, Record], Record]
 
@@ -72,46 +76,38 @@ class SandboxConfig:
             raise ValueError(f"error_shape must be one of {', '.join(ERROR_SHAPES)}")
 
 
-# (method, path, request message or None for GET, operation) — passkit-api.md §3–§6.
-API: tuple[tuple[str, str, Message | None, Operation], ...] = (
-    ("POST", "/members/program", messages.PROGRAM, State.create_program),
-    ("POST", "/members/tier", messages.TIER, State.create_tier),
-    ("POST", "/members/member", messages.MEMBER, members.enrol),
-    ("PUT", "/members/member", messages.MEMBER, members.update),
-    ("DELETE", "/members/member", messages.MEMBER, members.delete),
-    ("GET", "/members/member/id/{id}", None, members.get_by_id),
-    (
-        "GET",
-        "/members/member/externalId/{programId}/{externalId}",
-        None,
-        members.get_by_external_id,
-    ),
-    ("PUT", "/members/member/points/earn", messages.EARN_BURN, members.earn),
-    ("PUT", "/members/member/points/burn", messages.EARN_BURN, members.burn),
-    ("PUT", "/members/member/points/set", messages.SET_POINTS, members.set_points),
-    ("PUT", "/members/member/tier", messages.CHANGE_TIER, members.change_tier),
-    ("POST", "/members/member/checkIn", messages.CHECK_IN_OUT, members.check_in),
-    ("POST", "/members/member/checkOut", messages.CHECK_IN_OUT, members.check_out),
-    ("POST", "/coupon/singleUse/campaign", messages.CAMPAIGN, State.create_campaign),
-    ("POST", "/coupon/singleUse/offer", messages.OFFER, State.create_offer),
-    ("POST", "/coupon/singleUse/coupon", messages.COUPON, coupons.create),
-    ("PUT", "/coupon/singleUse/coupon/redeem", messages.COUPON, coupons.redeem),
-    ("DELETE", "/coupon/singleUse/coupon", messages.COUPON, coupons.void),
-    (
-        "GET",
-        "/coupon/singleUse/coupon/externalId/{couponCampaignId}/{externalId}",
-        None,
-        coupons.get_by_external_id,
-    ),
-    ("GET", "/coupon/singleUse/coupon/{id}", None, coupons.get_by_id),
-    ("POST", "/eventTickets/production", messages.PRODUCTION, State.create_production),
-    ("POST", "/eventTickets/venue", messages.VENUE, State.create_venue),
-    ("POST", "/eventTickets/ticketType", messages.TICKET_TYPE, State.create_ticket_type),
-    ("POST", "/eventTickets/ticket", messages.ISSUE_TICKET, tickets.issue),
-    ("PUT", "/eventTickets/ticket/redeem", messages.REDEEM_TICKET, tickets.redeem),
-    ("GET", "/eventTickets/ticket/id/{id}", None, tickets.get_by_id),
-    ("GET", "/eventTickets/ticket/ticketNumber", None, tickets.get_by_number),
-    ("POST", "/distribution/email", messages.EMAIL, distribution.send_email),
+M, C, T = "members.Members.", "single_use_coupons.SingleUseCoupons.", "event_tickets.EventTickets."
+# PassKit's RPCs the sandbox serves. Method, path and request message come from the contract
+# (PassKit's SDK), never from here: only which operation answers each is the sandbox's.
+API: tuple[tuple[str, Operation], ...] = (
+    (M + "createProgram", State.create_program),
+    (M + "createTier", State.create_tier),
+    (M + "enrolMember", members.enrol),
+    (M + "updateMember", members.update),
+    (M + "deleteMember", members.delete),
+    (M + "getMemberRecordById", members.get_by_id),
+    (M + "getMemberRecordByExternalId", members.get_by_external_id),
+    (M + "earnPoints", members.earn),
+    (M + "burnPoints", members.burn),
+    (M + "setPoints", members.set_points),
+    (M + "changeMemberTier", members.change_tier),
+    (M + "checkInMember", members.check_in),
+    (M + "checkOutMember", members.check_out),
+    (C + "createCouponCampaign", State.create_campaign),
+    (C + "createCouponOffer", State.create_offer),
+    (C + "createCoupon", coupons.create),
+    (C + "redeemCoupon", coupons.redeem),
+    (C + "voidCoupon", coupons.void),
+    (C + "getCouponByExternalId", coupons.get_by_external_id),
+    (C + "getCouponById", coupons.get_by_id),
+    (T + "createProduction", State.create_production),
+    (T + "createVenue", State.create_venue),
+    (T + "createTicketType", State.create_ticket_type),
+    (T + "issueTicket", tickets.issue),
+    (T + "redeemTicket", tickets.redeem),
+    (T + "getTicketById", tickets.get_by_id),
+    (T + "getTicketByTicketNumber", tickets.get_by_number),
+    ("io.Distribution.sendWelcomeEmail", distribution.send_email),
 )
 
 
@@ -121,31 +117,35 @@ def error_response(
     return JSONResponse(error.body(shape), status_code=error.status, headers=headers)
 
 
-def _request_message(spec: Message | None, request: Request, body: bytes) -> Record:
+def _request_message(call: Rpc, request: Request, body: bytes) -> Record:
     """grpc-gateway's mapping: the JSON body is the message (`body: "*"`; an empty body is an
-    empty message), or for GET the path and query parameters are its fields."""
-    if spec is None:
-        return dict(request.query_params) | dict(request.path_params)
-    if not body.strip():
-        return {}
-    try:
-        parsed = json.loads(body)
-    except ValueError as exc:
-        raise invalid(f"proto: syntax error: the body is not JSON ({exc})") from None
-    return decode(spec, parsed)
+    empty message), or the path and query parameters are its fields; either way decoded as the
+    RPC's input message, then held to PassKit's validation rules."""
+    sent: Any = dict(request.query_params)
+    if call.body == "*":
+        try:
+            sent = json.loads(body) if body.strip() else {}
+        except ValueError as exc:
+            raise invalid(f"proto: syntax error: the body is not JSON ({exc})") from None
+    if isinstance(sent, dict):
+        sent |= dict(request.path_params)
+    message = decode(contract_message(call.input), sent)  # by JSON name from here on
+    problems = validate(message_spec(call.input, call.rules, relay=False), message)
+    if problems:
+        said = "; ".join(f"{path} {problem}" for path, problem in problems[:4])
+        raise invalid(f"validation err: {said}")
+    return message
 
 
 class ApiCall:
     """One PassKit route as a plain ASGI app, so a fault can act below the HTTP response
     (a dropped connection is not something a Response object can express)."""
 
-    def __init__(
-        self, config: SandboxConfig, state: State, key: str, spec: Message | None, op: Operation
-    ) -> None:
+    def __init__(self, config: SandboxConfig, state: State, call: Rpc, op: Operation) -> None:
         self.config = config
         self.state = state
-        self.key = key  # "METHOD /path/{param}", as counted in GET /_sandbox/state
-        self.spec = spec
+        self.key = f"{call.method} {call.path}"  # as counted in GET /_sandbox/state
+        self.call = call
         self.operation = op
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -191,7 +191,7 @@ class ApiCall:
         # PassKit hands a JWT caller a fresh token on every authenticated call.
         headers = {"X-Passkit-Token": refreshed} if refreshed else None
         try:
-            message = _request_message(self.spec, request, body)
+            message = _request_message(self.call, request, body)
             return JSONResponse(self.operation(self.state, message), headers=headers)
         except SandboxError as error:
             return error_response(error, headers, self.state.error_shape)
@@ -260,15 +260,17 @@ def _admin_routes(state: State) -> list[Route]:
 
 def _routing_error(state: State) -> Callable[[Request, Exception], Awaitable[Response]]:
     async def routing_error(request: Request, exc: Exception) -> Response:
-        """grpc-gateway's answers for an unknown path (404) or a known path's wrong method
-        (405), in the error shape in force."""
+        """grpc-gateway's answers for an unknown path (404, code 5) or a known path's wrong
+        method (501, code 12 UNIMPLEMENTED), in the error shape in force."""
         assert isinstance(exc, HTTPException)
         code, message = {
             404: (NOT_FOUND, "Not Found"),
             405: (UNIMPLEMENTED, "Method Not Allowed"),
         }.get(exc.status_code, (INVALID_ARGUMENT, str(exc.detail)))
-        body: dict[str, Any] = SandboxError(code, message).body(state.error_shape)
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        error = SandboxError(code, message)
+        headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() != "allow"}
+        return JSONResponse(error.body(state.error_shape), status_code=error.status,
+                            headers=headers)  # fmt: skip
 
     return routing_error
 
@@ -284,8 +286,8 @@ def create_sandbox(config: SandboxConfig, *, clock: Clock = time.time) -> Starle
         error_shape=config.error_shape,
     )
     api = [
-        Route(path, ApiCall(config, state, f"{method} {path}", spec, op), methods=[method])
-        for method, path, spec, op in API
+        Route(rpc(name).path, ApiCall(config, state, rpc(name), op), methods=[rpc(name).method])
+        for name, op in API
     ]
     app = Starlette(
         routes=[*api, *_admin_routes(state)],

@@ -8,6 +8,7 @@ the gRPC code; the app renders it. Only the codes the sandbox uses are listed:
       INVALID_ARGUMENT 3     → 400   wrong JSON type, unknown enum name, missing field
       FAILED_PRECONDITION 9  → 400   redeeming twice, burning below zero
       NOT_FOUND 5            → 404   unknown record or route
+      UNIMPLEMENTED 12       → 501   a known path with the wrong method
       ALREADY_EXISTS 6       → 409   duplicate external id / ticket number
       UNAUTHENTICATED 16     → 401   missing, forged or expired credentials
       RESOURCE_EXHAUSTED 8   → 429   fault injection
@@ -41,7 +42,7 @@ HTTP_STATUS = {
     ALREADY_EXISTS: 409,
     RESOURCE_EXHAUSTED: 429,
     FAILED_PRECONDITION: 400,
-    UNIMPLEMENTED: 405,  # grpc-gateway answers a known path with the wrong method this way
+    UNIMPLEMENTED: 501,  # grpc-gateway's answer to a known path with the wrong method
     UNAVAILABLE: 503,
     UNAUTHENTICATED: 401,
 }

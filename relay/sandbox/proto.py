@@ -1,12 +1,15 @@
-"""A small protojson: request bodies decoded, and records rendered, the way grpc-gateway does.
+"""A small protojson: request bodies decoded, and records rendered, the way grpc-gateway does,
+over PassKit's own message definitions (`contract_message`, from relay/passkit_contract.json,
+generated from PassKit's SDK).
 
 PassKit's gateway maps JSON onto proto messages with protojson (passkit-api.md §0), so this
-module mimics the rules a client can trip over:
+module applies the rules a client can trip over:
 
-- fields are known by their lowerCamelCase JSON name or their snake_case proto name; unknown
-  fields are dropped (grpc-gateway v2 sets `DiscardUnknown`); `null` means "not set";
+- fields are known by their lowerCamelCase JSON name or their snake_case proto name; a field
+  the message does not define is refused (`unknown field`), and so is a second member of a
+  oneof; `null` means "not set";
 - strings must be JSON strings, bools JSON booleans; numbers may also be numeric strings;
-  `float` is 32-bit (values are rounded as PassKit stores them), `uint32` is an integer ≥ 0;
+  `float` is 32-bit (values are rounded as PassKit stores them), ints are whole and in range;
 - enums take their name (or number); timestamps are RFC 3339 strings, rendered in UTC `Z`;
 - `map<string,string>` values must be strings.
 
@@ -29,9 +32,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from relay.contract import contract, enum_numbers
 from relay.sandbox.errors import invalid
 
-SCALARS = ("string", "bool", "float", "double", "int32", "uint32")
+SCALARS = ("string", "bool", "float", "double", "int32", "uint32", "int64", "uint64")
+_INT_RANGES = {
+    "int32": (-(2**31), 2**31),
+    "uint32": (0, 2**32),
+    "int64": (-(2**63), 2**63),
+    "uint64": (0, 2**64),
+}
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 _FLOAT32_MAX = 3.4028234663852886e38
 
@@ -51,6 +61,44 @@ class Field:
 class Message:
     name: str
     fields: Mapping[str, Field]
+    oneofs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+# The contract's scalar types as this module's field kinds.
+_KINDS = {
+    "string": "string", "bytes": "string", "Duration": "string", "bool": "bool",
+    "float": "float", "double": "double", "Timestamp": "timestamp",
+    "Struct": "struct", "Value": "struct", "ListValue": "struct",
+    "int32": "int32", "sint32": "int32", "sfixed32": "int32",
+    "uint32": "uint32", "fixed32": "uint32",
+    "int64": "int64", "sint64": "int64", "sfixed64": "int64",
+    "uint64": "uint64", "fixed64": "uint64",
+}  # fmt: skip
+_BUILT: dict[str, Message] = {}
+
+
+def contract_message(name: str) -> Message:
+    """PassKit's message `name` as the contract file describes it (built once)."""
+    if name in _BUILT:
+        return _BUILT[name]
+    entry = contract()["messages"][name]
+    fields: dict[str, Field] = {}
+    oneofs = {group: tuple(members) for group, members in entry.get("oneofs", {}).items()}
+    message = _BUILT[name] = Message(name, fields, oneofs)  # before fields: they may loop back
+    for field_name, spec in entry["fields"].items():
+        fields[field_name] = _contract_field(spec)
+    return message
+
+
+def _contract_field(spec: Mapping[str, Any]) -> Field:
+    repeated = bool(spec.get("repeated"))
+    if "map" in spec:
+        return Field("map" if spec["map"] == "string" else "struct")
+    if "enum" in spec:
+        return Field("enum", enum=enum_numbers(spec["enum"]), repeated=repeated)
+    if "message" in spec:
+        return Field("message", message=contract_message(spec["message"]), repeated=repeated)
+    return Field(_KINDS[spec["type"]], repeated=repeated)
 
 
 def enum(*names: str, numbers: Mapping[str, int] | None = None) -> Field:
@@ -127,13 +175,11 @@ def _number(name: str, kind: str, value: Any) -> float | int:
         raise bad from None
     if not math.isfinite(number):
         raise bad
-    if kind in ("int32", "uint32"):
-        if not number.is_integer() or (kind == "uint32" and number < 0):
+    if kind in _INT_RANGES:
+        low, high = _INT_RANGES[kind]
+        if not number.is_integer() or not low <= number < high:
             raise bad
-        limit = 2**32 if kind == "uint32" else 2**31
-        if not -limit <= number < limit:
-            raise bad
-        return int(number)
+        return int(value) if isinstance(value, int) else int(number)
     if kind == "float":
         if abs(number) > _FLOAT32_MAX:
             raise bad
@@ -193,8 +239,16 @@ def decode(message: Message, body: Any) -> dict[str, Any]:
     decoded: dict[str, Any] = {}
     for key, value in body.items():
         name = known.get(key)
-        if name is None or value is None:
-            continue  # unknown fields are discarded, null means unset
+        if name is None:
+            raise invalid(f'proto: unknown field "{key}" in {message.name}')
+        if value is None:
+            continue  # null means unset
+        for group, members in message.oneofs.items():
+            if name in members and any(other in decoded for other in members):
+                raise invalid(
+                    f"proto: error parsing {_shown(key)}: {message.name} should not have "
+                    f"multiple {group} oneof fields"
+                )
         spec = message.fields[name]
         if spec.repeated:
             if not isinstance(value, list):
@@ -212,6 +266,8 @@ _ZERO: dict[str, Any] = {
     "double": 0,
     "int32": 0,
     "uint32": 0,
+    "int64": "0",  # protojson writes 64-bit integers as strings
+    "uint64": "0",
 }
 
 
@@ -230,7 +286,8 @@ def render(message: Message, record: Mapping[str, Any]) -> dict[str, Any]:
             whole = spec.kind in ("float", "double") and isinstance(value, float)
             out[name] = int(value) if whole and value.is_integer() else value
         elif spec.kind == "enum":
-            out[name] = next(iter(spec.enum))
+            out[name] = next((n for n, number in spec.enum.items() if number == 0),
+                             next(iter(spec.enum)))  # fmt: skip
         elif spec.kind == "map":
             out[name] = {}
         else:
