@@ -19,6 +19,7 @@ import pkgutil
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -287,3 +288,41 @@ def test_the_contract_file_matches_passkit_sdk() -> None:
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "passkit_contract.py"),
                            "--check"], capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- the sandbox agrees with the judge ------------------------------------------------------------
+
+
+def test_the_sandbox_accepts_what_passkit_accepts_and_refuses_what_it_refuses(
+    relay: Relay, sandbox: tuple[str, Any]
+) -> None:
+    """Every request the judge passed above reaches the sandbox's operations (an answer that is
+    not a code-3 refusal: a 404 for a record these inputs never made is fine); every body the
+    judge refuses, the sandbox refuses the way PassKit's gateway does: 400, code 3."""
+    import httpx
+
+    from relay.contract import rpc
+    from relay.passkit import mint_jwt
+
+    from .conftest import PASSKIT_KEY, PASSKIT_SECRET
+
+    def auth() -> dict[str, str]:
+        return {"Authorization": mint_jwt(PASSKIT_KEY, PASSKIT_SECRET, int(time.time()) - 5, 60)}
+
+    accepted, refused = [], []
+    with httpx.Client(base_url=sandbox[0], timeout=10) as client:
+        for template, params, fields in CASES:
+            request = rendered(relay, template, params, fields)
+            answer = client.request(request.method, request.path, json=request.json,
+                                    headers=auth())  # fmt: skip
+            if answer.status_code == 400 and answer.json().get("code") == 3:
+                accepted.append(f"{template} {fields}: {answer.text}")
+        for why, operation, body in REFUSED:
+            call = rpc(CATALOG[operation].rpcs[0])
+            answer = client.request(call.method, call.path, json=body, headers=auth())
+            if answer.status_code != 400 or answer.json() != {
+                "code": 3, "message": answer.json().get("message"), "details": []
+            }:  # fmt: skip
+                refused.append(f"{why}: {answer.status_code} {answer.text}")
+    assert accepted == [], "the sandbox refuses what PassKit accepts"
+    assert refused == [], "the sandbox accepts what PassKit refuses"
