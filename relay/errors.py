@@ -15,7 +15,8 @@
     ├── RateLimited                     429 rate_limited
     ├── WrongEndpoint                   404 wrong_endpoint (a Stripe URL at /hooks, or the reverse)
     ├── TemplateMissing                 404 template_missing (the hook's template was removed)
-    ├── BodyTimeout                     408 body_timeout (the body stalled)
+    ├── BodyTimeout                     408 body_timeout (the body stalled; serving.BodyDeadline)
+    ├── HeadersTooLarge                 431 headers_too_large (over RELAY_HEADER_LIMIT; serving)
     ├── ClientGone                      499 client_gone (the sender hung up mid-body; logged only)
     ├── TemplateProblem                 500 template_error (the operator's template is broken)
     ├── InternalError                   500 internal_error (a bug: logged with its traceback)
@@ -211,7 +212,19 @@ class TemplateMissing(RelayError):
 class BodyTimeout(PayloadError):
     status = 408
     code = "body_timeout"
-    default_hint = "The connection stalled while sending the body; Zapier and Make retry."
+    default_hint = (
+        "Send the whole body at once, as Zapier, Make and Stripe do; the relay closes a "
+        "connection whose body trickles in."
+    )
+
+
+class HeadersTooLarge(PayloadError):
+    status = 431
+    code = "headers_too_large"
+    default_hint = (
+        "Zapier, Make and Stripe send a few KB of headers: look for a long custom header or "
+        "cookie in the request, or ask the relay's operator to raise RELAY_HEADER_LIMIT."
+    )
 
 
 class ClientGone(PayloadError):

@@ -41,7 +41,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http import h11_impl, httptools_impl
 from uvicorn.server import ServerState
 
-from relay.errors import PayloadError
+from relay.errors import BodyTimeout, HeadersTooLarge
 from relay.ids import unique_hex
 from relay.settings import Settings
 
@@ -77,15 +77,6 @@ class HeaderDeadline:
         if not transport.is_closing():
             transport.close()  # sends what is queued first, then closes
             self._timer = loop.call_later(self.seconds, transport.abort)
-
-
-class HeadersTooLarge(PayloadError):
-    status = 431
-    code = "headers_too_large"
-    default_hint = (
-        "Zapier, Make and Stripe send a few KB of headers: look for a long custom header or "
-        "cookie in the request, or ask the relay's operator to raise RELAY_HEADER_LIMIT."
-    )
 
 
 class HeadLimit:
@@ -333,6 +324,7 @@ def server_options(
         "timeout_keep_alive": keep_alive_timeout,
         "proxy_headers": False,
         "access_log": False,
+        "ws": "none",  # no WebSocket routes: no upgrade path to attack
     }
 
 
@@ -349,18 +341,9 @@ def uvicorn_options(settings: Settings, *, http: str = "auto") -> dict[str, Any]
 # -- body: a deadline on reading it --------------------------------------------------------------
 
 
-class BodyTimedOut(PayloadError):
-    status = 408
-    code = "body_timeout"
-    default_hint = (
-        "Send the whole body at once, as Zapier, Make and Stripe do; the relay closes a "
-        "connection whose body trickles in."
-    )
-
-
 class BodyDeadline:
     """ASGI middleware: the relay waits at most `seconds` in all for a request's body (time the
-    app spends between reads is not counted). Past that, reading the body raises `BodyTimedOut`:
+    app spends between reads is not counted). Past that, reading the body raises `BodyTimeout`:
     the app renders it as its usual JSON error, or, if it does not, this middleware answers the
     same 408; either answer carries `Connection: close`, so the server drops the connection."""
 
@@ -375,8 +358,8 @@ class BodyDeadline:
         left = self.seconds
         body_read = expired = started = False
 
-        def timed_out() -> BodyTimedOut:
-            return BodyTimedOut(f"The request body did not arrive within {self.seconds:g} s.")
+        def timed_out() -> BodyTimeout:
+            return BodyTimeout(f"The request body did not arrive within {self.seconds:g} s.")
 
         async def timed_receive() -> Message:
             nonlocal left, body_read, expired
@@ -407,7 +390,7 @@ class BodyDeadline:
 
         try:
             await self.app(scope, timed_receive, send_closing)
-        except BodyTimedOut as exc:
+        except BodyTimeout as exc:
             if started:
                 raise
             request_id = scope.get("state", {}).get("request_id")

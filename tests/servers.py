@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -23,11 +24,15 @@ from .processes import ServerProcess
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, *, http: str = "auto", lifespan: str = "off") -> Iterator[str]:
-    """`app` under uvicorn on a free loopback port; yields its base URL."""
+def serve_in_thread(
+    app: ASGIApp, *, http: Any = "auto", lifespan: str = "off", **options: Any
+) -> Iterator[str]:
+    """`app` under uvicorn on a free loopback port (with more uvicorn `options` if given, e.g.
+    `relay.serving.uvicorn_options`); yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, http=http, ws="none", lifespan=lifespan, log_level="critical")
+    settings = {"http": http, "ws": "none", "lifespan": lifespan, "log_level": "critical"}
+    config = uvicorn.Config(app, **(settings | options))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

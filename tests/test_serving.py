@@ -20,7 +20,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import uvicorn
 from starlette.types import Message, Receive, Scope, Send
 
 from relay.serving import (
@@ -34,7 +33,7 @@ from relay.settings import ConfigError, load_settings
 
 from .conftest import BASE_ENV, make_settings, mint
 from .processes import ServerProcess
-from .servers import relay_process
+from .servers import relay_process, serve_in_thread
 
 HEADER_TIMEOUT = 2.0
 BODY_TIMEOUT = 2.0
@@ -378,22 +377,8 @@ def in_thread(request: pytest.FixtureRequest) -> Iterator[int]:
 
     settings = make_settings(RELAY_HEADER_TIMEOUT="1", RELAY_KEEP_ALIVE_TIMEOUT="1")
     options = uvicorn_options(settings, http=request.param)
-    config = uvicorn.Config(create_app(settings), lifespan="off", log_level="critical", **options)
-    server = uvicorn.Server(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_in_thread(create_app(settings), **options) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def test_both_protocols_answer_pipelined_requests_then_drop_a_stall(in_thread: int) -> None:
