@@ -81,6 +81,9 @@ class Settings:
     body_timeout: float = 20.0  # seconds the relay waits for a request's body in all
     keep_alive_timeout: float = 5.0  # seconds an idle kept-alive connection stays open
     trusted_proxies: int = 0  # proxies in front of the relay appending to X-Forwarded-For
+    # RELAY_PUBLIC_URL was set: without it `public_url` is only `http://localhost:$PORT`, and
+    # the admin console mints URLs at the address the operator's browser used instead.
+    public_url_set: bool = False
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -159,6 +162,7 @@ def load_settings(
     else:
         port = int(port_raw)
 
+    public_url_set = bool((env.get("RELAY_PUBLIC_URL") or "").strip())
     public_url = (env.get("RELAY_PUBLIC_URL") or f"http://localhost:{port}").strip().rstrip("/")
     if not public_url.startswith(("http://", "https://")):
         problems.append(
@@ -285,5 +289,6 @@ def load_settings(
         body_timeout=body_timeout,
         keep_alive_timeout=keep_alive_timeout,
         trusted_proxies=trusted_proxies,
+        public_url_set=public_url_set,
         warnings=tuple(warnings),
     )

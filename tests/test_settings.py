@@ -76,6 +76,7 @@ def test_rotation_keys_and_defaults() -> None:
         "old-key-0123456789",
     ]
     assert settings.public_url == "http://localhost:5000"
+    assert not settings.public_url_set  # the console mints at the browser's address instead
     assert settings.database_url.reveal() == "sqlite:///relay.db"
     assert settings.warnings  # no PassKit credentials: dry runs only
     assert not settings.has_passkit_credentials
@@ -87,3 +88,12 @@ def test_templates_folder_defaults(tmp_path: Path) -> None:
     (tmp_path / "templates").mkdir()
     assert load_settings(env, cwd=tmp_path).templates_dir == tmp_path / "templates"
     assert load_settings(env, cwd=ROOT).templates_dir == ROOT / "templates"
+
+
+def test_public_url_set_only_when_given() -> None:
+    given = load_settings({**BASE_ENV, "RELAY_PUBLIC_URL": " https://passes.example.net/ "})
+    assert given.public_url_set and given.public_url == "https://passes.example.net"
+    unset = {k: v for k, v in BASE_ENV.items() if k != "RELAY_PUBLIC_URL"}
+    for env in (unset, {**unset, "RELAY_PUBLIC_URL": ""}):
+        settings = load_settings(env)
+        assert not settings.public_url_set and settings.public_url == "http://localhost:8000"

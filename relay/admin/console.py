@@ -96,6 +96,13 @@ class Console:
     async def store(self) -> Store:
         return await self.s.store.get()
 
+    def public_base(self, request: Request) -> str:
+        """Where minted URLs point: RELAY_PUBLIC_URL when it is set, else the address the
+        operator's browser used (its Host header; the scheme as the trusted proxy saw it, see
+        relay.serving.TrustedHop), not the `http://localhost:$PORT` fallback."""
+        settings = self.s.settings
+        return settings.public_url if settings.public_url_set else str(request.base_url)
+
     # -- signing in ----------------------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
@@ -174,7 +181,7 @@ class Console:
             form = await request.form()
             name, label = _text(form, "template"), _text(form, "label").strip()
             values = {k[6:]: v for k, v in _texts(form).items() if k.startswith("param:") and v}
-            base = self.s.settings.public_url
+            base = self.public_base(request)
             try:
                 hook, minted, url = mint(self.s.signer, self.s.library, name, values, base)
             except MintError as exc:
