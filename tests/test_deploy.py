@@ -49,6 +49,25 @@ def procfile() -> dict[str, str]:
     return dict(line.split(":", 1) for line in lines if line.strip())  # type: ignore[misc]
 
 
+# Heroku's app.json schema (Dev Center "app.json Schema"; its JSON Schema in heroku-mcp-server
+# forbids other keys): the top-level keys, and the keys one config var may have.
+TOP_LEVEL = {"name", "description", "keywords", "website", "repository", "logo", "success_url",
+             "scripts", "env", "formation", "addons", "buildpacks", "environments", "stack",
+             "image"}  # fmt: skip
+ENV_KEYS = {"description", "value", "required", "generator"}
+
+
+def test_app_json_keeps_to_herokus_schema(app_json: dict[str, Any]) -> None:
+    assert set(app_json) <= TOP_LEVEL
+    assert re.fullmatch(r"[a-zA-Z._-]+", app_json["name"])
+    for name, spec in app_json["env"].items():
+        assert re.fullmatch(r"[A-Z][A-Z0-9_]*", name) and set(spec) <= ENV_KEYS, name
+        assert spec.get("generator", "secret") == "secret", name
+        assert isinstance(spec.get("value", ""), str), name
+    for process, spec in app_json["formation"].items():
+        assert set(spec) <= {"quantity", "size"} and isinstance(spec["quantity"], int), process
+
+
 def test_app_json_has_what_the_deploy_button_needs(app_json: dict[str, Any]) -> None:
     assert app_json["name"] == "passkit-relay" and app_json["description"]
     assert "passkit" in app_json["keywords"]
