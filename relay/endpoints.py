@@ -29,16 +29,42 @@ from relay.errors import (
     WrongEndpoint,
 )
 from relay.fields import Fields
+from relay.idempotency import fields_digest
 from relay.ids import unique_hex
 from relay.journal import delivery_record, fields_for_log
 from relay.operations import dig
-from relay.payloads import is_yes, parse_payload
+from relay.payloads import RESERVED, is_yes, normalise_key, parse_payload
 from relay.services import Services
 from relay.store import Source
 from relay.templating import SkipDelivery
 from relay.tokens import Hook
 
 MAX_KEY = 255  # an idempotency key is a record's id, not a record
+# Query fields a GET of a hook URL may carry and still be a look at the hook, not a delivery:
+# the relay's own switches and what link trackers append.
+HARMLESS_QUERY = {*RESERVED, "format", "ref", "fbclid", "gclid", "mc_cid", "mc_eid"}
+
+
+class MethodNotAllowed(RelayError):
+    status = 405
+    code = "method_not_allowed"
+    default_hint = (
+        "In Zapier pick Webhooks by Zapier › POST (not GET); in Make, set the HTTP module's "
+        "method to POST. GET only shows what the hook does."
+    )
+
+
+def delivery_by_get(request: Request) -> MethodNotAllowed | None:
+    """A GET (or HEAD) carrying fields: Zapier's GET action picked by mistake, which would
+    show the hook's description (a green test) and issue nothing."""
+    names = [normalise_key(name) for name in request.query_params]
+    fields = [n for n in names if n not in HARMLESS_QUERY and not n.startswith("utm_")]
+    if not fields:
+        return None
+    return MethodNotAllowed(
+        f"A {request.method} with fields ({len(fields)}) delivers nothing: hook URLs take "
+        "their fields in a POST (or PUT).",
+    )
 
 
 def new_request_id() -> str:
@@ -155,7 +181,7 @@ class Endpoints:
 
         if not key or dry_run or self.s.relay.template_for(hook).operation.method == "GET":
             return await run()  # a read bills nothing and a replay should see fresh data
-        answer = await self.s.guard.once(hook.id, key, run)
+        answer = await self.s.guard.once(hook.id, key, run, digest=fields_digest(fields))
         answer["request_id"] = request_id  # a replay still answers as this request
         if answer.get("duplicate") and "external_id" not in answer:
             answer["external_id"] = self.external_id(hook, fields, received)
@@ -285,6 +311,10 @@ class Endpoints:
     async def hook_by_path(self, request: Request) -> Response:
         token = request.path_params["token"]
         if request.method in ("GET", "HEAD"):  # a link checker's HEAD never delivers
+            if (refused := delivery_by_get(request)) is not None:
+                self.s.signer.verify(token)  # a wrong URL is still told as such
+                answer = refused.answer(request_id_of(request))
+                return JSONResponse(answer, status_code=405, headers={"Allow": "POST, PUT"})
             return await self.describe_hook(request, token)
         return await self.deliver(request, token)
 

@@ -13,6 +13,10 @@ Zapier and Make replay failed and timed-out steps, and every issued pass is bill
   `ATTEMPTED`, so its replay recognises the record it may have made.
 - What is stored is only what a replay answers with: the flat answer, PassKit's `result` cut to
   its ids, counts and states. No name, email or phone number is kept here.
+- A keyed answer also keeps a SHA-256 digest of the delivery's fields (never the fields): the
+  same key with other fields is a sender mapping a constant as its key, refused with
+  `idempotency_key_reused` instead of answering one person's pass for another. Answers stored
+  before the digest existed replay as before.
 
 Both go through `Store.claim`, so concurrent copies of one delivery, in any process sharing the
 database, wait for the first instead of racing it to PassKit.
@@ -34,11 +38,23 @@ from relay.store import IDEMPOTENCY_TTL, Claim, redact
 from relay.store.handle import StoreHandle
 
 CREATE_SCOPE = "create"
+DIGEST = "fields_sha256"  # in a keyed answer's stored body: the digest of its fields
 ATTEMPTED = 202  # a create's stored status when PassKit may or may not have carried it out
 # The parts of PassKit's answer a replay repeats: identifiers, counts and states, never a person.
 _REPLAYED_RESULT_KEY = re.compile(r"(?i)(?:id|points|status|type|number|count)$")
 # Where a create's container id sits: one external id is unique per program, campaign or type.
 _CONTAINERS = (("programId",), ("campaignId",), ("ticketTypeId",), ("event", "productionId"))
+
+
+class KeyReused(RelayError):
+    """The same idempotency key came back with different fields: not a replay."""
+
+    status = 422
+    code = "idempotency_key_reused"
+    default_hint = (
+        "Map idempotency_key to the id of the record that triggered the zap, not a constant "
+        "(in Make: the trigger module's record id); each record needs its own key."
+    )
 
 
 class InProgress(RelayError):
@@ -47,6 +63,16 @@ class InProgress(RelayError):
     status = 503
     code = "in_progress"
     default_hint = "Zapier and Make retry a 503: the retry gets the first delivery's answer."
+
+
+def fields_digest(fields: Mapping[str, Any]) -> str:
+    """SHA-256 of the flat fields in a canonical order (names sorted): what a keyed answer
+    keeps to tell a replay from another delivery under the same key."""
+    flat = {
+        name: list(map(str, v)) if isinstance(v, list) else str(v) for name, v in fields.items()
+    }
+    canonical = json.dumps(flat, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def create_key(request: PassKitRequest) -> str | None:
@@ -99,19 +125,35 @@ class OnceGuard:
         await asyncio.shield(store.release(claim))
 
     async def once(
-        self, scope: str, key: str, run: Callable[[], Awaitable[dict[str, Any]]]
+        self,
+        scope: str,
+        key: str,
+        run: Callable[[], Awaitable[dict[str, Any]]],
+        *,
+        digest: str | None = None,
     ) -> dict[str, Any]:
-        """The answer of `run()` the first time; its stored copy, marked duplicate, after."""
+        """The answer of `run()` the first time; its stored copy, marked duplicate, after.
+        With `digest` (of the delivery's fields), a stored answer for other fields raises
+        KeyReused: nothing runs, nothing is replayed."""
         claim = await self.claim(scope, key)
         if claim.done:
-            return replayed(claim)
+            answer = replayed(claim)
+            if digest and answer.pop(DIGEST, digest) != digest:  # none stored: kept before
+                raise KeyReused(
+                    "This idempotency key was already used by a delivery with different "
+                    "fields; nothing was sent to PassKit.",
+                    field="idempotency_key",
+                )
+            answer.pop(DIGEST, None)
+            return answer
         try:
             answer = await run()
         except BaseException:
             await self.release(claim)
             raise
         store = await self.store.get()
-        await store.complete(claim, 200, _stored(replay_copy(answer)))
+        stored = replay_copy(answer) | ({DIGEST: digest} if digest else {})
+        await store.complete(claim, 200, _stored(stored))
         return answer
 
     async def remember_attempt(self, claim: Claim) -> None:
@@ -156,5 +198,5 @@ def _stored(value: Any) -> str:
 
 def replayed(claim: Claim) -> dict[str, Any]:
     answer: dict[str, Any] = json.loads(claim.body or "{}")
-    answer["duplicate"] = True
+    answer["duplicate"] = True  # `once` takes DIGEST out: it is never answered
     return answer

@@ -319,3 +319,72 @@ async def test_invoice_paid_after_checkout_updates_the_member_however_passkit_re
     [member] = state.members.values()
     assert member["externalId"] == "cus_RqW8xZ1aB2"
     assert member["expiryDate"] == "2026-12-18T11:06:40Z"
+
+
+def stripe_endpoint(**params: str) -> str:
+    return "/stripe/" + mint("stripe", **params).rsplit("/", 1)[1]
+
+
+@pytest.mark.parametrize("name", ["invoice.paid", "invoice.paid.legacy"])
+async def test_invoice_paid_for_a_new_subscriber_joins_the_tier_of_its_price(
+    name: str, passkit: respx.MockRouter, make_client: Callable[..., httpx.AsyncClient]
+) -> None:
+    """Both samples pay price_1Gold: in `lines.data[].pricing.price_details.price` (2025-03-31
+    and later) and in `lines.data[].price.id` (before)."""
+    route = passkit.post("/members/member").mock(return_value=httpx.Response(200, json={"id": "m"}))
+    client = make_client(make_settings(STRIPE_WEBHOOK_SECRET=WHSEC))
+    prices = "price_9Other=silver, price_1Gold=Platinum"
+    endpoint = stripe_endpoint(program_id=PROGRAM, tier_id="base", tier_for_price=prices)
+    body = sample(name)
+    answer = await client.post(endpoint, content=body, headers=signed(body))
+    assert answer.status_code == 200 and answer.json()["ok"], answer.text
+    assert json.loads(route.calls.last.request.content)["tierId"] == "platinum"
+
+
+@pytest.mark.parametrize(
+    ("line_items", "metadata", "tier"),
+    [
+        ({"object": "list", "data": [{"price": {"id": "price_1Gold"}}]}, {}, "platinum"),
+        ({"object": "list", "data": [{"price": {"id": "price_unmapped"}}]}, {}, "base"),
+        (None, {}, "base"),  # not expanded: the default tier
+        ({"data": [{"price": {"id": "price_1Gold"}}]}, {"passkit_tier": "Silver"}, "silver"),
+    ],
+    ids=["mapped", "unmapped", "no-line-items", "metadata-wins"],
+)
+async def test_checkout_joins_the_tier_of_a_mapped_price_when_the_session_lists_it(
+    line_items: dict[str, Any] | None,
+    metadata: dict[str, str],
+    tier: str,
+    passkit: respx.MockRouter,
+    make_client: Callable[..., httpx.AsyncClient],
+) -> None:
+    route = passkit.post("/members/member").mock(return_value=httpx.Response(200, json={"id": "m"}))
+    client = make_client(make_settings(STRIPE_WEBHOOK_SECRET=WHSEC))
+    endpoint = stripe_endpoint(program_id=PROGRAM, tier_id="base",
+                               tier_for_price="price_1Gold=platinum")  # fmt: skip
+    event = json.loads(sample("checkout.session.completed"))
+    event["data"]["object"]["metadata"] = metadata
+    if line_items is not None:
+        event["data"]["object"]["line_items"] = line_items
+    body = json.dumps(event).encode()
+    answer = await client.post(endpoint, content=body, headers=signed(body))
+    assert answer.status_code == 200 and answer.json()["ok"], answer.text
+    assert json.loads(route.calls.last.request.content)["tierId"] == tier
+
+
+async def test_invoice_paid_moves_an_existing_subscriber_to_the_tier_of_its_price(
+    sandbox: tuple[str, State], tmp_path: Path
+) -> None:
+    """checkout.session.completed issued the pass in the default tier; the invoice for the
+    mapped price moves it (an unmapped price would leave the tier alone)."""
+    url, state = sandbox
+    endpoint = stripe_endpoint(program_id=DEMO_PROGRAM_ID, tier_id="base",
+                               tier_for_price="price_1Gold=gold")  # fmt: skip
+    with relay_on_sandbox(url, tmp_path, STRIPE_WEBHOOK_SECRET=WHSEC) as relay:
+        async with httpx.AsyncClient(base_url=relay, timeout=30) as client:
+            for name, tier in (("checkout.session.completed", "base"), ("invoice.paid", "gold")):
+                body = sample(name)
+                answer = await client.post(endpoint, content=body, headers=signed(body))
+                assert answer.status_code == 200 and answer.json()["ok"], answer.text
+                [member] = state.members.values()
+                assert member["tierId"] == tier
