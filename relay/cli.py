@@ -87,10 +87,44 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from relay.demo import serve_demo
+    from relay.demo import busy_port, serve_demo
 
-    serve_demo(args.host, args.port or int(env.get("PORT", "") or 8000), env)
+    port = args.port or int(env.get("PORT", "") or 8000)
+    problem = busy_port(args.host, port)
+    if problem:  # said before a banner whose URLs could not work
+        print(problem, file=sys.stderr)
+        return 1
+    serve_demo(args.host, port, env)
     return 0
+
+
+def cmd_stripe_sample(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import httpx
+
+    from relay.stripe_samples import SAMPLES, post_sample, sample_event
+
+    if args.event_type not in SAMPLES:
+        print(f"no sample for {args.event_type}; there are: {', '.join(SAMPLES)}", file=sys.stderr)
+        return 2
+    secret = args.secret or env.get("STRIPE_WEBHOOK_SECRET", "").split(",")[0].strip()
+    if not secret.startswith("whsec_"):
+        print("--secret whsec_… (or STRIPE_WEBHOOK_SECRET) is needed to sign the event",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    event = sample_event(args.event_type, customer=args.customer or None, email=args.email,
+                         name=args.name)  # fmt: skip
+    try:
+        answer = post_sample(args.to, secret, event)
+    except httpx.HTTPError as exc:
+        print(f"could not reach {args.to}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.event_type} {event['id']} → HTTP {answer.status_code}")
+    try:
+        print(json.dumps(answer.json(), indent=2, ensure_ascii=False))
+    except ValueError:
+        print(answer.text)
+    ok = answer.is_success and answer.headers.get("content-type", "").startswith("application/json")
+    return 0 if ok and answer.json().get("ok") is not False else 1
 
 
 def cmd_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -278,6 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
     demo.set_defaults(handler=cmd_demo)
+
+    sample = sub.add_parser("stripe-sample", help="post a signed sample Stripe event to a relay")
+    sample.add_argument("event_type", metavar="EVENT_TYPE",
+                        help="checkout.session.completed, invoice.paid or "
+                             "customer.subscription.deleted")  # fmt: skip
+    sample.add_argument("--to", required=True, metavar="URL", help="the relay's /stripe/… URL")
+    sample.add_argument("--secret", default="", metavar="whsec_…",
+                        help="signing secret (default: $STRIPE_WEBHOOK_SECRET)")  # fmt: skip
+    sample.add_argument("--customer", default="", help="Stripe customer id (default: a new one)")
+    sample.add_argument("--email", default="ana@example.com")
+    sample.add_argument("--name", default="Ana Díaz")
+    sample.set_defaults(handler=cmd_stripe_sample)
 
     sandbox = sub.add_parser("sandbox", help="the PassKit sandbox alone (tests, benchmarks)")
     sandbox.add_argument("--host", default="127.0.0.1")

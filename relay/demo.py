@@ -12,9 +12,11 @@ every demo starts clean and leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import errno
 import secrets
 import shlex
 import signal
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -44,12 +46,28 @@ class Demo:
     settings: Settings
     sandbox: SandboxConfig
     base_url: str
+    stripe_secret: str = ""  # the demo's own whsec_…, for `relay stripe-sample --secret`
+
+
+def busy_port(host: str, port: int) -> str | None:
+    """What to say when `port` cannot be bound, before a banner prints URLs that cannot work."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return f"cannot listen on {host}:{port}: {exc.strerror}"
+            return f"port {port} is in use: relay demo --port {port + 10}"
+    return None
 
 
 def demo_config(env: Mapping[str, str], port: int, folder: Path) -> Demo:
     """Settings for a relay pointed at its own sandbox; PassKit credentials are made up here
     because the sandbox checks them like PassKit does."""
     base_url = f"http://localhost:{port}"
+    stripe_secret = "whsec_demo" + secrets.token_hex(16)  # Stripe's samples are signed with it
     sandbox = SandboxConfig(
         api_key="demo-" + secrets.token_hex(4),
         api_secret=secrets.token_urlsafe(24),
@@ -66,8 +84,9 @@ def demo_config(env: Mapping[str, str], port: int, folder: Path) -> Demo:
         "PASSKIT_API_SECRET": sandbox.api_secret,
         "DATABASE_URL": f"sqlite:///{folder / 'relay-demo.db'}",
         "RELAY_ADMIN_PASSWORD": env.get("RELAY_ADMIN_PASSWORD") or secrets.token_urlsafe(9),
+        "STRIPE_WEBHOOK_SECRET": stripe_secret,
     }
-    return Demo(load_settings(demo_env), sandbox, base_url)
+    return Demo(load_settings(demo_env), sandbox, base_url, stripe_secret)
 
 
 def demo_app(demo: Demo) -> Starlette:
@@ -93,20 +112,28 @@ def demo_app(demo: Demo) -> Starlette:
     return app
 
 
-async def mint_demo_hook(settings: Settings, library: TemplateLibrary) -> str:
-    """A registered member-upsert hook URL for the sandbox's demo program."""
-    params = {"program_id": DEMO_PROGRAM_ID, "tier_id": DEMO_TIER_IDS[0]}
+# The Stripe endpoint's price map: `relay stripe-sample invoice.paid` pays this price.
+DEMO_TIER_FOR_PRICE = "price_demo_gold=gold"
+
+
+async def mint_demo_hooks(settings: Settings, library: TemplateLibrary) -> tuple[str, str]:
+    """Registered URLs for the sandbox's demo program: a member-upsert hook and a Stripe
+    endpoint (/stripe/…)."""
+    base = {"program_id": DEMO_PROGRAM_ID, "tier_id": DEMO_TIER_IDS[0]}
     signer = HookSigner([k.reveal() for k in settings.secret_keys])
-    hook, _, url = mint(signer, library, "member-upsert", params, settings.public_url)
+    hook, _, url = mint(signer, library, "member-upsert", base, settings.public_url)
+    stripe_params = {**base, "tier_for_price": DEMO_TIER_FOR_PRICE}
+    stripe_hook, _, stripe_url = mint(signer, library, "stripe", stripe_params, settings.public_url)
     store = await open_store(settings.database_url.reveal())
     try:
         await store.add_hook(registered(hook, "relay demo"))
+        await store.add_hook(registered(stripe_hook, "relay demo: Stripe"))
     finally:
         await store.close()
-    return url
+    return url, stripe_url
 
 
-def banner(demo: Demo, url: str) -> str:
+def banner(demo: Demo, url: str, stripe_url: str = "") -> str:
     # The demo's own throwaway password: printed so the newcomer can sign in.
     password = demo.settings.admin_password.reveal() if demo.settings.admin_password else "-"
     fields = "-d external_id=CRM-1 -d email=ana@example.com -d 'First Name=Ana' -d points=120"
@@ -125,10 +152,26 @@ Try it (Zapier's "Webhooks by Zapier > POST" sends the same form):
 
 The answer's pass_url opens the pass card. Send it again with -d idempotency_key=run-1 twice to
 see a replay answered as a duplicate; leave out email to see a friendly error.
+{stripe_part(demo, stripe_url)}
 
 Hook URL (member-upsert, program {DEMO_PROGRAM_ID}, tier {DEMO_TIER_IDS[0]}):
 {url}
 """
+
+
+def stripe_part(demo: Demo, stripe_url: str) -> str:
+    """The banner's Stripe lines: the command that posts a signed sample event."""
+    if not stripe_url:
+        return ""
+    command = shlex.join(["relay", "stripe-sample", "checkout.session.completed",
+                          "--to", stripe_url, "--secret", demo.stripe_secret])  # fmt: skip
+    return f"""
+Stripe, signed as Stripe signs it (the demo's endpoint and its signing secret):
+
+  {command}
+
+With invoice.paid instead, the sample pays price_demo_gold: the endpoint's tier_for_price maps
+it to gold."""
 
 
 class _Stopped(SystemExit):
@@ -164,9 +207,9 @@ def serve_demo(host: str, port: int, env: Mapping[str, str]) -> None:
         with tempfile.TemporaryDirectory(prefix="relay-demo-") as folder:
             demo = demo_config(env, port, Path(folder))
             app = demo_app(demo)
-            url = asyncio.run(mint_demo_hook(demo.settings, app.state.library))
+            url, stripe_url = asyncio.run(mint_demo_hooks(demo.settings, app.state.library))
             configure_logging()
-            print(banner(demo, url), flush=True)
+            print(banner(demo, url, stripe_url), flush=True)
             uvicorn.run(app, host=host, port=port, log_level="warning",
                         **uvicorn_options(demo.settings))  # fmt: skip
     except _Stopped as stopped:
