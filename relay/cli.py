@@ -17,7 +17,7 @@ from relay import __version__
 from relay.errors import RelayError
 from relay.fields import FieldList, Fields, FieldValue
 from relay.logsetup import configure_logging
-from relay.minting import MintError, mint, registered
+from relay.minting import LiveCheck, MintError, mint, registered, settings_problems
 from relay.payloads import normalise_key
 from relay.settings import ConfigError, Settings, display_url, load_settings, templates_dir
 from relay.store import Store, open_store
@@ -139,8 +139,16 @@ def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     library = _library(settings)
     signer = HookSigner([k.reveal() for k in settings.secret_keys])
     base = args.base_url or settings.public_url
+    # The live look-up of ids at PassKit plugs in here (relay.minting.LiveCheck); --offline
+    # goes without it, and says so.
+    live: LiveCheck | None = None
+    if args.offline:
+        print("relay: --offline: settings checked here only; ids are not looked up at PassKit",
+              file=sys.stderr)  # fmt: skip
     try:
-        hook, target, url = mint(signer, library, args.template, _params(args.param), base)
+        hook, target, url = mint(
+            signer, library, args.template, _params(args.param), base, live=live
+        )
     except MintError as exc:
         for problem in exc.problems:
             print(f"relay: {problem}", file=sys.stderr)
@@ -250,6 +258,8 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     problems += library.problems if library else []
     for template in library.templates.values() if library else ():
         problems += unknown_fields(template)
+    if settings is not None and library is not None and not problems:
+        problems += _hook_problems(settings, library)
     for problem in problems:
         print(f"problem: {problem}")
     if problems or settings is None or library is None:
@@ -260,6 +270,30 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(f"ok: PassKit API at {settings.passkit_api_url}")
     print(f"ok: database {display_url(settings.database_url.reveal())}")
     return 0
+
+
+def _hook_problems(settings: Settings, library: TemplateLibrary) -> list[str]:
+    """One line per registered, unrevoked hook whose settings its template refuses now."""
+
+    async def listed() -> list[str]:
+        store = await open_store(settings.database_url.reveal())
+        try:
+            hooks = await store.list_hooks(include_revoked=False)
+        finally:
+            await store.close()
+        lines = []
+        for hook in hooks:
+            wrong = settings_problems(library, hook.template, hook.params)
+            if wrong:
+                label = f" ({hook.label})" if hook.label else ""
+                lines.append(f"hook {hook.id}{label}, {hook.template}: {wrong}")
+        return lines
+
+    try:
+        return asyncio.run(listed())
+    except Exception as exc:  # noqa: BLE001 - any driver error becomes one readable line
+        where = display_url(settings.database_url.reveal())
+        return [f"cannot read the hooks in the database {where}: {exc}"]
 
 
 def _fields(items: Sequence[str]) -> tuple[Fields, list[str]]:
@@ -335,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     url.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     url.add_argument("--label", default="", help="a note saying where the URL is used")
     url.add_argument("--base-url", default="", help="default: $RELAY_PUBLIC_URL")
+    url.add_argument("--offline", action="store_true",
+                     help="check the settings without looking the ids up at PassKit")  # fmt: skip
     url.set_defaults(handler=cmd_url)
 
     hooks = sub.add_parser("hooks", help="list minted hooks, their use and status")
@@ -347,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations (Heroku release phase)")
     migrate.set_defaults(handler=cmd_migrate)
 
-    check = sub.add_parser("check", help="validate the configuration and every template")
+    check = sub.add_parser("check", help="validate the configuration, every template and the "
+                           "settings of every hook")  # fmt: skip
     check.set_defaults(handler=cmd_check)
 
     render = sub.add_parser("render", help="print the PassKit request a delivery would send")

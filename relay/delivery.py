@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from relay.errors import (
+    HookMisconfigured,
     InvalidRequest,
     PassKitConflict,
     PassKitError,
@@ -33,6 +34,7 @@ from relay.templating import (
     SkipDelivery,
     TemplateLibrary,
     check_fields,
+    check_params_of,
     render,
     resolve_params,
 )
@@ -124,6 +126,10 @@ class Relay:
     client: PassKitClient
     clock: Callable[[], datetime] = utc_now
     guard: OnceGuard | None = None
+    # Each hook's settings checked once (per template and params): None when they are right.
+    _settings_checked: dict[tuple[Any, ...], tuple[str, str] | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def template_for(self, hook: Hook) -> RequestTemplate:
         template = self.library.get(hook.template)
@@ -132,6 +138,19 @@ class Relay:
                 f"This hook's template ({hook.template}) is gone from this relay."
             )
         return template
+
+    def check_settings(self, hook: Hook, template: RequestTemplate) -> None:
+        """HookMisconfigured when a setting of the hook (a param minted before it was checked,
+        such as country=USA) is one its template refuses: every delivery would fail on it, so
+        it is named for the sender before anything is rendered. Ids are left to PassKit."""
+        key = (hook.id, template.name, tuple(sorted(hook.params.items())))
+        if key not in self._settings_checked:
+            if len(self._settings_checked) >= 10_000:
+                self._settings_checked.clear()
+            _, problems = check_params_of(template.params, hook.params, passkit_ids=False)
+            self._settings_checked[key] = (problems[0].name, str(problems[0])) if problems else None
+        if (wrong := self._settings_checked[key]) is not None:
+            raise HookMisconfigured(*wrong)
 
     def prepare(
         self,
@@ -144,6 +163,7 @@ class Relay:
     ) -> PassKitRequest:
         """Check, render and validate: everything short of sending. Raises on any problem."""
         template = self.template_for(hook)
+        self.check_settings(hook, template)
         check_fields(template, fields, received)
         params = resolve_params(template, hook.params)
         body = render(template, fields, params, now=self.clock(), extra=extra, updating=updating)

@@ -18,6 +18,7 @@
     ├── BodyTimeout                     408 body_timeout (the body stalled; serving.BodyDeadline)
     ├── HeadersTooLarge                 431 headers_too_large (over RELAY_HEADER_LIMIT; serving)
     ├── ClientGone                      499 client_gone (the sender hung up mid-body; logged only)
+    ├── HookMisconfigured               422 hook_misconfigured (a hook URL's setting is wrong)
     ├── TemplateProblem                 500 template_error (the operator's template is broken)
     ├── InternalError                   500 internal_error (a bug: logged with its traceback)
     ├── NotConfigured                   503 not_configured (an optional feature lacks its setting)
@@ -242,6 +243,25 @@ class InternalError(RelayError):
 
     def __init__(self) -> None:
         super().__init__("The relay hit an unexpected error; it has been logged.")
+
+
+class HookMisconfigured(RelayError):
+    """A setting (param) of the hook URL that its template refuses: the operator's mistake at
+    minting time, answered before anything is rendered."""
+
+    status = 422
+    code = "hook_misconfigured"
+
+    def __init__(self, setting: str, problem: str) -> None:
+        plain = setting.replace("_", " ")
+        super().__init__(
+            f"This hook's settings are wrong; ask whoever runs the relay to fix the {plain} "
+            "setting.",
+            field=setting,
+            hint=f"For the relay's operator: {problem}. Mint a new URL with --param "
+            f"{setting}=… and revoke this one; `relay check` lists every such hook.",
+        )
+        self.setting = setting
 
 
 class TemplateProblem(RelayError):

@@ -1,6 +1,10 @@
 """Minting hook URLs: which params a template (or the Stripe endpoint) takes, checked before a
 URL is signed, so a URL never leaves the relay missing what its deliveries will need.
 
+Each value is checked by its template's declaration (`kind`, see relay.templating: a country
+the phone library knows, one of a param's choices, the shape of a PassKit id) and stored
+normalised (`mdy` → `MDY`); `relay check` re-checks every registered hook the same way.
+
 Shared by `relay url`, the demo and the admin console. `stripe` is not a template but the Stripe
 endpoint: its URL carries the params every `templates/stripe/*` template may use.
 """
@@ -8,12 +12,12 @@ endpoint: its URL carries the params every `templates/stripe/*` template may use
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from relay.store import HookRecord
 from relay.stripe_events import PARAMS_TEMPLATE, TEMPLATE_PREFIX
-from relay.templating import ParamSpec, TemplateLibrary
+from relay.templating import ParamSpec, TemplateLibrary, check_params_of
 from relay.tokens import Hook, HookSigner, hook_url, new_hook_id
 
 
@@ -50,8 +54,17 @@ def endpoint(library: TemplateLibrary, name: str) -> Endpoint:
     return Endpoint(name, template.summary, template.params, "hooks")
 
 
-def check_params(target: Endpoint, given: Mapping[str, str]) -> None:
-    problems = []
+# The live part of minting: the problems with `params` that only PassKit's account can tell
+# (a program or tier id that does not exist there), each listing what exists. `relay url
+# --offline` goes without it.
+LiveCheck = Callable[[Endpoint, Mapping[str, str]], list[str]]
+
+
+def check_params(target: Endpoint, given: Mapping[str, str]) -> dict[str, str]:
+    """`given` as the hook will carry it (values normalised); MintError listing every problem,
+    each with what would be accepted."""
+    checked, wrong = check_params_of(target.params, given)
+    problems = [str(problem) for problem in wrong]
     unknown = sorted(set(given) - set(target.params))
     if unknown:
         known = ", ".join(target.params) or "none"
@@ -61,6 +74,22 @@ def check_params(target: Endpoint, given: Mapping[str, str]) -> None:
             problems.append(f"--param {spec.name}=… is required: {spec.help}")
     if problems:
         raise MintError(problems)
+    return checked
+
+
+def settings_problems(library: TemplateLibrary, template: str, params: Mapping[str, str]) -> str:
+    """What is wrong with a registered hook's settings ("" when nothing is), checked as
+    minting checks them now: for `relay check`, about hooks minted before it did."""
+    try:
+        target = endpoint(library, template)
+    except MintError:
+        return f"its template {template} is gone from this relay"
+    _, wrong = check_params_of(target.params, params)
+    problems = [f"{problem}; mint a new URL with --param {problem.name}=…" for problem in wrong]
+    for spec in target.params.values():
+        if spec.required and spec.default is None and not params.get(spec.name):
+            problems.append(f"it has no {spec.name}; mint a new URL with --param {spec.name}=…")
+    return "; ".join(problems)
 
 
 def registered(hook: Hook, label: str = "") -> HookRecord:
@@ -69,10 +98,19 @@ def registered(hook: Hook, label: str = "") -> HookRecord:
 
 
 def mint(
-    signer: HookSigner, library: TemplateLibrary, name: str, params: Mapping[str, str], base: str
+    signer: HookSigner,
+    library: TemplateLibrary,
+    name: str,
+    params: Mapping[str, str],
+    base: str,
+    *,
+    live: LiveCheck | None = None,
 ) -> tuple[Hook, Endpoint, str]:
-    """A new hook for `name` with `params`, and its URL under `base`; MintError if refused."""
+    """A new hook for `name` with `params`, and its URL under `base`; MintError if refused.
+    With `live`, the ids are also looked up at PassKit once everything else is right."""
     target = endpoint(library, name)
-    check_params(target, params)
-    hook = Hook(id=new_hook_id(), template=target.name, params=dict(params))
+    checked = check_params(target, params)
+    if live is not None and (problems := live(target, checked)):
+        raise MintError(problems)
+    hook = Hook(id=new_hook_id(), template=target.name, params=checked)
     return hook, target, hook_url(base, signer.mint(hook), kind=target.kind)

@@ -25,7 +25,14 @@ from typing import Any, NoReturn
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from relay.errors import InvalidRequest, MissingFields, RelayError, TemplateProblem
+from relay import phones
+from relay.errors import (
+    InvalidRequest,
+    MissingFields,
+    RelayError,
+    TemplateProblem,
+    quote_value,
+)
 from relay.fields import Fields
 from relay.filters import FILTERS
 from relay.operations import CATALOG, Operation
@@ -62,6 +69,101 @@ class ParamSpec:
     required: bool = True
     default: str | None = None
     example: str = ""
+    kind: str = "text"  # one of PARAM_KINDS: what a value must look like, checked at minting
+    choices: tuple[str, ...] = ()  # kind "choice": the values allowed (matched in any case)
+
+
+# What a hook param's value may be. A template declares `kind` (and `choices`) under
+# [params.NAME]; a param declared without one gets the kind of its well-known name, else "text".
+PARAM_KINDS = ("text", "country", "choice", "passkit_id", "tier_id", "currency", "price_tiers")
+WELL_KNOWN_PARAMS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "country": ("country", ()),
+    "date_order": ("choice", ("DMY", "MDY")),
+    "program_id": ("passkit_id", ()),
+    "campaign_id": ("passkit_id", ()),
+    "offer_id": ("passkit_id", ()),
+    "production_id": ("passkit_id", ()),
+    "venue_id": ("passkit_id", ()),
+    "ticket_type_id": ("passkit_id", ()),
+    "tier_id": ("tier_id", ()),
+    "currency": ("currency", ()),
+    "tier_for_price": ("price_tiers", ()),
+}
+# Kinds only PassKit can judge for sure: their shape is checked when a URL is minted and by
+# `relay check`, while a delivery leaves them to PassKit (which names a missing id itself).
+PASSKIT_KINDS = frozenset({"passkit_id"})
+_PASSKIT_ID = re.compile(r"[0-9A-Za-z]{22}")  # base62, as PassKit's ids (and the sandbox's)
+_TIER_ID = re.compile(r"[^\s,=]+")
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
+
+
+class ParamProblem(ValueError):
+    """A hook param's value its template's declaration refuses; `str()` says what to change."""
+
+    def __init__(self, name: str, text: str) -> None:
+        super().__init__(text)
+        self.name = name
+
+
+def _either(choices: tuple[str, ...]) -> str:
+    return " or ".join([", ".join(choices[:-1]), choices[-1]] if len(choices) > 1 else choices)
+
+
+def check_param(spec: ParamSpec, value: str) -> str:
+    """`value` as the hook stores it (`mdy` → `MDY`), or ParamProblem listing what is valid."""
+    text = value.strip()
+    shown = f"{spec.name} {quote_value(value)}"
+    if spec.kind == "country":
+        try:
+            phones.region(text)
+        except ValueError:
+            raise ParamProblem(spec.name, f"{shown} is not a country the phone library knows: "
+                               "use an ISO code such as US or GB") from None  # fmt: skip
+        return text.upper()
+    if spec.kind == "choice":
+        for choice in spec.choices:
+            if text.casefold() == choice.casefold():
+                return choice
+        raise ParamProblem(spec.name, f"{shown} must be {_either(spec.choices)}")
+    if spec.kind == "passkit_id" and not _PASSKIT_ID.fullmatch(text):
+        raise ParamProblem(spec.name, f"{shown} is not a PassKit id: those are 22 letters and "
+                           "digits, as PassKit's portal shows them")  # fmt: skip
+    if spec.kind == "tier_id" and not _TIER_ID.fullmatch(text):
+        raise ParamProblem(spec.name, f"{shown} is not a tier id: one word with no spaces, "
+                           "such as base or gold")  # fmt: skip
+    if spec.kind == "currency":
+        if not _CURRENCY.fullmatch(text):
+            raise ParamProblem(spec.name, f"{shown} is not a currency: use its 3-letter ISO 4217 "
+                               "code, such as GBP, USD or EUR")  # fmt: skip
+        return text.upper()
+    if spec.kind == "price_tiers":
+        pairs = [part.strip().partition("=") for part in text.split(",") if part.strip()]
+        if not pairs or not all(
+            sep and _TIER_ID.fullmatch(price.strip()) and _TIER_ID.fullmatch(tier.strip())
+            for price, sep, tier in pairs
+        ):
+            raise ParamProblem(spec.name, f"{shown} must be price=tier pairs separated by "
+                               "commas, such as price_1AbC=gold,price_2DeF=silver")  # fmt: skip
+    return text
+
+
+def check_params_of(
+    specs: Mapping[str, ParamSpec], given: Mapping[str, str], *, passkit_ids: bool = True
+) -> tuple[dict[str, str], list[ParamProblem]]:
+    """`given` with each declared param's value checked and normalised, and every problem
+    found (empty values are left alone: the declared default applies). Without `passkit_ids`,
+    ids are not looked at (a delivery leaves them to PassKit)."""
+    checked = dict(given)
+    problems: list[ParamProblem] = []
+    for name, value in given.items():
+        spec = specs.get(name)
+        if spec is None or not value or (not passkit_ids and spec.kind in PASSKIT_KINDS):
+            continue
+        try:
+            checked[name] = check_param(spec, value)
+        except ParamProblem as problem:
+            problems.append(problem)
+    return checked, problems
 
 
 @dataclass(frozen=True)
@@ -181,18 +283,34 @@ def _parse_front_matter(name: str, source: str) -> dict[str, Any]:
 
 
 def _param_spec(name: str, raw: Any) -> ParamSpec:
+    kind, choices = WELL_KNOWN_PARAMS.get(name, ("text", ()))
     if isinstance(raw, str):
-        return ParamSpec(name, help=raw)
-    if isinstance(raw, dict):
-        default = raw.get("default")
-        return ParamSpec(
-            name,
-            help=str(raw.get("help", "")),
-            required=bool(raw.get("required", default is None)),
-            default=None if default is None else str(default),
-            example=str(raw.get("example", "")),
-        )
-    raise ValueError(f"param {name} must be a help text or a table")
+        return ParamSpec(name, help=raw, kind=kind, choices=choices)
+    if not isinstance(raw, dict):
+        raise ValueError(f"param {name} must be a help text or a table")
+    default = raw.get("default")
+    if "kind" in raw:
+        kind, choices = str(raw["kind"]), ()
+    if kind not in PARAM_KINDS:
+        raise ValueError(f"param {name}: kind {kind!r} is not one of: {', '.join(PARAM_KINDS)}")
+    listed = raw.get("choices", choices)
+    if not isinstance(listed, list | tuple) or (kind == "choice") != bool(listed):
+        raise ValueError(f'param {name}: a list of choices goes with kind = "choice", and only')
+    spec = ParamSpec(
+        name,
+        help=str(raw.get("help", "")),
+        required=bool(raw.get("required", default is None)),
+        default=None if default is None else str(default),
+        example=str(raw.get("example", "")),
+        kind=kind,
+        choices=tuple(str(c) for c in listed),
+    )
+    if spec.default:
+        try:
+            check_param(spec, spec.default)
+        except ParamProblem as problem:
+            raise ValueError(f"param {name}'s default: {problem}") from None
+    return spec
 
 
 def _build(name: str, path: Path, meta: dict[str, Any], jinja: Template) -> RequestTemplate:

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.anyio
 
 PASSWORD = "correct horse battery staple"
 ENROL = mint("member-enrol", program_id="p1", tier_id="base")
+PROGRAM = "3iGxtXJd7x9fU2yYWcdBvQ"  # minting checks the shape of PassKit ids: 22 characters
 JWT = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
 
 
@@ -125,13 +126,13 @@ async def test_mint_revoke_and_logout(admin: httpx.AsyncClient, store: Store) ->
     assert missing.status_code == 422 and "program_id" in missing.text
     minted = await admin.post("/admin/hooks/new", data={
         "csrf": csrf, "template": "member-upsert", "label": "HubSpot",
-        "param:program_id": "p1", "param:tier_id": "base"})  # fmt: skip
+        "param:program_id": PROGRAM, "param:tier_id": "base"})  # fmt: skip
     assert minted.status_code == 200 and "Webhooks by Zapier" in minted.text
     assert "HTTP › Make a request" in minted.text
     url = re.search(r'id="minted-url">([^<]+)<', minted.text).group(1)  # type: ignore[union-attr]
     assert url.startswith("https://relay.example.com/hooks/")
     [hook] = await store.list_hooks()
-    assert hook.label == "HubSpot" and hook.params == {"program_id": "p1", "tier_id": "base"}
+    assert hook.label == "HubSpot" and hook.params == {"program_id": PROGRAM, "tier_id": "base"}
 
     confirm = await admin.get(f"/admin/hooks/{hook.id}/revoke")
     assert "cannot be undone" in confirm.text
@@ -215,12 +216,12 @@ async def test_replay_runs_the_delivery_again(
     route.side_effect = [httpx.Response(400, json={"code": 3, "message": "tier gold missing"}),
                          httpx.Response(200, json={"id": "m1"})]  # fmt: skip
     # The failed enrol is looked up by its external id before it fails: no such member.
-    passkit.get("/members/member/externalId/p1/C9").mock(return_value=httpx.Response(404))
+    passkit.get(f"/members/member/externalId/{PROGRAM}/C9").mock(return_value=httpx.Response(404))
     await sign_in(admin)
     form = await admin.get("/admin/hooks/new?template=member-enrol")
     minted = await admin.post("/admin/hooks/new", data={
         "csrf": token_in(form.text), "template": "member-enrol",
-        "param:program_id": "p1", "param:tier_id": "gold"})  # fmt: skip
+        "param:program_id": PROGRAM, "param:tier_id": "gold"})  # fmt: skip
     url = re.search(r'id="minted-url">https://relay.example.com([^<]+)<', minted.text)
     assert url
     answer = await admin.post(url.group(1), data={"external_id": "C9", "email": "c@d.co"})

@@ -13,6 +13,8 @@ from relay.tokens import HookSigner, token_from_url
 
 from .conftest import BASE_ENV, ROOT, SECRET_KEY
 
+PROGRAM = "3iGxtXJd7x9fU2yYWcdBvQ"  # minting checks the shape of PassKit ids: 22 characters
+
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str, env: dict[str, str] | None = None):
     try:
@@ -29,7 +31,7 @@ def test_url_prints_a_working_url_last(capsys: pytest.CaptureFixture[str]) -> No
         "url",
         "member-upsert",
         "--param",
-        "program_id=p1",
+        f"program_id={PROGRAM}",
         "--param",
         "tier_id=base",
         "--label",
@@ -40,7 +42,7 @@ def test_url_prints_a_working_url_last(capsys: pytest.CaptureFixture[str]) -> No
     assert url.startswith("https://relay.example.com/hooks/")
     hook = HookSigner([SECRET_KEY]).verify(token_from_url(url))
     assert hook.template == "member-upsert"
-    assert dict(hook.params) == {"program_id": "p1", "tier_id": "base"}
+    assert dict(hook.params) == {"program_id": PROGRAM, "tier_id": "base"}
     assert "HubSpot" in out
 
 
@@ -126,12 +128,12 @@ def test_minted_hooks_are_listed_and_revoked(
     assert code == 0 and "No hooks yet" in out
     urls = []
     for label in ("HubSpot", "Shopify"):
-        code, out, _ = run(capsys, "url", "member-lookup", "--param", "program_id=p1",
+        code, out, _ = run(capsys, "url", "member-lookup", "--param", f"program_id={PROGRAM}",
                            "--label", label, env=env)  # fmt: skip
         urls.append(out.strip().splitlines()[-1])
     hook_ids = [HookSigner([SECRET_KEY]).verify(token_from_url(u)).id for u in urls]
     code, out, _ = run(capsys, "hooks", env=env)
-    assert all(h in out for h in hook_ids) and "HubSpot" in out and "program_id=p1" in out
+    assert all(h in out for h in hook_ids) and "HubSpot" in out and f"program_id={PROGRAM}" in out
     assert out.count("active") == 2
 
     code, out, _ = run(capsys, "revoke", hook_ids[0], env=env)
@@ -176,7 +178,7 @@ def test_database_passwords_are_masked_for_display() -> None:
 def test_url_stripe_mints_the_stripe_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "url", "stripe", "--param", "program_id=p1")
     assert code == 1 and "tier_id" in err
-    params = ["--param", "program_id=p1", "--param", "tier_id=base"]
+    params = ["--param", f"program_id={PROGRAM}", "--param", "tier_id=base"]
     code, out, _ = run(capsys, "url", "stripe", *params, "--param", "tier_for_price=price_1=gold")
     url = out.strip().splitlines()[-1]
     assert code == 0 and url.startswith("https://relay.example.com/stripe/")
