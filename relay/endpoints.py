@@ -312,11 +312,24 @@ class Endpoints:
         token = request.path_params["token"]
         if request.method in ("GET", "HEAD"):  # a link checker's HEAD never delivers
             if (refused := delivery_by_get(request)) is not None:
-                self.s.signer.verify(token)  # a wrong URL is still told as such
-                answer = refused.answer(request_id_of(request))
-                return JSONResponse(answer, status_code=405, headers={"Allow": "POST, PUT"})
+                return await self.refuse_get(request, token, refused)
             return await self.describe_hook(request, token)
         return await self.deliver(request, token)
+
+    async def refuse_get(self, request: Request, token: str, refused: MethodNotAllowed) -> Response:
+        """405 for a GET with fields, logged as a failed delivery (the operator sees a zap
+        calling with GET); a wrong, revoked or Stripe URL is still told as such first."""
+        started = time.perf_counter()
+        hook = self.s.signer.verify(token)
+        await self.s.revocations.check(hook.id)
+        _refuse_stripe_endpoint(hook)
+        trace = Trace()
+        status, answer = trace.failed(refused)
+        rid = request_id_of(request)
+        await self.record("hook", hook, hook.template, trace=trace, status=status, answer=answer,
+                          started=started, request_id=rid, request=None,
+                          note=request.scope.get("state"))  # fmt: skip
+        return JSONResponse(refused.answer(rid), status_code=status, headers={"Allow": "POST, PUT"})
 
     async def hook_by_header(self, request: Request) -> Response:
         return await self.deliver(request, _token_from_headers(request))

@@ -111,6 +111,9 @@ async def test_a_get_with_fields_is_405_saying_pick_post(
         assert error["code"] == "method_not_allowed"
         assert "POST" in error["hint"] and "Zapier" in error["hint"] and "Make" in error["hint"]
     assert enrol.call_count == 0
+    [logged] = await store.list_deliveries()  # the operator sees the zap calling with GET
+    assert logged.outcome == "failed" and logged.status == 405
+    assert logged.error_code == "method_not_allowed" and logged.request is None
 
 
 @pytest.mark.parametrize(
