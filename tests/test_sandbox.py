@@ -635,7 +635,7 @@ async def test_state_and_reset(api: Api) -> None:
     assert snapshot["calls"] == {"POST /members/member": 1, "GET /members/member/id/{id}": 1}
     assert snapshot["faults"]["rate_drop"] == 0
     after = await api.ok("POST", "/_sandbox/reset")
-    assert after["counts"]["members"] == 0 and after["counts"]["tiers"] == 3
+    assert after["counts"]["members"] == 0 and after["counts"]["tiers"] == 4  # 3 + the draft's
     assert (await api.ok("GET", "/_sandbox/state"))["calls"] == {}
 
 

@@ -18,6 +18,7 @@ from relay.sandbox.errors import ERROR_SHAPES, SandboxError
 from relay.sandbox.faults import Faults
 from relay.sandbox.state import (
     DEMO_CAMPAIGN_ID,
+    DEMO_DRAFT_PROGRAM_ID,
     DEMO_OFFER_ID,
     DEMO_PRODUCTION_ID,
     DEMO_PROGRAM_ID,
@@ -29,6 +30,7 @@ from relay.sandbox.state import (
 
 __all__ = [
     "DEMO_CAMPAIGN_ID",
+    "DEMO_DRAFT_PROGRAM_ID",
     "DEMO_OFFER_ID",
     "DEMO_PRODUCTION_ID",
     "DEMO_PROGRAM_ID",

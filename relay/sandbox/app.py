@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -42,6 +42,7 @@ from relay.sandbox.errors import (
     INVALID_ARGUMENT,
     NOT_FOUND,
     RESOURCE_EXHAUSTED,
+    UNAUTHENTICATED,
     UNAVAILABLE,
     UNIMPLEMENTED,
     SandboxError,
@@ -52,7 +53,7 @@ from relay.sandbox.proto import contract_message, decode
 from relay.sandbox.state import Clock, Record, State
 from relay.schema import validate
 
-Operation = Callable[[State, Record], Record]
+Operation = Callable[[State, Record], Record | list[Record]]  # a list: a streamed RPC
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,9 @@ class SandboxConfig:
     """How to build a sandbox. `public_url` is where it is reachable (pass pages live at
     `{public_url}/pass/{id}`); `random_seed` seeds the fault RNG; `faults` are the faults in
     force at start and after a reset; `error_shape` is how error bodies look (one of
-    ERROR_SHAPES), also at start and after a reset. The clock is `create_sandbox`'s."""
+    ERROR_SHAPES), also at start and after a reset; `account_elsewhere` makes every API call
+    answer as a region without this account would (`state.account_elsewhere` at run time).
+    The clock is `create_sandbox`'s."""
 
     api_key: str
     api_secret: str = field(repr=False)
@@ -70,6 +73,7 @@ class SandboxConfig:
     random_seed: int | None = None
     faults: Faults = field(default_factory=Faults)
     error_shape: str = "gateway"
+    account_elsewhere: bool = False  # answer as a region without this account would
 
     def __post_init__(self) -> None:
         if self.error_shape not in ERROR_SHAPES:
@@ -80,6 +84,13 @@ M, C, T = "members.Members.", "single_use_coupons.SingleUseCoupons.", "event_tic
 # PassKit's RPCs the sandbox serves. Method, path and request message come from the contract
 # (PassKit's SDK), never from here: only which operation answers each is the sandbox's.
 API: tuple[tuple[str, Operation], ...] = (
+    (M + "listPrograms", State.list_programs),
+    (M + "listTiers", State.list_tiers),
+    (C + "listCouponCampaigns", State.list_campaigns),
+    (C + "listCouponOffers", State.list_offers),
+    (T + "listProductions", State.list_productions),
+    (T + "listVenues", State.list_venues),
+    (T + "listTicketTypes", State.list_ticket_types),
     (M + "createProgram", State.create_program),
     (M + "createTier", State.create_tier),
     (M + "enrolMember", members.enrol),
@@ -115,6 +126,16 @@ def error_response(
     error: SandboxError, headers: dict[str, str] | None = None, shape: str = "gateway"
 ) -> JSONResponse:
     return JSONResponse(error.body(shape), status_code=error.status, headers=headers)
+
+
+def _stream(records: list[Record], headers: dict[str, str] | None) -> Response:
+    """A server-streamed answer as grpc-gateway writes it: `{"result": …}` a line."""
+
+    async def lines() -> AsyncIterator[bytes]:
+        for record in records:
+            yield json.dumps({"result": record}, separators=(",", ":")).encode() + b"\n"
+
+    return StreamingResponse(lines(), media_type="application/json", headers=headers)
 
 
 def _request_message(call: Rpc, request: Request, body: bytes) -> Record:
@@ -178,6 +199,11 @@ class ApiCall:
 
     def answer(self, request: Request, body: bytes) -> Response:
         config = self.config
+        if self.state.account_elsewhere:
+            # What PassKit answers for an account of the other region is not known: this is
+            # the sandbox's guess (a 401 naming the region), for `relay check --live` to show.
+            elsewhere = SandboxError(UNAUTHENTICATED, "no such account in this region")
+            return error_response(elsewhere, None, self.state.error_shape)
         try:
             refreshed = authenticate(
                 request.headers.get("authorization"),
@@ -192,7 +218,10 @@ class ApiCall:
         headers = {"X-Passkit-Token": refreshed} if refreshed else None
         try:
             message = _request_message(self.call, request, body)
-            return JSONResponse(self.operation(self.state, message), headers=headers)
+            result = self.operation(self.state, message)
+            if isinstance(result, list):
+                return _stream(result, headers)
+            return JSONResponse(result, headers=headers)
         except SandboxError as error:
             return error_response(error, headers, self.state.error_shape)
 
@@ -284,6 +313,7 @@ def create_sandbox(config: SandboxConfig, *, clock: Clock = time.time) -> Starle
         pass_url=config.public_url.rstrip("/") + "/pass",
         faults=config.faults,
         error_shape=config.error_shape,
+        account_elsewhere=config.account_elsewhere,
     )
     api = [
         Route(rpc(name).path, ApiCall(config, state, rpc(name), op), methods=[rpc(name).method])

@@ -9,6 +9,7 @@ The seed is one small account with fixed 22-character ids, so `relay demo` can m
 before anything has been created:
 
     program  DEMO_PROGRAM_ID     "Sandbox Coffee Club", tiers "base", "silver", "gold"
+    program  DEMO_DRAFT_PROGRAM_ID  "Sandbox Tea Club" (still in draft), tier "base"
     campaign DEMO_CAMPAIGN_ID    "Sandbox Welcome Coupons", offer DEMO_OFFER_ID
     event    DEMO_PRODUCTION_ID  "Sandbox Live" at DEMO_VENUE_ID, ticket type DEMO_TICKET_TYPE_ID
 """
@@ -27,6 +28,7 @@ from typing import Any
 from relay.sandbox import proto
 from relay.sandbox.errors import exists, invalid, not_found
 from relay.sandbox.faults import Faults
+from relay.sandbox.messages import CAMPAIGN, OFFER, PRODUCTION, PROGRAM, TICKET_TYPE, TIER, VENUE
 
 Record = dict[str, Any]
 Clock = Callable[[], float]
@@ -36,6 +38,8 @@ ID_LENGTH = 22
 
 DEMO_PROGRAM_ID = "SandboxProgram00000001"
 DEMO_TIER_IDS = ("base", "silver", "gold")
+DEMO_DRAFT_PROGRAM_ID = "SandboxDraftProgram001"
+PUBLISHED = ["PROJECT_PUBLISHED", "PROJECT_ACTIVE_FOR_OBJECT_CREATION"]
 DEMO_CAMPAIGN_ID = "SandboxCampaign0000001"
 DEMO_OFFER_ID = "SandboxOffer0000000001"
 DEMO_PRODUCTION_ID = "SandboxProduction00001"
@@ -66,8 +70,11 @@ class State:
         pass_url: str = "",
         faults: Faults | None = None,
         error_shape: str = "gateway",
+        account_elsewhere: bool = False,
     ) -> None:
         self.clock = clock
+        # True: this account lives in the other region, and every call is answered as there
+        self.initial_account_elsewhere = account_elsewhere
         self.initial_error_shape = error_shape  # see errors.ERROR_SHAPES
         self.seeded = seed
         self.random_seed = random_seed
@@ -98,6 +105,7 @@ class State:
         self.faults_injected: Counter[str] = Counter()
         self.faults = self.initial_faults
         self.error_shape = self.initial_error_shape
+        self.account_elsewhere = self.initial_account_elsewhere
         self.rng = random.Random(self.random_seed)  # noqa: S311 - faults, not secrets
         if self.seeded:
             seed_demo(self)
@@ -203,6 +211,40 @@ class State:
         self.ticket_types[ticket_type["id"]] = ticket_type
         return {"id": ticket_type["id"]}
 
+    # -- lists: PassKit's server-streamed list calls, each record rendered as PassKit prints it
+
+    def list_programs(self, message: Record) -> list[Record]:
+        return _page(message, [proto.render(PROGRAM, r) for r in self.programs.values()])
+
+    def list_tiers(self, message: Record) -> list[Record]:
+        self.program(message.get("programId", ""))
+        tiers = [r for (p, _), r in self.tiers.items() if p == message["programId"]]
+        tiers.sort(key=lambda tier: tier.get("tierIndex", 0))
+        return _page(message.get("filters"), [proto.render(TIER, r) for r in tiers])
+
+    def list_campaigns(self, message: Record) -> list[Record]:
+        return _page(message, [proto.render(CAMPAIGN, r) for r in self.campaigns.values()])
+
+    def list_offers(self, message: Record) -> list[Record]:
+        if message.get("campaignId") not in self.campaigns:
+            raise not_found("campaign")
+        offers = [r for r in self.offers.values() if r["campaignId"] == message["campaignId"]]
+        return _page(message.get("filters"), [proto.render(OFFER, r) for r in offers])
+
+    def list_productions(self, message: Record) -> list[Record]:
+        productions = self.productions.values()
+        return _page(message, [proto.render(PRODUCTION, r) for r in productions])
+
+    def list_venues(self, message: Record) -> list[Record]:
+        return _page(message, [proto.render(VENUE, r) for r in self.venues.values()])
+
+    def list_ticket_types(self, message: Record) -> list[Record]:
+        if message.get("productionId") not in self.productions:
+            raise not_found("production")
+        production_id = message["productionId"]
+        types = [r for r in self.ticket_types.values() if r["productionId"] == production_id]
+        return _page(message.get("filters"), [proto.render(TICKET_TYPE, r) for r in types])
+
     @staticmethod
     def _unique(table: dict[str, Record], record_id: str, what: str) -> None:
         # Only the seed passes fixed ids; a clash means the seed ran twice.
@@ -237,9 +279,17 @@ class State:
         }
 
 
+def _page(filters: Record | None, records: list[Record]) -> list[Record]:
+    """io.Filters' `offset` and `limit` (0: no limit) over a list."""
+    filters = filters or {}
+    start = max(int(filters.get("offset") or 0), 0)
+    limit = int(filters.get("limit") or 0)
+    return records[start : start + limit] if limit > 0 else records[start:]
+
+
 def seed_demo(state: State) -> None:
     """The demo account (ids documented in the module docstring)."""
-    state.create_program({"name": "Sandbox Coffee Club"}, DEMO_PROGRAM_ID)
+    state.create_program({"name": "Sandbox Coffee Club", "status": PUBLISHED}, DEMO_PROGRAM_ID)
     for index, tier_id in enumerate(DEMO_TIER_IDS):
         state.create_tier(
             {
@@ -249,7 +299,10 @@ def seed_demo(state: State) -> None:
                 "tierIndex": index,
             }
         )
-    state.create_campaign({"name": "Sandbox Welcome Coupons"}, DEMO_CAMPAIGN_ID)
+    state.create_program({"name": "Sandbox Tea Club"}, DEMO_DRAFT_PROGRAM_ID)  # a draft
+    state.create_tier({"id": "base", "programId": DEMO_DRAFT_PROGRAM_ID, "name": "Base"})
+    state.create_campaign({"name": "Sandbox Welcome Coupons", "status": PUBLISHED},
+                          DEMO_CAMPAIGN_ID)  # fmt: skip
     state.create_offer(
         {
             "campaignId": DEMO_CAMPAIGN_ID,
@@ -259,7 +312,7 @@ def seed_demo(state: State) -> None:
         },
         DEMO_OFFER_ID,
     )
-    state.create_production({"name": "Sandbox Live"}, DEMO_PRODUCTION_ID)
+    state.create_production({"name": "Sandbox Live", "status": PUBLISHED}, DEMO_PRODUCTION_ID)
     state.create_venue({"name": "Sandbox Arena", "address": "1 Demo Street"}, DEMO_VENUE_ID)
     state.create_ticket_type(
         {"productionId": DEMO_PRODUCTION_ID, "name": "General Admission"}, DEMO_TICKET_TYPE_ID
