@@ -27,11 +27,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay import housekeeping
+from relay.account import AccountError, load_account
 from relay.admin.console import Console
 from relay.admin.html import page
 from relay.delivery import utc_now
 from relay.endpoints import Endpoints, new_request_id, request_id_of
 from relay.errors import ClientGone, InternalError, InvalidBody, RelayError
+from relay.passkit import PassKitClient
 from relay.services import build_services
 from relay.serving import BodyDeadline, TrustedHop
 from relay.settings import Settings, load_settings
@@ -164,10 +166,15 @@ def create_app(
         cleanup = asyncio.create_task(
             housekeeping.run_forever(services.store, settings, services.timestamp)
         )
+        # The boot goes on meanwhile; a client of its own, so the deliveries' is left alone.
+        checker = PassKitClient(settings, transport=transport)
+        connection = asyncio.create_task(log_connection(checker, close=True))
         try:
             yield
         finally:
             cleanup.cancel()
+            connection.cancel()
+            await asyncio.gather(connection, return_exceptions=True)  # its client closed
             await services.aclose()
 
     async def admin_off(request: Request) -> Response:
@@ -205,6 +212,34 @@ def create_app(
     )
     app.state.services = services
     return app
+
+
+async def log_connection(
+    client: PassKitClient, timeout: float = 5.0, *, close: bool = False
+) -> None:
+    """One start-up line saying what the relay reaches at PassKit (relay.account), or what to
+    change; never a traceback, never more than `timeout` seconds of PassKit calls. `close`:
+    the client is closed afterwards."""
+    try:
+        if client.settings.has_passkit_credentials:
+            await _log_account(client, timeout)
+    finally:
+        if close:
+            await client.aclose()
+
+
+async def _log_account(client: PassKitClient, timeout: float) -> None:
+    try:
+        account = await load_account(client, timeout=timeout)
+    except AccountError as exc:
+        log.warning("PassKit: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - a start-up check must not take the process down
+        log.warning("PassKit: the connection check failed (%s)", type(exc).__name__)
+    else:
+        drafts = ", ".join(project.name for _, project in account.drafts())
+        note = f"; in draft (test passes that expire in two days): {drafts}" if drafts else ""
+        log.info("PassKit: connected to %s as %s, %s%s", account.where, account.key,
+                 account.summary(), note)  # fmt: skip
 
 
 def app_from_environ() -> Starlette:

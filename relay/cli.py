@@ -269,6 +269,45 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(f"ok: {len(library.templates)} templates in {settings.templates_dir}")
     print(f"ok: PassKit API at {settings.passkit_api_url}")
     print(f"ok: database {display_url(settings.database_url.reveal())}")
+    return _check_live(settings) if getattr(args, "live", False) else 0
+
+
+def _check_live(settings: Settings) -> int:
+    """`relay check --live`: the account's programs, campaigns and productions, read from
+    PassKit with the configured credentials; exit 1 with one line saying what to change."""
+    from relay.account import Account, AccountError, load_account
+    from relay.passkit import PassKitClient
+
+    async def read() -> Account:
+        client = PassKitClient(settings)
+        try:
+            return await load_account(client)
+        finally:
+            await client.aclose()
+
+    try:
+        account = asyncio.run(read())
+    except AccountError as exc:
+        print(f"problem: {exc}")
+        return 1
+    print(f"ok: PassKit connected to {account.where} as {account.key}: {account.summary()}")
+    for program in account.programs:
+        print(f"program {program.name}  {program.id}{'  (draft)' if program.draft else ''}")
+        for tier in program.tiers:
+            print(f"  tier {tier.name}  {tier.id}")
+    for campaign in account.campaigns:
+        print(f"campaign {campaign.name}  {campaign.id}{'  (draft)' if campaign.draft else ''}")
+        for offer in campaign.offers:
+            print(f"  offer {offer.name}  {offer.id}")
+    for production in account.productions:
+        draft = "  (draft)" if production.draft else ""
+        print(f"production {production.name}  {production.id}{draft}")
+        for ticket_type in production.ticket_types:
+            print(f"  ticket type {ticket_type.name}  {ticket_type.id}")
+    for venue in account.venues:
+        print(f"venue {venue.name}  {venue.id}")
+    for warning in account.warnings():
+        print(f"warning: {warning}")
     return 0
 
 
@@ -385,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate the configuration, every template and the "
                            "settings of every hook")  # fmt: skip
+    live_help = "also connect to PassKit and list its programs, campaigns and events"
+    check.add_argument("--live", action="store_true", help=live_help)
     check.set_defaults(handler=cmd_check)
 
     render = sub.add_parser("render", help="print the PassKit request a delivery would send")

@@ -70,6 +70,7 @@ STALE_TOKEN = re.compile(
 )
 BACKOFF_FIRST = 0.25  # PassKit: "Back off for 250ms and repeat request until successful."
 BACKOFF_CAP = 4.0
+LIST_LIMIT = 4 * 1024 * 1024  # bytes of one list answer (server-streamed) read at most
 
 
 def _b64(data: bytes) -> str:
@@ -262,6 +263,57 @@ class PassKitClient:
                     retry_after=max(1.0, round(wait)),
                 )
             await self._sleep(wait)
+
+    async def list_records(
+        self, method: str, path: str, message: Mapping[str, Any], *, max_bytes: int = LIST_LIMIT
+    ) -> PassKitList:
+        """One of PassKit's server-streamed lists (`{"result": …}` a line), read line by line
+        up to `max_bytes`. Sent once (a stale token is minted anew once): the caller bounds the
+        time. A connection failure raises PassKitUnavailable, no answer in time PassKitTimeout;
+        any answer, an error too, is returned."""
+        body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json"}
+        for attempt in range(2):
+            auth = self.credentials.header()
+            if auth:
+                headers["Authorization"] = auth
+            try:
+                reply = await self._upstream.request_lines(
+                    method, path, body, headers, timeout=self.settings.passkit_timeout,
+                    connect_timeout=5.0, max_bytes=max_bytes,
+                )  # fmt: skip
+            except UpstreamTimeout as exc:
+                raise PassKitTimeout(f"PassKit did not answer {path} in time.") from exc
+            except UpstreamUnreachable as exc:
+                raise PassKitUnavailable(f"could not reach PassKit ({exc})") from exc
+            if not 200 <= reply.status < 300:
+                error = _decode(b"\n".join(reply.lines))
+                if attempt == 0 and self.credentials.mints and is_stale_token(reply.status, error):
+                    continue
+                return PassKitList(reply.status, [], error, reply.complete)
+            records: list[Any] = []
+            for line in reply.lines:
+                item = _decode(line)
+                if isinstance(item, dict) and "error" in item:  # an error mid-stream
+                    return PassKitList(500, records, item, reply.complete)
+                if isinstance(item, dict) and isinstance(item.get("result"), dict):
+                    records.append(item["result"])
+            return PassKitList(reply.status, records, None, reply.complete)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class PassKitList:
+    """A list's answer: its records (each line's `result`), or the error body (`json`)."""
+
+    status: int
+    records: list[Any]
+    json: Any
+    complete: bool = True  # False: cut at the size bound
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300 and self.json is None
 
 
 _SETUP_MISSING = (

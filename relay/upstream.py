@@ -10,6 +10,9 @@
 Either raises only `UpstreamTimeout` (no answer in time: the call may have been carried out)
 or `UpstreamUnreachable` (refused, reset, or a pooled keep-alive connection the server closed:
 nothing was answered, so a retry is safe for idempotent calls and guarded for creates).
+
+`request_lines` is the same call for PassKit's server-streamed lists (one JSON object a line):
+the answer is read as it arrives, split into lines, and cut at `max_bytes` (`complete` False).
 """
 
 from __future__ import annotations
@@ -37,6 +40,36 @@ class Reply:
     body: bytes
 
 
+@dataclass(frozen=True)
+class LinesReply:
+    status: int
+    headers: Mapping[str, str]
+    lines: list[bytes]  # non-empty lines, without their newline
+    complete: bool  # False: the answer went past max_bytes and was cut there
+
+
+class _LineSplitter:
+    """Chunks in, whole lines out, stopping at `max_bytes` read."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.read = 0
+        self.lines: list[bytes] = []
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> bool:
+        """Takes a chunk; False once the bound is reached (stop reading)."""
+        self.read += len(chunk)
+        *whole, self._partial = (self._partial + chunk).split(b"\n")
+        self.lines += [line.strip() for line in whole if line.strip()]
+        return self.read <= self.max_bytes
+
+    def reply(self, status: int, headers: Mapping[str, str], complete: bool) -> LinesReply:
+        if complete and self._partial.strip():
+            self.lines.append(self._partial.strip())
+        return LinesReply(status, headers, self.lines, complete)
+
+
 class Upstream(Protocol):
     async def request(
         self,
@@ -48,6 +81,18 @@ class Upstream(Protocol):
         timeout: float,
         connect_timeout: float,
     ) -> Reply: ...
+
+    async def request_lines(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        timeout: float,
+        connect_timeout: float,
+        max_bytes: int,
+    ) -> LinesReply: ...
 
     async def aclose(self) -> None: ...
 
@@ -93,6 +138,35 @@ class AiohttpUpstream:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise UpstreamUnreachable(type(exc).__name__) from exc
 
+    async def request_lines(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        timeout: float,
+        connect_timeout: float,
+        max_bytes: int,
+    ) -> LinesReply:
+        limits = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=timeout)
+        splitter = _LineSplitter(max_bytes)
+        try:
+            async with self._open().request(
+                method, self.base_url + path, data=body, headers=headers, timeout=limits,
+                allow_redirects=False,
+            ) as response:  # fmt: skip
+                async for chunk in response.content.iter_any():
+                    if not splitter.feed(chunk):
+                        return splitter.reply(response.status, response.headers, False)
+                return splitter.reply(response.status, response.headers, True)
+        except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                raise UpstreamUnreachable(f"connect timed out ({type(exc).__name__})") from exc
+            raise UpstreamTimeout(type(exc).__name__) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise UpstreamUnreachable(type(exc).__name__) from exc
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -129,6 +203,36 @@ class HttpxUpstream:
         except httpx.TransportError as exc:  # connect errors, resets, pool timeouts
             raise UpstreamUnreachable(type(exc).__name__) from exc
         return Reply(response.status_code, response.headers, response.content)
+
+    async def request_lines(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        timeout: float,
+        connect_timeout: float,
+        max_bytes: int,
+    ) -> LinesReply:
+        splitter = _LineSplitter(max_bytes)
+        request = self._http.build_request(
+            method, path, content=body, headers=headers,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        )  # fmt: skip
+        try:
+            response = await self._http.send(request, stream=True)
+            try:
+                async for chunk in response.aiter_bytes():
+                    if not splitter.feed(chunk):
+                        return splitter.reply(response.status_code, response.headers, False)
+            finally:
+                await response.aclose()
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+            raise UpstreamTimeout(type(exc).__name__) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamUnreachable(type(exc).__name__) from exc
+        return splitter.reply(response.status_code, response.headers, True)
 
     async def aclose(self) -> None:
         await self._http.aclose()

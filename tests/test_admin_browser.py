@@ -96,8 +96,8 @@ def test_operator_mints_watches_fixes_replays_and_revokes(
     page.get_by_role("button", name="Choose").click()
     shot("02-new-hook")
     page.get_by_label("Label").fill("HubSpot new contact")
-    page.get_by_label(re.compile("^program_id")).fill(DEMO_PROGRAM_ID)
-    page.get_by_label(re.compile("^tier_id")).fill("platinum")
+    page.get_by_label(re.compile("^program_id")).select_option(DEMO_PROGRAM_ID)  # from PassKit
+    page.get_by_label("or another tier_id").fill("platinum")
     page.get_by_role("button", name="Create the URL").click()
     expect(page.get_by_role("heading", name="Your hook URL")).to_be_visible()
     expect(page.get_by_role("button", name="Copy URL")).to_be_visible()  # JavaScript ran
@@ -161,7 +161,7 @@ def test_operator_mints_watches_fixes_replays_and_revokes(
 
     # The public hook page (what a builder opens) and signing out.
     page.goto(f"{relay_url}/admin/hooks/new?template=member-lookup")
-    page.get_by_label(re.compile("^program_id")).fill(DEMO_PROGRAM_ID)
+    page.get_by_label(re.compile("^program_id")).select_option(DEMO_PROGRAM_ID)
     page.get_by_role("button", name="Create the URL").click()
     page.goto(on_this_server(page.locator("#minted-url").inner_text().strip(), relay_url))
     expect(page.get_by_role("heading", name="Zapier")).to_be_visible()

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from relay.account import Account, AccountError, load_account
 from relay.admin.charts import Hour, hourly_svg
 from relay.admin.html import page
 from relay.admin.replay import CannotReplay, fields_from_log, replay
@@ -26,6 +27,8 @@ from relay.tokens import Hook
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
 PAGE_SIZE = 50
+ACCOUNT_TTL = 60.0  # seconds the mint form's pickers reuse the account read from PassKit
+ACCOUNT_TIMEOUT = 5.0  # seconds a page waits for PassKit's lists
 
 
 class Console:
@@ -37,6 +40,7 @@ class Console:
         self.sessions = SessionSigner(self.s.settings.secret_keys[0].reveal(), password.reveal())
         self.limiter = LoginLimiter()
         self.root = root
+        self._account: tuple[float, Account] | None = None  # the last one read, and when
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -54,6 +58,7 @@ class Console:
             Route(f"{r}/deliveries/{{id}}", self.guarded(self.delivery), methods=["GET"]),
             Route(f"{r}/deliveries/{{id}}/replay", self.guarded(self.replay), methods=["POST"]),
             Route(f"{r}/templates", self.guarded(self.templates), methods=["GET"]),
+            Route(f"{r}/passkit", self.guarded(self.passkit), methods=["GET"]),
             Route(f"{r}/templates/{{name:path}}", self.guarded(self.template),
                   methods=["GET", "POST"]),
         ]  # fmt: skip
@@ -181,6 +186,9 @@ class Console:
             form = await request.form()
             name, label = _text(form, "template"), _text(form, "label").strip()
             values = {k[6:]: v for k, v in _texts(form).items() if k.startswith("param:") and v}
+            # A picker's "or another id" box, when filled, wins over the picker.
+            values |= {k[6:]: v.strip() for k, v in _texts(form).items()
+                       if k.startswith("other:") and v.strip()}  # fmt: skip
             base = self.public_base(request)
             try:
                 hook, minted, url = mint(self.s.signer, self.s.library, name, values, base)
@@ -189,19 +197,49 @@ class Console:
             else:
                 await (await self.store()).add_hook(registered(hook, label))
                 template = self.s.library.get(name)
+                account, _ = await self.account()
+                drafts = [w for k, v in hook.params.items()
+                          if account and (w := account.draft_warning(k, v))]  # fmt: skip
                 return self.render("hook_minted.html", session, "hooks", title="Hook URL",
                                    hook=hook, target=minted, url=url, label=label,
-                                   template=template)  # fmt: skip
+                                   template=template, drafts=drafts)  # fmt: skip
         target: Endpoint | None = None
         if name:
             try:
                 target = endpoint(self.s.library, name)
             except MintError as exc:
                 problems = exc.problems
+        # Pickers filled from PassKit for the ids a hook names; text boxes when it is not read.
+        account, unread = await self.account() if target else (None, "")
+        picks = account.choices() if account else {}
+        drafts = [warning for param in sorted(set(picks) & set(target.params if target else ()))
+                  for _, options in picks[param] for option in options
+                  if account and (warning := account.draft_warning(param, option.id))]  # fmt: skip
         return self.render("hook_new.html", session, "hooks", title="New hook",
                            choices=self._choices(), target=target, values=values, label=label,
                            template=self.s.library.get(name), problems=problems,
+                           picks=picks, unread=unread, drafts=drafts,
                            status=422 if problems else 200)  # fmt: skip
+
+    async def account(self, *, fresh: bool = False) -> tuple[Account | None, str]:
+        """The PassKit account (relay.account), read again after ACCOUNT_TTL seconds or when
+        `fresh`; else None and the one line saying why not."""
+        now = time.monotonic()
+        if not fresh and self._account and now - self._account[0] < ACCOUNT_TTL:
+            return self._account[1], ""
+        try:
+            account = await load_account(self.s.client, timeout=ACCOUNT_TIMEOUT)
+        except AccountError as exc:
+            return None, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a page must show, PassKit read or not
+            return None, f"PassKit could not be read ({type(exc).__name__})"
+        self._account = (now, account)
+        return account, ""
+
+    async def passkit(self, request: Request, session: Session) -> Response:
+        account, problem = await self.account(fresh=True)
+        return self.render("passkit.html", session, "passkit", title="PassKit", account=account,
+                           problem=problem, api_url=self.s.settings.passkit_api_url)  # fmt: skip
 
     async def revoke(self, request: Request, session: Session) -> Response:
         store = await self.store()
