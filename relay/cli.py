@@ -17,7 +17,15 @@ from relay import __version__
 from relay.errors import RelayError
 from relay.fields import FieldList, Fields, FieldValue
 from relay.logsetup import configure_logging
-from relay.minting import LiveCheck, MintError, mint, registered, settings_problems
+from relay.minting import (
+    Endpoint,
+    LiveCheck,
+    MintError,
+    account_check,
+    mint,
+    registered,
+    settings_problems,
+)
 from relay.payloads import normalise_key
 from relay.settings import ConfigError, Settings, display_url, load_settings, templates_dir
 from relay.store import Store, open_store
@@ -139,12 +147,13 @@ def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     library = _library(settings)
     signer = HookSigner([k.reveal() for k in settings.secret_keys])
     base = args.base_url or settings.public_url
-    # The live look-up of ids at PassKit plugs in here (relay.minting.LiveCheck); --offline
-    # goes without it, and says so.
+    # The ids are looked up in the PassKit account (relay.account) unless --offline says not to.
     live: LiveCheck | None = None
     if args.offline:
         print("relay: --offline: settings checked here only; ids are not looked up at PassKit",
               file=sys.stderr)  # fmt: skip
+    else:
+        live = _account_check(settings)
     try:
         hook, target, url = mint(
             signer, library, args.template, _params(args.param), base, live=live
@@ -157,6 +166,30 @@ def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(f"hook {hook.id}: {target.summary}" + (f" ({args.label})" if args.label else ""))
     print(url)
     return 0
+
+
+def _account_check(settings: Settings) -> LiveCheck:
+    """The live part of minting: the account PassKit lists, read once the settings passed the
+    offline checks; a refusal saying why when it cannot be read."""
+    from relay.account import Account, AccountError, load_account
+    from relay.passkit import PassKitClient
+
+    async def read() -> Account:
+        client = PassKitClient(settings)
+        try:
+            return await load_account(client)
+        finally:
+            await client.aclose()
+
+    def check(target: Endpoint, params: Mapping[str, str]) -> list[str]:
+        try:
+            account = asyncio.run(read())
+        except AccountError as exc:
+            return [f"the ids cannot be looked up at PassKit: {exc} (relay url --offline mints "
+                    "without looking them up)"]  # fmt: skip
+        return account_check(account)(target, params)
+
+    return check
 
 
 def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:

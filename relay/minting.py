@@ -12,9 +12,10 @@ endpoint: its URL carries the params every `templates/stripe/*` template may use
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from relay.account import Account, Named, Project
 from relay.store import HookRecord
 from relay.stripe_events import PARAMS_TEMPLATE, TEMPLATE_PREFIX
 from relay.templating import ParamSpec, TemplateLibrary, check_params_of
@@ -58,6 +59,41 @@ def endpoint(library: TemplateLibrary, name: str) -> Endpoint:
 # (a program or tier id that does not exist there), each listing what exists. `relay url
 # --offline` goes without it.
 LiveCheck = Callable[[Endpoint, Mapping[str, str]], list[str]]
+
+
+def account_check(account: Account) -> LiveCheck:
+    """The live part of minting: each id the hook names exists in the PassKit `account`
+    (a tier in its program, an offer in its campaign, a ticket type in its production),
+    refused with the list of what exists there."""
+
+    def check(target: Endpoint, params: Mapping[str, str]) -> list[str]:
+        problems: list[str] = []
+
+        def look(name: str, options: Sequence[Named | Project], where: str) -> None:
+            value = params.get(name)
+            if not value or name not in target.params or any(o.id == value for o in options):
+                return
+            there = ", ".join(f"{o.id} ({o.name})" for o in options) or "none"
+            problems.append(f"{name} {value!r} is not {where}; there are: {there}")
+
+        def within(name: str, projects: Sequence[Project], what: str) -> Project | None:
+            look(name, projects, f"a {what} in the PassKit account ({account.where})")
+            return next((p for p in projects if p.id == params.get(name)), None)
+
+        program = within("program_id", account.programs, "program")
+        if program is not None:
+            look("tier_id", program.children, f"a tier of program {program.name}")
+        campaign = within("campaign_id", account.campaigns, "campaign")
+        if campaign is not None:
+            look("offer_id", campaign.children, f"an offer of campaign {campaign.name}")
+        production = within("production_id", account.productions, "production")
+        if production is not None:
+            look("ticket_type_id", production.children,
+                 f"a ticket type of production {production.name}")  # fmt: skip
+        look("venue_id", account.venues, f"a venue in the PassKit account ({account.where})")
+        return problems
+
+    return check
 
 
 def check_params(target: Endpoint, given: Mapping[str, str]) -> dict[str, str]:

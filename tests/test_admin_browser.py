@@ -99,7 +99,14 @@ def test_operator_mints_watches_fixes_replays_and_revokes(
     page.get_by_label(re.compile("^program_id")).select_option(DEMO_PROGRAM_ID)  # from PassKit
     page.get_by_label("or another tier_id").fill("platinum")
     page.get_by_role("button", name="Create the URL").click()
+    # Refused: the ids are looked up in PassKit when minting, and the refusal lists the tiers.
+    expect(page.get_by_role("alert")).to_contain_text("base (Base), silver (Silver), gold (Gold)")
+    state.create_tier({"id": "platinum", "programId": DEMO_PROGRAM_ID, "name": "Platinum"})
+    page.get_by_label(re.compile("^program_id")).select_option(DEMO_PROGRAM_ID)
+    page.get_by_label("or another tier_id").fill("platinum")
+    page.get_by_role("button", name="Create the URL").click()
     expect(page.get_by_role("heading", name="Your hook URL")).to_be_visible()
+    del state.tiers[(DEMO_PROGRAM_ID, "platinum")]  # …and deleted in PassKit before the zap runs
     expect(page.get_by_role("button", name="Copy URL")).to_be_visible()  # JavaScript ran
     shot("03-minted")
     minted = page.locator("#minted-url").inner_text().strip()

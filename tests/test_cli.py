@@ -36,6 +36,7 @@ def test_url_prints_a_working_url_last(capsys: pytest.CaptureFixture[str]) -> No
         "tier_id=base",
         "--label",
         "HubSpot",
+        "--offline",
     )
     assert code == 0
     url = out.strip().splitlines()[-1]
@@ -129,7 +130,7 @@ def test_minted_hooks_are_listed_and_revoked(
     urls = []
     for label in ("HubSpot", "Shopify"):
         code, out, _ = run(capsys, "url", "member-lookup", "--param", f"program_id={PROGRAM}",
-                           "--label", label, env=env)  # fmt: skip
+                           "--label", label, "--offline", env=env)  # fmt: skip
         urls.append(out.strip().splitlines()[-1])
     hook_ids = [HookSigner([SECRET_KEY]).verify(token_from_url(u)).id for u in urls]
     code, out, _ = run(capsys, "hooks", env=env)
@@ -178,7 +179,7 @@ def test_database_passwords_are_masked_for_display() -> None:
 def test_url_stripe_mints_the_stripe_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "url", "stripe", "--param", "program_id=p1")
     assert code == 1 and "tier_id" in err
-    params = ["--param", f"program_id={PROGRAM}", "--param", "tier_id=base"]
+    params = ["--offline", "--param", f"program_id={PROGRAM}", "--param", "tier_id=base"]
     code, out, _ = run(capsys, "url", "stripe", *params, "--param", "tier_for_price=price_1=gold")
     url = out.strip().splitlines()[-1]
     assert code == 0 and url.startswith("https://relay.example.com/stripe/")

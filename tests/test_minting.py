@@ -5,6 +5,7 @@ declaration of its params' kinds; a hook minted before that answers 422 hook_mis
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import respx
 
 from relay.minting import MintError, endpoint, mint
+from relay.sandbox import DEMO_PROGRAM_ID, State
 from relay.settings import templates_dir
 from relay.store import HookRecord, Store, open_store
 from relay.templating import ParamProblem, ParamSpec, TemplateLibrary, check_param
@@ -21,6 +23,7 @@ from relay.tokens import HookSigner, token_from_url
 
 from .conftest import BASE_ENV, ROOT, SECRET_KEY, make_settings
 from .conftest import mint as mint_path
+from .servers import relay_on_sandbox
 from .test_admin import PASSWORD, sign_in, token_in
 from .test_cli import run
 
@@ -215,3 +218,64 @@ def test_relay_check_lists_each_misconfigured_hook(
         "problem: hook hk_order000001, member-enrol: date_order 'x' must be DMY or MDY; mint a "
         "new URL with --param date_order=…",
     }
+
+
+UNKNOWN = "NoSuchProgram000000001"  # the shape of a PassKit id, in no account
+
+
+def test_relay_url_looks_the_ids_up_at_passkit_listing_what_exists(
+    capsys: pytest.CaptureFixture[str], sandbox: tuple[str, State]
+) -> None:
+    env = {**BASE_ENV, "PASSKIT_API_URL": sandbox[0]}
+    upsert = ["url", "member-upsert", "--param", "tier_id=base", "--param"]
+    code, out, err = run(capsys, *upsert, f"program_id={UNKNOWN}", env=env)
+    assert code == 1 and out == ""
+    assert (f"relay: program_id '{UNKNOWN}' is not a program in the PassKit account "
+            f"({sandbox[0].split('//')[1]}); there are: {DEMO_PROGRAM_ID} (Sandbox Coffee Club)"
+            ) in err  # fmt: skip
+    tier = ["url", "member-upsert", "--param", f"program_id={DEMO_PROGRAM_ID}", "--param"]
+    code, _, err = run(capsys, *tier, "tier_id=platinum", env=env)
+    assert code == 1
+    assert ("relay: tier_id 'platinum' is not a tier of program Sandbox Coffee Club; there are: "
+            "base (Base), silver (Silver), gold (Gold)") in err  # fmt: skip
+    code, out, _ = run(capsys, *tier, "tier_id=silver", env=env)
+    assert code == 0 and out.strip().splitlines()[-1].startswith("https://relay.example.com/")
+    code, out, err = run(capsys, *upsert, f"program_id={UNKNOWN}", "--offline", env=env)
+    assert code == 0 and "ids are not looked up at PassKit" in err
+
+
+def test_relay_url_says_when_passkit_cannot_be_read(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = {**BASE_ENV, "PASSKIT_API_URL": nowhere}
+    code, out, err = run(capsys, "url", "member-lookup", "--param", f"program_id={PROGRAM}",
+                         env=env)  # fmt: skip
+    assert code == 1 and out == ""
+    assert "the ids cannot be looked up at PassKit" in err and "--offline" in err
+
+
+def test_console_looks_the_ids_up_at_passkit_listing_what_exists(
+    sandbox: tuple[str, State], tmp_path: Path
+) -> None:
+    with relay_on_sandbox(sandbox[0], tmp_path, RELAY_ADMIN_PASSWORD=PASSWORD) as url:
+
+        async def walk() -> None:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as admin:
+                await sign_in(admin)
+                form = await admin.get("/admin/hooks/new?template=member-enrol")
+                data = {"csrf": token_in(form.text), "template": "member-enrol",
+                        "param:program_id": DEMO_PROGRAM_ID,
+                        "param:tier_id": "platinum"}  # fmt: skip
+                refused = await admin.post("/admin/hooks/new", data=data)
+                assert refused.status_code == 422
+                assert "tier_id &#39;platinum&#39; is not a tier of program" in refused.text
+                assert "base (Base), silver (Silver), gold (Gold)" in refused.text
+                data |= {"param:program_id": UNKNOWN, "param:tier_id": "base"}
+                refused = await admin.post("/admin/hooks/new", data=data)
+                assert refused.status_code == 422
+                assert f"{DEMO_PROGRAM_ID} (Sandbox Coffee Club)" in refused.text
+                data |= {"param:program_id": DEMO_PROGRAM_ID}
+                assert (await admin.post("/admin/hooks/new", data=data)).status_code == 200
+
+        asyncio.run(walk())

@@ -21,7 +21,7 @@ from relay.admin.replay import CannotReplay, fields_from_log, replay
 from relay.admin.session import COOKIE, MAX_AGE, LoginLimiter, Session, SessionSigner, csrf_ok
 from relay.brokentext import mend_text
 from relay.endpoints import Endpoints, new_request_id
-from relay.minting import Endpoint, MintError, endpoint, mint, registered
+from relay.minting import Endpoint, MintError, account_check, endpoint, mint, registered
 from relay.store import OUTCOMES, Store
 from relay.tokens import Hook
 
@@ -190,8 +190,13 @@ class Console:
             values |= {k[6:]: v.strip() for k, v in _texts(form).items()
                        if k.startswith("other:") and v.strip()}  # fmt: skip
             base = self.public_base(request)
+            # The ids are looked up in the account as PassKit lists it now (a tier created a
+            # moment ago counts), when PassKit can be read.
+            read, _ = await self.account(fresh=True)
+            live = account_check(read) if read else None
             try:
-                hook, minted, url = mint(self.s.signer, self.s.library, name, values, base)
+                hook, minted, url = mint(self.s.signer, self.s.library, name, values, base,
+                                         live=live)  # fmt: skip
             except MintError as exc:
                 problems = exc.problems
             else:
