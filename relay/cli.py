@@ -163,6 +163,11 @@ def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(f"relay: {problem}", file=sys.stderr)
         return 1
     _with_store(settings, lambda store: store.add_hook(registered(hook, args.label)))
+    if not args.base_url and not settings.public_url_set:
+        # Zapier and Make cannot reach localhost: say so before the URL is pasted anywhere.
+        note = (f"relay: note: this URL points at {settings.public_url}; set RELAY_PUBLIC_URL "
+                "(or pass --base-url) to the address Zapier and Make can reach")  # fmt: skip
+        print(note, file=sys.stderr)
     print(f"hook {hook.id}: {target.summary}" + (f" ({args.label})" if args.label else ""))
     print(url)
     return 0

@@ -47,6 +47,16 @@ def test_url_prints_a_working_url_last(capsys: pytest.CaptureFixture[str]) -> No
     assert "HubSpot" in out
 
 
+def test_url_says_when_it_points_at_localhost(capsys: pytest.CaptureFixture[str]) -> None:
+    mint = ("url", "member-lookup", "--param", f"program_id={PROGRAM}", "--offline")
+    env = {k: v for k, v in BASE_ENV.items() if k != "RELAY_PUBLIC_URL"}
+    code, out, err = run(capsys, *mint, env=env)
+    assert code == 0 and out.strip().splitlines()[-1].startswith("http://localhost:8000/hooks/")
+    assert "RELAY_PUBLIC_URL" in err and "Zapier and Make" in err
+    code, out, err = run(capsys, *mint)  # RELAY_PUBLIC_URL set: nothing to say
+    assert code == 0 and "note:" not in err
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
