@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from relay import __version__
 from relay.errors import RelayError
@@ -32,6 +32,9 @@ from relay.store import Store, open_store
 from relay.templatecheck import unknown_fields
 from relay.templating import SkipDelivery, TemplateLibrary
 from relay.tokens import Hook, HookSigner, token_from_url
+
+if TYPE_CHECKING:
+    from relay.account import Account
 
 T = TypeVar("T")
 
@@ -173,10 +176,9 @@ def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-def _account_check(settings: Settings) -> LiveCheck:
-    """The live part of minting: the account PassKit lists, read once the settings passed the
-    offline checks; a refusal saying why when it cannot be read."""
-    from relay.account import Account, AccountError, load_account
+def _read_account(settings: Settings) -> Account:
+    """The PassKit account the configured credentials reach (AccountError says why not)."""
+    from relay.account import load_account
     from relay.passkit import PassKitClient
 
     async def read() -> Account:
@@ -186,9 +188,17 @@ def _account_check(settings: Settings) -> LiveCheck:
         finally:
             await client.aclose()
 
+    return asyncio.run(read())
+
+
+def _account_check(settings: Settings) -> LiveCheck:
+    """The live part of minting: the account PassKit lists, read once the settings passed the
+    offline checks; a refusal saying why when it cannot be read."""
+    from relay.account import AccountError
+
     def check(target: Endpoint, params: Mapping[str, str]) -> list[str]:
         try:
-            account = asyncio.run(read())
+            account = _read_account(settings)
         except AccountError as exc:
             return [f"the ids cannot be looked up at PassKit: {exc} (relay url --offline mints "
                     "without looking them up)"]  # fmt: skip
@@ -313,18 +323,10 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _check_live(settings: Settings) -> int:
     """`relay check --live`: the account's programs, campaigns and productions, read from
     PassKit with the configured credentials; exit 1 with one line saying what to change."""
-    from relay.account import Account, AccountError, load_account
-    from relay.passkit import PassKitClient
-
-    async def read() -> Account:
-        client = PassKitClient(settings)
-        try:
-            return await load_account(client)
-        finally:
-            await client.aclose()
+    from relay.account import AccountError
 
     try:
-        account = asyncio.run(read())
+        account = _read_account(settings)
     except AccountError as exc:
         print(f"problem: {exc}")
         return 1

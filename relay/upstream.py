@@ -17,7 +17,8 @@ the answer is read as it arrives, split into lines, and cut at `max_bytes` (`com
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -97,6 +98,19 @@ class Upstream(Protocol):
     async def aclose(self) -> None: ...
 
 
+@contextmanager
+def _aiohttp_failures() -> Iterator[None]:
+    """aiohttp's failures as the upstream's two: no answer in time, or no connection."""
+    try:
+        yield
+    except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            raise UpstreamUnreachable(f"connect timed out ({type(exc).__name__})") from exc
+        raise UpstreamTimeout(type(exc).__name__) from exc
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise UpstreamUnreachable(type(exc).__name__) from exc
+
+
 class AiohttpUpstream:
     """One pooled aiohttp session, opened on first use (it must belong to the running loop)."""
 
@@ -125,18 +139,12 @@ class AiohttpUpstream:
         connect_timeout: float,
     ) -> Reply:
         limits = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=timeout)
-        try:
+        with _aiohttp_failures():
             async with self._open().request(
                 method, self.base_url + path, data=body, headers=headers, timeout=limits,
                 allow_redirects=False,
             ) as response:  # fmt: skip
                 return Reply(response.status, response.headers, await response.read())
-        except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
-            if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                raise UpstreamUnreachable(f"connect timed out ({type(exc).__name__})") from exc
-            raise UpstreamTimeout(type(exc).__name__) from exc
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise UpstreamUnreachable(type(exc).__name__) from exc
 
     async def request_lines(
         self,
@@ -151,7 +159,7 @@ class AiohttpUpstream:
     ) -> LinesReply:
         limits = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=timeout)
         splitter = _LineSplitter(max_bytes)
-        try:
+        with _aiohttp_failures():
             async with self._open().request(
                 method, self.base_url + path, data=body, headers=headers, timeout=limits,
                 allow_redirects=False,
@@ -160,16 +168,21 @@ class AiohttpUpstream:
                     if not splitter.feed(chunk):
                         return splitter.reply(response.status, response.headers, False)
                 return splitter.reply(response.status, response.headers, True)
-        except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
-            if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                raise UpstreamUnreachable(f"connect timed out ({type(exc).__name__})") from exc
-            raise UpstreamTimeout(type(exc).__name__) from exc
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise UpstreamUnreachable(type(exc).__name__) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+@contextmanager
+def _httpx_failures() -> Iterator[None]:
+    """httpx's failures as the upstream's two: no answer in time, or no connection."""
+    try:
+        yield
+    except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+        raise UpstreamTimeout(type(exc).__name__) from exc
+    except httpx.TransportError as exc:  # connect errors, resets, pool timeouts
+        raise UpstreamUnreachable(type(exc).__name__) from exc
 
 
 class HttpxUpstream:
@@ -193,15 +206,11 @@ class HttpxUpstream:
         timeout: float,
         connect_timeout: float,
     ) -> Reply:
-        try:
+        with _httpx_failures():
             response = await self._http.request(
                 method, path, content=body, headers=headers,
                 timeout=httpx.Timeout(timeout, connect=connect_timeout),
             )  # fmt: skip
-        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
-            raise UpstreamTimeout(type(exc).__name__) from exc
-        except httpx.TransportError as exc:  # connect errors, resets, pool timeouts
-            raise UpstreamUnreachable(type(exc).__name__) from exc
         return Reply(response.status_code, response.headers, response.content)
 
     async def request_lines(
@@ -220,7 +229,7 @@ class HttpxUpstream:
             method, path, content=body, headers=headers,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
         )  # fmt: skip
-        try:
+        with _httpx_failures():
             response = await self._http.send(request, stream=True)
             try:
                 async for chunk in response.aiter_bytes():
@@ -228,10 +237,6 @@ class HttpxUpstream:
                         return splitter.reply(response.status_code, response.headers, False)
             finally:
                 await response.aclose()
-        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
-            raise UpstreamTimeout(type(exc).__name__) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnreachable(type(exc).__name__) from exc
         return splitter.reply(response.status_code, response.headers, True)
 
     async def aclose(self) -> None:
