@@ -22,7 +22,9 @@ from relay.admin.session import COOKIE, MAX_AGE, LoginLimiter, Session, SessionS
 from relay.brokentext import mend_text
 from relay.endpoints import Endpoints, new_request_id
 from relay.minting import Endpoint, MintError, account_check, endpoint, mint, registered
-from relay.store import OUTCOMES, Store
+from relay.operations import CATALOG, dig
+from relay.passcheck import PassChecker, PassCheckError, PassReading
+from relay.store import OUTCOMES, DeliveryRecord, Store
 from relay.tokens import Hook
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
@@ -41,6 +43,7 @@ class Console:
         self.limiter = LoginLimiter()
         self.root = root
         self._account: tuple[float, Account] | None = None  # the last one read, and when
+        self.passes = PassChecker(self.s.settings.passkit_pass_url)  # "Check the pass"
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -57,6 +60,7 @@ class Console:
             Route(f"{r}/deliveries", self.guarded(self.deliveries), methods=["GET"]),
             Route(f"{r}/deliveries/{{id}}", self.guarded(self.delivery), methods=["GET"]),
             Route(f"{r}/deliveries/{{id}}/replay", self.guarded(self.replay), methods=["POST"]),
+            Route(f"{r}/deliveries/{{id}}/pass", self.guarded(self.check_pass), methods=["POST"]),
             Route(f"{r}/templates", self.guarded(self.templates), methods=["GET"]),
             Route(f"{r}/passkit", self.guarded(self.passkit), methods=["GET"]),
             Route(f"{r}/templates/{{name:path}}", self.guarded(self.template),
@@ -284,7 +288,39 @@ class Console:
                                link=f"{self.root}/deliveries", status=404)  # fmt: skip
         problem = request.query_params.get("problem", "")
         return self.render("delivery.html", session, "deliveries", title="Delivery",
-                           d=record, problem=problem)  # fmt: skip
+                           d=record, problem=problem, pass_url=self.pass_url(record))  # fmt: skip
+
+    def pass_url(self, record: DeliveryRecord) -> str | None:
+        """The pass a delivery issued or changed (its answer's `pass_url`), from the logged
+        PassKit request and answer; None when there is none or it was not logged."""
+        operation = CATALOG.get(record.operation)
+        if record.outcome == "failed" or not operation or not operation.kind:
+            return None
+        if operation.pass_gone:
+            return None
+        answer = record.passkit_response.get("json") if record.passkit_response else None
+        sent = record.passkit_request.get("json") if record.passkit_request else None
+        pass_id = dig(answer, operation.id_in_answer) or dig(sent, operation.id_in_request)
+        return self.s.client.pass_url(pass_id) if isinstance(pass_id, str) and pass_id else None
+
+    async def check_pass(self, request: Request, session: Session) -> Response:
+        """The delivery's pass read as Apple Wallet gets it (relay.passcheck), on request."""
+        record = await (await self.store()).get_delivery(request.path_params["id"])
+        if record is None:
+            return RedirectResponse(f"{self.root}/deliveries", 303)
+        pass_url = self.pass_url(record)
+        reading: PassReading | None = None
+        unread = ""
+        if pass_url is None:
+            unread = "This delivery names no pass to check."
+        else:
+            try:
+                reading = await self.passes.check(pass_url)
+            except PassCheckError as exc:
+                unread = str(exc)
+        return self.render("delivery.html", session, "deliveries", title="Delivery", d=record,
+                           problem="", pass_url=pass_url, reading=reading, checked=True,
+                           unread=unread)  # fmt: skip
 
     async def replay(self, request: Request, session: Session) -> Response:
         record = await (await self.store()).get_delivery(request.path_params["id"])

@@ -16,6 +16,7 @@ Not PassKit (no auth, for tests and demos):
     GET  /_sandbox/errors   error body shape        POST /_sandbox/errors  {"shape": "string"}
     GET  /_sandbox/state    counts, records, calls  POST /_sandbox/reset   back to the seed
     GET  /                  issued passes           GET  /pass/{id}        a pass's card
+                                                    GET  /pass/{id}.pkpass its Wallet file
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from relay.contract import Rpc, message_spec, rpc
-from relay.sandbox import coupons, distribution, members, pages, tickets
+from relay.sandbox import coupons, distribution, members, pages, pkpass, tickets
 from relay.sandbox.auth import authenticate
 from relay.sandbox.errors import (
     ERROR_SHAPES,
@@ -275,6 +276,13 @@ def _admin_routes(state: State) -> list[Route]:
             return HTMLResponse(pages.not_found_page(pass_id), status_code=404)
         return HTMLResponse(page)
 
+    async def pass_bundle(request: Request) -> Response:
+        pass_id = request.path_params["id"]
+        bundle = pkpass.pkpass(state, pass_id)
+        if bundle is None:
+            return HTMLResponse(pages.not_found_page(pass_id), status_code=404)
+        return Response(bundle, media_type="application/vnd.apple.pkpass")
+
     return [
         Route("/_sandbox/faults", get_faults, methods=["GET"]),
         Route("/_sandbox/faults", set_faults, methods=["POST"]),
@@ -283,6 +291,7 @@ def _admin_routes(state: State) -> list[Route]:
         Route("/_sandbox/state", get_state, methods=["GET"]),
         Route("/_sandbox/reset", reset, methods=["POST"]),
         Route("/", index, methods=["GET"]),
+        Route("/pass/{id}.pkpass", pass_bundle, methods=["GET"]),  # before /pass/{id}
         Route("/pass/{id}", pass_page, methods=["GET"]),
     ]
 
