@@ -169,6 +169,7 @@ def create_app(
         # The boot goes on meanwhile; a client of its own, so the deliveries' is left alone.
         checker = PassKitClient(settings, transport=transport)
         connection = asyncio.create_task(log_connection(checker, close=True))
+        await services.alerts.start()  # RELAY_ALERT_URL: its sender runs until shutdown
         try:
             yield
         finally:

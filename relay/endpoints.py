@@ -140,8 +140,10 @@ class Endpoints:
         request: Any,
         replay_of: str | None = None,
         note: dict[str, Any] | None = None,
+        dry_run: bool = False,
     ) -> str:
-        """Log one delivery, before it is answered: an answered delivery is never missing."""
+        """Log one delivery, before it is answered: an answered delivery is never missing.
+        Then tell the alerts (a queue put at most; RELAY_ALERT_URL is told after the answer)."""
         entry = delivery_record(
             at=self.s.timestamp(),
             source=source,
@@ -157,6 +159,7 @@ class Endpoints:
             replay_of=replay_of,
         )
         delivery_id = await (await self.s.store.get()).record_delivery(entry)
+        self.s.alerts.observe(entry, dry_run=dry_run)
         if note is not None:  # the access log's line for this request says what became of it
             note["log_note"] = f"hook={hook.id} template={template} outcome={entry.outcome}"
         return delivery_id
@@ -203,6 +206,7 @@ class Endpoints:
         trace = Trace()
         logged_fields: dict[str, Any] | None = None
         status, answer = 500, {}
+        dry_run = False
         try:
             # Inside the try, so the log shows a revoked hook that is still being called.
             await self.s.revocations.check(hook.id)
@@ -235,7 +239,8 @@ class Endpoints:
         finally:
             await self.record("hook", hook, hook.template, trace=trace, status=status,
                               answer=answer, started=started, request_id=request_id,
-                              request=logged_fields, note=request.scope.get("state"))  # fmt: skip
+                              request=logged_fields, note=request.scope.get("state"),
+                              dry_run=dry_run)  # fmt: skip
         return JSONResponse(answer)
 
     async def stripe_delivery(self, request: Request) -> Response:

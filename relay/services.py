@@ -10,6 +10,7 @@ from datetime import datetime
 
 import httpx
 
+from relay.alerts import Alerts
 from relay.delivery import Relay, utc_now
 from relay.idempotency import OnceGuard
 from relay.passkit import PassKitClient
@@ -34,11 +35,13 @@ class Services:
     revocations: RevocationCache
     rate_limit: HookRateLimit
     clock: Callable[[], datetime]
+    alerts: Alerts
 
     def timestamp(self) -> float:
         return self.clock().timestamp()
 
     async def aclose(self) -> None:
+        await self.alerts.stop()
         await self.client.aclose()
         await self.store.close()
 
@@ -77,4 +80,5 @@ def build_services(
         # Bursts of ten seconds' worth: a back-fill's first hundreds go straight through.
         rate_limit=HookRateLimit(settings.rate_limit, burst=settings.rate_limit * 10),
         clock=clock,
+        alerts=Alerts(settings, handle, library),
     )

@@ -84,6 +84,9 @@ class Settings:
     # RELAY_PUBLIC_URL was set: without it `public_url` is only `http://localhost:$PORT`, and
     # the admin console mints URLs at the address the operator's browser used instead.
     public_url_set: bool = False
+    # A Slack-compatible incoming webhook told when a hook starts failing and when it recovers
+    # (relay.alerts); its URL is a credential.
+    alert_url: Secret | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -262,6 +265,10 @@ def load_settings(
                 f"X-Forwarded-For, 0 to 10 (got {raw_proxies!r})."
             )
 
+    alert_url = (env.get("RELAY_ALERT_URL") or "").strip() or None
+    if alert_url and not alert_url.startswith(("http://", "https://")):
+        problems.append("RELAY_ALERT_URL must start with http:// or https://.")
+
     if problems:
         raise ConfigError(problems)
     return Settings(
@@ -290,5 +297,6 @@ def load_settings(
         keep_alive_timeout=keep_alive_timeout,
         trusted_proxies=trusted_proxies,
         public_url_set=public_url_set,
+        alert_url=Secret(alert_url) if alert_url else None,
         warnings=tuple(warnings),
     )

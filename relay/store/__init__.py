@@ -34,6 +34,7 @@ from relay.store.records import (
     ClaimState,
     DeliveryRecord,
     DeliveryStats,
+    HookFailing,
     HookRecord,
     Outcome,
     Source,
@@ -51,6 +52,7 @@ __all__ = [
     "ClaimState",
     "DeliveryRecord",
     "DeliveryStats",
+    "HookFailing",
     "HookRecord",
     "Outcome",
     "Source",
@@ -162,6 +164,20 @@ class Store(Protocol):
 
     async def purge_deliveries(self, before: float) -> int:
         """Delete deliveries older than `before` (retention); returns how many."""
+
+    # -- failing hooks (relay.alerts) --
+
+    async def note_hook_failure(
+        self, hook_id: str, at: float, *, realert_after: float = 3600.0
+    ) -> HookFailing:
+        """Count a failure of `hook_id`; `alert` is True for exactly one caller (in any
+        process) on its first failure and then at most once per `realert_after` seconds."""
+
+    async def clear_hook_failure(self, hook_id: str) -> HookFailing | None:
+        """The hook works again: forget its failures; the row for exactly one caller, else None."""
+
+    async def failing_hooks(self) -> set[str]:
+        """The ids of every hook failing now (a few at most)."""
 
     # -- admin sessions --
 

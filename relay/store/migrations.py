@@ -102,6 +102,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX admin_sessions_ended_at ON admin_sessions_ended (ended_at)",
         ],
     ),
+    (
+        4,
+        [
+            # Hooks that are failing (relay.alerts): a row from a hook's first failure to its
+            # next success. `alert_id` names the call that last decided to alert, so two
+            # processes never both alert for the same hook in the same hour.
+            """CREATE TABLE hook_alerts (
+                hook_id TEXT PRIMARY KEY,
+                failing_since {float} NOT NULL,
+                alerted_at {float} NOT NULL,
+                alert_id TEXT NOT NULL,
+                failures {bigint} NOT NULL DEFAULT 0
+            )""",
+        ],
+    ),
 ]
 
 

@@ -100,6 +100,25 @@ PURGE_ENDED_ADMIN_SESSIONS = (
     "(SELECT session_id FROM admin_sessions_ended WHERE ended_at < :before LIMIT :chunk)"
 )
 
+# A failure of a hook that alerts: the first one inserts the row (and alerts); later ones count,
+# and alert again once the last alert is older than :realert_before. The row comes back, and
+# its alert_id says whether this call alerts. SET expressions read the row as it was.
+NOTE_HOOK_FAILURE = (
+    "INSERT INTO hook_alerts (hook_id, failing_since, alerted_at, alert_id, failures) "
+    "VALUES (:id, :at, :at, :alert_id, 1) ON CONFLICT (hook_id) DO UPDATE SET "
+    "failures = hook_alerts.failures + 1, "
+    "alert_id = CASE WHEN hook_alerts.alerted_at <= :realert_before THEN :alert_id "
+    "ELSE hook_alerts.alert_id END, "
+    "alerted_at = CASE WHEN hook_alerts.alerted_at <= :realert_before THEN :at "
+    "ELSE hook_alerts.alerted_at END "
+    "RETURNING failing_since, alerted_at, alert_id, failures"
+)
+# The first success after failures: only one caller gets the row back.
+CLEAR_HOOK_FAILURE = (
+    "DELETE FROM hook_alerts WHERE hook_id = :id RETURNING failing_since, alerted_at, failures"
+)
+FAILING_HOOKS = "SELECT hook_id FROM hook_alerts"
+
 
 def dumps(value: Any) -> str | None:
     if value is None:

@@ -124,3 +124,15 @@ class DeliveryStats:
     @property
     def failed(self) -> int:
         return self.by_outcome.get("failed", 0)
+
+
+@dataclass(frozen=True)
+class HookFailing:
+    """A failing hook as `hook_alerts` holds it (see relay.alerts): since when, how many
+    failures so far, when it was last alerted, and whether the call that returned it alerts."""
+
+    hook_id: str
+    failing_since: float
+    alerted_at: float
+    failures: int
+    alert: bool = False

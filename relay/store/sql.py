@@ -26,6 +26,7 @@ from relay.store.records import (
     Claim,
     DeliveryRecord,
     DeliveryStats,
+    HookFailing,
     HookRecord,
     new_delivery_id,
 )
@@ -275,6 +276,29 @@ class SQLStore(ABC):
 
     async def purge_deliveries(self, before: float) -> int:
         return await self._purge(q.PURGE_DELIVERIES, before)
+
+    # -- failing hooks ---------------------------------------------------------------------
+
+    async def note_hook_failure(
+        self, hook_id: str, at: float, *, realert_after: float = 3600.0
+    ) -> HookFailing:
+        alert_id = unique_hex(16)
+        _, rows = await self._write(
+            q.NOTE_HOOK_FAILURE,
+            {"id": hook_id, "at": at, "alert_id": alert_id, "realert_before": at - realert_after},
+        )
+        since, alerted_at, got_id, failures = rows[0]
+        return HookFailing(hook_id, since, alerted_at, int(failures), alert=got_id == alert_id)
+
+    async def clear_hook_failure(self, hook_id: str) -> HookFailing | None:
+        _, rows = await self._write(q.CLEAR_HOOK_FAILURE, {"id": hook_id})
+        if not rows:
+            return None
+        since, alerted_at, failures = rows[0]
+        return HookFailing(hook_id, since, alerted_at, int(failures))
+
+    async def failing_hooks(self) -> set[str]:
+        return {row[0] for row in await self._read(q.FAILING_HOOKS, {})}
 
     # -- admin sessions ----------------------------------------------------------------------
 
