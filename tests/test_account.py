@@ -154,6 +154,8 @@ def test_console_passkit_page_and_pickers(console: httpx.Client) -> None:
         data={"csrf": csrf.group(1), "template": "member-upsert", "label": "draft test",
               "param:program_id": DEMO_DRAFT_PROGRAM_ID, "param:tier_id": "base"},
     )  # fmt: skip
+    assert minted.status_code == 303
+    minted = console.get(minted.headers["location"])
     assert minted.status_code == 200 and "/hooks/" in minted.text
     assert '<div class="warning" role="status">Program “Sandbox Tea Club”' in minted.text
 

@@ -127,11 +127,14 @@ async def test_mint_revoke_and_logout(admin: httpx.AsyncClient, store: Store) ->
     minted = await admin.post("/admin/hooks/new", data={
         "csrf": csrf, "template": "member-upsert", "label": "HubSpot",
         "param:program_id": PROGRAM, "param:tier_id": "base"})  # fmt: skip
+    [hook] = await store.list_hooks()
+    assert minted.status_code == 303  # Post/Redirect/Get: to the hook's own page
+    assert minted.headers["location"] == f"/admin/hooks/{hook.id}?minted=1"
+    minted = await admin.get(minted.headers["location"])
     assert minted.status_code == 200 and "Webhooks by Zapier" in minted.text
     assert "HTTP › Make a request" in minted.text
     url = re.search(r'id="minted-url">([^<]+)<', minted.text).group(1)  # type: ignore[union-attr]
     assert url.startswith("https://relay.example.com/hooks/")
-    [hook] = await store.list_hooks()
     assert hook.label == "HubSpot" and hook.params == {"program_id": PROGRAM, "tier_id": "base"}
 
     confirm = await admin.get(f"/admin/hooks/{hook.id}/revoke")
@@ -222,6 +225,7 @@ async def test_replay_runs_the_delivery_again(
     minted = await admin.post("/admin/hooks/new", data={
         "csrf": token_in(form.text), "template": "member-enrol",
         "param:program_id": PROGRAM, "param:tier_id": "gold"})  # fmt: skip
+    minted = await admin.get(minted.headers["location"])
     url = re.search(r'id="minted-url">https://relay.example.com([^<]+)<', minted.text)
     assert url
     answer = await admin.post(url.group(1), data={"external_id": "C9", "email": "c@d.co"})
@@ -256,3 +260,86 @@ async def test_every_template_page_renders(admin: httpx.AsyncClient) -> None:
         page = await admin.get(f"/admin/templates/{name}")
         assert page.status_code == 200, name
         assert ("stripe trigger" in page.text) is name.startswith("stripe/")
+
+
+async def mint_in_console(
+    admin: httpx.AsyncClient, label: str, tier: str = "base"
+) -> httpx.Response:
+    form = await admin.get("/admin/hooks/new?template=member-upsert")
+    return await admin.post("/admin/hooks/new", data={
+        "csrf": token_in(form.text), "template": "member-upsert", "label": label,
+        # Not in the registry's (sorted) order: the hook's page must still show this URL.
+        "param:tier_id": tier, "param:program_id": PROGRAM})  # fmt: skip
+
+
+async def test_every_hook_has_a_page_with_the_url_that_was_minted(
+    admin: httpx.AsyncClient, store: Store, passkit: respx.MockRouter
+) -> None:
+    passkit.get(f"/members/member/externalId/{PROGRAM}/C1").mock(return_value=httpx.Response(404))
+    passkit.post("/members/member").mock(return_value=httpx.Response(200, json={"id": "m1"}))
+    await sign_in(admin)
+    answer = await mint_in_console(admin, "HubSpot new contact")
+    [hook] = await store.list_hooks()
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/admin/hooks/{hook.id}?minted=1"
+    first = await admin.get(answer.headers["location"])
+    assert first.status_code == 200 and "Hook created" in first.text
+    url = re.search(r'id="minted-url">([^<]+)<', first.text).group(1)  # type: ignore[union-attr]
+    # Reloading the page the POST redirected to mints nothing.
+    for _ in range(3):
+        assert (await admin.get(answer.headers["location"])).status_code == 200
+    assert len(await store.list_hooks()) == 1
+
+    # A delivery through the URL shows on the hook's page.
+    sent = await admin.post(url.removeprefix("https://relay.example.com"),
+                            data={"external_id": "C1", "email": "a@b.co"})  # fmt: skip
+    assert sent.status_code == 200, sent.text
+
+    listing = await admin.get("/admin/hooks")
+    assert f'href="/admin/hooks/{hook.id}"><b>HubSpot new contact</b></a>' in listing.text
+    assert url not in listing.text  # the list links to the page; the URL is only on it
+    again = await admin.get(f"/admin/hooks/{hook.id}")
+    assert again.status_code == 200 and "Hook created" not in again.text
+    assert f'id="minted-url">{url}<' in again.text  # signed again: the very same URL
+    assert "Webhooks by Zapier" in again.text and "HTTP › Make a request" in again.text
+    assert f'<a href="{url}">Open its test page</a>' in again.text
+    [delivery] = await store.list_deliveries(hook_id=hook.id)
+    assert f'href="/admin/deliveries/{delivery.id}"' in again.text
+    assert (await admin.get("/admin/hooks/hk_nosuchhook")).status_code == 404
+
+    # Once revoked, the page says so and no longer offers the URL.
+    csrf = token_in(again.text)
+    await admin.post(f"/admin/hooks/{hook.id}/revoke", data={"csrf": csrf})
+    revoked = await admin.get(f"/admin/hooks/{hook.id}")
+    assert "revoked_token" in revoked.text and url not in revoked.text
+
+
+async def test_a_label_an_active_hook_has_is_refused(
+    admin: httpx.AsyncClient, store: Store
+) -> None:
+    await sign_in(admin)
+    assert (await mint_in_console(admin, "Front desk")).status_code == 303
+    refused = await mint_in_console(admin, " front desk ", tier="gold")
+    assert refused.status_code == 422
+    [hook] = await store.list_hooks()
+    assert f"The label “front desk” is already used by hook {hook.id}" in refused.text
+    assert (await mint_in_console(admin, "Front desk, gold", tier="gold")).status_code == 303
+    assert (await mint_in_console(admin, "")).status_code == 303  # no label: no clash
+    assert (await mint_in_console(admin, "")).status_code == 303
+    # A revoked hook's label is free again.
+    csrf = token_in((await admin.get("/admin/hooks")).text)
+    await admin.post(f"/admin/hooks/{hook.id}/revoke", data={"csrf": csrf})
+    assert (await mint_in_console(admin, "Front desk")).status_code == 303
+    assert len(await store.list_hooks()) == 5
+
+
+async def test_favicon_and_overview_words(admin: httpx.AsyncClient) -> None:
+    icon = await admin.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    await sign_in(admin)
+    overview = await admin.get("/admin/")
+    assert '<link rel="icon" href="data:image/svg+xml,' in overview.text
+    assert "Mint a hook</a> to get started" in overview.text  # no hook yet
+    assert ">succeeded</span> and" in overview.text and "handled" not in overview.text
+    assert (await mint_in_console(admin, "First")).status_code == 303
+    assert "to get started" not in (await admin.get("/admin/")).text

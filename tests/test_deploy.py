@@ -251,7 +251,8 @@ async def mint_in_console(client: httpx.AsyncClient, **headers: str) -> str:
     minted = await client.post("/admin/hooks/new", headers=headers, data={
         "csrf": token_in(page.text), "template": "member-upsert",
         "param:program_id": PROGRAM, "param:tier_id": "base"})  # fmt: skip
-    assert minted.status_code == 200, minted.text
+    assert minted.status_code == 303, minted.text
+    minted = await client.get(minted.headers["location"], headers=headers)
     found = re.search(r'id="minted-url">([^<]+)<', minted.text)
     assert found, minted.text
     return found.group(1)

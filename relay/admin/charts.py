@@ -2,6 +2,8 @@
 
 Plain SVG written by hand (no chart library, no JavaScript); each bar has a <title> so the
 numbers are readable on hover and by screen readers, and the whole chart has a text summary.
+The axis text is HTML around the SVG, not SVG text: the SVG scales with the page (to half its
+size on a phone), the text keeps its size (12 px), readable at any width.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ def hourly_svg(hours: Sequence[Hour]) -> str:
     slot = (WIDTH - PAD) / max(len(hours), 1)
     bar = max(slot * 0.7, 1.0)
     scale = (HEIGHT - PAD) / top
+    labels: list[str] = []
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'<figure class="chart-box"><span class="axis top" aria-hidden="true">{top}</span>'
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT - PAD + 2}" role="img" '
         f'aria-label="Deliveries per hour over the last {len(hours)} hours: '
         f'{sum(h.ok for h in hours)} succeeded, {sum(h.failed for h in hours)} failed">',
-        f'<text x="0" y="12" class="axis">{top}</text>',
         f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH}" y2="{HEIGHT - PAD}" class="base"/>',
     ]
     for index, hour in enumerate(hours):
@@ -43,7 +46,7 @@ def hourly_svg(hours: Sequence[Hour]) -> str:
         parts.append(f'<rect x="{x:.1f}" y="{y_ok - failed_h:.1f}" width="{bar:.1f}" '
                      f'height="{failed_h:.1f}" class="failed"/></g>')  # fmt: skip
         if index % 6 == 0:
-            parts.append(f'<text x="{x:.1f}" y="{HEIGHT - 6}" class="axis">'
-                         f"{escape(hour.label)}</text>")  # fmt: skip
-    parts.append("</svg>")
+            labels.append(f'<span style="left:{100 * x / WIDTH:.2f}%">{escape(hour.label)}</span>')
+    parts.append(f'</svg><div class="axis hours" aria-hidden="true">{"".join(labels)}</div>')
+    parts.append("</figure>")
     return "".join(parts)

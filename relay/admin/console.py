@@ -25,7 +25,7 @@ from relay.minting import Endpoint, MintError, account_check, endpoint, mint, re
 from relay.operations import CATALOG, dig
 from relay.passcheck import PassChecker, PassCheckError, PassReading
 from relay.store import OUTCOMES, DeliveryRecord, Store
-from relay.tokens import Hook
+from relay.tokens import Hook, hook_url
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
 PAGE_SIZE = 50
@@ -56,6 +56,7 @@ class Console:
             Route(r, self.guarded(self.overview), methods=["GET"]),
             Route(f"{r}/hooks", self.guarded(self.hooks), methods=["GET"]),
             Route(f"{r}/hooks/new", self.guarded(self.new_hook), methods=["GET", "POST"]),
+            Route(f"{r}/hooks/{{id}}", self.guarded(self.hook), methods=["GET"]),
             Route(f"{r}/hooks/{{id}}/revoke", self.guarded(self.revoke), methods=["GET", "POST"]),
             Route(f"{r}/deliveries", self.guarded(self.deliveries), methods=["GET"]),
             Route(f"{r}/deliveries/{{id}}", self.guarded(self.delivery), methods=["GET"]),
@@ -167,8 +168,10 @@ class Console:
         ]
         failures = await store.list_deliveries(outcome="failed", limit=5)
         rate = None if not stats.total else 100 * (stats.total - stats.failed) / stats.total
+        no_hooks = not await store.list_hooks()
         return self.render("overview.html", session, "overview", title="Overview", stats=stats,
-                           rate=rate, chart=hourly_svg(hours), failures=failures)  # fmt: skip
+                           rate=rate, chart=hourly_svg(hours), failures=failures,
+                           no_hooks=no_hooks)  # fmt: skip
 
     async def hooks(self, request: Request, session: Session) -> Response:
         hooks = await (await self.store()).list_hooks()
@@ -193,25 +196,24 @@ class Console:
             # A picker's "or another id" box, when filled, wins over the picker.
             values |= {k[6:]: v.strip() for k, v in _texts(form).items()
                        if k.startswith("other:") and v.strip()}  # fmt: skip
+            # Signed in the registry's order (it stores params sorted), so the hook's page
+            # can sign them again into this very URL (itsdangerous is deterministic).
+            values = dict(sorted(values.items()))
             base = self.public_base(request)
             # The ids are looked up in the account as PassKit lists it now (a tier created a
             # moment ago counts), when PassKit can be read.
             read, _ = await self.account(fresh=True)
             live = account_check(read) if read else None
             try:
-                hook, minted, url = mint(self.s.signer, self.s.library, name, values, base,
-                                         live=live)  # fmt: skip
+                if taken := await self._label_taken(label):
+                    raise MintError([taken])
+                hook, _, _ = mint(self.s.signer, self.s.library, name, values, base, live=live)
             except MintError as exc:
                 problems = exc.problems
             else:
                 await (await self.store()).add_hook(registered(hook, label))
-                template = self.s.library.get(name)
-                account, _ = await self.account()
-                drafts = [w for k, v in hook.params.items()
-                          if account and (w := account.draft_warning(k, v))]  # fmt: skip
-                return self.render("hook_minted.html", session, "hooks", title="Hook URL",
-                                   hook=hook, target=minted, url=url, label=label,
-                                   template=template, drafts=drafts)  # fmt: skip
+                # Post/Redirect/Get: reloading the hook's page never mints a second hook.
+                return RedirectResponse(f"{self.root}/hooks/{hook.id}?minted=1", 303)
         target: Endpoint | None = None
         if name:
             try:
@@ -229,6 +231,48 @@ class Console:
                            template=self.s.library.get(name), problems=problems,
                            picks=picks, unread=unread, drafts=drafts,
                            status=422 if problems else 200)  # fmt: skip
+
+    async def _label_taken(self, label: str) -> str:
+        """Why `label` cannot name a new hook ("" when it can): an active hook already has it.
+        Labels tell hooks apart in the lists and the deliveries filter, and a gym owner reads
+        the label, not the id; a revoked hook's label is free again."""
+        if not label:
+            return ""
+        for other in await (await self.store()).list_hooks(include_revoked=False):
+            if other.label.casefold() == label.casefold():
+                return (
+                    f"The label “{label}” is already used by hook {other.id} "
+                    f"({other.template}): choose another, e.g. where this URL will be used."
+                )
+        return ""
+
+    async def hook(self, request: Request, session: Session) -> Response:
+        """One hook's page: its URL (signed again: the same Hook and key give the same token),
+        the Zapier and Make steps, its public test page and its latest deliveries."""
+        store = await self.store()
+        record = await store.get_hook(request.path_params["id"])
+        if record is None:
+            return self.render("message.html", session, "hooks", title="No such hook",
+                               heading="No such hook", message="It is not in the registry.",
+                               link=f"{self.root}/hooks", status=404)  # fmt: skip
+        try:
+            target = endpoint(self.s.library, record.template)
+        except MintError:
+            target = None
+        hook = Hook(record.id, record.template, dict(record.params))
+        kind = target.kind if target else "hooks"
+        url = hook_url(self.public_base(request), self.s.signer.mint(hook), kind=kind)
+        minted = bool(request.query_params.get("minted"))
+        drafts: list[str] = []
+        if minted:
+            account, _ = await self.account()
+            drafts = [w for k, v in hook.params.items()
+                      if account and (w := account.draft_warning(k, v))]  # fmt: skip
+        recent = await store.list_deliveries(hook_id=record.id, limit=10)
+        return self.render("hook_minted.html", session, "hooks", title=record.label or record.id,
+                           hook=hook, record=record, target=target, url=url, minted=minted,
+                           label=record.label, template=self.s.library.get(record.template),
+                           drafts=drafts, recent=recent)  # fmt: skip
 
     async def account(self, *, fresh: bool = False) -> tuple[Account | None, str]:
         """The PassKit account (relay.account), read again after ACCOUNT_TTL seconds or when

@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
@@ -37,6 +38,14 @@ ENV = Environment(
 ENV.filters["when"] = _when
 ENV.filters["pretty"] = _pretty
 ENV.globals["stylesheet"] = STYLESHEET
+# The tab icon, inline so no page asks for /favicon.ico (the app answers that too, see relay.app).
+FAVICON_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    '<rect width="32" height="32" rx="7" fill="#0f1b2d"/>'
+    '<path d="M9 17l5 5 9-11" stroke="#f59e0b" stroke-width="4" fill="none" '
+    'stroke-linecap="round" stroke-linejoin="round"/></svg>'
+)
+ENV.globals["favicon"] = "data:image/svg+xml," + quote(FAVICON_SVG)
 
 
 def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:

@@ -29,6 +29,10 @@ dt{font-size:.7rem;text-transform:uppercase;color:#6b7585}dd{margin:0;font-weigh
 .status{display:inline-block;padding:.1rem .5rem;border-radius:.5rem;background:#e3f4e8}
 .status.REDEEMED,.status.CHECKED_OUT{background:#f6e3e3}
 table{border-collapse:collapse;background:#fff}td,th{padding:.4rem .8rem;text-align:left}
+a,code,dd{overflow-wrap:anywhere}.code svg{max-width:100%;height:auto}
+@media (max-width:37.5rem){body{padding:1rem .6rem}
+table,tbody,tr,td{display:block}tr:first-child{display:none}
+tr{border:1px solid #d5dbe3;border-radius:.4rem;margin:0 0 .5rem}td{padding:.2rem .6rem}}
 """
 
 
