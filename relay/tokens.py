@@ -52,7 +52,9 @@ class HookSigner:
     def mint(self, hook: Hook) -> str:
         data: dict[str, Any] = {"i": hook.id, "t": hook.template}
         if hook.params:
-            data["p"] = dict(hook.params)
+            # A-Z, as the registry keeps them: the same hook always signs to the same URL, so
+            # the console can show a hook's URL again, however its params were typed.
+            data["p"] = dict(sorted(hook.params.items()))
         token = self._serializer.dumps(data)
         assert isinstance(token, str)
         return token
