@@ -71,7 +71,9 @@ def test_the_readme_demo_path_issues_passes_from_the_curl_and_the_stripe_sample(
     fields = dict(pair.split("=", 1) for pair in shlex.split(lines[curl + 1])[1::2])
     answer = httpx.post(url, data=fields, timeout=30)
     assert answer.status_code == 200, answer.text
-    assert httpx.get(answer.json()["pass_url"], timeout=10).status_code == 200
+    card = httpx.get(answer.json()["pass_url"], timeout=10)  # works from any folder, no account
+    assert card.status_code == 200 and fields["First Name"] in card.text
+    assert "Sandbox Coffee Club" in card.text
 
     # The Stripe command, exactly as printed (`relay` run from this interpreter).
     [command] = [line.strip() for line in lines if line.strip().startswith("relay stripe-sample")]

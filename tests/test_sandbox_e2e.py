@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import re
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,7 +27,6 @@ from relay.sandbox import (
 )
 
 from .conftest import PASSKIT_KEY, PASSKIT_SECRET, mint
-from .processes import free_port
 from .servers import relay_on_sandbox
 
 pytestmark = pytest.mark.anyio
@@ -308,41 +304,3 @@ async def test_creates_whose_answers_are_lost_make_one_pass_each(
     assert not refused, refused[:3]
     assert sandbox[1].faults_injected["drop_after"] >= 2
     assert {a.json()["id"] for a in answers} == set(getattr(sandbox[1], table))
-
-
-def test_relay_demo_runs_with_no_account(tmp_path: Path) -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "relay", "demo", "--port", str(port)],
-        cwd=tmp_path,  # works from any folder: the shipped templates are used
-        env={"PATH": "/usr/bin:/bin"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        lines: list[str] = []
-        url = ""
-        while not url:  # the hook URL is the banner's last line
-            line = process.stdout.readline()
-            assert line, "relay demo exited:\n" + "".join(lines)
-            lines.append(line)
-            url = line.strip() if re.fullmatch(r"http://\S+/hooks/\S+", line.strip()) else ""
-        assert any(f"curl -X POST {url}" in line for line in lines)
-        for _ in range(100):  # the banner is printed just before uvicorn binds the port
-            try:
-                answer = httpx.post(url, data={"external_id": "CRM-1", "email": "ana@x.com",
-                                               "First Name": "Ana"}, timeout=10)  # fmt: skip
-                break
-            except httpx.ConnectError:
-                time.sleep(0.1)
-        assert answer.status_code == 200, answer.text
-        page = httpx.get(answer.json()["pass_url"], timeout=10)
-        assert page.status_code == 200 and "Ana" in page.text
-        assert "Sandbox Coffee Club" in page.text
-    finally:
-        process.terminate()
-        process.wait(10)
-        if process.stdout:
-            process.stdout.close()
