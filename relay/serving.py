@@ -126,9 +126,11 @@ class HeadLimit:
         transport.close()
 
 
-class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header deadline (`HeaderDeadline`) and a limit on
-    the size of a request head (`HeadLimit`)."""
+class _HeadGuards:
+    """What both protocols below add to uvicorn's: a header deadline (`HeaderDeadline`) from
+    the moment a connection is made, and a limit on a request head's size (`HeadLimit`)."""
+
+    loop: asyncio.AbstractEventLoop
 
     def __init__(
         self,
@@ -140,19 +142,27 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         header_timeout: float,
         header_limit: int,
     ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+        super().__init__(config, server_state, app_state, _loop)  # type: ignore[call-arg]
         self.header_deadline = HeaderDeadline(header_timeout)
         self.head = HeadLimit(header_limit)
-        self.in_body = False  # between a request's headers and its end, as the parser reads
-        self.refused = False  # a head past the limit, refused once earlier answers are out
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.header_deadline.start(self.loop, transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self.header_deadline.start(self.loop, cast(asyncio.Transport, transport))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.header_deadline.stop()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
+class HttpToolsProtocol(_HeadGuards, httptools_impl.HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header deadline (`HeaderDeadline`) and a limit on
+    the size of a request head (`HeadLimit`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_body = False  # between a request's headers and its end, as the parser reads
+        self.refused = False  # a head past the limit, refused once earlier answers are out
 
     def on_headers_complete(self) -> None:
         self.in_body = True
@@ -208,33 +218,14 @@ class _H11Connection(h11.Connection):
             return h11.PAUSED  # uvicorn stops reading events; the connection is closing
 
 
-class H11Protocol(h11_impl.H11Protocol):
+class H11Protocol(_HeadGuards, h11_impl.H11Protocol):
     """uvicorn's h11 protocol with a header deadline (`HeaderDeadline`) and a limit on the size
     of a request head (`HeadLimit`, and h11's own `max_incomplete_event_size`, set to the same
     limit)."""
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-        *,
-        header_timeout: float,
-        header_limit: int,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self.header_deadline = HeaderDeadline(header_timeout)
-        self.head = HeadLimit(header_limit)
-        self.conn = _H11Connection(header_limit, self.refuse_head)
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.header_deadline.start(self.loop, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.header_deadline.stop()
-        super().connection_lost(exc)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn = _H11Connection(self.head.limit, self.refuse_head)
 
     def _reading_head(self) -> bool:
         # IDLE: h11 parses what arrives as a head. Other states: a body (SEND_BODY), or a
