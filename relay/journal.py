@@ -10,9 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from relay.delivery import Trace
+from relay.errors import RelayError, shorten
 from relay.fields import Fields
 from relay.store import DeliveryRecord, Outcome, Source, redact
 from relay.store.redact import redact_text
+
+FIELD_NAME_LIMIT = 64
 
 
 def outcome_of(status: int, answer: Mapping[str, Any]) -> Outcome:
@@ -35,6 +38,14 @@ def fields_for_log(fields: Fields) -> dict[str, Any]:
             for name, value in fields.items()}  # fmt: skip
 
 
+def field_of(error: RelayError | None) -> str | None:
+    """The field a failure names, for grouping failures by cause. A template's field names are
+    short; a longer name came from the sender and may be anything, even data: not kept."""
+    if error is None or not error.field or len(error.field) > FIELD_NAME_LIMIT:
+        return None
+    return redact_text(error.field)
+
+
 def delivery_record(
     *,
     at: float,
@@ -54,18 +65,22 @@ def delivery_record(
     error_code = error.get("code") if isinstance(error, Mapping) else None
     # Never the sender's copy of the message: it may quote what they sent (see RelayError).
     message = trace.error.logged_message() if trace.error else answer.get("reason")
+    outcome = outcome_of(status, answer)
+    failure = trace.error if outcome == "failed" else None
     return DeliveryRecord(
         at=at,
         source=source,
         hook_id=hook_id,
         template=template,
         operation=trace.operation or str(answer.get("operation") or ""),
-        outcome=outcome_of(status, answer),
+        outcome=outcome,
         status=status,
         latency_ms=round(latency_ms, 2),
         request_id=request_id,
         error_code=error_code if isinstance(error_code, str) else None,
         error_message=redact_text(message) if isinstance(message, str) else None,
+        error_field=field_of(failure),
+        error_hint=redact_text(shorten(failure.hint, 400)) if failure and failure.hint else None,
         replay_of=replay_of,
         request=redact(request, store_payloads=log_payloads),
         passkit_request=redact(trace.passkit_request, store_payloads=log_payloads),

@@ -506,3 +506,35 @@ async def test_hourly_counts_for_the_chart(store: Store) -> None:
     for at, outcome in [(T0 + 10, "ok"), (T0 + 20, "failed"), (T0 + 3700, "ok"), (T0 - 5, "ok")]:
         await store.record_delivery(delivery(at, outcome=outcome))
     assert await store.delivery_hours(T0) == {0: {"ok": 1, "failed": 1}, 1: {"ok": 1}}
+
+
+async def test_failures_group_by_hook_error_and_field(store: Store) -> None:
+    failed = {"outcome": "failed", "status": 422, "error_code": "invalid_field"}
+    for n in range(3):
+        await store.record_delivery(delivery(T0 + n, error_field="points", **failed))
+    await store.record_delivery(delivery(T0 + 5, error_field="email", **failed))
+    await store.record_delivery(delivery(T0 + 6, hook_id="hk_b", error_field="points", **failed))
+    for n in range(2):  # no field: grouped together (NULLs group in both databases)
+        await store.record_delivery(
+            delivery(T0 + 7 + n, outcome="failed", status=503, error_code="passkit_unavailable")
+        )
+    await store.record_delivery(delivery(T0 + 10))  # a success is no failure
+    await store.record_delivery(delivery(T0 - 100, error_field="points", **failed))  # too old
+    groups = await store.failure_groups(T0 - 1)
+    shape = [(g.newest.hook_id, g.newest.error_code, g.newest.error_field, g.count)
+             for g in groups]  # fmt: skip
+    assert shape == [
+        ("hk_a", "passkit_unavailable", None, 2),
+        ("hk_b", "invalid_field", "points", 1),
+        ("hk_a", "invalid_field", "email", 1),
+        ("hk_a", "invalid_field", "points", 3),
+    ]
+    points = groups[-1]
+    assert (points.first_at, points.last_at) == (T0, T0 + 2)
+    assert len(await store.failure_groups(T0 - 1, limit=2)) == 2
+    in_group = await store.list_deliveries(
+        hook_id="hk_a", outcome="failed", error_code="invalid_field", error_field="points"
+    )
+    assert [d.at for d in in_group] == [T0 + 2, T0 + 1, T0, T0 - 100]
+    no_field = await store.list_deliveries(error_code="passkit_unavailable", error_field="")
+    assert len(no_field) == 2 and all(d.error_field is None for d in no_field)

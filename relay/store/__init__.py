@@ -34,6 +34,7 @@ from relay.store.records import (
     ClaimState,
     DeliveryRecord,
     DeliveryStats,
+    FailureGroup,
     HookFailing,
     HookRecord,
     Outcome,
@@ -52,6 +53,7 @@ __all__ = [
     "ClaimState",
     "DeliveryRecord",
     "DeliveryStats",
+    "FailureGroup",
     "HookFailing",
     "HookRecord",
     "Outcome",
@@ -153,8 +155,15 @@ class Store(Protocol):
         until: float | None = None,
         before_id: str | None = None,
         limit: int = 50,
+        error_code: str | None = None,
+        error_field: str | None = None,
     ) -> list[DeliveryRecord]:
-        """Newest first; the next page is `before_id=<last id of this page>`."""
+        """Newest first; the next page is `before_id=<last id of this page>`. `error_field=""`
+        keeps failures that name no field."""
+
+    async def failure_groups(self, since: float, *, limit: int = 50) -> list[FailureGroup]:
+        """Failed deliveries since `since` grouped by hook, error code and field (grouped in
+        the database), the group with the newest failure first."""
 
     async def delivery_stats(self, since: float, *, hook_id: str | None = None) -> DeliveryStats:
         """Counts per outcome since `since`, latency percentiles of the newest 10,000."""

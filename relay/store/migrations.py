@@ -117,6 +117,16 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        5,
+        [
+            # Which field a failure was about and the hint its sender was given, so the console
+            # can group failures by cause (hook + error + field) and say the fix in words.
+            "ALTER TABLE deliveries ADD COLUMN error_field TEXT",
+            "ALTER TABLE deliveries ADD COLUMN error_hint TEXT",
+            "CREATE INDEX deliveries_failed_at ON deliveries (at) WHERE outcome = 'failed'",
+        ],
+    ),
 ]
 
 

@@ -28,12 +28,14 @@ HOOK_COLUMNS = (
 )
 DELIVERY_COLUMNS = (
     "id, at, source, hook_id, template, operation, outcome, status, latency_ms, request_id, "
-    "error_code, request, passkit_request, passkit_response, replay_of, error_message"
+    "error_code, request, passkit_request, passkit_response, replay_of, error_message, "
+    "error_field, error_hint"
 )
 INSERT_DELIVERY = (
     f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (:id, :at, :source, :hook_id, "
     ":template, :operation, :outcome, :status, :latency_ms, :request_id, :error_code, "
-    ":request, :passkit_request, :passkit_response, :replay_of, :error_message)"
+    ":request, :passkit_request, :passkit_response, :replay_of, :error_message, :error_field, "
+    ":error_hint)"
 )
 # A hook used but not registered (its row was lost with the database; the URL still works) is
 # registered here from the delivery, with no params: the signed URL keeps the real ones.
@@ -119,6 +121,16 @@ CLEAR_HOOK_FAILURE = (
 )
 FAILING_HOOKS = "SELECT hook_id FROM hook_alerts"
 
+# Failed deliveries grouped by cause (hook + error code + field; NULLs group together in both
+# databases), each group read with its newest delivery: one query, however long the log.
+FAILURE_GROUPS = (
+    f"SELECT {', '.join('d.' + c for c in DELIVERY_COLUMNS.split(', '))}, g.n, g.first_at "
+    "FROM deliveries d JOIN (SELECT MAX(id) AS newest, COUNT(*) AS n, MIN(at) AS first_at "
+    "FROM deliveries WHERE outcome = 'failed' AND at >= :since "
+    "GROUP BY hook_id, error_code, error_field) g ON d.id = g.newest "
+    "ORDER BY d.id DESC LIMIT :limit"
+)
+
 
 def dumps(value: Any) -> str | None:
     if value is None:
@@ -162,6 +174,8 @@ def delivery_from_row(row: Row) -> DeliveryRecord:
         passkit_response=loads(row[13]),
         replay_of=row[14],
         error_message=row[15],
+        error_field=row[16],
+        error_hint=row[17],
     )
 
 
@@ -189,6 +203,8 @@ def delivery_params(r: DeliveryRecord) -> dict[str, Any]:
         "passkit_response": dumps(r.passkit_response),
         "replay_of": r.replay_of,
         "error_message": r.error_message,
+        "error_field": r.error_field,
+        "error_hint": r.error_hint,
     }
 
 

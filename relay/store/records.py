@@ -106,6 +106,8 @@ class DeliveryRecord:
     replay_of: str | None = None
     id: str = ""
     error_message: str | None = None  # the friendly message answered, or why it was skipped
+    error_field: str | None = None  # the field a failure was about, when it names one
+    error_hint: str | None = None  # the hint the sender was given with the failure
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,20 @@ class DeliveryStats:
     @property
     def failed(self) -> int:
         return self.by_outcome.get("failed", 0)
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failed deliveries sharing a cause: the same hook, error code and field. `newest` is the
+    latest of them (it says the cause); `count` and `first_at` cover the whole group."""
+
+    newest: DeliveryRecord
+    count: int
+    first_at: float
+
+    @property
+    def last_at(self) -> float:
+        return self.newest.at
 
 
 @dataclass(frozen=True)

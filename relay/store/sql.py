@@ -26,6 +26,7 @@ from relay.store.records import (
     Claim,
     DeliveryRecord,
     DeliveryStats,
+    FailureGroup,
     HookFailing,
     HookRecord,
     new_delivery_id,
@@ -223,6 +224,8 @@ class SQLStore(ABC):
         until: float | None = None,
         before_id: str | None = None,
         limit: int = 50,
+        error_code: str | None = None,
+        error_field: str | None = None,
     ) -> list[DeliveryRecord]:
         filters = {
             "hook_id = :hook_id": hook_id,
@@ -231,9 +234,14 @@ class SQLStore(ABC):
             "at >= :since": since,
             "at < :until": until,
             "id < :before_id": before_id,
+            "error_code = :error_code": error_code,
+            # "" asks for failures that name no field (a NULL never equals anything).
+            "error_field = :error_field": error_field or None,
+            "error_field IS NULL": True if error_field == "" else None,
         }
         params = {"hook_id": hook_id, "outcome": outcome, "source": source, "since": since}
         params.update({"until": until, "before_id": before_id, "limit": limit})
+        params.update({"error_code": error_code, "error_field": error_field or None})
         where = " AND ".join(clause for clause, value in filters.items() if value is not None)
         rows = await self._read(
             f"SELECT {q.DELIVERY_COLUMNS} FROM deliveries"
@@ -241,6 +249,10 @@ class SQLStore(ABC):
             {k: v for k, v in params.items() if v is not None},
         )
         return [q.delivery_from_row(row) for row in rows]
+
+    async def failure_groups(self, since: float, *, limit: int = 50) -> list[FailureGroup]:
+        rows = await self._read(q.FAILURE_GROUPS, {"since": since, "limit": limit})
+        return [FailureGroup(q.delivery_from_row(row), int(row[-2]), row[-1]) for row in rows]
 
     async def delivery_stats(self, since: float, *, hook_id: str | None = None) -> DeliveryStats:
         where = "at >= :since" + (" AND hook_id = :hook_id" if hook_id is not None else "")
