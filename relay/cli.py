@@ -408,6 +408,16 @@ def cmd_render(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from relay.importcli import import_csv
+
+    settings = _settings(env)
+    _library(settings)
+    failed_to = Path(args.failed_to) if args.failed_to else None
+    return asyncio.run(import_csv(settings, Path(args.file), args.hook, dry_run=args.dry_run,
+                                  failed_to=failed_to, resume=args.resume))  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relay", description=__doc__)
     parser.add_argument("--version", action="version", version=f"passkit-relay {__version__}")
@@ -473,6 +483,19 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     render.add_argument("fields", nargs="*", metavar="FIELD=VALUE")
     render.set_defaults(handler=cmd_render)
+
+    imports = sub.add_parser("import", help="bring existing members in: each row of a CSV is "
+                             "one delivery of a hook")  # fmt: skip
+    imports.add_argument("file", metavar="FILE.csv", help="a header row, then one row a member")
+    imports.add_argument("--hook", required=True, metavar="HOOK_URL_OR_ID",
+                         help="the hook URL, or its id (hk_…) from relay hooks")  # fmt: skip
+    dry_help = "check every row and list the bad ones by line; send nothing"
+    imports.add_argument("--dry-run", action="store_true", help=dry_help)
+    failed_help = "write failed rows here, with the reason, to fix and import again"
+    imports.add_argument("--failed-to", default="", metavar="FILE", help=failed_help)
+    resume_help = "carry on a run that stopped, skipping the rows it finished"
+    imports.add_argument("--resume", action="store_true", help=resume_help)
+    imports.set_defaults(handler=cmd_import)
     return parser
 
 
