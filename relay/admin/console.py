@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from relay.account import Account, AccountError, load_account
 from relay.admin.charts import Hour, hourly_svg
+from relay.admin.failure_pages import FailurePages
 from relay.admin.html import page
 from relay.admin.replay import CannotReplay, fields_from_log, replay
 from relay.admin.session import COOKIE, MAX_AGE, LoginLimiter, Session, SessionSigner, csrf_ok
@@ -46,6 +47,7 @@ class Console:
         self.root = root
         self._account: tuple[float, Account] | None = None  # the last one read, and when
         self.passes = PassChecker(self.s.settings.passkit_pass_url)  # "Check the pass"
+        self.failure_pages = FailurePages(self)  # failures by cause, Edit and resend
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -63,6 +65,10 @@ class Console:
             Route(f"{r}/deliveries", self.guarded(self.deliveries), methods=["GET"]),
             Route(f"{r}/deliveries/{{id}}", self.guarded(self.delivery), methods=["GET"]),
             Route(f"{r}/deliveries/{{id}}/replay", self.guarded(self.replay), methods=["POST"]),
+            Route(f"{r}/deliveries/{{id}}/edit", self.guarded(self.failure_pages.edit),
+                  methods=["GET", "POST"]),
+            Route(f"{r}/failures", self.guarded(self.failure_pages.failures), methods=["GET"]),
+            Route(f"{r}/failures/group", self.guarded(self.failure_pages.group), methods=["GET"]),
             Route(f"{r}/deliveries/{{id}}/pass", self.guarded(self.check_pass), methods=["POST"]),
             Route(f"{r}/templates", self.guarded(self.templates), methods=["GET"]),
             Route(f"{r}/passkit", self.guarded(self.passkit), methods=["GET"]),
@@ -374,6 +380,8 @@ class Console:
         record = await (await self.store()).get_delivery(request.path_params["id"])
         if record is None:
             return RedirectResponse(f"{self.root}/deliveries", 303)
+        if (refused := self.failure_pages.replay_refused(record, session)) is not None:
+            return refused  # the same fields would end the same way
         try:
             new_id = await replay(self.endpoints, record)
         except CannotReplay as exc:

@@ -3,7 +3,8 @@
 A hook delivery is re-run from its logged (redacted) fields with the hook's template and params
 from the registry; a Stripe delivery from its logged event, deduplicated by event id as always,
 so an event processed meanwhile is answered as a duplicate. Creates keep their protection, so a
-replay never issues a second pass. The new delivery is logged with `replay_of` pointing back.
+replay never issues a second pass. Edit and resend is a replay of a hook delivery with the
+operator's corrected fields. The new delivery is logged with `replay_of` pointing back.
 """
 
 from __future__ import annotations
@@ -37,21 +38,26 @@ def fields_from_log(logged: dict[str, Any]) -> Fields:
     return fields
 
 
-async def replay(endpoints: Endpoints, record: DeliveryRecord) -> str:
-    """Run `record` again; returns the new delivery's id. CannotReplay says why not."""
+async def replay(
+    endpoints: Endpoints, record: DeliveryRecord, edited: dict[str, Any] | None = None
+) -> str:
+    """Run `record` again (with its fields replaced by `edited`, for Edit and resend); returns
+    the new delivery's id. CannotReplay says why not."""
+    if edited is not None and record.source == "stripe":
+        raise CannotReplay("A Stripe delivery cannot be edited: Stripe's event is the source.")
     if record.request is None:
         raise CannotReplay(
-            "Its payload was not logged (RELAY_LOG_PAYLOADS=off, or it was refused before it "
+            "What arrived was not logged (payload logging is off, or it was refused before it "
             "was read), so there is nothing to send again."
         )
     store = await endpoints.s.store.get()
     registered = await store.get_hook(record.hook_id) if record.hook_id else None
     if registered is None:
         raise CannotReplay(
-            f"Hook {record.hook_id} is not in the registry (minted on another relay?)."
+            "Its hook is not in this relay's list of hooks (made on another relay?)."
         )
     if registered.revoked:
-        raise CannotReplay(f"Hook {registered.id} has been revoked.")
+        raise CannotReplay("Its hook has been revoked: its URL no longer works.")
     hook = Hook(registered.id, registered.template, registered.params)
     request_id, trace, started = new_request_id(), Trace(), time.perf_counter()
     template = record.template
@@ -62,7 +68,7 @@ async def replay(endpoints: Endpoints, record: DeliveryRecord) -> str:
             template = stripe_events.template_name(event)
             status, answer = await endpoints.handle_event(hook, event, template, request_id, trace)
         else:
-            fields = fields_from_log(record.request)
+            fields = fields_from_log(record.request if edited is None else edited)
             answer = await endpoints.run_hook(
                 hook, fields, list(fields), request_id=request_id, trace=trace
             )
@@ -70,7 +76,8 @@ async def replay(endpoints: Endpoints, record: DeliveryRecord) -> str:
         status, answer = trace.failed(exc)
     new_id = await endpoints.record(
         record.source, hook, template, trace=trace, status=status, answer=answer,
-        started=started, request_id=request_id, request=record.request, replay_of=record.id,
+        started=started, request_id=request_id, replay_of=record.id,
+        request=record.request if edited is None else edited,
     )  # fmt: skip
     log.info("%s replay of %s as %s: status %d", request_id, record.id, new_id, status)
     return new_id

@@ -1,0 +1,212 @@
+"""Failures that can be fixed, end to end: the relay and the PassKit sandbox on real servers,
+the console driven over HTTP as the operator's browser would. Failures group by cause with the
+fix in words; Edit and resend sends corrected fields through the same pipeline; Replay is
+offered (and run) only where sending the same fields again can change the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from relay.sandbox import State
+from relay.sandbox.state import DEMO_PROGRAM_ID
+from relay.store import DeliveryRecord, HookRecord, open_store
+from relay.tokens import Hook, HookSigner
+
+from .conftest import SECRET_KEY
+from .servers import relay_on_sandbox, sandbox  # noqa: F401  (the sandbox fixture)
+
+PASSWORD = "correct horse battery staple"
+HOOK = Hook("hk_gymfront0001", "member-upsert", {"program_id": DEMO_PROGRAM_ID, "tier_id": "base"})
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def register(folder: Path, *records: DeliveryRecord) -> None:
+    """The hook in the relay's registry (as the console's mint puts it), and any `records`
+    written to its delivery log, through the store the relay itself uses."""
+
+    async def go() -> None:
+        store = await open_store(f"sqlite:///{folder / 'relay.db'}")
+        try:
+            await store.add_hook(HookRecord(HOOK.id, HOOK.template, dict(HOOK.params),
+                                            label="Front desk sign-ups", created_at=1.0))  # fmt: skip
+            for record in records:
+                await store.record_delivery(record)
+        finally:
+            await store.close()
+
+    run(go())
+
+
+def deliveries(folder: Path) -> list[DeliveryRecord]:
+    async def go() -> list[DeliveryRecord]:
+        store = await open_store(f"sqlite:///{folder / 'relay.db'}")
+        try:
+            return await store.list_deliveries(limit=100)
+        finally:
+            await store.close()
+
+    return list(run(go()))
+
+
+SANDBOXES: dict[int, str] = {}
+
+
+def sandbox_address(relay: tuple[str, State, Path]) -> str:
+    return SANDBOXES[id(relay[1])]
+
+
+@pytest.fixture
+def relay(sandbox: tuple[str, State], tmp_path: Path) -> Iterator[tuple[str, State, Path]]:  # noqa: F811
+    SANDBOXES[id(sandbox[1])] = sandbox[0]
+    with relay_on_sandbox(sandbox[0], tmp_path, RELAY_ADMIN_PASSWORD=PASSWORD,
+                          RELAY_RETRY_BUDGET="1") as url:  # fmt: skip
+        register(tmp_path)
+        yield url, sandbox[1], tmp_path
+
+
+def csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no csrf field"
+    return found.group(1)
+
+
+@pytest.fixture
+def console(relay: tuple[str, State, Path]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=relay[0], timeout=30) as client:
+        login = client.get("/admin/login")
+        signed = client.post("/admin/login", data={"csrf": csrf(login.text), "password": PASSWORD})
+        assert signed.status_code == 303
+        yield client
+
+
+def hook_path() -> str:
+    return "/hooks/" + HookSigner([SECRET_KEY]).mint(HOOK)
+
+
+def text_of(html: str) -> str:
+    """The page's words as a person reads them (its main part): tags dropped, spaces collapsed."""
+    main = re.search(r"<main.*?</main>", html, re.S)
+    text = re.sub(r"<[^>]+>", " ", main.group(0) if main else html)
+    return " ".join(text.replace("&#39;", "'").replace("&amp;", "&").split())
+
+
+def test_three_failures_group_into_one_cause_then_edit_and_resend_succeeds(
+    relay: tuple[str, State, Path], console: httpx.Client
+) -> None:
+    _, state, folder = relay
+    for n in range(3):
+        zap = {"external_id": "HS-4242", "email": "mara@example.com", "first_name": "Mara",
+               "points": "lots"}  # fmt: skip
+        assert console.post(hook_path(), data=zap).status_code == 422
+    console.post(hook_path(), data={"external_id": "HS-1", "points": "5"})  # email missing
+
+    page = console.get("/admin/failures")
+    assert page.status_code == 200
+    words = text_of(page.text)
+    assert page.text.count('class="card failure-group"') == 2  # points ×3, email ×1
+    assert "3× Front desk sign-ups" in words and "1× Front desk sign-ups" in words
+    assert "Points “lots” is not a number." in words
+    assert "Fix: Send a number in Points." in words
+    assert "The email is missing." in words and "Map Email in the zap's Data rows" in words
+    assert "Error" not in words.split("Technical details")[0]  # codes only under the details
+    group = re.search(r'href="(/admin/failures/group\?[^"]*field=points[^"]*)"', page.text)
+    assert group
+    listed = console.get(group.group(1).replace("&amp;", "&"))
+    assert listed.text.count("/edit\">Edit and resend") == 3
+
+    failed = [d for d in deliveries(folder) if d.error_field == "points"]
+    assert len(failed) == 3 and {d.error_code for d in failed} == {"invalid_field"}
+    newest = failed[0]
+    detail = console.get(f"/admin/deliveries/{newest.id}")
+    assert f"/deliveries/{newest.id}/replay" not in detail.text  # no Replay button…
+    assert "No Replay: Points would still be “lots”" in text_of(detail.text)  # …and why not
+    refused = console.post(f"/admin/deliveries/{newest.id}/replay",
+                           data={"csrf": csrf(detail.text)})  # fmt: skip
+    assert refused.status_code == 409 and "would still be" in refused.text
+    assert len(deliveries(folder)) == 4  # nothing was sent
+
+    form = console.get(f"/admin/deliveries/{newest.id}/edit")
+    assert form.status_code == 200
+    inputs = re.findall(r'<input id="e-\d+" name="field:([^"]+)" value="([^"]*)"', form.text)
+    assert inputs[0] == ("points", "lots")  # the failing field first…
+    assert re.search(r'name="field:points"[^>]*aria-invalid="true"', form.text)  # …and marked
+    assert ("email", "mara@example.com") in inputs and ("birthday", "") in inputs
+    assert ">Points <span class=\"flag\">the problem is here</span>" in form.text
+    sent = {f"field:{name}": value for name, value in inputs} | {"field:points": "30"}
+    resent = console.post(f"/admin/deliveries/{newest.id}/edit",
+                          data={"csrf": csrf(form.text), **sent})  # fmt: skip
+    assert resent.status_code == 303
+    new_id = resent.headers["location"].rsplit("/", 1)[1]
+    shown = console.get(resent.headers["location"])
+    assert shown.status_code == 200 and newest.id in shown.text  # links back to the old one
+    [new] = [d for d in deliveries(folder) if d.id == new_id]
+    assert (new.outcome, new.replay_of) == ("ok", newest.id)
+    assert new.request["points"] == "30" and "birthday" not in new.request  # blanks left out
+    [member] = state.members.values()
+    assert member["externalId"] == "HS-4242" and member["points"] == 30
+
+
+def test_a_passkit_503_offers_replay_and_replays_to_success(
+    relay: tuple[str, State, Path], console: httpx.Client
+) -> None:
+    _, state, folder = relay
+    faults = f"{sandbox_address(relay)}/_sandbox/faults"
+    assert httpx.post(faults, json={"rate_503": 1.0}).status_code == 200
+    zap = {"external_id": "HS-7", "email": "jo@example.com", "points": "10"}
+    answer = console.post(hook_path(), data=zap)
+    assert answer.status_code == 503
+    [failed] = deliveries(folder)
+    assert failed.error_code == "passkit_unavailable"
+    detail = console.get(f"/admin/deliveries/{failed.id}")
+    words = text_of(detail.text)
+    assert "No Replay" not in words
+    assert f'action="/admin/deliveries/{failed.id}/replay"' in detail.text
+    page = text_of(console.get("/admin/failures").text)
+    assert "PassKit was busy or down." in page and "Nothing to change: PassKit was busy" in page
+
+    assert httpx.post(faults, json={"rate_503": 0.0}).status_code == 200  # PassKit is back
+    replayed = console.post(f"/admin/deliveries/{failed.id}/replay",
+                            data={"csrf": csrf(detail.text)})  # fmt: skip
+    assert replayed.status_code == 303
+    [new, _] = deliveries(folder)
+    assert (new.outcome, new.replay_of) == ("ok", failed.id)
+    assert [m["externalId"] for m in state.members.values()] == ["HS-7"]
+
+
+def test_what_cannot_be_edited_says_why(
+    relay: tuple[str, State, Path], console: httpx.Client
+) -> None:
+    _, _, folder = relay
+    base = DeliveryRecord(at=2_000_000_000.0, source="hook", hook_id=HOOK.id,
+                          template=HOOK.template, operation="members.upsert", outcome="failed",
+                          status=422, latency_ms=3.0, request_id="req_x",
+                          error_code="missing_field", error_field="email",
+                          error_message="email is required but was not sent (got: [redacted]).",
+                          id="dl_unlogged0001")  # fmt: skip
+    stripe = DeliveryRecord(at=2_000_000_001.0, source="stripe", hook_id=HOOK.id,
+                            template="stripe/invoice.paid", operation="members.upsert",
+                            outcome="failed", status=200, latency_ms=3.0, request_id="req_y",
+                            error_code="passkit_rejected", request={"id": "evt_1"},
+                            id="dl_stripe000001")  # fmt: skip
+    register(folder, base, stripe)
+
+    unlogged = console.get("/admin/deliveries/dl_unlogged0001/edit")
+    assert "was not logged" in text_of(unlogged.text) and 'name="field:' not in unlogged.text
+    detail = text_of(console.get("/admin/deliveries/dl_unlogged0001").text)
+    assert "No Replay" in detail and "not logged" in detail
+    from_stripe = console.get("/admin/deliveries/dl_stripe000001/edit")
+    assert "Stripe's event is the source" in text_of(from_stripe.text)
+    assert 'name="field:' not in from_stripe.text
+    posted = console.post("/admin/deliveries/dl_stripe000001/edit",
+                          data={"csrf": csrf(from_stripe.text), "field:id": "evt_2"})  # fmt: skip
+    assert posted.status_code == 200 and len(deliveries(folder)) == 2  # nothing sent
