@@ -107,7 +107,9 @@ class Importer:
 
     async def check(self) -> AsyncIterator[tuple[Row, str]]:
         """Each bad row with the reason, in file order; nothing is sent or logged."""
-        for row in self.file.rows():
+        for n, row in enumerate(self.file.rows()):
+            if n % 100 == 99:
+                await asyncio.sleep(0)  # rendering is all CPU: let a server answer meanwhile
             try:
                 payload = self.file.payload(row)
             except RelayError as exc:

@@ -18,8 +18,12 @@ from pathlib import Path
 
 from relay.importer import IN_FLIGHT
 from relay.sandbox import DEMO_PROGRAM_ID, State
+from relay.sandbox.faults import Faults
 
 from .conftest import BASE_ENV, ROOT
+from .test_admin_browser import PASSWORD, browser_page, relay_url, shots
+
+__all__ = ["browser_page", "relay_url", "shots"]  # the fixtures, used by name below
 
 ROWS = 1_000
 ENROL = "POST /members/member"
@@ -30,7 +34,7 @@ BAD = {  # what is wrong with a bad row, in the relay's words
 }
 
 
-def write_members(path: Path) -> dict[int, str]:
+def write_members(path: Path, rows: int = ROWS) -> dict[int, str]:
     """The members' CSV; returns each bad row's line in the file → its external id. Every 7th
     member has notes on two lines, so from the second row on, row number ≠ line number."""
     bad: dict[int, str] = {}
@@ -38,7 +42,7 @@ def write_members(path: Path) -> dict[int, str]:
     with path.open("w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["External ID", "Email", "First Name", "Notes", "Points"])
-        for n in range(ROWS):
+        for n in range(rows):
             line += 1
             external_id = f"GYM-{n:04d}"
             notes = "Joined at the front desk\nPrefers mornings" if n % 7 == 1 else ""
@@ -168,3 +172,63 @@ def _finished(progress: Path, at_least: int) -> bool:
     except FileNotFoundError:
         return False
     return text.count("\nok ") >= at_least
+
+
+def test_console_upload_checks_then_imports_with_a_progress_bar(
+    browser_page: object, relay_url: str, sandbox: tuple[str, State], tmp_path: Path,
+    shots: Path,
+) -> None:  # fmt: skip
+    from playwright.sync_api import Page, expect
+
+    page = browser_page
+    assert isinstance(page, Page)
+    sandbox_url, state = sandbox
+    mint_hook(environment(sandbox_url, tmp_path))  # the relay_url server's database
+    members_csv = tmp_path / "front-desk members.csv"
+    bad = write_members(members_csv, rows=120)
+    assert len(bad) == 3
+    state.faults = Faults(latency_ms=40)  # long enough to watch the bar move
+
+    page.goto(f"{relay_url}/admin/login")
+    page.get_by_label("Admin password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="Import").click()
+    page.get_by_label("Hook the rows go through").select_option(label="Members (member-upsert)")
+    page.get_by_label(re.compile("^CSV file")).set_input_files(str(members_csv))
+    page.get_by_role("button", name="Check the file").click()
+
+    # The check: the bad rows by their line in the file, nothing sent.
+    expect(page.get_by_role("alert")).to_contain_text("3 of 120 rows have a problem")
+    lines = page.locator("tbody tr td:first-child").all_inner_texts()
+    assert sorted(map(int, lines)) == sorted(bad)
+    expect(page.locator("tbody")).to_contain_text("email: is not an email address")
+    assert state.calls[ENROL] == 0 and members(state) == []  # (the console reads the account)
+    for width in (1280, 375):
+        page.set_viewport_size({"width": width, "height": 800})
+        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth"), width
+        page.screenshot(path=str(shots / f"import-checked-{width}.png"), full_page=True)
+
+    # The run: a live bar, then the outcome and the failed rows to download.
+    page.get_by_role("button", name="Import 117 members").click()
+    expect(page.locator("#words")).to_contain_text("of 120 rows done")
+    page.screenshot(path=str(shots / "import-running-375.png"), full_page=True)
+    expect(page.get_by_role("status")).to_contain_text(
+        "Done: 117 of 120 members imported, 3 failed", timeout=30_000
+    )
+    assert page.locator("#bar").get_attribute("value") == "120"
+    assert len(members(state)) == 117
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the 3 failed rows").click()
+    failed = tmp_path / "failed.csv"
+    download.value.save_as(failed)
+    assert sorted(row["External ID"] for row in failed_rows(failed)) == sorted(bad.values())
+    for width in (1280, 375):
+        page.set_viewport_size({"width": width, "height": 800})
+        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth"), width
+        page.screenshot(path=str(shots / f"import-done-{width}.png"), full_page=True)
+
+    # An upload with a forged form token is refused, like every console POST.
+    forged = page.request.post(f"{relay_url}/admin/import", multipart={
+        "csrf": "forged", "hook": "hk_0", "file": {"name": "m.csv", "mimeType": "text/csv",
+                                                    "buffer": b"Email\na@b.c\n"}})  # fmt: skip
+    assert forged.status == 403
