@@ -19,9 +19,9 @@ from relay.account import Account, AccountError, load_account
 from relay.admin.charts import Hour, hourly_svg
 from relay.admin.failure_pages import FailurePages
 from relay.admin.html import page
+from relay.admin.imports import ImportPage
 from relay.admin.replay import CannotReplay, fields_from_log, replay
 from relay.admin.session import COOKIE, MAX_AGE, LoginLimiter, Session, SessionSigner, csrf_ok
-from relay.admin.imports import ImportPage
 from relay.brokentext import mend_text
 from relay.endpoints import Endpoints, new_request_id
 from relay.minting import Endpoint, MintError, account_check, endpoint, mint, registered
@@ -75,6 +75,7 @@ class Console:
             Route(f"{r}/passkit", self.guarded(self.passkit), methods=["GET"]),
             Route(f"{r}/templates/{{name:path}}", self.guarded(self.template),
                   methods=["GET", "POST"]),
+            *ImportPage(self).routes(),  # /admin/import: members from a CSV (relay.admin.imports)
         ]  # fmt: skip
 
     def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -89,7 +90,6 @@ class Console:
                 return RedirectResponse(f"{self.root}/login?next={request.url.path}", 303)
             if request.method == "POST":
                 form = await request.form()
-            *ImportPage(self).routes(),  # /admin/import: members from a CSV (relay.admin.imports)
                 if not csrf_ok(session, _text(form, "csrf")):
                     return self.refused("The form's security token is missing or wrong.")
             return await handler(request, session)
