@@ -34,10 +34,12 @@ from relay.delivery import utc_now
 from relay.endpoints import Endpoints, new_request_id, request_id_of
 from relay.errors import ClientGone, InternalError, InvalidBody, RelayError
 from relay.passkit import PassKitClient
+from relay.passkit_events import PassKitEvents
+from relay.passkit_forwarder import Forwarder
 from relay.services import build_services
 from relay.serving import BodyDeadline, TrustedHop
 from relay.settings import Settings, load_settings
-from relay.store import Store
+from relay.store import DAY, Store
 from relay.templating import TemplateLibrary
 from relay.tokens import redact_token
 
@@ -94,7 +96,7 @@ class AccessLog:
                 await error_response(InternalError(), request_id)(scope, receive, send_with_id)
         finally:
             parts = scope["path"].split("/")
-            if len(parts) > 2 and parts[1] in ("hooks", "stripe"):
+            if len(parts) > 2 and parts[1] in ("hooks", "stripe", "passkit"):
                 parts[2] = redact_token(parts[2])
             log.info(
                 "%s %s %s %d %.1fms %s",
@@ -123,6 +125,11 @@ def create_app(
         settings, transport=transport, library=library, clock=clock, store=store
     )
     endpoints = Endpoints(services)
+    # PassKit's webhooks in, forwarded to Zapier or Make by the outbox's worker (one a process).
+    forwarder = Forwarder(services.store, clock=services.timestamp,
+                          first_retry=settings.forward_retry, give_up=settings.forward_give_up,
+                          retention=settings.retention_days * DAY)  # fmt: skip
+    passkit_events = PassKitEvents(endpoints, forwarder)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -175,10 +182,12 @@ def create_app(
         checker = PassKitClient(settings, transport=transport)
         connection = asyncio.create_task(log_connection(checker, close=True))
         await services.alerts.start()  # RELAY_ALERT_URL: its sender runs until shutdown
+        forwarder.start()
         try:
             yield
         finally:
             cleanup.cancel()
+            await forwarder.stop()
             connection.cancel()
             await asyncio.gather(connection, return_exceptions=True)  # its client closed
             await services.aclose()
@@ -202,6 +211,7 @@ def create_app(
             # Answered here, not redirected: a redirect would hide the real problem from the caller.
             Route("/hooks/", endpoints.hook_by_header, methods=["POST", "PUT"]),
             Route("/stripe/{token}", endpoints.stripe_delivery, methods=["POST"]),
+            Route("/passkit/{token}", passkit_events.receive, methods=["POST", "PUT", "DELETE"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/favicon.ico", favicon, methods=["GET"]),
@@ -218,6 +228,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.forwarder = forwarder
     return app
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from relay import passkit_params
 from relay.account import Account, Named, Project
 from relay.store import HookRecord
 from relay.stripe_events import PARAMS_TEMPLATE, TEMPLATE_PREFIX
@@ -48,10 +49,13 @@ def endpoint(library: TemplateLibrary, name: str) -> Endpoint:
                     params[spec.name] = spec if seen is None or spec.required else seen
         summary = "Stripe events: issue, update and revoke passes from payments and subscriptions"
         return Endpoint(name, summary, params, "stripe")
+    if name == passkit_params.TEMPLATE:
+        return Endpoint(name, passkit_params.SUMMARY, passkit_params.PARAMS, passkit_params.KIND)
     template = library.get(name)
     if template is None or name.startswith(TEMPLATE_PREFIX):
         known = [n for n in library.names() if not n.startswith(TEMPLATE_PREFIX)]
-        raise MintError([f"no template named {name!r}; there are: {', '.join(known)}, stripe"])
+        there = ", ".join([*known, "stripe", passkit_params.TEMPLATE])
+        raise MintError([f"no template named {name!r}; there are: {there}"])
     return Endpoint(name, template.summary, template.params, "hooks")
 
 
@@ -101,6 +105,8 @@ def check_params(target: Endpoint, given: Mapping[str, str]) -> dict[str, str]:
     each with what would be accepted."""
     checked, wrong = check_params_of(target.params, given)
     problems = [str(problem) for problem in wrong]
+    if target.kind == passkit_params.KIND:
+        problems += passkit_params.param_problems(dict(given))
     unknown = sorted(set(given) - set(target.params))
     if unknown:
         known = ", ".join(target.params) or "none"

@@ -87,6 +87,15 @@ class Settings:
     # A Slack-compatible incoming webhook told when a hook starts failing and when it recovers
     # (relay.alerts); its URL is a credential.
     alert_url: Secret | None = None
+    # PassKit's webhook signing secret(s) for /passkit/… (relay.passkit_signature), first to
+    # last; and how the outbox retries a forward: first retry after `forward_retry` seconds,
+    # doubling up to 30 minutes, given up after `forward_give_up` seconds.
+    passkit_webhook_secrets: tuple[Secret, ...] = ()
+    forward_retry: float = 10.0
+    forward_give_up: float = 86_400.0
+    # Calls a second toward PassKit, shared by every process on one PostgreSQL database
+    # (relay.outbound); 0 = no limit. PassKit publishes no figure: see the README.
+    passkit_rate_limit: float = 10.0
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -269,6 +278,10 @@ def load_settings(
     if alert_url and not alert_url.startswith(("http://", "https://")):
         problems.append("RELAY_ALERT_URL must start with http:// or https://.")
 
+    passkit_webhook_secrets = _split(env.get("PASSKIT_WEBHOOK_SECRET"))
+    forward_retry = _number(env, "RELAY_FORWARD_RETRY", 10.0, problems)
+    forward_give_up = _number(env, "RELAY_FORWARD_GIVE_UP_HOURS", 24.0, problems) * 3600
+
     if problems:
         raise ConfigError(problems)
     return Settings(
@@ -298,5 +311,8 @@ def load_settings(
         trusted_proxies=trusted_proxies,
         public_url_set=public_url_set,
         alert_url=Secret(alert_url) if alert_url else None,
+        passkit_webhook_secrets=tuple(Secret(s) for s in passkit_webhook_secrets),
+        forward_retry=forward_retry,
+        forward_give_up=forward_give_up,
         warnings=tuple(warnings),
     )

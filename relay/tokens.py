@@ -23,7 +23,7 @@ from relay.errors import InvalidToken
 
 SALT = "passkit-relay.hook.v1"
 VERIFIED_CACHE = 1024
-_TOKEN_IN_URL = re.compile(r"/(?:hooks|stripe)/([A-Za-z0-9_\-.]+)/?(?:[?#].*)?$")
+_TOKEN_IN_URL = re.compile(r"/(?:hooks|stripe|passkit)/([A-Za-z0-9_\-.]+)/?(?:[?#].*)?$")
 
 
 @dataclass(frozen=True)

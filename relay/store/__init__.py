@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from relay.store.outbox import EVENT_STATES, EventState, PassKitEvent
 from relay.store.records import (
     DAY,
     DELIVERY_RETENTION,
@@ -46,6 +47,7 @@ from relay.store.redact import redact
 __all__ = [
     "DAY",
     "DELIVERY_RETENTION",
+    "EVENT_STATES",
     "IDEMPOTENCY_TTL",
     "OUTCOMES",
     "STALE_AFTER",
@@ -53,10 +55,12 @@ __all__ = [
     "ClaimState",
     "DeliveryRecord",
     "DeliveryStats",
+    "EventState",
     "FailureGroup",
     "HookFailing",
     "HookRecord",
     "Outcome",
+    "PassKitEvent",
     "Source",
     "Store",
     "new_delivery_id",
@@ -187,6 +191,42 @@ class Store(Protocol):
 
     async def failing_hooks(self) -> set[str]:
         """The ids of every hook failing now (a few at most)."""
+
+    # -- PassKit events outbox (relay.store.outbox) --
+
+    async def enqueue_event(self, event: PassKitEvent) -> bool:
+        """Store a verified PassKit event to forward; False when its id is stored already."""
+
+    async def claim_events(
+        self, owner: str, now: float, *, lease: float, limit: int = 10
+    ) -> list[PassKitEvent]:
+        """Due events leased to `owner` until `now + lease`: no other process claims them."""
+
+    async def finish_event(
+        self,
+        event_id: str,
+        owner: str,
+        *,
+        state: EventState,
+        next_at: float,
+        forwarded_at: float | None = None,
+        status: int | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Record a forwarding attempt; False if `owner` lost the lease meanwhile."""
+
+    async def resend_event(self, event_id: str, now: float) -> bool:
+        """Forward the event again (the console's Resend); False if it is being sent now."""
+
+    async def get_event(self, event_id: str) -> PassKitEvent | None: ...
+
+    async def list_events(
+        self, *, state: EventState | None = None, limit: int = 50
+    ) -> list[PassKitEvent]:
+        """Newest first."""
+
+    async def purge_events(self, before: float, chunk: int = 5_000) -> int:
+        """Forget forwarded and failed events received before `before`; how many."""
 
     # -- admin sessions --
 

@@ -127,6 +127,33 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX deliveries_failed_at ON deliveries (at) WHERE outcome = 'failed'",
         ],
     ),
+    (
+        8,
+        [
+            # Verified PassKit events to forward to Zapier or Make (relay.store.outbox): a row
+            # per event until it is forwarded or given up on; a lease says which process is
+            # forwarding it, so two processes never send one event twice.
+            """CREATE TABLE passkit_events (
+                id TEXT PRIMARY KEY,
+                hook_id TEXT NOT NULL,
+                event TEXT NOT NULL,
+                received_at {float} NOT NULL,
+                forward_to TEXT NOT NULL,
+                body TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_at {float} NOT NULL,
+                due_since {float} NOT NULL,
+                lease_owner TEXT,
+                lease_until {float},
+                forwarded_at {float},
+                last_status INTEGER,
+                last_error TEXT
+            )""",
+            "CREATE INDEX passkit_events_due ON passkit_events (state, next_at)",
+            "CREATE INDEX passkit_events_received ON passkit_events (received_at)",
+        ],
+    ),
 ]
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from relay.ids import unique_hex
 
-Source = Literal["hook", "stripe"]
+Source = Literal["hook", "stripe", "passkit"]
 Outcome = Literal["ok", "failed", "skipped", "duplicate", "ignored", "dry_run"]
 ClaimState = Literal["won", "done", "busy"]
 

@@ -19,6 +19,7 @@ from dataclasses import replace
 from relay.ids import unique_hex
 from relay.store import queries as q
 from relay.store.batch import GroupCommit
+from relay.store.outbox import EventOutbox
 from relay.store.queries import Params, Row
 from relay.store.records import (
     IDEMPOTENCY_TTL,
@@ -33,7 +34,7 @@ from relay.store.records import (
 )
 
 
-class SQLStore(ABC):
+class SQLStore(EventOutbox, ABC):
     """Everything but the connection handling; see `relay.store.Store` for the contract."""
 
     def __init__(self) -> None:
