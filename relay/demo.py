@@ -31,7 +31,17 @@ from starlette.routing import Mount
 from relay.app import create_app
 from relay.logsetup import configure_logging
 from relay.minting import mint, registered
-from relay.sandbox import DEMO_PROGRAM_ID, DEMO_TIER_IDS, SandboxConfig, create_sandbox
+from relay.sandbox import (
+    DEMO_CAMPAIGN_ID,
+    DEMO_OFFER_ID,
+    DEMO_PRODUCTION_ID,
+    DEMO_PROGRAM_ID,
+    DEMO_TICKET_TYPE_ID,
+    DEMO_TIER_IDS,
+    DEMO_VENUE_ID,
+    SandboxConfig,
+    create_sandbox,
+)
 from relay.serving import BodyDeadline, uvicorn_options
 from relay.settings import Settings, load_settings
 from relay.store import open_store
@@ -133,6 +143,22 @@ async def mint_demo_hooks(settings: Settings, library: TemplateLibrary) -> tuple
     return url, stripe_url
 
 
+# The sandbox's account, for the console's New hook form (its pickers list the same) and
+# `relay url --param`: the ids a newcomer would otherwise have to dig out of the sandbox.
+SANDBOX_IDS = f"""
+The sandbox's PassKit account (pick these in the console's New hook form, or pass them to
+relay url as --param program_id=… and so on):
+
+  Program           Sandbox Coffee Club      program_id {DEMO_PROGRAM_ID}
+  Tiers             Base, Silver, Gold       tier_id {", ".join(DEMO_TIER_IDS)}
+  Coupon campaign   Sandbox Welcome Coupons  campaign_id {DEMO_CAMPAIGN_ID}
+                    offer 10% off            offer_id {DEMO_OFFER_ID}
+  Event             Sandbox Live             production_id {DEMO_PRODUCTION_ID}
+                                             venue_id {DEMO_VENUE_ID}
+                                             ticket_type_id {DEMO_TICKET_TYPE_ID}
+"""
+
+
 def banner(demo: Demo, url: str, stripe_url: str = "") -> str:
     # The demo's own throwaway password: printed so the newcomer can sign in.
     password = demo.settings.admin_password.reveal() if demo.settings.admin_password else "-"
@@ -144,7 +170,7 @@ nothing is billed, everything is forgotten when you stop it with Ctrl+C)
   Admin console:               {demo.base_url}/admin  (password: {password})
   Sandbox, every issued pass:  {demo.base_url}{SANDBOX_PREFIX}/
   What the hook takes:         open the hook URL below in a browser
-
+{SANDBOX_IDS}
 Try it (Zapier's "Webhooks by Zapier > POST" sends the same form):
 
   curl -X POST {shlex.quote(url)} \\

@@ -11,11 +11,15 @@ endpoint: its URL carries the params every `templates/stripe/*` template may use
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from relay import passkit_params
+import phonenumbers
+from phonenumbers.geocoder import country_name_for_number
+
+from relay import passkit_params, phones
 from relay.account import Account, Named, Project
 from relay.store import HookRecord
 from relay.stripe_events import PARAMS_TEMPLATE, TEMPLATE_PREFIX
@@ -31,6 +35,8 @@ class Endpoint:
     summary: str
     params: Mapping[str, ParamSpec]
     kind: str  # the URL's path segment: "hooks" or "stripe"
+    title: str = ""  # its plain name ("Enrol a new member"), what the console shows first
+    group: str = "Other"  # the mint form's group: Members, Coupons, Tickets or Stripe
 
 
 class MintError(ValueError):
@@ -48,7 +54,7 @@ def endpoint(library: TemplateLibrary, name: str) -> Endpoint:
                     seen = params.get(spec.name)
                     params[spec.name] = spec if seen is None or spec.required else seen
         summary = "Stripe events: issue, update and revoke passes from payments and subscriptions"
-        return Endpoint(name, summary, params, "stripe")
+        return Endpoint(name, summary, params, "stripe", STRIPE_TITLE, "Stripe")
     if name == passkit_params.TEMPLATE:
         return Endpoint(name, passkit_params.SUMMARY, passkit_params.PARAMS, passkit_params.KIND)
     template = library.get(name)
@@ -56,7 +62,42 @@ def endpoint(library: TemplateLibrary, name: str) -> Endpoint:
         known = [n for n in library.names() if not n.startswith(TEMPLATE_PREFIX)]
         there = ", ".join([*known, "stripe", passkit_params.TEMPLATE])
         raise MintError([f"no template named {name!r}; there are: {there}"])
-    return Endpoint(name, template.summary, template.params, "hooks")
+    return Endpoint(name, template.summary, template.params, "hooks", template.title,
+                    template.group)  # fmt: skip
+
+
+STRIPE_TITLE = "Passes from Stripe payments and subscriptions"
+GROUP_ORDER = ("Members", "Coupons", "Tickets", "Stripe")
+
+
+def grouped(library: TemplateLibrary) -> list[tuple[str, list[Endpoint]]]:
+    """What a URL can be minted for, as the console offers it: by group (Members, Coupons,
+    Tickets, Stripe, then any other a template names), each in its templates' order."""
+    names = [n for n in library.names() if not n.startswith(TEMPLATE_PREFIX)] + [PARAMS_TEMPLATE]
+    groups: dict[str, list[Endpoint]] = {group: [] for group in GROUP_ORDER}
+    for name in names:
+        target = endpoint(library, name)
+        groups.setdefault(target.group, []).append(target)
+    return [(group, sorted(targets, key=lambda t: t.title.casefold()))
+            for group, targets in groups.items() if targets]  # fmt: skip
+
+
+# Countries a hook's `country` setting may name, by name (the mint form's list): the phone
+# library's regions, named by its own geocoder; six it names by code only are named here.
+_UNNAMED = {"AC": "Ascension Island", "BL": "Saint Barthélemy", "EH": "Western Sahara",
+            "MF": "Saint Martin", "TA": "Tristan da Cunha", "XK": "Kosovo"}  # fmt: skip
+
+
+@functools.cache
+def countries() -> tuple[tuple[str, str], ...]:
+    """(ISO code, English name) for every country a hook's phone numbers can be read in,
+    sorted by name."""
+    named = []
+    for code in phonenumbers.SUPPORTED_REGIONS:
+        example = phonenumbers.example_number(code)
+        name = country_name_for_number(example, "en") if example else ""
+        named.append((code, name or _UNNAMED.get(code, code)))
+    return tuple(sorted(named, key=lambda pair: pair[1]))
 
 
 # The live part of minting: the problems with `params` that only PassKit's account can tell
@@ -113,7 +154,7 @@ def check_params(target: Endpoint, given: Mapping[str, str]) -> dict[str, str]:
         problems.append(f"{target.name} takes no param {', '.join(unknown)} (it takes: {known})")
     for spec in target.params.values():
         if spec.required and spec.default is None and not given.get(spec.name):
-            problems.append(f"--param {spec.name}=… is required: {spec.help}")
+            problems.append(f"{spec.title} ({spec.name}) is required: {spec.help}")
     if problems:
         raise MintError(problems)
     return checked
@@ -156,3 +197,56 @@ def mint(
         raise MintError(problems)
     hook = Hook(id=new_hook_id(), template=target.name, params=checked)
     return hook, target, hook_url(base, signer.mint(hook), kind=target.kind)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One hook setting as the console shows it: its name in words, its value in words (a
+    program's name, "Day first (31/12/2026)", "United Kingdom") and as stored (the id)."""
+
+    name: str
+    label: str
+    value: str
+    stored: str
+
+
+def settings_of(
+    specs: Mapping[str, ParamSpec], params: Mapping[str, str], account: Account | None = None
+) -> list[Setting]:
+    """A hook's settings in words, in its template's order (`specs`: the params it declares);
+    ids are named from `account` (the PassKit account as last read) when it has them."""
+    named: dict[str, str] = {}
+    if account is not None:
+        for projects, parent in ((account.programs, "program_id"),
+                                 (account.campaigns, "campaign_id"),
+                                 (account.productions, "production_id")):  # fmt: skip
+            for project in projects:
+                named[f"{parent}={project.id}"] = project.name
+                if project.id == params.get(parent):
+                    named |= {f"*={child.id}": child.name for child in project.children}
+        named |= {f"venue_id={venue.id}": venue.name for venue in account.venues}
+    shown = []
+    for name in [*specs, *sorted(set(params) - set(specs))]:
+        stored = params.get(name, "")
+        if not stored:
+            continue
+        spec = specs.get(name) or ParamSpec(name)
+        value = stored
+        if spec.kind == "choice":
+            value = spec.choice_label(stored)
+        elif spec.kind == "country":
+            value = country_name(stored)
+        elif spec.kind in ("passkit_id", "tier_id"):
+            value = named.get(f"{name}={stored}") or named.get(f"*={stored}") or stored
+        shown.append(Setting(name, spec.title, value, stored))
+    return shown
+
+
+def country_name(value: str) -> str:
+    """The country a hook's `country` setting names ("GB", "UK" or "44" → United Kingdom);
+    the value itself when it names none."""
+    try:
+        code = phones.region(value)
+    except ValueError:
+        return value
+    return dict(countries()).get(code or "", value)

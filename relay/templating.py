@@ -13,6 +13,7 @@ All templates are compiled when the library loads, so a broken template stops th
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tomllib
 import traceback
@@ -36,7 +37,9 @@ from relay.errors import (
 from relay.fields import Fields
 from relay.filters import FILTERS
 from relay.operations import CATALOG, Operation
+from relay.store.redact import mask_private
 
+log = logging.getLogger("relay")
 SUFFIX = ".json.j2"
 _FRONT_MATTER = re.compile(r"\A\s*\{#-?\s*---[ \t]*\n(.*?)\n[ \t]*---\s*-?#\}", re.DOTALL)
 
@@ -71,6 +74,21 @@ class ParamSpec:
     example: str = ""
     kind: str = "text"  # one of PARAM_KINDS: what a value must look like, checked at minting
     choices: tuple[str, ...] = ()  # kind "choice": the values allowed (matched in any case)
+    # The name a person reads on the mint form and the hook pages ("Program", not program_id);
+    # `label` in the front matter, else the well-known name's, else the name in words.
+    label: str = ""
+    choice_labels: tuple[str, ...] = ()  # one per choice, in words ("Day first (31/12/2026)")
+
+    @property
+    def title(self) -> str:
+        return self.label or plain_name(self.name)
+
+    def choice_label(self, choice: str) -> str:
+        """The words for one of the choices (the choice itself when the template gives none)."""
+        for value, words in zip(self.choices, self.choice_labels, strict=False):
+            if value == choice:
+                return words
+        return choice
 
 
 # What a hook param's value may be. A template declares `kind` (and `choices`) under
@@ -89,6 +107,33 @@ WELL_KNOWN_PARAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "currency": ("currency", ()),
     "tier_for_price": ("price_tiers", ()),
 }
+# What a person reads for a well-known param; a template's `label` wins, other names are put
+# in words by plain_name.
+WELL_KNOWN_LABELS = {
+    "program_id": "Program",
+    "tier_id": "Tier",
+    "campaign_id": "Coupon campaign",
+    "offer_id": "Coupon offer",
+    "production_id": "Event production",
+    "venue_id": "Venue",
+    "ticket_type_id": "Ticket type",
+    "country": "Country for local phone numbers",
+    "date_order": "Date order",
+    "currency": "Currency",
+    "tier_for_price": "Tier for each Stripe price",
+}
+WELL_KNOWN_CHOICE_LABELS = {
+    "date_order": ("Day first (31/12/2026)", "Month first (12/31/2026)"),
+}
+
+
+def plain_name(name: str) -> str:
+    """A param or field name in words: `ticket_type_id` → "Ticket type", `first_name` →
+    "First name" (the fallback when a template gives no label)."""
+    words = name.removesuffix("_id").replace("_", " ").replace("-", " ").strip() or name
+    return words[:1].upper() + words[1:]
+
+
 # Kinds only PassKit can judge for sure: their shape is checked when a URL is minted and by
 # `relay check`, while a delivery leaves them to PassKit (which names a missing id itself).
 PASSKIT_KINDS = frozenset({"passkit_id"})
@@ -180,6 +225,8 @@ class RequestTemplate:
     # "ignore": PassKit's "no such member" acknowledges the delivery instead of failing it
     # (a Stripe cancellation for a pass that was never issued, a delete already done).
     if_missing: str = "fail"
+    title: str = ""  # the plain name on the mint form ("Enrol a new member"); else the summary
+    group: str = "Other"  # where the mint form lists it: Members, Coupons, Tickets
 
     @property
     def required_fields(self) -> list[str]:
@@ -284,8 +331,11 @@ def _parse_front_matter(name: str, source: str) -> dict[str, Any]:
 
 def _param_spec(name: str, raw: Any) -> ParamSpec:
     kind, choices = WELL_KNOWN_PARAMS.get(name, ("text", ()))
+    label = WELL_KNOWN_LABELS.get(name, "")
+    choice_labels = WELL_KNOWN_CHOICE_LABELS.get(name, ())
     if isinstance(raw, str):
-        return ParamSpec(name, help=raw, kind=kind, choices=choices)
+        return ParamSpec(name, help=raw, kind=kind, choices=choices, label=label,
+                         choice_labels=choice_labels)  # fmt: skip
     if not isinstance(raw, dict):
         raise ValueError(f"param {name} must be a help text or a table")
     default = raw.get("default")
@@ -294,8 +344,16 @@ def _param_spec(name: str, raw: Any) -> ParamSpec:
     if kind not in PARAM_KINDS:
         raise ValueError(f"param {name}: kind {kind!r} is not one of: {', '.join(PARAM_KINDS)}")
     listed = raw.get("choices", choices)
+    # The well-known words go with the well-known choices only (a template may list others).
+    well_known = WELL_KNOWN_PARAMS.get(name, ("text", ()))[1]
+    known_words = choice_labels if tuple(map(str, listed or ())) == well_known else ()
+    listed_labels = raw.get("choice_labels", known_words)
     if not isinstance(listed, list | tuple) or (kind == "choice") != bool(listed):
         raise ValueError(f'param {name}: a list of choices goes with kind = "choice", and only')
+    if not isinstance(listed_labels, list | tuple) or (
+        listed_labels and len(listed_labels) != len(listed)
+    ):
+        raise ValueError(f"param {name}: choice_labels needs one label for each of its choices")
     spec = ParamSpec(
         name,
         help=str(raw.get("help", "")),
@@ -304,6 +362,8 @@ def _param_spec(name: str, raw: Any) -> ParamSpec:
         example=str(raw.get("example", "")),
         kind=kind,
         choices=tuple(str(c) for c in listed),
+        label=str(raw.get("label", label)),
+        choice_labels=tuple(str(c) for c in listed_labels),
     )
     if spec.default:
         try:
@@ -311,6 +371,11 @@ def _param_spec(name: str, raw: Any) -> ParamSpec:
         except ParamProblem as problem:
             raise ValueError(f"param {name}'s default: {problem}") from None
     return spec
+
+
+# The mint form's groups, by what an operation works on (`group` in the front matter wins).
+GROUPS = {"members": "Members", "distribution": "Members", "coupons": "Coupons",
+          "tickets": "Tickets"}  # fmt: skip
 
 
 def _build(name: str, path: Path, meta: dict[str, Any], jinja: Template) -> RequestTemplate:
@@ -348,6 +413,8 @@ def _build(name: str, path: Path, meta: dict[str, Any], jinja: Template) -> Requ
         one_of=one_of,
         jinja=jinja,
         if_missing=if_missing,
+        title=str(meta.get("title") or meta.get("summary") or name),
+        group=str(meta.get("group") or GROUPS.get(str(op_name).split(".")[0], "Other")),
     )
 
 
@@ -398,8 +465,8 @@ def resolve_params(template: RequestTemplate, given: Mapping[str, str]) -> dict[
             raise InvalidRequest(
                 f"{spec.name} is a hook setting this URL does not have.",
                 field=spec.name,
-                hint=f"Ask the relay's operator for a new URL minted with "
-                f"--param {spec.name}=… ({spec.help or 'see the template'}).",
+                hint=f"Ask whoever runs the relay for a new hook URL with its "
+                f"{spec.title} setting filled in ({spec.help or 'see the template'}).",
             )
         params[spec.name] = value
     for key, value in given.items():
@@ -436,16 +503,31 @@ def render(
         raise
     except Exception as exc:
         line = _template_line(exc, template.path)
-        where = f" line {line}" if line else ""
+        where = f" at line {line}" if line else ""
+        # The person reading the answer (a zap builder, the operator in the console) gets
+        # words; the Python behind it goes to the process log only, the sender's values masked.
+        log.warning("template %s%s failed: %s: %s", template.name, where, type(exc).__name__,
+                    mask_private(str(exc), _sent_values(fields)))  # fmt: skip
         raise TemplateProblem(
-            f"Template {template.name}{where} failed: {type(exc).__name__}: {exc}",
-            private=[str(exc)],
+            f"The relay's template {template.name} has a mistake{where}, so nothing was sent "
+            "to PassKit. Ask whoever edits the relay's templates to fix it: the relay's log "
+            "says what went wrong."
         ) from exc
     try:
         return _prune(json.loads(text))
     except json.JSONDecodeError as exc:
         raise TemplateProblem(
-            f"Template {template.name} rendered invalid JSON ({exc.msg} at output line "
-            f"{exc.lineno}, column {exc.colno}). Write values as {{{{ form.x|tojson }}}} with no "
-            "quotes around them."
+            f"The relay's template {template.name} has a mistake: what it wrote is not JSON "
+            f"(at output line {exc.lineno}, column {exc.colno}), so nothing was sent to "
+            "PassKit. Whoever edits the templates should write each value as "
+            "{{ form.x|tojson }}, with no quotes around it."
         ) from None
+
+
+def _sent_values(fields: Fields) -> list[str]:
+    """What the sender sent, as text, to mask in a log line (one or two characters say
+    nothing about a person and would blot out the line's numbers)."""
+    values: list[str] = []
+    for value in fields.values():
+        values += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return [v for v in values if len(v) > 2]

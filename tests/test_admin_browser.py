@@ -96,14 +96,14 @@ def test_operator_mints_watches_fixes_replays_and_revokes(
     page.get_by_role("button", name="Choose").click()
     shot("02-new-hook")
     page.get_by_label("Label").fill("HubSpot new contact")
-    page.get_by_label(re.compile("^program_id")).select_option(DEMO_PROGRAM_ID)  # from PassKit
-    page.get_by_label("or another tier_id").fill("platinum")
+    page.get_by_label(re.compile("^Program")).select_option(DEMO_PROGRAM_ID)  # from PassKit
+    page.get_by_label("Or type another tier id").fill("platinum")
     page.get_by_role("button", name="Create the URL").click()
     # Refused: the ids are looked up in PassKit when minting, and the refusal lists the tiers.
     expect(page.get_by_role("alert")).to_contain_text("base (Base), silver (Silver), gold (Gold)")
     state.create_tier({"id": "platinum", "programId": DEMO_PROGRAM_ID, "name": "Platinum"})
-    page.get_by_label(re.compile("^program_id")).select_option(DEMO_PROGRAM_ID)
-    page.get_by_label("or another tier_id").fill("platinum")
+    page.get_by_label(re.compile("^Program")).select_option(DEMO_PROGRAM_ID)
+    page.get_by_label("Or type another tier id").fill("platinum")
     page.get_by_role("button", name="Create the URL").click()
     expect(page.get_by_role("heading", name="Your hook URL")).to_be_visible()
     del state.tiers[(DEMO_PROGRAM_ID, "platinum")]  # …and deleted in PassKit before the zap runs
@@ -120,18 +120,19 @@ def test_operator_mints_watches_fixes_replays_and_revokes(
     assert not state.members
 
     page.get_by_role("link", name="Deliveries").click()
-    expect(page.locator("table")).to_contain_text("not_found")
+    expect(page.locator("table")).to_contain_text("Not sent:")  # in words, not a code
+    expect(page.locator("table")).to_contain_text("Tried to enrol Ana (CRM-42)")
     shot("04-deliveries")
     page.locator("table a").first.click()
-    expect(page.get_by_role("heading", name=re.compile("^Delivery"))).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile("^Not sent: "))).to_be_visible()
     expect(page.locator("main")).to_contain_text("platinum")
     shot("05-failed-delivery")
 
     # The operator fixes the cause (creates the tier in PassKit) and replays.
     state.create_tier({"id": "platinum", "programId": DEMO_PROGRAM_ID, "name": "Platinum"})
     page.get_by_role("button", name="Replay").click()
-    expect(page.locator("main")).to_contain_text("Replay of")
-    expect(page.locator(".badge").first).to_have_text("ok")
+    expect(page.locator("main")).to_contain_text("Sent again from an earlier delivery")
+    expect(page.locator(".badge").first).to_have_text("Succeeded")
     shot("06-replayed")
     [member] = state.members.values()
     assert member["externalId"] == "CRM-42" and member["tierId"] == "platinum"
@@ -168,12 +169,12 @@ def test_operator_mints_watches_fixes_replays_and_revokes(
 
     # The public hook page (what a builder opens) and signing out.
     page.goto(f"{relay_url}/admin/hooks/new?template=member-lookup")
-    page.get_by_label(re.compile("^program_id")).select_option(DEMO_PROGRAM_ID)
+    page.get_by_label(re.compile("^Program")).select_option(DEMO_PROGRAM_ID)
     page.get_by_role("button", name="Create the URL").click()
     page.goto(on_this_server(page.locator("#minted-url").inner_text().strip(), relay_url))
     expect(page.get_by_role("heading", name="Zapier")).to_be_visible()
-    page.get_by_label(re.compile("^external_id")).fill("CRM-42")
-    page.get_by_role("button", name="Check (dry run)").click()
+    page.get_by_label(re.compile("^External id")).fill("CRM-42")
+    page.get_by_role("button", name="Check", exact=True).click()
     expect(page.locator("#result")).to_contain_text("GET /members/member/externalId/")
     shot("11-hook-page")
     page.goto(f"{relay_url}/admin/")

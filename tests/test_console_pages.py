@@ -35,8 +35,8 @@ def test_every_page_fits_a_phone_and_copies_without_a_clipboard(
     # A hook, and one delivery through it, so every page has something to show.
     page.goto(f"{relay_url}/admin/hooks/new?template=member-upsert")
     page.get_by_label("Label").fill("Front desk sign-up form (iPad by the door)")
-    page.get_by_label(re.compile("^program_id")).select_option(DEMO_PROGRAM_ID)
-    page.get_by_label(re.compile("^tier_id")).select_option("base")
+    page.get_by_label(re.compile("^Program")).select_option(DEMO_PROGRAM_ID)
+    page.get_by_label(re.compile("^Tier")).select_option("base")
     page.get_by_role("button", name="Create the URL").click()
     expect(page).to_have_url(re.compile(r"/admin/hooks/hk_\w+\?minted=1$"))
     hook_page = page.url.split("?")[0]

@@ -130,3 +130,17 @@ def test_a_busy_port_is_said_before_any_url(tmp_path: Path) -> None:
     assert ran.returncode == 1
     assert ran.stderr.strip() == f"port {port} is in use: relay demo --port {port + 10}"
     assert "http://" not in ran.stdout + ran.stderr
+
+
+def test_the_demo_says_its_program_and_tier_ids_as_its_sandbox_has_them(
+    demo: tuple[str, list[str]],
+) -> None:
+    base, lines = demo
+    state = httpx.get(base + "/sandbox/_sandbox/state", timeout=10).json()
+    [program_line] = [line for line in lines if line.strip().startswith("Program ")]
+    [tier_line] = [line for line in lines if line.strip().startswith("Tiers ")]
+    program_id = program_line.split("program_id")[1].strip()
+    program = next(p for p in state["programs"] if p["id"] == program_id)
+    assert program["name"] in program_line  # "Sandbox Coffee Club", by name and id
+    tiers = {t["id"] for t in state["tiers"] if t["programId"] == program_id}
+    assert set(tier_line.split("tier_id")[1].strip().split(", ")) == tiers

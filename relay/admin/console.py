@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -17,7 +18,6 @@ from starlette.routing import BaseRoute, Route
 
 from relay.account import Account, AccountError, load_account
 from relay.admin.charts import Hour, hourly_svg
-from relay.admin.events import EventsPage
 from relay.admin.failure_pages import FailurePages
 from relay.admin.html import page
 from relay.admin.imports import ImportPage
@@ -25,7 +25,17 @@ from relay.admin.replay import CannotReplay, fields_from_log, replay
 from relay.admin.session import COOKIE, MAX_AGE, LoginLimiter, Session, SessionSigner, csrf_ok
 from relay.brokentext import mend_text
 from relay.endpoints import Endpoints, new_request_id
-from relay.minting import Endpoint, MintError, account_check, endpoint, mint, registered
+from relay.minting import (
+    Endpoint,
+    MintError,
+    account_check,
+    countries,
+    endpoint,
+    grouped,
+    mint,
+    registered,
+    settings_of,
+)
 from relay.operations import CATALOG, dig
 from relay.passcheck import PassChecker, PassCheckError, PassReading
 from relay.store import OUTCOMES, DeliveryRecord, Store
@@ -74,7 +84,6 @@ class Console:
             Route(f"{r}/deliveries/{{id}}/pass", self.guarded(self.check_pass), methods=["POST"]),
             Route(f"{r}/templates", self.guarded(self.templates), methods=["GET"]),
             Route(f"{r}/passkit", self.guarded(self.passkit), methods=["GET"]),
-            *EventsPage(self).routes(),
             Route(f"{r}/templates/{{name:path}}", self.guarded(self.template),
                   methods=["GET", "POST"]),
             *ImportPage(self).routes(),  # /admin/import: members from a CSV (relay.admin.imports)
@@ -188,13 +197,28 @@ class Console:
     async def hooks(self, request: Request, session: Session) -> Response:
         hooks = await (await self.store()).list_hooks()
         notice = request.query_params.get("notice", "")
-        return self.render("hooks.html", session, "hooks", title="Hooks", hooks=hooks,
+        rows = []
+        for hook in hooks:
+            target = self._target(hook.template)
+            specs = target.params if target else {}
+            rows.append((hook, target, settings_of(specs, hook.params, self._last_account())))
+        return self.render("hooks.html", session, "hooks", title="Hooks", rows=rows,
                            notice=notice)  # fmt: skip
 
-    def _choices(self) -> list[tuple[str, str]]:
-        library = self.s.library
-        names = [n for n in library.names() if not n.startswith("stripe/")] + ["stripe"]
-        return [(name, endpoint(library, name).summary) for name in names]
+    def _target(self, template: str) -> Endpoint | None:
+        """What a hook was minted for, None when its template is gone."""
+        try:
+            return endpoint(self.s.library, template)
+        except MintError:
+            return None
+
+    def _last_account(self) -> Account | None:
+        """The PassKit account as last read (to name ids on a page), without reading it."""
+        return self._account[1] if self._account else None
+
+    def _choices(self) -> list[tuple[str, list[Endpoint]]]:
+        """The mint form's choices: plain names under Members, Coupons, Tickets, Stripe."""
+        return grouped(self.s.library)
 
     async def new_hook(self, request: Request, session: Session) -> Response:
         name = request.query_params.get("template", "")
@@ -241,7 +265,7 @@ class Console:
         return self.render("hook_new.html", session, "hooks", title="New hook",
                            choices=self._choices(), target=target, values=values, label=label,
                            template=self.s.library.get(name), problems=problems,
-                           picks=picks, unread=unread, drafts=drafts,
+                           picks=picks, unread=unread, drafts=drafts, countries=countries(),
                            status=422 if problems else 200)  # fmt: skip
 
     async def _label_taken(self, label: str) -> str:
@@ -252,9 +276,11 @@ class Console:
             return ""
         for other in await (await self.store()).list_hooks(include_revoked=False):
             if other.label.casefold() == label.casefold():
+                target = self._target(other.template)
+                what = target.title if target else other.template
                 return (
-                    f"The label “{label}” is already used by hook {other.id} "
-                    f"({other.template}): choose another, e.g. where this URL will be used."
+                    f"Another hook (“{what}”) is already labelled “{label}”: choose another "
+                    "label, e.g. where this URL will be used."
                 )
         return ""
 
@@ -265,10 +291,7 @@ class Console:
         record = await store.get_hook(request.path_params["id"])
         if record is None:
             return self.no_such_hook(session)
-        try:
-            target = endpoint(self.s.library, record.template)
-        except MintError:
-            target = None
+        target = self._target(record.template)
         hook = Hook(record.id, record.template, dict(record.params))
         kind = target.kind if target else "hooks"
         url = hook_url(self.public_base(request), self.s.signer.mint(hook), kind=kind)
@@ -279,10 +302,13 @@ class Console:
             drafts = [w for k, v in hook.params.items()
                       if account and (w := account.draft_warning(k, v))]  # fmt: skip
         recent = await store.list_deliveries(hook_id=record.id, limit=10)
-        return self.render("hook_minted.html", session, "hooks", title=record.label or record.id,
+        specs = target.params if target else {}
+        settings = settings_of(specs, hook.params, self._last_account())
+        title = record.label or (target.title if target else record.template)
+        return self.render("hook_minted.html", session, "hooks", title=title,
                            hook=hook, record=record, target=target, url=url, minted=minted,
                            label=record.label, template=self.s.library.get(record.template),
-                           drafts=drafts, recent=recent)  # fmt: skip
+                           drafts=drafts, recent=recent, settings=settings)  # fmt: skip
 
     def no_such_hook(self, session: Session) -> Response:
         return self.render("message.html", session, "hooks", title="No such hook",
@@ -318,9 +344,13 @@ class Console:
         if request.method == "POST":
             await store.revoke_hook(hook.id, time.time())
             self.s.revocations.forget()
-            notice = f"Revoked {hook.id}: its URL now answers 401 revoked_token."
-            return RedirectResponse(f"{self.root}/hooks?notice={notice}", 303)
-        return self.render("hook_revoke.html", session, "hooks", title="Revoke hook", hook=hook)
+            name = f"“{hook.label}”" if hook.label else "the hook"
+            notice = (f"Revoked {name}: its URL no longer works, so a zap or scenario still "
+                      "using it is refused.")  # fmt: skip
+            return RedirectResponse(f"{self.root}/hooks?{urlencode({'notice': notice})}", 303)
+        target = self._target(hook.template)
+        return self.render("hook_revoke.html", session, "hooks", title="Revoke hook", hook=hook,
+                           target=target)  # fmt: skip
 
     async def deliveries(self, request: Request, session: Session) -> Response:
         q = request.query_params

@@ -14,8 +14,12 @@ from starlette.responses import HTMLResponse
 
 from relay.admin.html import page
 from relay.fields import Fields
+from relay.minting import settings_of
 from relay.templating import RequestTemplate
 from relay.tokens import Hook
+
+# Who the test form is about, by the template's group ("fill in a member as your zap would…").
+SUBJECTS = {"Members": "a member", "Coupons": "a coupon", "Tickets": "a ticket"}
 
 
 def wants_html(request: Request) -> bool:
@@ -50,5 +54,43 @@ def hook_page(
     sent: Fields | None = None,
 ) -> HTMLResponse:
     url = str(request.url.replace(query="", fragment="")).removesuffix("/try")
+    settings = settings_of(template.params, hook.params)
     return page("hook_page.html", hook=hook, template=template, url=url, tried=tried,
-                sent=sent or {})  # fmt: skip
+                sent=sent or {}, result=form_result(tried, template) if tried else None,
+                subject=SUBJECTS.get(template.group, "one"), settings=settings,
+                label=field_label)  # fmt: skip
+
+
+def field_label(name: str) -> str:
+    """A field's name in words for the form (`first_name` → "First name"); the name itself,
+    which the zap's Data rows use, is shown beside it."""
+    words = name.replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
+def form_result(tried: dict[str, Any], template: RequestTemplate) -> dict[str, Any]:
+    """The test form's answer told to the person at the form: what is wrong in words, which
+    boxes to fix; the answer's code and its hint for the zap go under technical details."""
+    if tried.get("ok"):
+        return {"ok": True}
+    error = tried.get("error") or {}
+    code, field = str(error.get("code", "")), error.get("field")
+    message = str(error.get("message", ""))
+    boxes: list[str] = []
+    if code == "missing_field":
+        missing = error.get("fields") or [field]
+        boxes = [n for each in missing for n in str(each).split(" or ")]
+        names = [" or ".join(field_label(n) for n in str(each).split(" or ")) for each in missing]
+        needed = " and ".join(names)
+        verb = "is" if len(names) == 1 else "are"
+        words, fix = f"{needed} {verb} needed.", f"Fill in {needed} above, then check again."
+    elif code == "invalid_field" and field:
+        boxes = [str(field)]
+        said = message.removeprefix(str(field)).lstrip(" :")
+        words, fix = f"{field_label(str(field))} {said}", "Correct it above, then check again."
+    else:
+        words, fix = message, ""
+    # A field's hint tells a zap builder which Data row to add: at the form, the fix is the box.
+    hint = "" if boxes else str(error.get("hint", ""))
+    return {"ok": False, "words": words, "fix": fix, "boxes": boxes, "code": code,
+            "message": message, "hint": hint}  # fmt: skip
