@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ HOOK = Hook("hk_gymfront0001", "member-upsert", {"program_id": DEMO_PROGRAM_ID, 
 
 
 def run(coroutine: Any) -> Any:
-    return asyncio.run(coroutine)
+    """Run `coroutine` on its own loop in a thread (Playwright's sync API holds this one's)."""
+    with ThreadPoolExecutor(1) as worker:
+        return worker.submit(asyncio.run, coroutine).result()
 
 
 def register(folder: Path, *records: DeliveryRecord) -> None:
@@ -37,8 +40,9 @@ def register(folder: Path, *records: DeliveryRecord) -> None:
     async def go() -> None:
         store = await open_store(f"sqlite:///{folder / 'relay.db'}")
         try:
-            await store.add_hook(HookRecord(HOOK.id, HOOK.template, dict(HOOK.params),
-                                            label="Front desk sign-ups", created_at=1.0))  # fmt: skip
+            hook = HookRecord(HOOK.id, HOOK.template, dict(HOOK.params),
+                              label="Front desk sign-ups", created_at=1.0)  # fmt: skip
+            await store.add_hook(hook)
             for record in records:
                 await store.record_delivery(record)
         finally:
@@ -104,7 +108,7 @@ def test_three_failures_group_into_one_cause_then_edit_and_resend_succeeds(
     relay: tuple[str, State, Path], console: httpx.Client
 ) -> None:
     _, state, folder = relay
-    for n in range(3):
+    for _ in range(3):
         zap = {"external_id": "HS-4242", "email": "mara@example.com", "first_name": "Mara",
                "points": "lots"}  # fmt: skip
         assert console.post(hook_path(), data=zap).status_code == 422
@@ -122,7 +126,7 @@ def test_three_failures_group_into_one_cause_then_edit_and_resend_succeeds(
     group = re.search(r'href="(/admin/failures/group\?[^"]*field=points[^"]*)"', page.text)
     assert group
     listed = console.get(group.group(1).replace("&amp;", "&"))
-    assert listed.text.count("/edit\">Edit and resend") == 3
+    assert listed.text.count('/edit">Edit and resend') == 3
 
     failed = [d for d in deliveries(folder) if d.error_field == "points"]
     assert len(failed) == 3 and {d.error_code for d in failed} == {"invalid_field"}
@@ -141,7 +145,7 @@ def test_three_failures_group_into_one_cause_then_edit_and_resend_succeeds(
     assert inputs[0] == ("points", "lots")  # the failing field first…
     assert re.search(r'name="field:points"[^>]*aria-invalid="true"', form.text)  # …and marked
     assert ("email", "mara@example.com") in inputs and ("birthday", "") in inputs
-    assert ">Points <span class=\"flag\">the problem is here</span>" in form.text
+    assert '>Points <span class="flag">the problem is here</span>' in form.text
     sent = {f"field:{name}": value for name, value in inputs} | {"field:points": "30"}
     resent = console.post(f"/admin/deliveries/{newest.id}/edit",
                           data={"csrf": csrf(form.text), **sent})  # fmt: skip

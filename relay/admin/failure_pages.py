@@ -46,6 +46,7 @@ class EditField:
     help: str
     failing: bool
     hidden: bool  # logged as "[redacted]": it must be typed again
+    sent: bool = True  # False: the template takes it, the zap did not send it
 
 
 class FailurePages:
@@ -151,6 +152,7 @@ class FailurePages:
             rows.append(EditField(
                 name=name, label=label(name), value="" if MASK in value else value,
                 help=spec.help if spec else "", failing=name in failing, hidden=MASK in value,
+                sent=name in logged,
             ))  # fmt: skip
         return sorted(rows, key=lambda f: not f.failing)
 
@@ -175,4 +177,18 @@ def _text(value: Any) -> str:
 def _refilled(field: EditField, sent: dict[str, str]) -> EditField:
     """The field as the operator typed it, for showing the form again."""
     return EditField(field.name, field.label, sent.get(field.name, field.value), field.help,
-                     field.failing, field.hidden and not sent.get(field.name))  # fmt: skip
+                     field.failing, field.hidden and not sent.get(field.name),
+                     field.sent)  # fmt: skip
+
+
+def who(record: DeliveryRecord) -> str:
+    """Whom a delivery was about, from its logged fields: name, email or external ID."""
+    fields = record.request if isinstance(record.request, dict) else {}
+    name = " ".join(_text(fields.get(k)) for k in ("first_name", "last_name")).strip()
+    for text in (name, _text(fields.get("email")), _text(fields.get("external_id"))):
+        if text and MASK not in text:
+            return text if len(text) <= 60 else text[:59] + "…"
+    return ""
+
+
+ENV.globals["failure_who"] = who
