@@ -179,7 +179,7 @@ def create_app(
             housekeeping.run_forever(services.store, settings, services.timestamp)
         )
         # The boot goes on meanwhile; a client of its own, so the deliveries' is left alone.
-        checker = PassKitClient(settings, transport=transport)
+        checker = PassKitClient(settings, transport=transport, limiter=services.client.limiter)
         connection = asyncio.create_task(log_connection(checker, close=True))
         await services.alerts.start()  # RELAY_ALERT_URL: its sender runs until shutdown
         forwarder.start()

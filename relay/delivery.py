@@ -17,6 +17,7 @@ from typing import Any
 from relay.errors import (
     HookMisconfigured,
     InvalidRequest,
+    PassKitBusy,
     PassKitConflict,
     PassKitError,
     PassKitNotFound,
@@ -249,6 +250,8 @@ class Relay:
         started = self.clock()
         try:
             answer = await self._call(request, trace)
+        except PassKitBusy:
+            raise  # no turn at PassKit's rate: nothing was sent, there is nothing to look up
         except PassKitUnavailable as unavailable:
             # 5xx to the end of the retries. PassKit may be down, or answer a duplicate with 500
             # ("unexpected error") every time: then retrying can never succeed and a 503 would

@@ -28,6 +28,7 @@
         ├── PassKitConflict             409 conflict
         ├── PassKitAuth                 502 passkit_auth
         ├── PassKitUnavailable          503 passkit_unavailable
+        │   └── PassKitBusy             503 passkit_busy (no turn within PASSKIT_RATE_LIMIT)
         └── PassKitTimeout              504 passkit_timeout
 
 Status codes are chosen for the sender's retry logic: input problems are 4xx (Zapier, Make and
@@ -319,6 +320,17 @@ class PassKitUnavailable(PassKitError):
     status = 503
     code = "passkit_unavailable"
     default_hint = "PassKit is busy or down; Zapier autoreplay or Make's Break handler will retry."
+
+
+class PassKitBusy(PassKitUnavailable):
+    """No turn at PassKit's rate (relay.outbound) within the delivery's retry budget: more
+    deliveries are waiting than PASSKIT_RATE_LIMIT lets through in that time."""
+
+    code = "passkit_busy"
+    default_hint = (
+        "Nothing is wrong with what was sent: many deliveries are queued for PassKit right now. "
+        "Zapier's autoreplay or Make's Break handler sends it again later; nothing to change."
+    )
 
 
 class PassKitTimeout(PassKitError):

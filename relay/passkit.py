@@ -15,6 +15,11 @@ long ago") and one whose `iat` is ahead of its clock ("Token used before issued"
 attempt carries a freshly minted JWT dated a few seconds back. A 401 about the token's age or
 expiry is answered by minting anew and trying once more; any other 401 (wrong key or secret)
 is PassKit's final word.
+
+Rate: every attempt, list reads included, first takes a turn from `relay.outbound` (at most
+PASSKIT_RATE_LIMIT calls a second, shared through the database by every process), waiting no
+longer than its budget allows; a 429's Retry-After pauses every process's calls, not only this
+one's.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from relay import __version__
 from relay.brokentext import BROKEN_ESCAPE, mend
 from relay.errors import (
     PassKitAuth,
+    PassKitBusy,
     PassKitConflict,
     PassKitError,
     PassKitNotFound,
@@ -46,6 +52,7 @@ from relay.errors import (
     PassKitUnavailable,
 )
 from relay.operations import Operation, PassKitRequest
+from relay.outbound import OutboundLimiter
 from relay.settings import Settings
 from relay.upstream import (
     AiohttpUpstream,
@@ -71,6 +78,9 @@ STALE_TOKEN = re.compile(
 BACKOFF_FIRST = 0.25  # PassKit: "Back off for 250ms and repeat request until successful."
 BACKOFF_CAP = 4.0
 LIST_LIMIT = 4 * 1024 * 1024  # bytes of one list answer (server-streamed) read at most
+# Waiting for a turn at PassKit's rate stops this long before the budget ends, so the call
+# itself (and a create's one lookup after a failure, at most 5 s) still fits under Zapier's 30 s.
+TURN_MARGIN = 5.0
 
 
 def _b64(data: bytes) -> str:
@@ -186,8 +196,14 @@ class PassKitClient:
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        limiter: OutboundLimiter | None = None,
     ) -> None:
+        """Without `limiter`, this client keeps to PASSKIT_RATE_LIMIT on its own (in memory);
+        the app passes one whose turns are shared through its database."""
         self.settings = settings
+        self.limiter = limiter or OutboundLimiter(
+            settings.passkit_rate_limit, clock=clock, sleep=sleep
+        )
         self.credentials = Credentials(settings, wall_clock)
         self._clock = clock
         self._wall_clock = wall_clock
@@ -220,7 +236,19 @@ class PassKitClient:
             headers["Content-Type"] = "application/json"
         attempt = 0
         reminted = False  # a token refused for its age is minted anew once per call
+        failure = ""  # why the last attempt is being retried
+        margin = min(TURN_MARGIN, self.settings.retry_budget / 4)
         while True:
+            try:
+                await self.limiter.acquire(deadline - margin - self._clock())
+            except PassKitBusy as busy:
+                if attempt == 0:
+                    raise  # nothing sent
+                raise PassKitUnavailable(
+                    f"PassKit is unavailable: {failure}, and no turn at PassKit's rate was "
+                    f"free for another try after {attempt} attempts.",
+                    retry_after=busy.retry_after,
+                ) from busy
             auth = self.credentials.header()  # a fresh JWT for every attempt
             if auth:
                 headers["Authorization"] = auth
@@ -251,10 +279,13 @@ class PassKitClient:
                     ):
                         return answer
                     reminted = True  # refused for its age or dates: mint anew, at once
+                    failure = "PassKit refused the token for its age"
                     attempt += 1
                     continue
                 failure = f"PassKit answered {reply.status}"
                 told = retry_after_seconds(reply.headers.get("retry-after"), self._wall_clock())
+                if reply.status == 429 and told:
+                    await self.limiter.pause(told)  # every process waits, not only this call
                 wait = told if told is not None else self._backoff(attempt)
             attempt += 1
             if self._clock() + wait >= deadline:
@@ -274,6 +305,7 @@ class PassKitClient:
         body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"}
         for attempt in range(2):
+            await self.limiter.acquire(self.settings.passkit_timeout)
             auth = self.credentials.header()
             if auth:
                 headers["Authorization"] = auth

@@ -13,6 +13,7 @@ import httpx
 from relay.alerts import Alerts
 from relay.delivery import Relay, utc_now
 from relay.idempotency import OnceGuard
+from relay.outbound import OutboundLimiter, shared_slots
 from relay.passkit import PassKitClient
 from relay.ratelimit import HookRateLimit
 from relay.revocations import RevocationCache
@@ -58,8 +59,10 @@ def build_services(
     library = library or TemplateLibrary(settings.templates_dir)
     if library.problems:
         raise ConfigError(library.problems)
-    client = PassKitClient(settings, transport=transport)
     handle = StoreHandle(settings.database_url.reveal(), store=store)
+    # PassKit's rate, kept by every process on this database together (relay.outbound).
+    limiter = OutboundLimiter(settings.passkit_rate_limit, shared_slots(handle.get))
+    client = PassKitClient(settings, transport=transport, limiter=limiter)
 
     def timestamp() -> float:
         return clock().timestamp()

@@ -282,6 +282,17 @@ def load_settings(
     forward_retry = _number(env, "RELAY_FORWARD_RETRY", 10.0, problems)
     forward_give_up = _number(env, "RELAY_FORWARD_GIVE_UP_HOURS", 24.0, problems) * 3600
 
+    passkit_rate_limit = 10.0
+    raw_passkit_rate = env.get("PASSKIT_RATE_LIMIT", "").strip().lower()
+    if raw_passkit_rate in ("0", "off", "none"):
+        passkit_rate_limit = 0.0
+    elif raw_passkit_rate:
+        passkit_rate_limit = _number(env, "PASSKIT_RATE_LIMIT", 10.0, problems)
+        if not passkit_rate_limit <= 100_000:  # also inf and nan
+            problems.append(
+                f"PASSKIT_RATE_LIMIT must be calls a second, e.g. 10 (got {raw_passkit_rate!r})."
+            )
+
     if problems:
         raise ConfigError(problems)
     return Settings(
@@ -314,5 +325,6 @@ def load_settings(
         passkit_webhook_secrets=tuple(Secret(s) for s in passkit_webhook_secrets),
         forward_retry=forward_retry,
         forward_give_up=forward_give_up,
+        passkit_rate_limit=passkit_rate_limit,
         warnings=tuple(warnings),
     )

@@ -43,6 +43,9 @@ BASE_ENV = {
     "RELAY_PUBLIC_URL": "https://relay.example.com",
     "RELAY_TEMPLATES": str(ROOT / "templates"),
     "DATABASE_URL": "sqlite:///:memory:",  # one private database per app
+    # Tests drive PassKit (respx, the sandbox) at machine speed; tests/test_outbound_rate.py
+    # turns PassKit's rate on where it is the point.
+    "PASSKIT_RATE_LIMIT": "off",
 }
 
 

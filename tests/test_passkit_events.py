@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from .processes import ServerProcess
 from .servers import relay_process, serve_in_thread
 
 WEBHOOK_SECRET = "pk-webhook-signing-secret-0123456789"
+ADMIN_PASSWORD = "events-console-password"
 BODY = json.dumps({
     "event": "PASS_EVENT_INSTALLED",
     "pass": {
@@ -199,6 +201,7 @@ def relay(tmp_path: Path) -> Iterator[str]:
     app = create_app(make_settings(
         DATABASE_URL=f"sqlite:///{tmp_path / 'relay.db'}", PASSKIT_WEBHOOK_SECRET=WEBHOOK_SECRET,
         RELAY_FORWARD_RETRY="0.2", PASSKIT_API_URL="http://127.0.0.1:9",
+        RELAY_ADMIN_PASSWORD=ADMIN_PASSWORD,
     ))  # fmt: skip
     with serve_in_thread(app, lifespan="on") as url:
         yield url
@@ -280,6 +283,27 @@ def test_a_receiver_down_for_a_while_gets_the_event_once_it_recovers(
     time.sleep(0.6)
     assert receiver.refused >= 2  # retried with backoff while down …
     assert receiver.ids() == [answer.json()["event_id"]]  # … and delivered exactly once
+
+
+def test_the_console_says_what_happened_and_resends(relay: str, receiver: Receiver) -> None:
+    answer = send(relay + events_path(receiver.url))
+    wait_for(lambda: receiver.got)
+    with httpx.Client(base_url=relay, timeout=10) as console:
+        form = console.get("/admin/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf
+        console.post("/admin/login", data={"csrf": csrf.group(1), "password": ADMIN_PASSWORD})
+        page = console.get("/admin/events")
+        assert page.status_code == 200
+        assert "Pass installed by Mara Quist" in page.text
+        assert "forwarded to 127.0.0.1 at" in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        event_id = answer.json()["event_id"]
+        resent = console.post(f"/admin/events/{event_id}/resend", data={"csrf": csrf.group(1)})
+        assert resent.status_code == 303
+    wait_for(lambda: len(receiver.got) == 2)
+    assert receiver.ids() == [event_id, event_id]  # the same id: the receiver can tell
 
 
 # -- two processes on one PostgreSQL ----------------------------------------------------------

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from relay.account import Account, AccountError, load_account
 from relay.admin.charts import Hour, hourly_svg
+from relay.admin.events import EventsPage
 from relay.admin.failure_pages import FailurePages
 from relay.admin.html import page
 from relay.admin.imports import ImportPage
@@ -84,6 +85,7 @@ class Console:
             Route(f"{r}/deliveries/{{id}}/pass", self.guarded(self.check_pass), methods=["POST"]),
             Route(f"{r}/templates", self.guarded(self.templates), methods=["GET"]),
             Route(f"{r}/passkit", self.guarded(self.passkit), methods=["GET"]),
+            *EventsPage(self).routes(),
             Route(f"{r}/templates/{{name:path}}", self.guarded(self.template),
                   methods=["GET", "POST"]),
             *ImportPage(self).routes(),  # /admin/import: members from a CSV (relay.admin.imports)

@@ -15,6 +15,7 @@ Not PassKit (no auth, for tests and demos):
     GET  /_sandbox/faults   current faults          POST /_sandbox/faults  change them
     GET  /_sandbox/errors   error body shape        POST /_sandbox/errors  {"shape": "string"}
     GET  /_sandbox/state    counts, records, calls  POST /_sandbox/reset   back to the seed
+    GET  /_sandbox/calls    when each API call and fault came (monotonic seconds)
     GET  /                  issued passes           GET  /pass/{id}        a pass's card
                                                     GET  /pass/{id}.pkpass its Wallet file
 """
@@ -49,7 +50,7 @@ from relay.sandbox.errors import (
     SandboxError,
     invalid,
 )
-from relay.sandbox.faults import Faults, choose_fault, drop_connection, update_faults
+from relay.sandbox.faults import Faults, drop_connection, update_faults
 from relay.sandbox.proto import contract_message, decode
 from relay.sandbox.state import Clock, Record, State
 from relay.schema import validate
@@ -172,13 +173,14 @@ class ApiCall:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
-        state.calls[self.key] += 1
+        state.count_call(self.key)
         request = Request(scope, receive)
         body = await request.body()
         faults = state.faults
         if faults.latency_ms:
             await anyio.sleep(faults.latency_ms / 1000)
-        fault = choose_fault(faults, state.rng)
+        fault = state.choose_fault()
+        faults = state.faults  # next_429 counted down
         if fault:
             state.faults_injected[fault] += 1
         if fault == "drop":
@@ -262,6 +264,9 @@ def _admin_routes(state: State) -> list[Route]:
         extra = {"faults": state.faults.as_dict(), "errorShape": state.error_shape}
         return JSONResponse(state.snapshot() | extra)
 
+    async def get_calls(request: Request) -> Response:
+        return JSONResponse(state.call_record())
+
     async def reset(request: Request) -> Response:
         state.reset()
         return JSONResponse({"counts": state.snapshot()["counts"]})
@@ -290,6 +295,7 @@ def _admin_routes(state: State) -> list[Route]:
         Route("/_sandbox/errors", set_errors, methods=["POST"]),
         Route("/_sandbox/state", get_state, methods=["GET"]),
         Route("/_sandbox/reset", reset, methods=["POST"]),
+        Route("/_sandbox/calls", get_calls, methods=["GET"]),
         Route("/", index, methods=["GET"]),
         Route("/pass/{id}.pkpass", pass_bundle, methods=["GET"]),  # before /pass/{id}
         Route("/pass/{id}", pass_page, methods=["GET"]),

@@ -6,7 +6,8 @@ call draws one number from the state's seeded RNG and the rates are consecutive 
 [0, 1), so a fixed `seed` gives the same fault sequence on every run and the kinds never
 overlap. 429/503 and `drop` happen before the operation runs (nothing changes, a retry is
 safe); `drop_after` runs the operation and then loses the answer, the case idempotency keys
-exist for.
+exist for. `next_429` answers the next N API calls 429 (with `retry_after`) whatever the rates,
+then counts down to 0: one rate-limit answer at a moment a test chooses.
 
 A drop must look like a broken connection to the client, not like an HTTP answer. ASGI has no
 "close the socket" message, so `drop_connection` starts a response (with a Content-Length)
@@ -50,6 +51,7 @@ class Faults:
     rate_drop: float = 0.0
     rate_drop_after: float = 0.0
     retry_after: int = 1  # seconds, sent in Retry-After with each 429
+    next_429: int = 0  # the next N API calls answer 429, before any rate is drawn
     duplicates: str = "conflict"  # how a duplicate create is answered: DUPLICATE_STYLES
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,7 +68,7 @@ def update_faults(current: Faults, changes: Any) -> tuple[Faults, int | None]:
     if unknown:
         raise ValueError(f"unknown fault setting {unknown[0]!r}; known: {sorted(known)}")
     values: dict[str, Any] = {}
-    for key in ("latency_ms", "retry_after"):
+    for key in ("latency_ms", "retry_after", "next_429"):
         if key in changes:
             value = changes[key]
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 60_000:

@@ -20,14 +20,15 @@ import random
 import secrets
 import string
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from relay.sandbox import proto
 from relay.sandbox.errors import exists, invalid, not_found
-from relay.sandbox.faults import Faults
+from relay.sandbox.faults import Faults, choose_fault
 from relay.sandbox.messages import CAMPAIGN, OFFER, PRODUCTION, PROGRAM, TICKET_TYPE, TIER, VENUE
 
 Record = dict[str, Any]
@@ -35,6 +36,7 @@ Clock = Callable[[], float]
 
 ID_ALPHABET = string.digits + string.ascii_letters  # base62, like PassKit's ids
 ID_LENGTH = 22
+CALL_LOG = 20_000  # API calls whose arrival time is kept (the oldest are forgotten)
 
 DEMO_PROGRAM_ID = "SandboxProgram00000001"
 DEMO_TIER_IDS = ("base", "silver", "gold")
@@ -102,6 +104,11 @@ class State:
         self.ticket_ids: dict[tuple[str, str], str] = {}  # (productionId, ticketNumber) → id
         self.emails: list[Record] = []
         self.calls: Counter[str] = Counter()
+        # When each API call arrived (time.monotonic) and its route, and when each fault was
+        # answered: tests count the calls in any one-second window (PASSKIT_RATE_LIMIT) and
+        # see that none came during the pause a 429 asked for.
+        self.call_log: deque[tuple[float, str]] = deque(maxlen=CALL_LOG)
+        self.fault_log: deque[tuple[float, str]] = deque(maxlen=CALL_LOG)
         self.faults_injected: Counter[str] = Counter()
         self.faults = self.initial_faults
         self.error_shape = self.initial_error_shape
@@ -251,6 +258,43 @@ class State:
         if record_id in table:
             raise exists(f"{what} with id {record_id} already exists")
 
+    # -- calls and faults ---------------------------------------------------------------------
+
+    def count_call(self, key: str) -> None:
+        """An API call arrived: counted in `calls`, its time kept in `call_log`."""
+        self.calls[key] += 1
+        self.call_log.append((time.monotonic(), key))
+
+    def choose_fault(self) -> str | None:
+        """The fault for the call just counted: one of `next_429`'s, else a seeded draw."""
+        if self.faults.next_429 > 0:
+            self.faults = replace(self.faults, next_429=self.faults.next_429 - 1)
+            fault: str | None = "429"
+        else:
+            fault = choose_fault(self.faults, self.rng)
+        if fault:
+            self.fault_log.append((time.monotonic(), fault))
+        return fault
+
+    def most_calls_in(self, seconds: float = 1.0) -> int:
+        """The most API calls that arrived within any window of `seconds`."""
+        times = sorted(at for at, _ in self.call_log)
+        most, first = 0, 0
+        for last, at in enumerate(times):
+            while at - times[first] >= seconds:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
+
+    def call_record(self) -> dict[str, Any]:
+        """What `GET /_sandbox/calls` shows: each API call's arrival and route, each fault's
+        time and kind (this process's monotonic seconds), and the most calls in one second."""
+        return {
+            "calls": [list(entry) for entry in self.call_log],
+            "faults": [list(entry) for entry in self.fault_log],
+            "mostInOneSecond": self.most_calls_in(1.0),
+        }
+
     # -- observation for tests ------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -276,6 +320,7 @@ class State:
             "emails": self.emails,
             "calls": dict(self.calls),
             "faultsInjected": dict(self.faults_injected),
+            "mostCallsInOneSecond": self.most_calls_in(1.0),
         }
 
 

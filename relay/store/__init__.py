@@ -22,7 +22,7 @@ Stripe delivery (released) never marks its event as seen.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from relay.store.outbox import EVENT_STATES, EventState, PassKitEvent
 from relay.store.records import (
@@ -43,6 +43,9 @@ from relay.store.records import (
     new_delivery_id,
 )
 from relay.store.redact import redact
+
+if TYPE_CHECKING:
+    from relay.outbound import Slots
 
 __all__ = [
     "DAY",
@@ -227,6 +230,12 @@ class Store(Protocol):
 
     async def purge_events(self, before: float, chunk: int = 5_000) -> int:
         """Forget forwarded and failed events received before `before`; how many."""
+
+    # -- PassKit's rate (relay.outbound) --
+
+    def outbound_slots(self) -> Slots | None:
+        """The call slots toward PassKit that every process on this database shares; None
+        when the backend serves one process (SQLite: the limiter keeps them in memory)."""
 
     # -- admin sessions --
 

@@ -128,6 +128,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (
+        6,
+        [
+            # PassKit's rate, shared by every process (relay.outbound): one row, the next free
+            # call slot and the end of a pause PassKit asked for (429 Retry-After), as Unix
+            # seconds on the database's clock. Only PostgreSQL reads it: on SQLite (one
+            # process) the slots live in memory.
+            """CREATE TABLE passkit_rate (
+                id INTEGER PRIMARY KEY,
+                next_at {float} NOT NULL,
+                paused_until {float} NOT NULL
+            )""",
+            "INSERT INTO passkit_rate (id, next_at, paused_until) VALUES (1, 0, 0)",
+        ],
+    ),
+    (
         8,
         [
             # Verified PassKit events to forward to Zapier or Make (relay.store.outbox): a row

@@ -18,6 +18,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from relay.store import migrations
+from relay.store.outbound import SharedSlots
 from relay.store.queries import Params, Row
 from relay.store.sql import SQLStore
 
@@ -70,6 +71,9 @@ class PostgresStore(SQLStore):
                 if rows:
                     # executemany pipelines the rows: one round trip per batch, not per row.
                     await cursor.executemany(to_psycopg(sql), rows)
+
+    def outbound_slots(self) -> SharedSlots:
+        return SharedSlots(self._write)
 
     async def migrate(self) -> None:
         async with self._pool.connection() as conn, conn.transaction():

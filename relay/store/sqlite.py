@@ -120,6 +120,11 @@ class SQLiteStore(SQLStore):
 
         await self._on(self._writer, lambda: self._transaction(work))
 
+    def outbound_slots(self) -> None:
+        # One process per file is the SQLite deployment: the limiter's slots stay in memory,
+        # no write (and no trip to the writer thread) per PassKit call.
+        return None
+
     async def migrate(self) -> None:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(migrations.render(migrations.CREATE_MIGRATIONS_TABLE, "sqlite"))
