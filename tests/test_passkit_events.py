@@ -25,12 +25,14 @@ from starlette.routing import Route
 
 from relay.app import create_app
 from relay.minting import MintError, mint
+from relay.passkit import mint_jwt
 from relay.passkit_flatten import flatten, sentence, wanted
 from relay.passkit_signature import InvalidPassKitSignature, sign, verify
+from relay.sandbox import DEMO_PROGRAM_ID, SandboxConfig, create_sandbox
 from relay.templating import TemplateLibrary
 from relay.tokens import Hook, HookSigner
 
-from .conftest import ROOT, SECRET_KEY, make_settings
+from .conftest import PASSKIT_KEY, PASSKIT_SECRET, ROOT, SECRET_KEY, make_settings
 from .processes import ServerProcess
 from .servers import relay_process, serve_in_thread
 
@@ -304,6 +306,32 @@ def test_the_console_says_what_happened_and_resends(relay: str, receiver: Receiv
         assert resent.status_code == 303
     wait_for(lambda: len(receiver.got) == 2)
     assert receiver.ids() == [event_id, event_id]  # the same id: the receiver can tell
+
+
+def test_the_sandbox_fires_created_and_installed_signed_as_passkit_does(
+    relay: str, receiver: Receiver
+) -> None:
+    sandbox_app = create_sandbox(SandboxConfig(api_key=PASSKIT_KEY, api_secret=PASSKIT_SECRET))
+    with serve_in_thread(sandbox_app) as sandbox_url:
+        hook_url = relay + events_path(receiver.url)
+        httpx.post(f"{sandbox_url}/_sandbox/webhook",
+                   json={"url": hook_url, "secret": WEBHOOK_SECRET})  # fmt: skip
+        token = mint_jwt(PASSKIT_KEY, PASSKIT_SECRET, int(time.time()) - 10)
+        enrol = {"programId": DEMO_PROGRAM_ID, "tierId": "base", "externalId": "HS-7",
+                 "person": {"forename": "Mara", "surname": "Quist",
+                            "emailAddress": "mara@example.com"}}  # fmt: skip
+        made = httpx.post(f"{sandbox_url}/members/member", json=enrol,
+                          headers={"Authorization": token})  # fmt: skip
+        assert made.status_code == 200, made.text
+        fired = httpx.post(f"{sandbox_url}/_sandbox/events",
+                           json={"event": "installed", "external_id": "HS-7"})  # fmt: skip
+        assert fired.json()["status"] == 200
+        wait_for(lambda: len(receiver.got) == 2)
+    got = {body["event"]: body for body in receiver.got}
+    assert set(got) == {"created", "installed"}
+    assert got["installed"]["external_id"] == "HS-7"
+    assert got["installed"]["first_name"] == "Mara"
+    assert got["installed"]["program_id"] == DEMO_PROGRAM_ID
 
 
 # -- two processes on one PostgreSQL ----------------------------------------------------------

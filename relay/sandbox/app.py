@@ -37,7 +37,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from relay.contract import Rpc, message_spec, rpc
-from relay.sandbox import coupons, distribution, members, pages, pkpass, tickets
+from relay.sandbox import coupons, distribution, events, members, pages, pkpass, tickets
 from relay.sandbox.auth import authenticate
 from relay.sandbox.errors import (
     ERROR_SHAPES,
@@ -330,14 +330,18 @@ def create_sandbox(config: SandboxConfig, *, clock: Clock = time.time) -> Starle
         error_shape=config.error_shape,
         account_elsewhere=config.account_elsewhere,
     )
+    sink = events.EventSink(state)  # PassKit's webhooks: "created" fired on each create
     api = [
-        Route(rpc(name).path, ApiCall(config, state, rpc(name), op), methods=[rpc(name).method])
+        Route(rpc(name).path, ApiCall(config, state, rpc(name), sink.firing(kind, op)
+                                      if (kind := events.CREATES.get(name)) else op),
+              methods=[rpc(name).method])
         for name, op in API
-    ]
+    ]  # fmt: skip
     app = Starlette(
-        routes=[*api, *_admin_routes(state)],
+        routes=[*api, *_admin_routes(state), *sink.routes()],
         exception_handlers={HTTPException: _routing_error(state)},
     )
     app.state.sandbox = state
+    app.state.events = sink
     app.state.config = config
     return app

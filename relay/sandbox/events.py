@@ -1,0 +1,136 @@
+"""The sandbox's PassKit webhooks: pass events signed as PassKit signs them
+(relay.passkit_signature) and sent to a URL, as PassKit's Integrations › Webhooks does.
+
+    POST /_sandbox/webhook  {"url": …, "secret": …}      where to send events (GET: the URL, sent)
+    POST /_sandbox/events   {"event": "installed", "pass_id": … | "external_id": …}
+
+"created" is sent by itself when a member, coupon or ticket is created. The body is PassKit's
+SinkSubscriptionPayload shape: {"event": "PASS_EVENT_…", "pass": {id, classId, protocol,
+externalId, personDetails, metadata, recordData}}; installs are sent as PUT, as PassKit does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from relay.passkit_flatten import EVENTS
+from relay.passkit_signature import HEADER, sign
+from relay.sandbox.state import Record, State
+
+NAMES = {short: long for long, short in EVENTS.items()}
+METHODS = {"created": "POST", "deleted": "DELETE"}  # the others are PUT
+CREATES = {"members.Members.enrolMember": "members",
+           "single_use_coupons.SingleUseCoupons.createCoupon": "coupons",
+           "event_tickets.EventTickets.issueTicket": "tickets"}  # fmt: skip
+PROTOCOLS = {"members": "MEMBERSHIP", "coupons": "SINGLE_USE_COUPON", "tickets": "EVENT_TICKETING"}
+
+
+def payload(event: str, kind: str, record: Record) -> dict[str, Any]:
+    person = record.get("person") or {}
+    data = {"person.emailAddress": person.get("emailAddress"),
+            "person.displayName": person.get("displayName")}  # fmt: skip
+    if kind == "members":
+        data |= {"members.member.externalId": record.get("externalId"),
+                 "members.program.id": record.get("programId"),
+                 "members.tier.id": record.get("tierId"),
+                 "members.member.points": record.get("points")}  # fmt: skip
+        data |= {
+            f"members.member.metaData.{k}": v for k, v in (record.get("metaData") or {}).items()
+        }
+    class_id = record.get("programId") or record.get("campaignId") or record.get("productionId")
+    return {"event": NAMES[event], "pass": {
+        "id": record["id"], "classId": class_id, "protocol": PROTOCOLS[kind],
+        "externalId": record.get("externalId") or record.get("ticketNumber"),
+        "personDetails": {k: person[k] for k in ("forename", "surname", "displayName",
+                                                  "emailAddress", "mobileNumber") if k in person},
+        "metadata": {"status": "PASS_ISSUED"},
+        "recordData": {k: str(v) for k, v in data.items() if v is not None},
+    }}  # fmt: skip
+
+
+@dataclass
+class EventSink:
+    state: State
+    url: str = ""
+    secret: str = field(default="", repr=False)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    def find(self, message: dict[str, Any]) -> tuple[str, Record] | None:
+        tables = {"members": self.state.members, "coupons": self.state.coupons,
+                  "tickets": self.state.tickets}  # fmt: skip
+        for kind, table in tables.items():
+            for record in table.values():
+                if message.get("pass_id") and record["id"] == message["pass_id"]:
+                    return kind, record
+                if (
+                    message.get("external_id")
+                    and record.get("externalId") == message["external_id"]
+                ):
+                    return kind, record
+        return None
+
+    async def fire(self, event: str, kind: str, record: Record) -> dict[str, Any]:
+        body = json.dumps(payload(event, kind, record)).encode()
+        note: dict[str, Any] = {"event": event, "pass_id": record["id"]}
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                answer = await client.request(
+                    METHODS.get(event, "PUT"), self.url, content=body,
+                    headers={"content-type": "application/json", HEADER: sign(body, self.secret)},
+                )  # fmt: skip
+            note["status"] = answer.status_code
+        except httpx.HTTPError as exc:
+            note["error"] = type(exc).__name__
+        self.sent.append(note)
+        return note
+
+    def firing(
+        self, kind: str, op: Callable[[State, Record], Any]
+    ) -> Callable[[State, Record], Any]:
+        """`op` (a create), then "created" sent in the background when a URL is set."""
+
+        def create(state: State, message: Record) -> Any:
+            result = op(state, message)
+            table = {"members": state.members, "coupons": state.coupons, "tickets": state.tickets}
+            record = table[kind].get(result.get("id", "")) if isinstance(result, dict) else None
+            if self.url and record is not None:
+                asyncio.get_running_loop().create_task(self.fire("created", kind, dict(record)))
+            return result
+
+        return create
+
+    def routes(self) -> list[Route]:
+        async def configure(request: Request) -> Response:
+            given = json.loads(await request.body() or b"{}")
+            self.url, self.secret = str(given.get("url", "")), str(given.get("secret", ""))
+            return JSONResponse({"url": self.url})
+
+        async def show(request: Request) -> Response:
+            return JSONResponse({"url": self.url, "sent": self.sent})
+
+        async def fire(request: Request) -> Response:
+            given = json.loads(await request.body() or b"{}")
+            event = str(given.get("event", ""))
+            found = self.find(given)
+            if event not in NAMES or found is None or not self.url:
+                why = (
+                    f"event must be one of {', '.join(NAMES)}, the pass must exist (pass_id or "
+                    "external_id), and POST /_sandbox/webhook must set a URL"
+                )
+                return JSONResponse({"error": why}, status_code=400)
+            return JSONResponse(await self.fire(event, *found))
+
+        return [
+            Route("/_sandbox/webhook", configure, methods=["POST"]),
+            Route("/_sandbox/webhook", show, methods=["GET"]),
+            Route("/_sandbox/events", fire, methods=["POST"]),
+        ]
