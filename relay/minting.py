@@ -56,7 +56,8 @@ def endpoint(library: TemplateLibrary, name: str) -> Endpoint:
         summary = "Stripe events: issue, update and revoke passes from payments and subscriptions"
         return Endpoint(name, summary, params, "stripe", STRIPE_TITLE, "Stripe")
     if name == passkit_params.TEMPLATE:
-        return Endpoint(name, passkit_params.SUMMARY, passkit_params.PARAMS, passkit_params.KIND)
+        return Endpoint(name, passkit_params.SUMMARY, passkit_params.PARAMS, passkit_params.KIND,
+                        passkit_params.TITLE, EVENTS_GROUP)  # fmt: skip
     template = library.get(name)
     if template is None or name.startswith(TEMPLATE_PREFIX):
         known = [n for n in library.names() if not n.startswith(TEMPLATE_PREFIX)]
@@ -67,13 +68,15 @@ def endpoint(library: TemplateLibrary, name: str) -> Endpoint:
 
 
 STRIPE_TITLE = "Passes from Stripe payments and subscriptions"
-GROUP_ORDER = ("Members", "Coupons", "Tickets", "Stripe")
+EVENTS_GROUP = "Events from PassKit"
+GROUP_ORDER = ("Members", "Coupons", "Tickets", "Stripe", EVENTS_GROUP)
 
 
 def grouped(library: TemplateLibrary) -> list[tuple[str, list[Endpoint]]]:
     """What a URL can be minted for, as the console offers it: by group (Members, Coupons,
     Tickets, Stripe, then any other a template names), each in its templates' order."""
-    names = [n for n in library.names() if not n.startswith(TEMPLATE_PREFIX)] + [PARAMS_TEMPLATE]
+    names = [n for n in library.names() if not n.startswith(TEMPLATE_PREFIX)]
+    names += [PARAMS_TEMPLATE, passkit_params.TEMPLATE]
     groups: dict[str, list[Endpoint]] = {group: [] for group in GROUP_ORDER}
     for name in names:
         target = endpoint(library, name)

@@ -13,6 +13,7 @@ from relay.templating import ParamSpec
 
 TEMPLATE = "passkit-events"  # what the URL's token names as its template
 KIND = "passkit"  # the URL's path segment
+TITLE = "Send pass events (added to a wallet, removed …) to Zapier or Make"
 SUMMARY = "PassKit events: passes created, installed, removed … forwarded to Zapier or Make"
 PARAMS = {
     "forward_to": ParamSpec(

@@ -38,14 +38,34 @@ async def test_the_mint_form_groups_what_a_hook_can_do_under_plain_names(
     await sign_in(admin)
     form = (await admin.get("/admin/hooks/new")).text
     groups = re.findall(r'<optgroup label="([^"]+)">', form)
-    assert groups == ["Members", "Coupons", "Tickets", "Stripe"]
+    assert groups == ["Members", "Coupons", "Tickets", "Stripe", "Events from PassKit"]
     members = form[form.index('label="Members"') : form.index('label="Coupons"')]
     options = dict(re.findall(r'<option value="([^"]+)"\s*>([^<]+)</option>', members))
     assert options["member-enrol"] == "Enrol a new member"
     assert options["member-points-earn"] == "Add points"
     assert "member-enrol" not in text_of(form)  # the internal name is no option's text
-    stripe = form[form.index('label="Stripe"') :]
+    stripe = form[form.index('label="Stripe"') : form.index('label="Events from PassKit"')]
     assert re.search(r'<option value="stripe"\s*>Passes from Stripe payments', stripe)
+    events = form[form.index('label="Events from PassKit"') :]
+    assert re.search(r'<option value="passkit-events"\s*>Send pass events', events)
+
+
+async def test_a_passkit_events_hook_minted_in_the_console_says_what_to_do_in_passkit(
+    admin: httpx.AsyncClient,
+) -> None:
+    await sign_in(admin)
+    csrf = token_in((await admin.get("/admin/hooks/new?template=passkit-events")).text)
+    catch = "https://hooks.zapier.com/hooks/catch/123/abc/"
+    minted = await admin.post(
+        "/admin/hooks/new",
+        data={"csrf": csrf, "template": "passkit-events", "label": "Wallet installs to HubSpot",
+              "param:forward_to": catch, "param:events": "installed,uninstalled"},
+    )  # fmt: skip
+    assert minted.status_code == 303, minted.text
+    page = (await admin.get(minted.headers["location"])).text
+    words = text_of(page)
+    assert "/passkit/" in page and "Integrations › Webhooks" in words
+    assert "signing secret" in words and "Stripe" not in words
 
 
 async def test_the_mint_form_labels_settings_in_words_and_offers_choices_as_selects(
