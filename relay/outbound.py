@@ -17,9 +17,9 @@ A 429 with `Retry-After` stores `paused_until` in the same place, so every proce
 calls until then, not just the one that was told. A caller that slept for its slot asks once
 more whether a pause began meanwhile (another process saw a 429), and if so takes a slot after it.
 
-A caller that would call more than `LATE` after its slot (its process was busy: the answer came
-slowly, or it overslept) takes a later slot instead, so a stalled process cannot fire a bunch of
-calls at once when it catches up.
+A caller that would call more than `LATE` after its slot (its process was busy: the answer
+reached it late, or it overslept) takes a later slot instead, so a process that stalled for a
+moment cannot fire a bunch of calls at once, on top of other processes' calls, when it catches up.
 
 A caller waits only as long as it may (its retry budget); a slot further off is not taken and
 the delivery is answered 503 `passkit_busy` with `Retry-After`, which Zapier and Make retry.
@@ -104,6 +104,10 @@ class OutboundLimiter:
         self._sleep = sleep
         self._open = slots
         self._slots: Slots | None = None if slots else LocalSlots(clock)
+        # One question to the slots at a time from this process: the trip of each answer then
+        # measures how late this process is (not how many of its own callers queued for the
+        # database's connections), and a burst of callers asks in order.
+        self._asking = asyncio.Lock()
 
     async def slots(self) -> Slots:
         if self._slots is None:
@@ -119,25 +123,26 @@ class OutboundLimiter:
         slots = await self.slots()
         deadline = self._clock() + within
         while True:
-            asked = self._clock()
-            slot = await slots.take(1.0 / self.rate, max(0.0, deadline - asked))
+            async with self._asking:
+                asked = self._clock()
+                slot = await slots.take(1.0 / self.rate, max(0.0, deadline - asked))
+                answered = self._clock()
             if not slot.taken:
                 raise PassKitBusy(
                     f"The relay is keeping to PassKit's rate ({self.rate:g} calls a second) and "
                     "had no free turn for this delivery in time; nothing was sent.",
                     retry_after=max(1, math.ceil(slot.wait)),
                 )
-            answered = self._clock()
+            paused = 0.0
             if slot.wait > 0:
                 await self._sleep(slot.wait)
-            # How late the call would be at most: the answer's trip (the slot was measured
-            # somewhere inside it) and any oversleep.
+                async with self._asking:
+                    paused = await slots.paused_for()  # a 429 elsewhere while this one slept
+            # How late the call would be: the answer's trip and any oversleep.
             late = (answered - asked) + (self._clock() - answered - slot.wait)
-            if late > LATE:
-                continue
-            if slot.wait <= 0 or await slots.paused_for() <= 0:
+            if paused <= 0 and late <= LATE:
                 return
-            # PassKit said 429 to some process while this one slept: take a turn after it.
+            # Paused, or this process was too busy to call on time: take a later turn.
 
     async def pause(self, seconds: float) -> None:
         """PassKit answered 429 with Retry-After `seconds`: every process holds its calls."""
