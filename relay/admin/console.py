@@ -20,10 +20,13 @@ from relay.account import Account, AccountError, load_account
 from relay.admin.charts import Hour, hourly_svg
 from relay.admin.events import EventsPage
 from relay.admin.failure_pages import FailurePages
+from relay.admin.fixes import failure_of
 from relay.admin.html import page
 from relay.admin.imports import ImportPage
 from relay.admin.replay import CannotReplay, fields_from_log, replay
+from relay.admin.sentences import OUTCOME_WORDS, Lexicon, lexicon, rows
 from relay.admin.session import COOKIE, MAX_AGE, LoginLimiter, Session, SessionSigner, csrf_ok
+from relay.admin.technical import card_preview, masked_count, masked_json, privacy_note
 from relay.brokentext import mend_text
 from relay.endpoints import Endpoints, new_request_id
 from relay.minting import (
@@ -189,12 +192,14 @@ class Console:
             )
             for n in range(24)
         ]
-        failures = await store.list_deliveries(outcome="failed", limit=5)
         rate = None if not stats.total else 100 * (stats.total - stats.failed) / stats.total
-        no_hooks = not await store.list_hooks()
+        hooks = {hook.id: hook for hook in await store.list_hooks()}
+        failed = await store.list_deliveries(outcome="failed", limit=5)
+        words = await lexicon(self.account, self.s.library) if failed else Lexicon()
+        failures = rows(failed, hooks, words, self.s.library)
         return self.render("overview.html", session, "overview", title="Overview", stats=stats,
                            rate=rate, chart=hourly_svg(hours), failures=failures,
-                           no_hooks=no_hooks)  # fmt: skip
+                           no_hooks=not hooks)  # fmt: skip
 
     async def hooks(self, request: Request, session: Session) -> Response:
         hooks = await (await self.store()).list_hooks()
@@ -358,27 +363,44 @@ class Console:
         q = request.query_params
         hook_id, outcome = q.get("hook") or None, q.get("outcome") or None
         since, until = _moment(q.get("since")), _moment(q.get("until"))
-        rows = await (await self.store()).list_deliveries(
+        found = await (await self.store()).list_deliveries(
             hook_id=hook_id, outcome=outcome if outcome in OUTCOMES else None,
             since=since, until=until, before_id=q.get("before") or None, limit=PAGE_SIZE + 1,
         )  # fmt: skip
-        more = len(rows) > PAGE_SIZE
-        rows = rows[:PAGE_SIZE]
+        more = len(found) > PAGE_SIZE
+        found = found[:PAGE_SIZE]
         keep = {k: v for k, v in q.items() if k != "before" and v}
+        hooks = await (await self.store()).list_hooks()
+        words = await lexicon(self.account, self.s.library) if found else Lexicon()
+        listed = rows(found, {hook.id: hook for hook in hooks}, words, self.s.library)
+        outcomes = [(o, OUTCOME_WORDS.get(o, o)) for o in OUTCOMES]
         return self.render("deliveries.html", session, "deliveries", title="Deliveries",
-                           rows=rows, more=more, filters=keep, outcomes=OUTCOMES,
-                           hooks=await (await self.store()).list_hooks(),
-                           next_before=rows[-1].id if more else "")  # fmt: skip
+                           rows=listed, more=more, filters=keep, outcomes=outcomes, hooks=hooks,
+                           next_before=found[-1].id if more else "")  # fmt: skip
 
-    async def delivery(self, request: Request, session: Session) -> Response:
-        record = await (await self.store()).get_delivery(request.path_params["id"])
+    async def delivery(self, request: Request, session: Session, **checked: Any) -> Response:
+        """One delivery in words: the sentence, the pass (linked, and its card shown when it is
+        the sandbox's), a failure's cause and fix; ids and JSON under Technical details.
+        `checked`: what "Check the pass" found (see check_pass)."""
+        store = await self.store()
+        record = await store.get_delivery(request.path_params["id"])
         if record is None:
             return self.render("message.html", session, "deliveries", title="Not found",
                                heading="No such delivery", message="It may be past retention.",
                                link=f"{self.root}/deliveries", status=404)  # fmt: skip
-        problem = request.query_params.get("problem", "")
-        return self.render("delivery.html", session, "deliveries", title="Delivery",
-                           d=record, problem=problem, pass_url=self.pass_url(record))  # fmt: skip
+        hook = await store.get_hook(record.hook_id) if record.hook_id else None
+        words = await lexicon(self.account, self.s.library)
+        [row] = rows([record], {hook.id: hook} if hook else {}, words, self.s.library)
+        pass_url = self.pass_url(record)
+        settings = self.s.settings
+        logged = (record.request, record.passkit_request, record.passkit_response)
+        return self.render("delivery.html", session, "deliveries", title=row.sentence.text,
+                           d=record, row=row, failure=failure_of(record), pass_url=pass_url,
+                           preview=card_preview(pass_url), masked=masked_count(*logged),
+                           privacy=privacy_note(settings.log_payloads, settings.retention_days),
+                           kept=settings.log_payloads,
+                           json=masked_json, problem=request.query_params.get("problem", ""),
+                           **checked)  # fmt: skip
 
     def pass_url(self, record: DeliveryRecord) -> str | None:
         """The pass a delivery issued or changed (its answer's `pass_url`), from the logged
@@ -408,9 +430,7 @@ class Console:
                 reading = await self.passes.check(pass_url)
             except PassCheckError as exc:
                 unread = str(exc)
-        return self.render("delivery.html", session, "deliveries", title="Delivery", d=record,
-                           problem="", pass_url=pass_url, reading=reading, checked=True,
-                           unread=unread)  # fmt: skip
+        return await self.delivery(request, session, reading=reading, checked=True, unread=unread)
 
     async def replay(self, request: Request, session: Session) -> Response:
         record = await (await self.store()).get_delivery(request.path_params["id"])
