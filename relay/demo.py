@@ -29,6 +29,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from relay.app import create_app
+from relay.demo_catch import PATH as CATCH_PATH
+from relay.demo_catch import CatchBox
 from relay.logsetup import configure_logging
 from relay.minting import mint, registered
 from relay.sandbox import (
@@ -57,6 +59,7 @@ class Demo:
     sandbox: SandboxConfig
     base_url: str
     stripe_secret: str = ""  # the demo's own whsec_…, for `relay stripe-sample --secret`
+    events_secret: str = ""  # signs the sandbox's PassKit events (PASSKIT_WEBHOOK_SECRET)
 
 
 def busy_port(host: str, port: int) -> str | None:
@@ -78,6 +81,7 @@ def demo_config(env: Mapping[str, str], port: int, folder: Path) -> Demo:
     because the sandbox checks them like PassKit does."""
     base_url = f"http://localhost:{port}"
     stripe_secret = "whsec_demo" + secrets.token_hex(16)  # Stripe's samples are signed with it
+    events_secret = secrets.token_urlsafe(24)  # the sandbox signs PassKit's events with it
     sandbox = SandboxConfig(
         api_key="demo-" + secrets.token_hex(4),
         api_secret=secrets.token_urlsafe(24),
@@ -95,13 +99,15 @@ def demo_config(env: Mapping[str, str], port: int, folder: Path) -> Demo:
         "DATABASE_URL": f"sqlite:///{folder / 'relay-demo.db'}",
         "RELAY_ADMIN_PASSWORD": env.get("RELAY_ADMIN_PASSWORD") or secrets.token_urlsafe(9),
         "STRIPE_WEBHOOK_SECRET": stripe_secret,
+        "PASSKIT_WEBHOOK_SECRET": events_secret,
     }
-    return Demo(load_settings(demo_env), sandbox, base_url, stripe_secret)
+    return Demo(load_settings(demo_env), sandbox, base_url, stripe_secret, events_secret)
 
 
 def demo_app(demo: Demo) -> Starlette:
     relay = create_app(demo.settings)
     sandbox = create_sandbox(demo.sandbox)
+    catch = CatchBox()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -110,6 +116,7 @@ def demo_app(demo: Demo) -> Starlette:
 
     app = Starlette(
         routes=[
+            *catch.routes(),  # /demo/catch: what a zap would receive from PassKit's events
             # The relay's own routes bound their bodies in create_app; the sandbox's too here.
             Mount(SANDBOX_PREFIX, app=BodyDeadline(sandbox, demo.settings.body_timeout)),
             Mount("/", app=relay),
@@ -119,6 +126,8 @@ def demo_app(demo: Demo) -> Starlette:
     app.state.relay_app = relay
     app.state.library = relay.state.services.library
     app.state.sandbox = sandbox.state.sandbox
+    app.state.sandbox_events = sandbox.state.events  # where the sandbox sends PassKit's events
+    app.state.catch = catch
     return app
 
 
@@ -126,21 +135,26 @@ def demo_app(demo: Demo) -> Starlette:
 DEMO_TIER_FOR_PRICE = "price_demo_gold=gold"
 
 
-async def mint_demo_hooks(settings: Settings, library: TemplateLibrary) -> tuple[str, str]:
-    """Registered URLs for the sandbox's demo program: a member-upsert hook and a Stripe
-    endpoint (/stripe/…)."""
+async def mint_demo_hooks(settings: Settings, library: TemplateLibrary) -> tuple[str, str, str]:
+    """Registered URLs for the sandbox's demo program: a member-upsert hook, a Stripe
+    endpoint (/stripe/…) and a PassKit events URL (/passkit/…) forwarding to /demo/catch."""
     base = {"program_id": DEMO_PROGRAM_ID, "tier_id": DEMO_TIER_IDS[0]}
     signer = HookSigner([k.reveal() for k in settings.secret_keys])
     hook, _, url = mint(signer, library, "member-upsert", base, settings.public_url)
     stripe_params = {**base, "tier_for_price": DEMO_TIER_FOR_PRICE}
     stripe_hook, _, stripe_url = mint(signer, library, "stripe", stripe_params, settings.public_url)
+    # Both legs stay inside this process's server: 127.0.0.1, as PASSKIT_API_URL is.
+    inside = f"http://127.0.0.1:{settings.port}"
+    catch = {"forward_to": inside + CATCH_PATH}
+    events_hook, _, events_url = mint(signer, library, "passkit-events", catch, inside)
     store = await open_store(settings.database_url.reveal())
     try:
         await store.add_hook(registered(hook, "relay demo"))
         await store.add_hook(registered(stripe_hook, "relay demo: Stripe"))
+        await store.add_hook(registered(events_hook, "relay demo: PassKit events"))
     finally:
         await store.close()
-    return url, stripe_url
+    return url, stripe_url, events_url
 
 
 # The sandbox's account, for the console's New hook form (its pickers list the same) and
@@ -179,10 +193,17 @@ Try it (Zapier's "Webhooks by Zapier > POST" sends the same form):
 The answer's pass_url opens the pass card. Send it again with -d idempotency_key=run-1 twice to
 see a replay answered as a duplicate; leave out email to see a friendly error.
 {stripe_part(demo, stripe_url)}
+{EVENTS_PART.format(base=demo.base_url, sandbox=SANDBOX_PREFIX, catch=CATCH_PATH)}
 
 Hook URL (member-upsert, program {DEMO_PROGRAM_ID}, tier {DEMO_TIER_IDS[0]}):
 {url}
 """
+
+
+EVENTS_PART = """
+PassKit's events back to a zap: each pass the sandbox issues sends "created" to the demo's
+PassKit events URL; the relay checks the signature and forwards it to a stand-in Catch Hook.
+On a pass card, "Add to a wallet" sends "installed". See what arrived: {base}{catch}"""
 
 
 def stripe_part(demo: Demo, stripe_url: str) -> str:
@@ -233,7 +254,13 @@ def serve_demo(host: str, port: int, env: Mapping[str, str]) -> None:
         with tempfile.TemporaryDirectory(prefix="relay-demo-") as folder:
             demo = demo_config(env, port, Path(folder))
             app = demo_app(demo)
-            url, stripe_url = asyncio.run(mint_demo_hooks(demo.settings, app.state.library))
+            url, stripe_url, events_url = asyncio.run(
+                mint_demo_hooks(demo.settings, app.state.library)
+            )
+            # The sandbox plays PassKit's Integrations › Webhooks: it sends its pass events to
+            # the demo's PassKit events URL, signed with the secret the relay checks.
+            sink = app.state.sandbox_events
+            sink.url, sink.secret = events_url, demo.events_secret
             configure_logging()
             print(banner(demo, url, stripe_url), flush=True)
             uvicorn.run(app, host=host, port=port, log_level="warning",

@@ -144,3 +144,36 @@ def test_the_demo_says_its_program_and_tier_ids_as_its_sandbox_has_them(
     assert program["name"] in program_line  # "Sandbox Coffee Club", by name and id
     tiers = {t["id"] for t in state["tiers"] if t["programId"] == program_id}
     assert set(tier_line.split("tier_id")[1].strip().split(", ")) == tiers
+
+
+def caught(base: str, event: str, external_id: str) -> dict[str, Any]:
+    """The event the demo's stand-in Catch Hook received, waiting up to 10 s for it."""
+    for _ in range(100):
+        for each in httpx.get(base + "/demo/catch?format=json", timeout=10).json():
+            if each.get("event") == event and each.get("external_id") == external_id:
+                return dict(each)
+        time.sleep(0.1)
+    raise AssertionError(f"no {event} for {external_id} reached {base}/demo/catch")
+
+
+def test_the_demo_shows_passkit_events_coming_back_to_a_zap(demo: tuple[str, list[str]]) -> None:
+    base, lines = demo
+    assert any(line.strip().endswith("/demo/catch") for line in lines)  # the banner says where
+    hook = lines[-1].strip()
+    issued = httpx.post(hook, data={"external_id": "CRM-77", "email": "ida@example.com",
+                                    "First Name": "Ida"}, timeout=30)  # fmt: skip
+    assert issued.status_code == 200, issued.text
+    created = caught(base, "created", "CRM-77")
+    assert created["first_name"] == "Ida" and created["email"] == "ida@example.com"
+
+    # The pass card's wallet button plays the phone: PassKit's "installed" reaches the zap.
+    card_url = issued.json()["pass_url"]
+    card = httpx.get(card_url, timeout=10)
+    assert "Add to a wallet" in card.text
+    pressed = httpx.post(card_url + "/wallet", data={"event": "installed"}, timeout=30,
+                         follow_redirects=True)  # fmt: skip
+    assert pressed.status_code == 200 and "Sent “installed” to the relay" in pressed.text
+    installed = caught(base, "installed", "CRM-77")
+    assert installed["pass_id"] == created["pass_id"] and installed["event_id"]
+    page = httpx.get(base + "/demo/catch", timeout=10).text
+    assert "installed" in page and "CRM-77" in page

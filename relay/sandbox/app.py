@@ -276,7 +276,9 @@ def _admin_routes(state: State) -> list[Route]:
 
     async def pass_page(request: Request) -> Response:
         pass_id = request.path_params["id"]
-        page = pages.pass_page(state, pass_id)
+        sink: events.EventSink = request.app.state.events
+        footer = sink.wallet_buttons(pass_id, request.query_params.get("sent", ""))
+        page = pages.pass_page(state, pass_id, footer=footer)
         if page is None:
             return HTMLResponse(pages.not_found_page(pass_id), status_code=404)
         return HTMLResponse(page)

@@ -3,6 +3,7 @@
 
     POST /_sandbox/webhook  {"url": …, "secret": …}      where to send events (GET: the URL, sent)
     POST /_sandbox/events   {"event": "installed", "pass_id": … | "external_id": …}
+    POST /pass/{id}/wallet  event=installed|uninstalled: the pass card's wallet buttons
 
 "created" is sent by itself when a member, coupon or ticket is created. The body is PassKit's
 SinkSubscriptionPayload shape: {"event": "PASS_EVENT_…", "pass": {id, classId, protocol,
@@ -15,11 +16,12 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from relay.passkit_flatten import EVENTS
@@ -108,6 +110,20 @@ class EventSink:
 
         return create
 
+    def wallet_buttons(self, pass_id: str, sent: str) -> str:
+        """The pass card's stand-in for a phone: buttons that send "installed" or
+        "uninstalled" as PassKit would when the pass is added or removed; "" with no URL set."""
+        if not self.url:
+            return ""
+        note = f'<p role="status">Sent “{escape(sent)}” to the relay.</p>' if sent in NAMES else ""
+        return (
+            f'<form class="wallet" method="post" action="{escape(pass_id)}/wallet">{note}'
+            "<p>No phone here: these send the event PassKit sends when the pass is added to a "
+            "wallet or removed from it.</p>"
+            '<button name="event" value="installed">Add to a wallet</button>'
+            '<button name="event" value="uninstalled">Remove from the wallet</button></form>'
+        )
+
     def routes(self) -> list[Route]:
         async def configure(request: Request) -> Response:
             given = json.loads(await request.body() or b"{}")
@@ -129,7 +145,17 @@ class EventSink:
                 return JSONResponse({"error": why}, status_code=400)
             return JSONResponse(await self.fire(event, *found))
 
+        async def wallet(request: Request) -> Response:
+            pass_id = request.path_params["id"]
+            event = str((await request.form()).get("event", ""))
+            found = self.find({"pass_id": pass_id})
+            if event in ("installed", "uninstalled") and found is not None and self.url:
+                await self.fire(event, *found)
+            # Back to the card (relative: the sandbox may be mounted under a prefix).
+            return RedirectResponse(f"../{pass_id}?sent={event}", 303)
+
         return [
+            Route("/pass/{id}/wallet", wallet, methods=["POST"]),
             Route("/_sandbox/webhook", configure, methods=["POST"]),
             Route("/_sandbox/webhook", show, methods=["GET"]),
             Route("/_sandbox/events", fire, methods=["POST"]),

@@ -30,6 +30,9 @@ dt{font-size:.7rem;text-transform:uppercase;color:#6b7585}dd{margin:0;font-weigh
 .status.REDEEMED,.status.CHECKED_OUT{background:#f6e3e3}
 table{border-collapse:collapse;background:#fff}td,th{padding:.4rem .8rem;text-align:left}
 a,code,dd{overflow-wrap:anywhere}.code svg{max-width:100%;height:auto}
+.wallet{padding:0 1.25rem 1.25rem}
+.wallet button{font:inherit;padding:.4rem .8rem;margin:.2rem .4rem 0 0}
+.wallet p{font-size:.85rem;color:#4a5566;margin:.3rem 0}
 @media (max-width:37.5rem){body{padding:1rem .6rem}
 table,tbody,tr,td{display:block}tr:first-child{display:none}
 tr{border:1px solid #d5dbe3;border-radius:.4rem;margin:0 0 .5rem}td{padding:.2rem .6rem}}
@@ -152,8 +155,9 @@ def _facts(state: State, pass_id: str) -> tuple[str, str, list[tuple[str, str]]]
     return None
 
 
-def pass_page(state: State, pass_id: str) -> str | None:
-    """The card for one pass, or None when there is no such pass (deleted, voided, unknown)."""
+def pass_page(state: State, pass_id: str, *, footer: str = "") -> str | None:
+    """The card for one pass, or None when there is no such pass (deleted, voided, unknown);
+    `footer` is HTML added under the code (the wallet buttons, when events are sent)."""
     facts = _facts(state, pass_id)
     if facts is None:
         return None
@@ -167,7 +171,8 @@ def pass_page(state: State, pass_id: str) -> str | None:
     body = (
         f'<div class="card"><div class="top"><small>{escape(kind)}</small>'
         f"<h1>{escape(title)}</h1></div><dl>{items}</dl>"
-        f'<div class="code">{barcode_svg(pass_id)}<br><code>{escape(pass_id)}</code></div></div>'
+        f'<div class="code">{barcode_svg(pass_id)}<br><code>{escape(pass_id)}</code></div>'
+        f"{footer}</div>"
     )
     return _page(f"{title} — {rows[0][1]}", body)  # the first row is always the holder
 
