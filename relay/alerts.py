@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from relay.admin.fixes import failure_of
 from relay.settings import Settings
 from relay.store import DeliveryRecord, HookFailing
 from relay.store.handle import StoreHandle
@@ -49,6 +50,15 @@ def verdict(record: DeliveryRecord, *, dry_run: bool = False) -> bool | None:
 
 def _when(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "."
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
 def _times(n: int) -> str:
@@ -227,14 +237,17 @@ class Alerts:
     async def failing_text(self, record: DeliveryRecord, state: HookFailing) -> str:
         assert record.hook_id is not None
         name = await self.hook_name(record.hook_id, record.template)
-        message = (record.error_message or "no message").strip()
-        if len(message) > MESSAGE_LIMIT:
-            message = message[: MESSAGE_LIMIT - 1] + "…"
+        # The cause and fix in the console's words; the unquoted cause, so nothing the sender
+        # sent (a name, an email) leaves for the chat channel.
+        failure = failure_of(record)
+        cause = failure.cause_unquoted or failure.cause if failure else ""
+        said = _clip(f"{_sentence(cause)} Fix: {failure.fix}" if failure and failure.fix
+                     else _sentence(cause or "it failed"))  # fmt: skip
         still = "is still failing" if state.alerted_at > state.failing_since else "is failing"
         return (
-            f"Hook {name} {still}: {message} ({record.error_code or 'error'}, HTTP "
-            f"{record.status}). {_times(state.failures)} since {_when(state.failing_since)}. "
-            f"Failed deliveries: {self.link(record.hook_id)}"
+            f"Hook {name} {still}: {said} {_times(state.failures)} since "
+            f"{_when(state.failing_since)}. Failed deliveries: {self.link(record.hook_id)} "
+            f"(technical: {record.error_code or 'error'}, HTTP {record.status})"
         )
 
     async def recovered_text(self, record: DeliveryRecord, state: HookFailing) -> str:

@@ -85,7 +85,8 @@ async def test_three_failures_alert_once_and_a_success_recovers(
             assert len(texts) == 1, texts
             alert = texts[0]
             assert "“Gym sign-ups”" in alert and "is failing" in alert
-            assert "missing_field" in alert and "HTTP 422" in alert and "external_id" in alert
+            assert "The external ID is missing. Fix: Map External ID in the zap's Data" in alert
+            assert alert.endswith("(technical: missing_field, HTTP 422)")
             assert "1 failure since" in alert
             link = f"https://relay.example.com/admin/deliveries?hook={HOOK}&outcome=failed"
             assert link in alert
