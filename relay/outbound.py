@@ -50,6 +50,9 @@ class Slot:
 
     wait: float
     taken: bool
+    # When the question was sent (time.monotonic), where the answer's trip is measured from
+    # after waiting for a database connection: that wait does not make the call late.
+    asked: float | None = None
 
 
 class Slots(Protocol):
@@ -104,10 +107,6 @@ class OutboundLimiter:
         self._sleep = sleep
         self._open = slots
         self._slots: Slots | None = None if slots else LocalSlots(clock)
-        # One question to the slots at a time from this process: the trip of each answer then
-        # measures how late this process is (not how many of its own callers queued for the
-        # database's connections), and a burst of callers asks in order.
-        self._asking = asyncio.Lock()
 
     async def slots(self) -> Slots:
         if self._slots is None:
@@ -123,10 +122,11 @@ class OutboundLimiter:
         slots = await self.slots()
         deadline = self._clock() + within
         while True:
-            async with self._asking:
-                asked = self._clock()
-                slot = await slots.take(1.0 / self.rate, max(0.0, deadline - asked))
-                answered = self._clock()
+            asked = self._clock()
+            slot = await slots.take(1.0 / self.rate, max(0.0, deadline - asked))
+            answered = self._clock()
+            if slot.asked is not None:
+                asked = slot.asked
             if not slot.taken:
                 raise PassKitBusy(
                     f"The relay is keeping to PassKit's rate ({self.rate:g} calls a second) and "
@@ -136,8 +136,7 @@ class OutboundLimiter:
             paused = 0.0
             if slot.wait > 0:
                 await self._sleep(slot.wait)
-                async with self._asking:
-                    paused = await slots.paused_for()  # a 429 elsewhere while this one slept
+                paused = await slots.paused_for()  # a 429 elsewhere while this one slept
             # How late the call would be: the answer's trip and any oversleep.
             late = (answered - asked) + (self._clock() - answered - slot.wait)
             if paused <= 0 and late <= LATE:

@@ -12,12 +12,14 @@ different processes that much closer than `1 / rate`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
 from relay.outbound import Slot
 from relay.store.queries import Params, Row
-
-Write = Callable[[str, Params], Awaitable[tuple[int, list[Row]]]]
 
 # "Now" is the database's clock in Unix seconds at the statement's start, the same for every
 # part of it. The slot is taken only when it starts within :latest seconds; either way one row
@@ -53,20 +55,30 @@ FROM passkit_rate WHERE id = 1
 
 
 class SharedSlots:
-    """`relay.outbound.Slots` in the `passkit_rate` row, through a store's one-statement
-    write (autocommit: a statement is its own transaction)."""
+    """`relay.outbound.Slots` in the `passkit_rate` row, over a store's connection pool
+    (autocommit: a statement is its own transaction)."""
 
-    def __init__(self, write: Write) -> None:
-        self._write = write
+    def __init__(self, pool: AsyncConnectionPool[AsyncConnection], render: Any) -> None:
+        self._pool = pool
+        self._render = render  # the store's `:name` → psycopg parameter rewriting
+
+    async def _one(self, sql: str, params: Params) -> tuple[Row, float]:
+        """The statement's one row, and when it was sent (after waiting for a connection)."""
+        async with self._pool.connection() as conn:
+            sent = time.monotonic()
+            cursor = await conn.execute(self._render(sql), params)
+            row = await cursor.fetchone()
+        assert row is not None  # migration 6 inserted the row
+        return row, sent
 
     async def take(self, interval: float, latest: float) -> Slot:
-        _, rows = await self._write(TAKE_SLOT, {"interval": interval, "latest": latest})
-        wait, taken = rows[0]
-        return Slot(max(0.0, float(wait)), bool(taken))
+        (wait, taken), sent = await self._one(TAKE_SLOT, {"interval": interval, "latest": latest})
+        return Slot(max(0.0, float(wait)), bool(taken), asked=sent)
 
     async def pause(self, seconds: float) -> None:
-        await self._write(PAUSE, {"seconds": seconds})
+        async with self._pool.connection() as conn:
+            await conn.execute(self._render(PAUSE), {"seconds": seconds})
 
     async def paused_for(self) -> float:
-        _, rows = await self._write(PAUSED_FOR, {})
-        return float(rows[0][0])
+        (paused,), _ = await self._one(PAUSED_FOR, {})
+        return float(paused)

@@ -73,7 +73,7 @@ class PostgresStore(SQLStore):
                     await cursor.executemany(to_psycopg(sql), rows)
 
     def outbound_slots(self) -> SharedSlots:
-        return SharedSlots(self._write)
+        return SharedSlots(self._pool, to_psycopg)
 
     async def migrate(self) -> None:
         async with self._pool.connection() as conn, conn.transaction():
