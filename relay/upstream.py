@@ -98,6 +98,17 @@ class Upstream(Protocol):
     async def aclose(self) -> None: ...
 
 
+def _in_words(exc: BaseException) -> str:
+    """What went wrong with the connection, for the answer and the console: words, never the
+    client library's class name (which stays in the log through the exception chain)."""
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return "the connection timed out"
+    if any(part in name for part in ("Disconnect", "Protocol", "Payload", "Reset", "Read")):
+        return "the connection broke off before PassKit's answer arrived"
+    return "no connection could be made"
+
+
 @contextmanager
 def _aiohttp_failures() -> Iterator[None]:
     """aiohttp's failures as the upstream's two: no answer in time, or no connection."""
@@ -105,10 +116,10 @@ def _aiohttp_failures() -> Iterator[None]:
         yield
     except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            raise UpstreamUnreachable(f"connect timed out ({type(exc).__name__})") from exc
-        raise UpstreamTimeout(type(exc).__name__) from exc
+            raise UpstreamUnreachable(_in_words(exc)) from exc
+        raise UpstreamTimeout(_in_words(exc)) from exc
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise UpstreamUnreachable(type(exc).__name__) from exc
+        raise UpstreamUnreachable(_in_words(exc)) from exc
 
 
 class AiohttpUpstream:
@@ -180,9 +191,9 @@ def _httpx_failures() -> Iterator[None]:
     try:
         yield
     except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
-        raise UpstreamTimeout(type(exc).__name__) from exc
+        raise UpstreamTimeout(_in_words(exc)) from exc
     except httpx.TransportError as exc:  # connect errors, resets, pool timeouts
-        raise UpstreamUnreachable(type(exc).__name__) from exc
+        raise UpstreamUnreachable(_in_words(exc)) from exc
 
 
 class HttpxUpstream:
