@@ -4,7 +4,9 @@ that failed. The work is `relay import`'s (relay.importer), run in this server p
 
 An import's files live in a folder of its own under the system's temporary folder (the upload,
 `job.json` with its state, the failed rows, the progress file), so any relay process on the
-machine can show its progress, and a run whose process died can be carried on (resumed)."""
+machine can show its progress, and a run whose process died can be carried on (resumed). They
+hold members' names and emails, so the folders are private to the relay's user and are deleted
+a day after they last changed (`KEEP`): long enough to download the failed rows."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -41,6 +44,7 @@ SHOWN_PROBLEMS = 100  # bad rows listed on the page; all of them are in the fail
 WRITE_EVERY = 0.25  # seconds between saves of a running job's state
 JOBS = Path(tempfile.gettempdir()) / "relay-imports"
 _JOB_ID = re.compile(r"[0-9a-f]{16}")
+KEEP = 86_400.0  # seconds an import's files outlive their last change
 
 
 class ImportPage:
@@ -93,6 +97,7 @@ class ImportPage:
     # -- pages -------------------------------------------------------------------------------
 
     async def start(self, request: Request, session: Session, problem: str = "") -> Response:
+        sweep(time.time())
         store = await self.console.store()
         hooks = [h for h in await store.list_hooks(include_revoked=False)
                  if h.template != PARAMS_TEMPLATE]  # fmt: skip
@@ -114,7 +119,8 @@ class ImportPage:
         record = await (await self.console.store()).get_hook(hook.id)
         job_id = secrets.token_hex(8)
         folder = JOBS / job_id
-        folder.mkdir(parents=True)
+        JOBS.mkdir(mode=0o700, exist_ok=True)
+        folder.mkdir(mode=0o700)
         with (folder / "upload.csv").open("wb") as out:
             while chunk := await upload.read(64 * 1024):
                 out.write(chunk)
@@ -247,6 +253,18 @@ def load(job_id: str) -> dict[str, Any] | None:
         job: dict[str, Any] = json.loads((JOBS / job_id / "job.json").read_text(encoding="utf-8"))
         return job
     return None
+
+
+def sweep(now: float) -> None:
+    """Delete the imports nobody has touched for KEEP seconds (a running one saves its state
+    every moment, so it is never among them)."""
+    for folder in JOBS.glob("*"):
+        if not _JOB_ID.fullmatch(folder.name):
+            continue
+        with contextlib.suppress(OSError):  # another process may be sweeping it right now
+            changed = max((f.stat().st_mtime for f in folder.iterdir()), default=0.0)
+            if changed < now - KEEP:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def recent_jobs(count: int = 10) -> list[dict[str, Any]]:
