@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from relay.sandbox import DEMO_PROGRAM_ID  # noqa: E402
+from tests.bench import postgres  # noqa: E402
 from tests.bench.load import open_loop, wrk, wrk_path  # noqa: E402
 from tests.bench.proxy import CLIENTS  # noqa: E402
 from tests.processes import ServerProcess  # noqa: E402
@@ -56,15 +57,24 @@ def running(server: ServerProcess) -> Iterator[ServerProcess]:
 
 
 def relay_server(
-    sandbox: ServerProcess, folder: Path, templates: Path | None = None
+    sandbox: ServerProcess,
+    folder: Path,
+    templates: Path | None = None,
+    *,
+    database_url: str | None = None,
+    workers: int = 1,
+    rate_limit: str = "off",
 ) -> ServerProcess:
     env = {
         "RELAY_SECRET_KEY": secrets.token_urlsafe(32),
         "PASSKIT_API_URL": sandbox.url,
         "PASSKIT_API_KEY": KEY,
         "PASSKIT_API_SECRET": SECRET,
-        "DATABASE_URL": f"sqlite:///{folder / ('relay-' + secrets.token_hex(3) + '.db')}",
+        "DATABASE_URL": database_url
+        or f"sqlite:///{folder / ('relay-' + secrets.token_hex(3) + '.db')}",
         "RELAY_RATE_LIMIT": "off",  # one hook at full speed is the point here
+        "PASSKIT_RATE_LIMIT": rate_limit,  # off but where the limiter's cost is measured
+        "WEB_CONCURRENCY": str(workers),
     }
     if templates:
         env["RELAY_TEMPLATES"] = str(templates)
@@ -243,6 +253,33 @@ def main() -> None:
         figures["relay_rps_500"] = statistics.mean(rps["500"])
         figures["ratio_500_templates"] = statistics.mean(rps["shipped"]) / figures["relay_rps_500"]
 
+        # 7. PostgreSQL (one worker, two) and PassKit's rate limiter, set too high to throttle.
+        def relay_figures(database_url: str | None, workers: int, limit: str) -> dict[str, Any]:
+            server = relay_server(sandbox, folder, database_url=database_url, workers=workers,
+                                  rate_limit=limit)  # fmt: skip
+            with running(server) as each:
+                each_path = hook_path(each)
+                reset(sandbox)
+                run_wrk(each_path, "form", duration=1)
+                reset(sandbox)
+                result = run_wrk(each_path, "form")
+                say(f"latency at {RATE} req/s: {workers} worker(s), limit {limit}")
+                reset(sandbox)
+                lat = asyncio.run(open_loop(
+                    each_path, rate=RATE, seconds=seconds, mode="form",
+                    program=DEMO_PROGRAM_ID, prefix=secrets.token_hex(4),
+                ))  # fmt: skip
+            return {"rps": result.rps, "errors": result.errors, **vars(lat)}
+
+        limited = relay_figures(None, 1, postgres.UNTHROTTLED)
+        figures["sqlite_limited_rps"] = limited["rps"]
+        pg_url = postgres.database_url()
+        if pg_url is None:
+            say("PostgreSQL rows skipped: RELAY_TEST_DATABASE_URL is not set (scripts/ci-postgres)")
+            figures["postgres"] = None
+        else:
+            figures["postgres"] = postgres.measure(pg_url, relay_figures)
+
     print_table(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
@@ -277,6 +314,7 @@ def print_table(f: dict[str, Any]) -> None:
         ("6. 500 templates: render / start-up", f"{f['render_us_500']:.0f} µs / "
          f"{f['startup_s_500']:.2f} s", ""),
         ("6. per-request cost, 500 vs shipped", f"{f['ratio_500_templates']:.2f}x", "<= 1.10x"),
+        *postgres.rows(f, RATE),
     ]  # fmt: skip
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
