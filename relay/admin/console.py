@@ -309,13 +309,16 @@ class Console:
             drafts = [w for k, v in hook.params.items()
                       if account and (w := account.draft_warning(k, v))]  # fmt: skip
         recent = await store.list_deliveries(hook_id=record.id, limit=10)
+        # Each in one sentence, as the deliveries list says them (not codes and log text).
+        words = await lexicon(self.account, self.s.library) if recent else Lexicon()
+        recent_rows = rows(recent, {record.id: record}, words, self.s.library)
         specs = target.params if target else {}
         settings = settings_of(specs, hook.params, self._last_account())
         title = record.label or (target.title if target else record.template)
         return self.render("hook_minted.html", session, "hooks", title=title,
                            hook=hook, record=record, target=target, url=url, minted=minted,
                            label=record.label, template=self.s.library.get(record.template),
-                           drafts=drafts, recent=recent, settings=settings)  # fmt: skip
+                           drafts=drafts, recent=recent_rows, settings=settings)  # fmt: skip
 
     def no_such_hook(self, session: Session) -> Response:
         return self.render("message.html", session, "hooks", title="No such hook",
