@@ -21,6 +21,7 @@ from relay.admin.charts import Hour, hourly_svg
 from relay.admin.events import EventsPage
 from relay.admin.failure_pages import FailurePages
 from relay.admin.fixes import failure_of
+from relay.admin.hookpage import field_label, form_result
 from relay.admin.html import page
 from relay.admin.imports import ImportPage
 from relay.admin.replay import CannotReplay, fields_from_log, replay
@@ -464,8 +465,11 @@ class Console:
             params = {k[6:]: v for k, v in values.items() if k.startswith("param:") and v}
             fields = {k[6:]: v for k, v in values.items() if k.startswith("field:") and v}
             tried = await self._dry_run(template.name, params, fields)
-        return self.render("template.html", session, "templates", title=template.name,
-                           template=template, tried=tried, values=values)  # fmt: skip
+        # The dry run's answer in words (as the hook's test page says it), the code second.
+        result = form_result(tried, template) if tried is not None else None
+        return self.render("template.html", session, "templates", title=template.title,
+                           template=template, tried=tried, result=result, values=values,
+                           label=field_label)  # fmt: skip
 
     async def _dry_run(
         self, name: str, params: dict[str, str], fields: dict[str, str]
