@@ -1,0 +1,59 @@
+"""What every page a person opens must pass in the browser tests: it fits the window without
+sideways scrolling, it has no serious or critical accessibility violation (axe-core through
+axe-playwright-python), and it is photographed for the README's screenshots folder. Failures
+name the page and list what is wrong, so a red test says what to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+SERIOUS = ("serious", "critical")
+
+
+def too_wide(page: Any) -> str:
+    """Why `page` scrolls sideways ("" when it fits): its width, and the widest elements."""
+    sizes = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+    if sizes[0] <= sizes[1]:
+        return ""
+    culprits = page.evaluate(
+        """() => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > innerWidth + 0.5)
+            .slice(0, 5)
+            .map(e => e.tagName.toLowerCase() + (e.className ? '.' + e.className : '')
+                      + ' (' + Math.round(e.getBoundingClientRect().right) + ' px)')"""
+    )
+    return f"{sizes[0]} px wide in a {sizes[1]} px window; sticking out: {', '.join(culprits)}"
+
+
+def serious_violations(page: Any) -> list[str]:
+    """The serious and critical axe violations on `page`, one line each: id, impact, help and
+    the elements concerned."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    found = Axe().run(page).response["violations"]
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — at {[n['target'] for n in v['nodes']][:5]}"
+        for v in found
+        if v["impact"] in SERIOUS
+    ]
+
+
+class PageChecks:
+    """Calling it with a page's name checks the page the browser shows now and photographs it
+    as `{prefix}{name}.png`; `names` keeps what was checked, so a test can assert its tour."""
+
+    def __init__(self, page: Any, shots: Path, prefix: str) -> None:
+        self.page, self.shots, self.prefix = page, shots, prefix
+        self.names: list[str] = []
+
+    def __call__(self, name: str, *, accessibility: bool = True) -> None:
+        width = self.page.viewport_size["width"]
+        where = f"{name} ({self.page.url}) at {width} px"
+        wide = too_wide(self.page)
+        assert not wide, f"{where} scrolls sideways: {wide}"
+        if accessibility:
+            bad = serious_violations(self.page)
+            assert not bad, f"{where} has serious accessibility violations:\n" + "\n".join(bad)
+        self.page.screenshot(path=str(self.shots / f"{self.prefix}{name}.png"), full_page=True)
+        self.names.append(name)
