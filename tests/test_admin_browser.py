@@ -148,12 +148,12 @@ def test_operator_mints_watches_fixes_replays_and_revokes(
     expect(page.locator("svg.chart")).to_be_visible()
     shot("07-overview")
     page.get_by_role("link", name="Templates").click()
-    page.get_by_role("link", name="member-points-earn").click()
-    page.get_by_label(re.compile("^param program_id")).fill(DEMO_PROGRAM_ID)
-    page.get_by_label(re.compile("^external_id")).fill("CRM-42")
-    page.get_by_label(re.compile("^points")).fill("ten")
+    page.get_by_role("link", name="Add points").click()  # member-points-earn, by its name
+    page.get_by_label(re.compile("^Program")).fill(DEMO_PROGRAM_ID)
+    page.get_by_label(re.compile("^External id")).fill("CRM-42")
+    page.get_by_label(re.compile("^Points")).fill("ten")
     page.get_by_role("button", name="Dry run").click()
-    expect(page.get_by_role("alert")).to_contain_text("points")
+    expect(page.get_by_role("alert")).to_contain_text("Points")
     shot("08-template-try")
 
     # Revoking, with confirmation: the next post from the zap is refused.
