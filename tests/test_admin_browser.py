@@ -150,7 +150,7 @@ def test_operator_mints_watches_fixes_replays_and_revokes(
     page.get_by_role("link", name="Templates").click()
     page.get_by_role("link", name="Add points").click()  # member-points-earn, by its name
     page.get_by_label(re.compile("^Program")).fill(DEMO_PROGRAM_ID)
-    page.get_by_label(re.compile("^External id")).fill("CRM-42")
+    page.get_by_label(re.compile("^External ID")).fill("CRM-42")
     page.get_by_label(re.compile("^Points")).fill("ten")
     page.get_by_role("button", name="Dry run").click()
     expect(page.get_by_role("alert")).to_contain_text("Points")
@@ -173,7 +173,7 @@ def test_operator_mints_watches_fixes_replays_and_revokes(
     page.get_by_role("button", name="Create the URL").click()
     page.goto(on_this_server(page.locator("#minted-url").inner_text().strip(), relay_url))
     expect(page.get_by_role("heading", name="Zapier")).to_be_visible()
-    page.get_by_label(re.compile("^External id")).fill("CRM-42")
+    page.get_by_label(re.compile("^External ID")).fill("CRM-42")
     page.get_by_role("button", name="Check", exact=True).click()
     expect(page.locator("#result")).to_contain_text("GET /members/member/externalId/")
     shot("11-hook-page")

@@ -183,8 +183,8 @@ async def test_the_hook_pages_form_speaks_to_the_person_filling_it_in(
     assert "Date order Month first (12/31/2026) MDY" in page  # settings in words
     tried = await relay_client.post(path + "/try", data={"first_name": "Ana"}, headers=html)
     result = text_of(tried.text[tried.text.index('<section id="result"') :])
-    assert result.startswith("Not yet: External id and Email are needed.")
-    assert "Fill in External id and Email above, then check again." in result
+    assert result.startswith("Not yet: External ID and Email are needed.")
+    assert "Fill in External ID and Email above and try again." in result
     assert "Error code missing_field" in result  # under technical details, after the words
     assert "Data section" not in result
     email_box = re.search(r'<input id="f-email"[^>]*>', tried.text)

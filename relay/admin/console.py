@@ -21,7 +21,8 @@ from relay.admin.charts import Hour, hourly_svg
 from relay.admin.events import EventsPage
 from relay.admin.failure_pages import FailurePages
 from relay.admin.fixes import failure_of
-from relay.admin.hookpage import field_label, form_result
+from relay.admin.fixes import label as field_label
+from relay.admin.hookpage import form_result
 from relay.admin.html import page
 from relay.admin.imports import ImportPage
 from relay.admin.replay import CannotReplay, fields_from_log, replay

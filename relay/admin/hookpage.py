@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from relay.admin.fixes import label
 from relay.admin.html import page
 from relay.fields import Fields
 from relay.minting import settings_of
@@ -58,14 +59,7 @@ def hook_page(
     return page("hook_page.html", hook=hook, template=template, url=url, tried=tried,
                 sent=sent or {}, result=form_result(tried, template) if tried else None,
                 subject=SUBJECTS.get(template.group, "one"), settings=settings,
-                label=field_label)  # fmt: skip
-
-
-def field_label(name: str) -> str:
-    """A field's name in words for the form (`first_name` → "First name"); the name itself,
-    which the zap's Data rows use, is shown beside it."""
-    words = name.replace("_", " ").strip()
-    return words[:1].upper() + words[1:]
+                label=label)  # fmt: skip
 
 
 def form_result(tried: dict[str, Any], template: RequestTemplate) -> dict[str, Any]:
@@ -80,14 +74,14 @@ def form_result(tried: dict[str, Any], template: RequestTemplate) -> dict[str, A
     if code == "missing_field":
         missing = error.get("fields") or [field]
         boxes = [n for each in missing for n in str(each).split(" or ")]
-        names = [" or ".join(field_label(n) for n in str(each).split(" or ")) for each in missing]
+        names = [" or ".join(label(n) for n in str(each).split(" or ")) for each in missing]
         needed = " and ".join(names)
         verb = "is" if len(names) == 1 else "are"
-        words, fix = f"{needed} {verb} needed.", f"Fill in {needed} above, then check again."
+        words, fix = f"{needed} {verb} needed.", f"Fill in {needed} above and try again."
     elif code == "invalid_field" and field:
         boxes = [str(field)]
         said = message.removeprefix(str(field)).lstrip(" :")
-        words, fix = f"{field_label(str(field))} {said}", "Correct it above, then check again."
+        words, fix = f"{label(str(field))} {said}", "Correct it above and try again."
     else:
         words, fix = message, ""
     # A field's hint tells a zap builder which Data row to add: at the form, the fix is the box.
