@@ -144,9 +144,17 @@ def test_an_operators_afternoon(
     check("failure-group")
     page.locator("tbody tr").first.get_by_role("link").first.click()
     expect(page.get_by_role("heading", name=re.compile("^Not sent: "))).to_be_visible()
+    # Replaying the same "lots" cannot help: no Replay button, and the page says why.
+    actions = page.locator("#actions")
+    expect(actions).to_contain_text("No Replay: Points would still be “lots”")
+    expect(actions.get_by_role("button", name="Replay")).to_have_count(0)
     failed_page = page.url
     check("delivery-failed")
     page.get_by_role("link", name="Edit and resend").click()
+    # The failing field comes first, marked for eyes and screen readers.
+    first = page.locator("form.edit-form input[name^='field:']").first
+    expect(first).to_have_attribute("name", "field:points")
+    expect(first).to_have_attribute("aria-invalid", "true")
     check("edit-and-resend")
     page.get_by_label(re.compile("^Points")).fill("30")
     page.get_by_role("button", name="Send again").click()
