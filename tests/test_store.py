@@ -538,3 +538,29 @@ async def test_failures_group_by_hook_error_and_field(store: Store) -> None:
     assert [d.at for d in in_group] == [T0 + 2, T0 + 1, T0, T0 - 100]
     no_field = await store.list_deliveries(error_code="passkit_unavailable", error_field="")
     assert len(no_field) == 2 and all(d.error_field is None for d in no_field)
+
+
+def test_relays_opening_one_new_sqlite_file_together_all_get_in(tmp_path: Path) -> None:
+    """Two relays starting at once on a new file both switch it to WAL: SQLite refuses the
+    loser at once ("database is locked", no busy timeout), which used to fail its first
+    delivery with a 500."""
+    import threading
+
+    from relay.store.sqlite import _connect
+
+    for trial in range(40):
+        path = str(tmp_path / f"relay-{trial}.db")
+        failures: list[BaseException] = []
+
+        def connect(path: str = path, failures: list[BaseException] = failures) -> None:
+            try:
+                _connect(path).close()
+            except Exception as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=connect) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures, (trial, failures)
