@@ -17,6 +17,7 @@ from relay.outbound import OutboundLimiter, shared_slots
 from relay.passkit import PassKitClient
 from relay.ratelimit import HookRateLimit
 from relay.revocations import RevocationCache
+from relay.sealing import Sealer
 from relay.settings import ConfigError, Settings
 from relay.store import DAY, Store
 from relay.store.handle import StoreHandle
@@ -37,6 +38,8 @@ class Services:
     rate_limit: HookRateLimit
     clock: Callable[[], datetime]
     alerts: Alerts
+    # Seals personal data at rest and keys the blind index a person's rows are found by.
+    sealer: Sealer
 
     def timestamp(self) -> float:
         return self.clock().timestamp()
@@ -84,4 +87,5 @@ def build_services(
         rate_limit=HookRateLimit(settings.rate_limit, burst=settings.rate_limit * 10),
         clock=clock,
         alerts=Alerts(settings, handle, library),
+        sealer=Sealer.from_secrets([k.reveal() for k in settings.secret_keys]),
     )
