@@ -36,7 +36,9 @@ from relay.errors import (
 )
 from relay.fields import Fields
 from relay.filters import FILTERS
+from relay.imageurls import image_url_problem
 from relay.operations import CATALOG, Operation
+from relay.spend_rules import parse_spend_tiers, spend_tiers_text
 from relay.store.redact import mask_private
 
 log = logging.getLogger("relay")
@@ -93,7 +95,8 @@ class ParamSpec:
 
 # What a hook param's value may be. A template declares `kind` (and `choices`) under
 # [params.NAME]; a param declared without one gets the kind of its well-known name, else "text".
-PARAM_KINDS = ("text", "country", "choice", "passkit_id", "tier_id", "currency", "price_tiers")
+PARAM_KINDS = ("text", "country", "choice", "passkit_id", "tier_id", "currency", "price_tiers",
+               "spend_tiers", "image_url")  # fmt: skip
 WELL_KNOWN_PARAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "country": ("country", ()),
     "date_order": ("choice", ("DMY", "MDY")),
@@ -106,6 +109,7 @@ WELL_KNOWN_PARAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "tier_id": ("tier_id", ()),
     "currency": ("currency", ()),
     "tier_for_price": ("price_tiers", ()),
+    "tier_for_spend": ("spend_tiers", ()),
 }
 # What a person reads for a well-known param; a template's `label` wins, other names are put
 # in words by plain_name.
@@ -121,6 +125,8 @@ WELL_KNOWN_LABELS = {
     "date_order": "Date order",
     "currency": "Currency",
     "tier_for_price": "Tier for each Stripe price",
+    "tier_for_spend": "Tier for what a customer has spent in all",
+    "tier_down": "Move a pass down after a refund",
 }
 WELL_KNOWN_CHOICE_LABELS = {
     "date_order": ("Day first (31/12/2026)", "Month first (12/31/2026)"),
@@ -189,6 +195,13 @@ def check_param(spec: ParamSpec, value: str) -> str:
         ):
             raise ParamProblem(spec.name, f"{shown} must be price=tier pairs separated by "
                                "commas, such as price_1AbC=gold,price_2DeF=silver")  # fmt: skip
+    if spec.kind == "spend_tiers":
+        try:
+            return spend_tiers_text(parse_spend_tiers(text))
+        except ValueError as exc:
+            raise ParamProblem(spec.name, f"{shown} {exc}") from None
+    if spec.kind == "image_url" and (problem := image_url_problem(text)):
+        raise ParamProblem(spec.name, f"{shown} {problem}")
     return text
 
 
