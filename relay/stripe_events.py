@@ -140,6 +140,7 @@ def context(event: dict[str, Any]) -> dict[str, Any]:
         "event": event,
         "object": data["object"],
         "previous": data.get("previous_attributes") or {},
+        "spend": None,  # tier_for_spend's movement (relay.spend), set by the Stripe endpoint
     }
 
 

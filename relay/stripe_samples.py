@@ -47,6 +47,8 @@ def invoice_paid(customer: str, email: str, name: str, now: int) -> dict[str, An
         "id": _ids("in"),
         "object": "invoice",
         "status": "paid",
+        "amount_paid": 5000,
+        "currency": "gbp",
         "customer": customer,
         "customer_email": email,
         "customer_name": name,
@@ -79,12 +81,37 @@ def subscription_deleted(customer: str, email: str, name: str, now: int) -> dict
     }
 
 
+REFUNDED = 2000  # the sample refund: 20.00 of a 50.00 charge
+
+
+def charge_refunded(customer: str, email: str, name: str, now: int) -> dict[str, Any]:
+    """A partial refund of a paid charge (for tier_for_spend: 20.00 GBP off the spend)."""
+    return {
+        "id": _ids("ch"),
+        "object": "charge",
+        "amount": 5000,
+        "amount_captured": 5000,
+        "amount_refunded": REFUNDED,
+        "currency": "gbp",
+        "customer": customer,
+        "billing_details": {"email": email, "name": name},
+        "paid": True,
+        "refunded": False,
+        "status": "succeeded",
+        "metadata": {},
+        "created": now,
+    }
+
+
 Builder = Callable[[str, str, str, int], dict[str, Any]]
 SAMPLES: dict[str, Builder] = {
     "checkout.session.completed": checkout_session_completed,
     "invoice.paid": invoice_paid,
     "customer.subscription.deleted": subscription_deleted,
+    "charge.refunded": charge_refunded,
 }
+# What Stripe puts in data.previous_attributes: the refund grew amount_refunded from 0.
+PREVIOUS: dict[str, dict[str, Any]] = {"charge.refunded": {"amount_refunded": 0}}
 
 
 def sample_event(
@@ -107,7 +134,8 @@ def sample_event(
         "pending_webhooks": 1,
         "request": {"id": None, "idempotency_key": None},
         "type": event_type,
-        "data": {"object": build(customer or _ids("cus"), email, name, when)},
+        "data": {"object": build(customer or _ids("cus"), email, name, when)}
+        | ({"previous_attributes": PREVIOUS[event_type]} if event_type in PREVIOUS else {}),
     }
 
 
