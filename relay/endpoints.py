@@ -35,6 +35,7 @@ from relay.journal import delivery_record, fields_for_log
 from relay.operations import dig
 from relay.payloads import RESERVED, is_yes, normalise_key, parse_payload
 from relay.services import Services
+from relay.spend import SpendTiers
 from relay.store import Source
 from relay.templating import SkipDelivery
 from relay.tokens import Hook
@@ -125,6 +126,7 @@ class Endpoints:
     def __init__(self, services: Services) -> None:
         self.s = services
         self.stripe_secrets = [s.reveal() for s in services.settings.stripe_webhook_secrets]
+        self.spend = SpendTiers(services.store, services.sealer.blind, services.timestamp)
 
     async def record(
         self,
@@ -292,14 +294,20 @@ class Endpoints:
             return 200, {"ok": True, "ignored": True, "reason": reason, "request_id": request_id}
 
         async def run() -> dict[str, Any]:
-            return await self.s.relay.deliver(
+            extra = stripe_events.context(event)
+            movement = await self.spend.count(hook.params, event)  # tier_for_spend's ledger
+            extra["spend"] = movement.context() if movement else None
+            answer = await self.s.relay.deliver(
                 Hook(hook.id, template, hook.params),
                 {},
                 [],
                 request_id=request_id,
-                extra=stripe_events.context(event),
+                extra=extra,
                 trace=trace,
             )
+            if movement is not None:
+                await self.spend.settled(movement, answer)
+            return answer
 
         try:
             answer = await self.s.guard.once(f"stripe:{hook.id}", str(event["id"]), run)
