@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from relay.account import Account, AccountError, load_account
 from relay.admin.charts import Hour, hourly_svg
+from relay.admin.customers import CustomersPage
 from relay.admin.events import EventsPage
 from relay.admin.failure_pages import FailurePages
 from relay.admin.fixes import failure_of
@@ -91,6 +92,7 @@ class Console:
             Route(f"{r}/templates", self.guarded(self.templates), methods=["GET"]),
             Route(f"{r}/passkit", self.guarded(self.passkit), methods=["GET"]),
             *EventsPage(self).routes(),
+            *CustomersPage(self).routes(),  # /admin/customers: spend and tier (relay.spend)
             Route(f"{r}/templates/{{name:path}}", self.guarded(self.template),
                   methods=["GET", "POST"]),
             *ImportPage(self).routes(),  # /admin/import: members from a CSV (relay.admin.imports)
