@@ -75,7 +75,7 @@ def test_check_passes_and_fails_readably(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     code, out, _ = run(capsys, "check")
-    assert code == 0 and "22 templates" in out
+    assert code == 0 and "23 templates" in out
     (tmp_path / "bad.json.j2").write_text("{ no front matter }")
     code, out, _ = run(capsys, "check", env={"RELAY_TEMPLATES": str(tmp_path), "PORT": "x"})
     assert code == 1
