@@ -39,7 +39,7 @@ def test_check_live_lists_the_account(
 ) -> None:
     code, out = check_live(capsys, sandbox[0])
     assert code == 0, out
-    assert "ok: 22 templates" in out  # the offline checks still come first
+    assert "ok: 23 templates" in out  # the offline checks still come first
     assert f"program Sandbox Coffee Club  {DEMO_PROGRAM_ID}" in out
     assert "  tier Silver  silver" in out
     assert f"program Sandbox Tea Club  {DEMO_DRAFT_PROGRAM_ID}  (draft)" in out
