@@ -60,8 +60,21 @@ class Sealer:
         keys derived from RELAY_SECRET_KEY's; the blind index is always keyed from the
         secret keys."""
         fernet = [k.encode() for k in encryption_keys] or [fernet_key_from(s) for s in secret_keys]
-        index = [derived_key(s, b"passkit-relay: blind index") for s in secret_keys]
+        # Without secret keys (a command run with RELAY_ENCRYPTION_KEY alone) the index is
+        # keyed from the encryption keys, which are secret too.
+        index = [derived_key(s, b"passkit-relay: blind index")
+                 for s in (secret_keys or encryption_keys)]  # fmt: skip
         return cls(fernet, index)
+
+    @staticmethod
+    def valid_key(key: str) -> bool:
+        """True when `key` is a Fernet key (32 bytes, URL-safe base64), as Fernet.generate_key
+        makes them."""
+        try:
+            Fernet(key.encode())
+        except ValueError:
+            return False
+        return True
 
     def seal(self, text: str) -> str:
         return PREFIX + self._fernet.encrypt(text.encode()).decode()
