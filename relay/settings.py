@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from relay.sealing import Sealer
+
 REGIONS = {"pub1": "EU", "pub2": "US"}
 # Wheels carry the shipped templates inside the package; a source checkout has them beside it.
 PACKAGE_TEMPLATES = next(
@@ -96,6 +98,9 @@ class Settings:
     # Calls a second toward PassKit, shared by every process on one PostgreSQL database
     # (relay.outbound); 0 = no limit. PassKit publishes no figure: see the README.
     passkit_rate_limit: float = 10.0
+    # Fernet keys sealing personal data at rest (relay.sealing), first seals, all open; empty:
+    # keys derived from RELAY_SECRET_KEY.
+    encryption_keys: tuple[Secret, ...] = ()
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -293,6 +298,14 @@ def load_settings(
                 f"PASSKIT_RATE_LIMIT must be calls a second, e.g. 10 (got {raw_passkit_rate!r})."
             )
 
+    encryption_keys = _split(env.get("RELAY_ENCRYPTION_KEY"))
+    if not all(Sealer.valid_key(key) for key in encryption_keys):
+        problems.append(
+            "RELAY_ENCRYPTION_KEY: each key (comma-separated, the newest first) must be a Fernet "
+            'key, 44 characters of URL-safe base64; make one with: python -c "from '
+            'cryptography.fernet import Fernet; print(Fernet.generate_key().decode())".'
+        )
+
     if problems:
         raise ConfigError(problems)
     return Settings(
@@ -326,5 +339,6 @@ def load_settings(
         forward_retry=forward_retry,
         forward_give_up=forward_give_up,
         passkit_rate_limit=passkit_rate_limit,
+        encryption_keys=tuple(Secret(k) for k in encryption_keys),
         warnings=tuple(warnings),
     )
