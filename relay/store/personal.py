@@ -1,0 +1,106 @@
+"""Personal data in the store: sealed on the way in, opened on the way out, findable by a blind
+index (relay.sealing) and erasable.
+
+A store opened with a `Sealer` (the app's, the commands') seals every column that can hold what
+a person sent (payloads, PassKit's answers, error messages, forwarded events, stored answers) and
+writes a `person` column: the blind indexes of the emails, external ids and Stripe customer ids
+found in the delivery, as " idx1 idx2 " so one LIKE finds a row by any of them.
+
+A store opened without one (a test or a tool reading the file) writes in clear, and reads a
+sealed value as None: it sees the metadata, never the data. Rows written before sealing read
+as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from relay.sealing import PREFIX, Sealer, SealError
+
+# Keys whose values name a person, compared lower-cased without "_", "-" or spaces: emails,
+# external ids (PassKit's and the relay's field) and Stripe's customer ids and emails.
+_PERSON_KEYS = {
+    "email",
+    "emailaddress",
+    "externalid",
+    "customer",
+    "customerid",
+    "customeremail",
+    "receiptemail",
+}
+_NOT_A_LETTER = re.compile(r"[\s_\-]")
+
+
+def seal_text(sealer: Sealer | None, text: str | None) -> str | None:
+    if text is None or sealer is None:
+        return text
+    return sealer.seal(text)
+
+
+def open_text(sealer: Sealer | None, stored: str | None) -> str | None:
+    """The clear text; None for a sealed value this store cannot open (no key, or its key was
+    dropped): the page shows the delivery without it rather than failing."""
+    if stored is None or not stored.startswith(PREFIX):
+        return stored
+    if sealer is None:
+        return None
+    try:
+        return sealer.open(stored)
+    except SealError:
+        return None
+
+
+def dumps(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def seal_json(sealer: Sealer | None, value: Any) -> str | None:
+    return seal_text(sealer, dumps(value))
+
+
+def open_json(sealer: Sealer | None, stored: str | None) -> Any:
+    text = open_text(sealer, stored)
+    return None if text is None else json.loads(text)
+
+
+def people_in(*values: Any) -> tuple[str, ...]:
+    """The identifiers of people in JSON values (the fields sent, PassKit's request, a Stripe
+    event, a forwarded event), each once: what a person is later erased by."""
+    found: dict[str, None] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                name = _NOT_A_LETTER.sub("", str(key)).lower()
+                if name in _PERSON_KEYS and isinstance(item, str) and item.strip():
+                    found[item.strip()] = None
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    for value in values:
+        walk(value)
+    return tuple(found)
+
+
+def person_column(sealer: Sealer | None, people: Iterable[str]) -> str | None:
+    """The `person` column: each identifier's blind index under the current key."""
+    if sealer is None:
+        return None
+    indexes = dict.fromkeys(sealer.blind(person) for person in people)
+    return f" {' '.join(indexes)} " if indexes else None
+
+
+def person_patterns(sealer: Sealer, identifier: str) -> dict[str, str]:
+    """LIKE patterns finding `identifier`'s rows under every key (across a rotation)."""
+    return {f"p{i}": f"% {index} %" for i, index in enumerate(sealer.blinds(identifier))}
+
+
+def person_where(patterns: Mapping[str, str]) -> str:
+    return "(" + " OR ".join(f"person LIKE :{name}" for name in patterns) + ")"
