@@ -169,6 +169,64 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX passkit_events_received ON passkit_events (received_at)",
         ],
     ),
+    (
+        9,
+        [
+            # Stripe Checkout sessions whose pass the relay issued or found (relay.checkout):
+            # the success page reads its pass here, by the session id Stripe puts in its URL.
+            # `person` is the blind index of the customer's email (relay.sealing), so
+            # `relay erase` finds their rows; no email or name is kept in clear.
+            """CREATE TABLE checkouts (
+                session_id TEXT PRIMARY KEY,
+                hook_id TEXT NOT NULL,
+                pass_id TEXT NOT NULL,
+                pass_url TEXT NOT NULL,
+                program_id TEXT,
+                program_name TEXT,
+                person TEXT,
+                created_at {float} NOT NULL
+            )""",
+            "CREATE INDEX checkouts_person ON checkouts (person)",
+            "CREATE INDEX checkouts_created ON checkouts (created_at)",
+        ],
+    ),
+    (
+        10,
+        [
+            # The spend ledger for tiers from spend (relay.store.spend): one row per counted
+            # Stripe event (the key makes a second copy of an event count nothing), and the
+            # tier the relay last gave each customer's pass. `person` is the blind index of
+            # the customer's email (relay.sealing), so `relay erase` finds their rows.
+            """CREATE TABLE spend_entries (
+                event_id TEXT PRIMARY KEY,
+                customer TEXT NOT NULL,
+                person TEXT NOT NULL,
+                currency TEXT NOT NULL,
+                amount {bigint} NOT NULL,
+                at {float} NOT NULL
+            )""",
+            "CREATE INDEX spend_entries_customer ON spend_entries (customer, at)",
+            "CREATE INDEX spend_entries_person ON spend_entries (person)",
+            """CREATE TABLE spend_tiers (
+                customer TEXT PRIMARY KEY,
+                person TEXT NOT NULL,
+                tier TEXT NOT NULL,
+                changed_at {float} NOT NULL
+            )""",
+            "CREATE INDEX spend_tiers_person ON spend_tiers (person)",
+        ],
+    ),
+    (
+        11,
+        [
+            # Who a row is about, as blind indexes (relay.store.personal): " idx1 idx2 ", so
+            # `relay erase` finds a person's deliveries, stored answers and forwarded events
+            # without their email or id being kept in clear. Erasing is rare: a scan will do.
+            "ALTER TABLE deliveries ADD COLUMN person TEXT",
+            "ALTER TABLE idempotency ADD COLUMN person TEXT",
+            "ALTER TABLE passkit_events ADD COLUMN person TEXT",
+        ],
+    ),
 ]
 
 
