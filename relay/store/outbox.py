@@ -14,11 +14,19 @@ overwrite what another one did.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Literal
 
+from relay.sealing import Sealer
+from relay.store.personal import (
+    open_json,
+    open_text,
+    people_in,
+    person_column,
+    seal_json,
+    seal_text,
+)
 from relay.store.queries import Params, Row
 
 EventState = Literal["pending", "forwarded", "failed"]
@@ -29,8 +37,9 @@ COLUMNS = (
     "forwarded_at, last_status, last_error"
 )
 ENQUEUE = (
-    f"INSERT INTO passkit_events ({COLUMNS}) VALUES (:id, :hook_id, :event, :received_at, "
-    ":forward_to, :body, 'pending', 0, :received_at, :received_at, NULL, NULL, NULL) "
+    f"INSERT INTO passkit_events ({COLUMNS}, person) VALUES (:id, :hook_id, :event, "
+    ":received_at, :forward_to, :body, 'pending', 0, :received_at, :received_at, NULL, NULL, "
+    "NULL, :person) "
     "ON CONFLICT (id) DO NOTHING"
 )
 _CLAIMABLE = "state = 'pending' AND next_at <= :now AND (lease_until IS NULL OR lease_until < :now)"
@@ -81,16 +90,20 @@ class PassKitEvent:
     last_error: str | None = None
 
 
-def _event(row: Row) -> PassKitEvent:
+def _event(row: Row, sealer: Sealer | None) -> PassKitEvent:
+    """An event as read: its body (the flat event: emails, names) and last error opened; a
+    sealed body this store cannot open reads as {}."""
     (id_, hook_id, event, received_at, forward_to, body, state, attempts, next_at, due_since,
      forwarded_at, last_status, last_error) = row  # fmt: skip
-    return PassKitEvent(id_, hook_id, event, received_at, forward_to, json.loads(body), state,
-                        int(attempts), next_at, due_since, forwarded_at, last_status,
-                        last_error)  # fmt: skip
+    return PassKitEvent(id_, hook_id, event, received_at, forward_to,
+                        open_json(sealer, body) or {}, state, int(attempts), next_at, due_since,
+                        forwarded_at, last_status, open_text(sealer, last_error))  # fmt: skip
 
 
 class EventOutbox(ABC):
     """The outbox's statements over a backend's read and write primitives (SQLStore's)."""
+
+    sealer: Sealer | None
 
     @abstractmethod
     async def _read(self, sql: str, params: Params) -> list[Row]: ...
@@ -103,7 +116,8 @@ class EventOutbox(ABC):
         changed, _ = await self._write(ENQUEUE, {
             "id": event.id, "hook_id": event.hook_id, "event": event.event,
             "received_at": event.received_at, "forward_to": event.forward_to,
-            "body": json.dumps(event.body, ensure_ascii=False, separators=(",", ":")),
+            "body": seal_json(self.sealer, event.body),
+            "person": person_column(self.sealer, people_in(event.body)),
         })  # fmt: skip
         return changed == 1
 
@@ -113,7 +127,7 @@ class EventOutbox(ABC):
         """Due events, leased to `owner` until `now + lease` (no other claim takes them)."""
         params = {"owner": owner, "now": now, "until": now + lease, "limit": limit}
         _, rows = await self._write(CLAIM, params)
-        return [_event(row) for row in rows]
+        return [_event(row, self.sealer) for row in rows]
 
     async def finish_event(
         self,
@@ -129,7 +143,8 @@ class EventOutbox(ABC):
         """Record an attempt's result; False if `owner` no longer holds the lease."""
         changed, _ = await self._write(FINISH, {
             "id": event_id, "owner": owner, "state": state, "next_at": next_at,
-            "forwarded_at": forwarded_at, "status": status, "error": error,
+            "forwarded_at": forwarded_at, "status": status,
+            "error": seal_text(self.sealer, error),
         })  # fmt: skip
         return changed == 1
 
@@ -139,15 +154,16 @@ class EventOutbox(ABC):
 
     async def get_event(self, event_id: str) -> PassKitEvent | None:
         rows = await self._read(GET, {"id": event_id})
-        return _event(rows[0]) if rows else None
+        return _event(rows[0], self.sealer) if rows else None
 
     async def list_events(
         self, *, state: EventState | None = None, limit: int = 50
     ) -> list[PassKitEvent]:
         """Newest first."""
         if state is None:
-            return [_event(r) for r in await self._read(LIST, {"limit": limit})]
-        return [_event(r) for r in await self._read(LIST_STATE, {"state": state, "limit": limit})]
+            return [_event(r, self.sealer) for r in await self._read(LIST, {"limit": limit})]
+        rows = await self._read(LIST_STATE, {"state": state, "limit": limit})
+        return [_event(r, self.sealer) for r in rows]
 
     async def purge_events(self, before: float, chunk: int = 5_000) -> int:
         """Forget forwarded and failed events received before `before`; how many."""

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from relay.store.personal import open_json, open_text, person_column, seal_json, seal_text
 from relay.store.records import DeliveryRecord, HookRecord, Outcome, Source
+
+if TYPE_CHECKING:
+    from relay.sealing import Sealer
 
 Params = Mapping[str, Any]
 Row = tuple[Any, ...]
@@ -32,10 +36,18 @@ DELIVERY_COLUMNS = (
     "error_field, error_hint"
 )
 INSERT_DELIVERY = (
-    f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (:id, :at, :source, :hook_id, "
+    f"INSERT INTO deliveries ({DELIVERY_COLUMNS}, person) VALUES (:id, :at, :source, :hook_id, "
     ":template, :operation, :outcome, :status, :latency_ms, :request_id, :error_code, "
     ":request, :passkit_request, :passkit_response, :replay_of, :error_message, :error_field, "
-    ":error_hint)"
+    ":error_hint, :person)"
+)
+# The delivery log's columns that can hold what a person sent: sealed (relay.store.personal).
+SEALED_DELIVERY_COLUMNS = (
+    "request",
+    "passkit_request",
+    "passkit_response",
+    "error_message",
+    "error_hint",
 )
 # A hook used but not registered (its row was lost with the database; the URL still works) is
 # registered here from the delivery, with no params: the signed URL keeps the real ones.
@@ -66,8 +78,10 @@ TAKE = (
     "THEN :stale_before ELSE :expired_before END"
 )
 CLAIM = (
-    "INSERT INTO idempotency (scope, idem_key, owner, state, created_at) "
-    "VALUES (:scope, :key, :owner, 'pending', :now) ON CONFLICT (scope, idem_key) DO UPDATE SET "
+    "INSERT INTO idempotency (scope, idem_key, owner, state, created_at, person) "
+    "VALUES (:scope, :key, :owner, 'pending', :now, :person) "
+    "ON CONFLICT (scope, idem_key) DO UPDATE SET "
+    f"person = CASE WHEN {TAKE} THEN :person ELSE idempotency.person END, "
     f"owner = CASE WHEN {TAKE} THEN :owner ELSE idempotency.owner END, "
     f"state = CASE WHEN {TAKE} THEN 'pending' ELSE idempotency.state END, "
     f"status = CASE WHEN {TAKE} THEN NULL ELSE idempotency.status END, "
@@ -80,7 +94,8 @@ CLAIM = (
 # Only the claim's owner may complete or release it: after a stale takeover, the slow first
 # request must not overwrite or delete the answer of the request that took over.
 COMPLETE = (
-    "UPDATE idempotency SET state = 'done', status = :status, body = :body "
+    "UPDATE idempotency SET state = 'done', status = :status, body = :body, "
+    "person = COALESCE(:person, person) "
     "WHERE scope = :scope AND idem_key = :key AND owner = :owner AND state = 'pending'"
 )
 RELEASE = "DELETE FROM idempotency WHERE scope = :scope AND idem_key = :key AND owner = :owner"
@@ -156,7 +171,7 @@ def hook_from_row(row: Row) -> HookRecord:
     )
 
 
-def delivery_from_row(row: Row) -> DeliveryRecord:
+def delivery_from_row(row: Row, sealer: Sealer | None = None) -> DeliveryRecord:
     return DeliveryRecord(
         id=row[0],
         at=row[1],
@@ -169,13 +184,13 @@ def delivery_from_row(row: Row) -> DeliveryRecord:
         latency_ms=row[8],
         request_id=row[9],
         error_code=row[10],
-        request=loads(row[11]),
-        passkit_request=loads(row[12]),
-        passkit_response=loads(row[13]),
+        request=open_json(sealer, row[11]),
+        passkit_request=open_json(sealer, row[12]),
+        passkit_response=open_json(sealer, row[13]),
         replay_of=row[14],
-        error_message=row[15],
+        error_message=open_text(sealer, row[15]),
         error_field=row[16],
-        error_hint=row[17],
+        error_hint=open_text(sealer, row[17]),
     )
 
 
@@ -185,7 +200,7 @@ def percentile(ordered: Sequence[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def delivery_params(r: DeliveryRecord) -> dict[str, Any]:
+def delivery_params(r: DeliveryRecord, sealer: Sealer | None = None) -> dict[str, Any]:
     return {
         "id": r.id,
         "at": r.at,
@@ -198,13 +213,14 @@ def delivery_params(r: DeliveryRecord) -> dict[str, Any]:
         "latency_ms": r.latency_ms,
         "request_id": r.request_id,
         "error_code": r.error_code,
-        "request": dumps(r.request),
-        "passkit_request": dumps(r.passkit_request),
-        "passkit_response": dumps(r.passkit_response),
+        "request": seal_json(sealer, r.request),
+        "passkit_request": seal_json(sealer, r.passkit_request),
+        "passkit_response": seal_json(sealer, r.passkit_response),
         "replay_of": r.replay_of,
-        "error_message": r.error_message,
+        "error_message": seal_text(sealer, r.error_message),
         "error_field": r.error_field,
-        "error_hint": r.error_hint,
+        "error_hint": seal_text(sealer, r.error_hint),
+        "person": person_column(sealer, r.people),
     }
 
 

@@ -108,6 +108,9 @@ class DeliveryRecord:
     error_message: str | None = None  # the friendly message answered, or why it was skipped
     error_field: str | None = None  # the field a failure was about, when it names one
     error_hint: str | None = None  # the hint the sender was given with the failure
+    # The people the delivery was about (emails, external ids, Stripe customer ids), in memory
+    # only: the store keeps their blind indexes, so `relay erase` finds the row.
+    people: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
