@@ -17,9 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from relay.ids import unique_hex
+from relay.sealing import Sealer
 from relay.store import queries as q
 from relay.store.batch import GroupCommit
+from relay.store.checkouts import CheckoutRecords
 from relay.store.outbox import EventOutbox
+from relay.store.personal import open_text, person_column, seal_text
+from relay.store.privacy import PersonalData
 from relay.store.queries import Params, Row
 from relay.store.records import (
     IDEMPOTENCY_TTL,
@@ -32,12 +36,14 @@ from relay.store.records import (
     HookRecord,
     new_delivery_id,
 )
+from relay.store.spend import SpendLedger
 
 
-class SQLStore(EventOutbox, ABC):
+class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ABC):
     """Everything but the connection handling; see `relay.store.Store` for the contract."""
 
     def __init__(self) -> None:
+        self.sealer: Sealer | None = None  # set by open_store: seals personal data
         self._log: GroupCommit[DeliveryRecord, None] = GroupCommit(self._flush_deliveries)
 
     # -- the backend's primitives ------------------------------------------------------------
@@ -131,6 +137,7 @@ class SQLStore(EventOutbox, ABC):
         *,
         ttl: float = IDEMPOTENCY_TTL,
         stale_after: float = STALE_AFTER,
+        people: Sequence[str] = (),
     ) -> Claim:
         owner = unique_hex(16)
         _, rows = await self._write(
@@ -142,9 +149,11 @@ class SQLStore(EventOutbox, ABC):
                 "now": now,
                 "stale_before": now - stale_after,
                 "expired_before": now - ttl,
+                "person": person_column(self.sealer, people),
             },
         )
-        got_owner, state, status, body = rows[0]
+        got_owner, state, status, stored = rows[0]
+        body = open_text(self.sealer, stored)
         if got_owner == owner:
             return Claim("won", scope, key, owner)
         if state == "done":
@@ -171,7 +180,9 @@ class SQLStore(EventOutbox, ABC):
                 return claim
             await asyncio.sleep(poll)
 
-    async def complete(self, claim: Claim, status: int, body: str) -> bool:
+    async def complete(
+        self, claim: Claim, status: int, body: str, *, people: Sequence[str] = ()
+    ) -> bool:
         changed, _ = await self._write(
             q.COMPLETE,
             {
@@ -179,7 +190,8 @@ class SQLStore(EventOutbox, ABC):
                 "key": claim.key,
                 "owner": claim.owner,
                 "status": status,
-                "body": body,
+                "body": seal_text(self.sealer, body),
+                "person": person_column(self.sealer, people),
             },
         )
         return changed == 1
@@ -204,7 +216,7 @@ class SQLStore(EventOutbox, ABC):
     async def _flush_deliveries(self, records: Sequence[DeliveryRecord]) -> None:
         await self._write_batch(
             [
-                (q.INSERT_DELIVERY, [q.delivery_params(r) for r in records]),
+                (q.INSERT_DELIVERY, [q.delivery_params(r, self.sealer) for r in records]),
                 (q.COUNT_HOOK, q.hook_counts(records)),
             ]
         )
@@ -213,7 +225,7 @@ class SQLStore(EventOutbox, ABC):
         rows = await self._read(
             f"SELECT {q.DELIVERY_COLUMNS} FROM deliveries WHERE id = :id", {"id": delivery_id}
         )
-        return q.delivery_from_row(rows[0]) if rows else None
+        return q.delivery_from_row(rows[0], self.sealer) if rows else None
 
     async def list_deliveries(
         self,
@@ -249,11 +261,14 @@ class SQLStore(EventOutbox, ABC):
             f"{' WHERE ' + where if where else ''} ORDER BY id DESC LIMIT :limit",
             {k: v for k, v in params.items() if v is not None},
         )
-        return [q.delivery_from_row(row) for row in rows]
+        return [q.delivery_from_row(row, self.sealer) for row in rows]
 
     async def failure_groups(self, since: float, *, limit: int = 50) -> list[FailureGroup]:
         rows = await self._read(q.FAILURE_GROUPS, {"since": since, "limit": limit})
-        return [FailureGroup(q.delivery_from_row(row), int(row[-2]), row[-1]) for row in rows]
+        return [
+            FailureGroup(q.delivery_from_row(row, self.sealer), int(row[-2]), row[-1])
+            for row in rows
+        ]
 
     async def delivery_stats(self, since: float, *, hook_id: str | None = None) -> DeliveryStats:
         where = "at >= :since" + (" AND hook_id = :hook_id" if hook_id is not None else "")
