@@ -21,9 +21,10 @@ Stripe delivery (released) never marks its event as seen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from relay.store.checkouts import CheckoutRecord
 from relay.store.outbox import EVENT_STATES, EventState, PassKitEvent
 from relay.store.records import (
     DAY,
@@ -43,9 +44,11 @@ from relay.store.records import (
     new_delivery_id,
 )
 from relay.store.redact import redact
+from relay.store.spend import CustomerSpend, SpendEntry
 
 if TYPE_CHECKING:
     from relay.outbound import Slots
+    from relay.sealing import Sealer
 
 __all__ = [
     "DAY",
@@ -54,8 +57,10 @@ __all__ = [
     "IDEMPOTENCY_TTL",
     "OUTCOMES",
     "STALE_AFTER",
+    "CheckoutRecord",
     "Claim",
     "ClaimState",
+    "CustomerSpend",
     "DeliveryRecord",
     "DeliveryStats",
     "EventState",
@@ -65,6 +70,7 @@ __all__ = [
     "Outcome",
     "PassKitEvent",
     "Source",
+    "SpendEntry",
     "Store",
     "new_delivery_id",
     "open_store",
@@ -75,6 +81,8 @@ __all__ = [
 
 class Store(Protocol):
     """What the app needs from storage. Times are Unix timestamps (float seconds)."""
+
+    sealer: Sealer | None  # seals personal data at rest (relay.store.personal)
 
     async def migrate(self) -> None:
         """Apply pending schema migrations; a no-op when current, safe in parallel."""
@@ -119,9 +127,11 @@ class Store(Protocol):
         *,
         ttl: float = IDEMPOTENCY_TTL,
         stale_after: float = STALE_AFTER,
+        people: Sequence[str] = (),
     ) -> Claim:
         """Try to take `key`; a done key older than `ttl` or a pending one older than
-        `stale_after` (its process died) is taken over."""
+        `stale_after` (its process died) is taken over. `people`: who the key is about, kept
+        as blind indexes so `erase_person` finds the row."""
 
     async def wait_for(
         self,
@@ -136,8 +146,10 @@ class Store(Protocol):
     ) -> Claim:
         """Claim again every `poll` seconds until not busy or `timeout` passes."""
 
-    async def complete(self, claim: Claim, status: int, body: str) -> bool:
-        """Store the answer to replay; False if the claim was taken over meanwhile."""
+    async def complete(
+        self, claim: Claim, status: int, body: str, *, people: Sequence[str] = ()
+    ) -> bool:
+        """Store the answer to replay (sealed); False if the claim was taken over meanwhile."""
 
     async def release(self, claim: Claim) -> None:
         """Forget the key, so the next request with it runs again."""
@@ -231,11 +243,52 @@ class Store(Protocol):
     async def purge_events(self, before: float, chunk: int = 5_000) -> int:
         """Forget forwarded and failed events received before `before`; how many."""
 
+    # -- Stripe Checkout sessions and their passes (relay.store.checkouts) --
+
+    async def save_checkout(self, record: CheckoutRecord) -> None:
+        """Record the pass a Checkout session ended with (again: the row is brought up to date)."""
+
+    async def get_checkout(self, session_id: str) -> CheckoutRecord | None: ...
+
+    async def erase_checkouts(self, person_blinds: Sequence[str]) -> int:
+        """Delete the records of the person with any of these blind indexes; how many."""
+
+    async def purge_checkouts(self, before: float) -> int:
+        """Forget records written before `before`; how many."""
+
+    # -- the spend ledger for tiers from spend (relay.store.spend) --
+
+    async def add_spend(self, entry: SpendEntry) -> bool:
+        """Count one Stripe event in its customer's spend; False when it was counted before."""
+
+    async def spend_of(self, customer: str) -> CustomerSpend: ...
+
+    async def set_spend_tier(self, customer: str, person: str, tier: str, at: float) -> None:
+        """Remember the tier the relay gave a customer's pass."""
+
+    async def spend_customers(self, limit: int = 200) -> list[CustomerSpend]:
+        """The customers who paid or were refunded last, newest first."""
+
+    async def erase_spend(self, person_blinds: list[str]) -> int:
+        """Delete the ledger of the person with any of these blind indexes; rows deleted."""
+
     # -- PassKit's rate (relay.outbound) --
 
     def outbound_slots(self) -> Slots | None:
         """The call slots toward PassKit that every process on this database shares; None
         when the backend serves one process (SQLite: the limiter keeps them in memory)."""
+
+    # -- personal data (relay.store.privacy) --
+
+    async def person_deliveries(self, identifier: str, limit: int = 1000) -> list[DeliveryRecord]:
+        """The newest deliveries about `identifier` (found by its blind index), opened."""
+
+    async def erase_person(self, identifier: str) -> dict[str, int]:
+        """Delete every delivery, stored answer and PassKit event about `identifier` (an
+        email, external id or Stripe customer id); how many per table."""
+
+    async def reseal_all(self, batch: int = 500) -> dict[str, int]:
+        """Re-seal every sealed value under the first key; rows rewritten per table."""
 
     # -- admin sessions --
 
@@ -260,8 +313,12 @@ def sqlite_path(database_url: str) -> str:
     return database_url.removeprefix("sqlite:///")
 
 
-async def open_store(database_url: str, *, migrate: bool = True) -> Store:
-    """Connect to the database `database_url` names and (by default) bring its schema up to date."""
+async def open_store(
+    database_url: str, *, migrate: bool = True, sealer: Sealer | None = None
+) -> Store:
+    """Connect to the database `database_url` names and (by default) bring its schema up to date.
+    With `sealer`, personal data is sealed on the way in and opened on the way out
+    (relay.store.personal); without, sealed values read as None."""
     store: Store
     if database_url.startswith(("postgres://", "postgresql://")):
         # Imported here so a SQLite deployment never loads the PostgreSQL driver.
@@ -282,6 +339,7 @@ async def open_store(database_url: str, *, migrate: bool = True) -> Store:
         store = sqlite
     else:
         raise ValueError("DATABASE_URL must start with sqlite:///, postgres:// or postgresql://.")
+    store.sealer = sealer
     if migrate:
         try:
             await store.migrate()
