@@ -12,7 +12,8 @@ Zapier and Make replay failed and timed-out steps, and every issued pass is bill
   (PassKit timed out or answered only 5xx, or the sender hung up mid-call) is remembered as
   `ATTEMPTED`, so its replay recognises the record it may have made.
 - What is stored is only what a replay answers with: the flat answer, PassKit's `result` cut to
-  its ids, counts and states. No name, email or phone number is kept here.
+  its ids, counts and states. No name, email or phone number is kept here; the answer is sealed
+  all the same (relay.store.personal), and who it was about kept as a blind index.
 - A keyed answer also keeps a SHA-256 digest of the delivery's fields (never the fields): the
   same key with other fields is a sender mapping a constant as its key, refused with
   `idempotency_key_reused` instead of answering one person's pass for another. Answers stored
@@ -36,6 +37,7 @@ from relay.errors import RelayError
 from relay.operations import PassKitRequest, dig
 from relay.store import IDEMPOTENCY_TTL, Claim, redact
 from relay.store.handle import StoreHandle
+from relay.store.personal import people_in
 
 CREATE_SCOPE = "create"
 DIGEST = "fields_sha256"  # in a keyed answer's stored body: the digest of its fields
@@ -105,10 +107,12 @@ class OnceGuard:
         """A `won` or `done` claim; raises InProgress when the holder never finished.
 
         The store keeps a digest of the key, never the key: keys hold external ids (an email,
-        a phone number) and whatever a sender maps, and a digest has a fixed length."""
+        a phone number) and whatever a sender maps, and a digest has a fixed length. A create
+        key's external id is kept as a blind index, so `relay erase` finds the row."""
+        people = (key.split(":", 2)[-1],) if scope == CREATE_SCOPE else ()
         key = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         store = await self.store.get()
-        claim = await store.claim(scope, key, self.clock(), ttl=self.ttl)
+        claim = await store.claim(scope, key, self.clock(), ttl=self.ttl, people=people)
         if claim.busy:
             claim = await store.wait_for(
                 scope, key, timeout=self.wait, ttl=self.ttl, clock=self.clock
@@ -153,7 +157,8 @@ class OnceGuard:
             raise
         store = await self.store.get()
         stored = replay_copy(answer) | ({DIGEST: digest} if digest else {})
-        await store.complete(claim, 200, _stored(stored))
+        people = people_in(answer)  # its external id, which the stored copy leaves out
+        await store.complete(claim, 200, _stored(stored), people=people)
         return answer
 
     async def remember_attempt(self, claim: Claim) -> None:
@@ -165,12 +170,15 @@ class OnceGuard:
         """Store what PassKit answered a create, replacing an answer for a pass since deleted."""
         store = await self.store.get()
         body = _stored(replayed_result(answer_json))
+        people = people_in(answer_json)
         if claim.done:
             await store.release(claim)
-            claim = await store.claim(claim.scope, claim.key, self.clock(), ttl=self.ttl)
+            claim = await store.claim(
+                claim.scope, claim.key, self.clock(), ttl=self.ttl, people=people
+            )
             if not claim.won:
                 return  # another delivery stored it first; either answer will do
-        await store.complete(claim, 200, body)
+        await store.complete(claim, 200, body, people=people)
 
 
 def replayed_result(result: Any) -> Any:

@@ -1,4 +1,5 @@
-"""The delivery log's side of a delivery: one redacted `DeliveryRecord` per answer.
+"""The delivery log's side of a delivery: one redacted `DeliveryRecord` per answer (the store
+seals its payloads and keeps who it was about as blind indexes: relay.store.personal).
 
 Recorded before the answer is sent (group-committed, so cheaply), which is what makes the promise
 hold that a delivery answered 2xx is never missing from the log, even after a kill -9.
@@ -13,6 +14,7 @@ from relay.delivery import Trace
 from relay.errors import RelayError, shorten
 from relay.fields import Fields
 from relay.store import DeliveryRecord, Outcome, Source, redact
+from relay.store.personal import people_in
 from relay.store.redact import redact_text
 
 FIELD_NAME_LIMIT = 64
@@ -90,4 +92,6 @@ def delivery_record(
             else None,
             store_payloads=log_payloads,
         ),
+        # Found before redaction, so a person is erasable also when payloads are not logged.
+        people=people_in(request, trace.passkit_request, trace.passkit_response),
     )

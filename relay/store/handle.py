@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import asyncio
 
+from relay.sealing import Sealer
 from relay.store import Store, open_store
 
 
 class StoreHandle:
-    def __init__(self, database_url: str | None = None, *, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        store: Store | None = None,
+        sealer: Sealer | None = None,
+    ) -> None:
         self._url = database_url
         self._store = store
+        self._sealer = sealer
+        if store is not None and store.sealer is None:
+            store.sealer = sealer  # a store handed in (tests) seals like the app's own
         self._owned = store is None  # a store handed in is closed by whoever opened it
         self._lock = asyncio.Lock()
 
@@ -26,7 +36,7 @@ class StoreHandle:
             async with self._lock:
                 if self._store is None:
                     assert self._url is not None
-                    self._store = await open_store(self._url)
+                    self._store = await open_store(self._url, sealer=self._sealer)
         return self._store
 
     async def close(self) -> None:
