@@ -50,6 +50,15 @@ class Services:
         await self.store.close()
 
 
+def sealer_for(settings: Settings) -> Sealer:
+    """The app's and the commands' one Sealer: RELAY_ENCRYPTION_KEY's keys, else keys derived
+    from RELAY_SECRET_KEY's (relay.sealing)."""
+    return Sealer.from_secrets(
+        [k.reveal() for k in settings.secret_keys],
+        [k.reveal() for k in settings.encryption_keys],
+    )
+
+
 def build_services(
     settings: Settings,
     *,
@@ -62,7 +71,8 @@ def build_services(
     library = library or TemplateLibrary(settings.templates_dir)
     if library.problems:
         raise ConfigError(library.problems)
-    handle = StoreHandle(settings.database_url.reveal(), store=store)
+    sealer = sealer_for(settings)
+    handle = StoreHandle(settings.database_url.reveal(), store=store, sealer=sealer)
     # PassKit's rate, kept by every process on this database together (relay.outbound).
     limiter = OutboundLimiter(settings.passkit_rate_limit, shared_slots(handle.get))
     client = PassKitClient(settings, transport=transport, limiter=limiter)
@@ -87,5 +97,5 @@ def build_services(
         rate_limit=HookRateLimit(settings.rate_limit, burst=settings.rate_limit * 10),
         clock=clock,
         alerts=Alerts(settings, handle, library),
-        sealer=Sealer.from_secrets([k.reveal() for k in settings.secret_keys]),
+        sealer=sealer,
     )
