@@ -418,6 +418,18 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                                   failed_to=failed_to, resume=args.resume))  # fmt: skip
 
 
+def cmd_erase(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from relay.privacycli import erase_command
+
+    return asyncio.run(erase_command(_settings(env), args.who, passkit=args.passkit))
+
+
+def cmd_reencrypt(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from relay.privacycli import reencrypt_command
+
+    return asyncio.run(reencrypt_command(_settings(env)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relay", description=__doc__)
     parser.add_argument("--version", action="version", version=f"passkit-relay {__version__}")
@@ -496,6 +508,19 @@ def build_parser() -> argparse.ArgumentParser:
     resume_help = "carry on a run that stopped, skipping the rows it finished"
     imports.add_argument("--resume", action="store_true", help=resume_help)
     imports.set_defaults(handler=cmd_import)
+
+    erase = sub.add_parser("erase", help="remove one person from everything the relay keeps "
+                           "(delivery log, stored answers, events, spend, checkouts)")  # fmt: skip
+    erase.add_argument("who", metavar="EMAIL_OR_EXTERNAL_ID",
+                       help="their email, external id or Stripe customer id")  # fmt: skip
+    erase.add_argument("--passkit", action="store_true",
+                       help="also delete their member record at PassKit (their pass stops "
+                            "working)")  # fmt: skip
+    erase.set_defaults(handler=cmd_erase)
+
+    reencrypt = sub.add_parser("reencrypt", help="re-seal stored personal data under the first "
+                               "RELAY_ENCRYPTION_KEY (after a rotation)")  # fmt: skip
+    reencrypt.set_defaults(handler=cmd_reencrypt)
     return parser
 
 
