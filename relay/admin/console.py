@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from relay.account import Account, AccountError, load_account
 from relay.admin.charts import Hour, hourly_svg
 from relay.admin.customers import CustomersPage
+from relay.admin.erase import ErasePage
 from relay.admin.events import EventsPage
 from relay.admin.failure_pages import FailurePages
 from relay.admin.fixes import failure_of
@@ -93,6 +94,7 @@ class Console:
             Route(f"{r}/passkit", self.guarded(self.passkit), methods=["GET"]),
             *EventsPage(self).routes(),
             *CustomersPage(self).routes(),  # /admin/customers: spend and tier (relay.spend)
+            *ErasePage(self).routes(),  # /admin/erase: remove one person (relay.erase)
             Route(f"{r}/templates/{{name:path}}", self.guarded(self.template),
                   methods=["GET", "POST"]),
             *ImportPage(self).routes(),  # /admin/import: members from a CSV (relay.admin.imports)
