@@ -17,11 +17,14 @@ import pytest
 
 from relay.sandbox import State
 from relay.sandbox.state import DEMO_PROGRAM_ID
+from relay.sealing import Sealer
 from relay.store import DeliveryRecord, HookRecord, open_store
 from relay.tokens import Hook, HookSigner
 
 from .conftest import SECRET_KEY
 from .servers import relay_on_sandbox, sandbox  # noqa: F401  (the sandbox fixture)
+
+SEALER = Sealer.from_secrets([SECRET_KEY])  # the relay's: the log's payloads are sealed
 
 PASSWORD = "correct horse battery staple"
 HOOK = Hook("hk_gymfront0001", "member-upsert", {"program_id": DEMO_PROGRAM_ID, "tier_id": "base"})
@@ -38,7 +41,7 @@ def register(folder: Path, *records: DeliveryRecord) -> None:
     written to its delivery log, through the store the relay itself uses."""
 
     async def go() -> None:
-        store = await open_store(f"sqlite:///{folder / 'relay.db'}")
+        store = await open_store(f"sqlite:///{folder / 'relay.db'}", sealer=SEALER)
         try:
             hook = HookRecord(HOOK.id, HOOK.template, dict(HOOK.params),
                               label="Front desk sign-ups", created_at=1.0)  # fmt: skip
@@ -53,7 +56,7 @@ def register(folder: Path, *records: DeliveryRecord) -> None:
 
 def deliveries(folder: Path) -> list[DeliveryRecord]:
     async def go() -> list[DeliveryRecord]:
-        store = await open_store(f"sqlite:///{folder / 'relay.db'}")
+        store = await open_store(f"sqlite:///{folder / 'relay.db'}", sealer=SEALER)
         try:
             return await store.list_deliveries(limit=100)
         finally:

@@ -1,0 +1,200 @@
+"""Personal data at rest (issue 15): sealed, erasable, and rotatable.
+
+A real relay (uvicorn, lifespan on) on the PassKit sandbox handles deliveries for three people
+(two through hooks, one through a signed Stripe checkout): then the database, byte by byte
+(SQLite's files) or table by table (PostgreSQL), holds none of their names or emails. `relay
+erase` removes one person: a full dump then holds no trace of them, not even their blind index,
+while the others remain. And a rotated key: old rows read, new rows use the new key, and
+`relay reencrypt` lets the old key go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+
+from relay.app import create_app
+from relay.cli import main
+from relay.sandbox import DEMO_PROGRAM_ID, State
+from relay.sealing import PREFIX, Sealer
+from relay.store import open_store
+from relay.stripe_samples import sample_event
+
+from .conftest import BASE_ENV, ROOT, SECRET_KEY, make_settings, mint
+from .servers import serve_in_thread
+from .test_admin import PASSWORD, sign_in, token_in
+from .test_stripe import WHSEC, signed
+
+MEMBER = {"program_id": DEMO_PROGRAM_ID, "tier_id": "base"}
+ORIANE = {"external_id": "PRIV-ORIANE-7", "first_name": "Oriane", "last_name": "Vasquez-Lindqvist",
+          "email": "oriane.vl@example.com"}  # fmt: skip
+TEODOR = {"external_id": "PRIV-TEODOR-3", "first_name": "Teodor", "last_name": "Brannigan",
+          "email": "teodor.brannigan@example.com"}  # fmt: skip
+SIGRUN = {"email": "sigrun.halvorsen@example.com", "name": "Sigrun Halvorsen"}
+ORIANE_WORDS = ["Oriane", "Vasquez-Lindqvist", ORIANE["email"]]
+OTHERS_WORDS = ["Teodor", "Brannigan", TEODOR["email"], "Halvorsen", SIGRUN["email"]]
+SEALER = Sealer.from_secrets([SECRET_KEY])
+pytestmark = pytest.mark.anyio
+
+
+def deliver(relay: str) -> None:
+    """Deliveries that succeed, replay, fail and come from Stripe, for the three people."""
+    upsert = mint("member-upsert", **MEMBER)
+    stripe = "/stripe/" + mint("stripe", **MEMBER).rsplit("/", 1)[1]
+    with httpx.Client(base_url=relay, timeout=30) as client:
+        keyed = {**ORIANE, "idempotency_key": "priv-1"}
+        statuses = [client.post(upsert, data=keyed).status_code for _ in range(2)]
+        statuses.append(client.post(upsert, data={**ORIANE, "points": "lots"}).status_code)
+        statuses.append(client.post(upsert, data=TEODOR).status_code)
+        event = sample_event("checkout.session.completed", customer="cus_PrivSigrun01",
+                             email=SIGRUN["email"], name=SIGRUN["name"])  # fmt: skip
+        body = json.dumps(event).encode()
+        statuses.append(client.post(stripe, content=body, headers=signed(body, WHSEC)).status_code)
+    assert statuses == [200, 200, 422, 200, 200], statuses
+
+
+def found(data: bytes, words: list[str]) -> list[str]:
+    return [w for w in words if w.encode() in data or json.dumps(w)[1:-1].encode() in data]
+
+
+def dump(database_url: str) -> str:
+    """Every row of every table as text: SQLite's .dump, or each PostgreSQL table's rows."""
+    if database_url.startswith("sqlite"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+            return "\n".join(db.iterdump())
+    import psycopg
+
+    with psycopg.connect(database_url) as db:
+        tables = [row[0] for row in db.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema()")]  # fmt: skip
+        assert "deliveries" in tables and "idempotency" in tables
+        return "\n".join(str(row[0]) for table in tables
+                         for row in db.execute(f"SELECT t::text FROM {table} t"))  # fmt: skip
+
+
+def opened(text: str, sealer: Sealer = SEALER) -> str:
+    """`text` with every sealed value in it opened (what the keys would reveal)."""
+    tokens = [part.split("'")[0].split(",")[0].split(")")[0] for part in text.split(PREFIX)[1:]]
+    return "\n".join(sealer.open(PREFIX + token) for token in tokens)
+
+
+def environment(database_url: str, sandbox_url: str, **more: str) -> dict[str, str]:
+    return {**BASE_ENV, "DATABASE_URL": database_url, "PASSKIT_API_URL": sandbox_url,
+            "RELAY_TEMPLATES": str(ROOT / "templates"), **more}  # fmt: skip
+
+
+@contextmanager
+def relay_at(sandbox_url: str, database_url: str, **more: str) -> Iterator[str]:
+    """The relay under uvicorn (lifespan on) on `database_url`, calling the sandbox."""
+    settings = make_settings(PASSKIT_API_URL=sandbox_url, PASSKIT_PASS_URL=f"{sandbox_url}/pass",
+                             DATABASE_URL=database_url, STRIPE_WEBHOOK_SECRET=WHSEC,
+                             **more)  # fmt: skip
+    with serve_in_thread(create_app(settings), lifespan="on") as url:
+        yield url
+
+
+async def test_no_name_or_email_in_clear_and_erase_leaves_no_trace(
+    database_url: str, sandbox: tuple[str, State], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    with relay_at(sandbox[0], database_url) as relay:
+        deliver(relay)
+        if database_url.startswith("sqlite"):  # while the relay runs: the WAL holds the news
+            files = b"".join(p.read_bytes() for p in tmp_path.glob("relay.db*"))
+            assert len(list(tmp_path.glob("relay.db*"))) == 3  # the db, -wal and -shm
+            assert found(files, ORIANE_WORDS + OTHERS_WORDS) == []
+    everything = dump(database_url)
+    assert found(everything.encode(), ORIANE_WORDS + OTHERS_WORDS) == []
+    clear = opened(everything)  # the search finds them once opened with the key
+    assert found(clear.encode(), ORIANE_WORDS + OTHERS_WORDS) == ORIANE_WORDS + OTHERS_WORDS
+    for index in SEALER.blinds(ORIANE["email"]) + SEALER.blinds(ORIANE["external_id"]):
+        assert index in everything  # her rows are findable by her blind index
+    assert any(m["externalId"] == ORIANE["external_id"] for m in sandbox[1].members.values())
+
+    assert await asyncio.to_thread(main, ["erase", ORIANE["email"].upper(), "--passkit"],
+                                   environment(database_url, sandbox[0])) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    assert "3 deliveries in the log" in said and "1 stored answers (idempotency)" in said, said
+    assert f"Deleted member {ORIANE['external_id']} in program {DEMO_PROGRAM_ID}" in said, said
+    assert not any(m["externalId"] == ORIANE["external_id"] for m in sandbox[1].members.values())
+
+    after = dump(database_url)
+    assert found(after.encode(), ORIANE_WORDS) == []
+    assert found(opened(after).encode(), [*ORIANE_WORDS, ORIANE["external_id"]]) == []
+    for index in SEALER.blinds(ORIANE["email"]) + SEALER.blinds(ORIANE["external_id"]):
+        assert index not in after
+    assert found(opened(after).encode(), OTHERS_WORDS) == OTHERS_WORDS  # the others remain
+
+
+async def read_all(database_url: str, sealer: Sealer) -> list[Any]:
+    store = await open_store(database_url, sealer=sealer)
+    try:
+        return [d.request for d in await store.list_deliveries(limit=100)]
+    finally:
+        await store.close()
+
+
+async def test_a_rotated_key_reads_old_rows_seals_new_ones_and_reencrypt_lets_the_old_one_go(
+    database_url: str, sandbox: tuple[str, State], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    upsert = mint("member-upsert", **MEMBER)
+    with relay_at(sandbox[0], database_url, RELAY_ENCRYPTION_KEY=old) as relay:  # fmt: skip
+        assert httpx.post(relay + upsert, data=ORIANE, timeout=30).status_code == 200
+    rotated = f"{new},{old}"
+    with relay_at(sandbox[0], database_url, RELAY_ENCRYPTION_KEY=rotated) as relay:  # fmt: skip
+        assert httpx.post(relay + upsert, data=TEODOR, timeout=30).status_code == 200
+    both = Sealer.from_secrets([SECRET_KEY], [new, old])
+    only_new = Sealer.from_secrets([SECRET_KEY], [new])
+    requests = await read_all(database_url, both)
+    assert [r["first_name"] for r in requests] == ["Teodor", "Oriane"]  # old rows still read
+    newest, oldest = await read_all(database_url, only_new)
+    assert newest["first_name"] == "Teodor" and oldest is None  # the new key sealed the new row
+
+    assert await asyncio.to_thread(main, ["reencrypt"], environment(
+        database_url, sandbox[0], RELAY_ENCRYPTION_KEY=rotated)) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    assert "1 deliveries in the log re-sealed" in said, said
+    requests = await read_all(database_url, only_new)  # the old key dropped
+    assert [r["first_name"] for r in requests] == ["Teodor", "Oriane"]
+    assert await asyncio.to_thread(main, ["reencrypt"], environment(
+        database_url, sandbox[0], RELAY_ENCRYPTION_KEY=new)) == 0  # fmt: skip
+    assert "0 deliveries in the log re-sealed" in capsys.readouterr().out
+
+
+async def test_the_console_erases_a_person_after_saying_what_goes(
+    sandbox: tuple[str, State], tmp_path: Path
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'relay.db'}"
+    with relay_at(sandbox[0], database_url, RELAY_ADMIN_PASSWORD=PASSWORD) as relay:
+        deliver(relay)
+        async with httpx.AsyncClient(base_url=relay, timeout=30) as console:
+            await sign_in(console)
+            form = await console.get("/admin/erase")
+            assert "Their email, external id or Stripe customer id" in form.text
+            csrf = token_in(form.text)
+            refused = await console.post("/admin/erase", data={"who": ORIANE["email"]})
+            assert refused.status_code == 403  # no CSRF token: nothing happens
+            asked = await console.post("/admin/erase", data={"csrf": csrf, "who": ORIANE["email"]})
+            assert f"Erase {ORIANE['email']}?" in asked.text
+            assert "The relay has 3 deliveries about this person" in asked.text
+            before = (await console.get("/admin/deliveries")).text
+            assert found(before.encode(), ORIANE_WORDS) != []  # the console shows her: not yet
+            done = await console.post("/admin/erase", data={
+                "csrf": csrf, "who": ORIANE["email"], "confirmed": "yes"})  # fmt: skip
+            assert f"<b>{ORIANE['email']}</b> is erased from the relay" in done.text
+            assert "3 deliveries in the log" in done.text
+            listing = (await console.get("/admin/deliveries")).text
+            assert found(listing.encode(), ORIANE_WORDS) == []
+            assert "Teodor" in listing  # the others stay
