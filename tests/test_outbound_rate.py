@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from relay.errors import PassKitBusy
-from relay.outbound import LocalSlots, OutboundLimiter, Slots
+from relay.outbound import RETAKES, LocalSlots, OutboundLimiter, Slot, Slots
 from relay.sandbox import DEMO_PROGRAM_ID
 from relay.settings import ConfigError
 from relay.store import open_store
@@ -291,3 +291,23 @@ async def test_two_processes_keep_to_one_shared_rate_and_pause_together(
     during = [at for at in arrivals if told_at + 0.05 < at < told_at + 2.0]
     assert during == [], f"{len(during)} calls reached PassKit during the 2 s pause"
     assert [at for at in arrivals if at >= told_at + 2.0], "calls resumed after the pause"
+
+
+async def test_a_process_late_every_time_calls_after_two_retakes() -> None:
+    """A process so busy that every answer reaches it late would otherwise ask for turns
+    forever: it takes a later one twice (RETAKES), then calls."""
+    clock = FakeClock()
+    slots = LocalSlots(clock.monotonic)
+    take = slots.take
+    asked: list[float] = []
+
+    async def slow_answer(interval: float, latest: float) -> Slot:
+        asked.append(clock.now)
+        slot = await take(interval, latest)
+        clock.now += 0.2  # the answer reaches this busy process 0.2 s later, every time
+        return slot
+
+    slots.take = slow_answer  # type: ignore[method-assign]
+    limiter = OutboundLimiter(10, lambda: _ready(slots), clock=clock.monotonic, sleep=clock.sleep)
+    await limiter.acquire(5)
+    assert len(asked) == 1 + RETAKES
