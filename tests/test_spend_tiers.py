@@ -254,3 +254,26 @@ def test_the_refund_sample_is_a_refund_of_part_of_a_charge() -> None:
     event = sample_event("charge.refunded", customer=CUSTOMER)
     assert copy.deepcopy(event)["data"]["previous_attributes"] == {"amount_refunded": 0}
     assert event["data"]["object"]["amount_refunded"] < event["data"]["object"]["amount"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+async def test_erase_spend_removes_a_customers_whole_ledger_and_only_theirs(
+    database_url: str,
+) -> None:
+    from relay.store import open_store
+    from relay.store.spend import SpendEntry
+
+    store = await open_store(database_url)
+    try:
+        ana = [SpendEntry("evt_1", "cus_A", "blind-ana", "EUR", 6000, 1.0),
+               SpendEntry("evt_2", "cus_A", "blind-cus_A", "EUR", -1000, 2.0),
+               SpendEntry("evt_3", "cus_B", "blind-bo", "EUR", 9000, 3.0)]  # fmt: skip
+        assert [await store.add_spend(e) for e in ana] == [True, True, True]
+        assert await store.add_spend(ana[0]) is False  # counted once
+        await store.set_spend_tier("cus_A", "blind-ana", "base", 4.0)
+        assert (await store.spend_of("cus_A")).totals == {"EUR": 5000}
+        assert await store.erase_spend(["blind-ana"]) == 3  # both entries and the tier
+        assert (await store.spend_of("cus_A")).totals == {}
+        assert [c.customer for c in await store.spend_customers()] == ["cus_B"]
+    finally:
+        await store.close()
