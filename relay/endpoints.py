@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from relay import stripe_events
 from relay.admin.hookpage import describe, hook_page, wants_html
+from relay.checkout import record_checkout
 from relay.delivery import Trace
 from relay.errors import (
     BodyTooLarge,
@@ -319,6 +320,7 @@ class Endpoints:
             trace.failed(exc)
             return 200, exc.answer(request_id)
         answer["request_id"] = request_id
+        await record_checkout(self.s, hook, event, answer)  # the success page's pass
         return 200, answer
 
     async def hook_by_path(self, request: Request) -> Response:
