@@ -30,6 +30,7 @@ from relay import housekeeping
 from relay.account import AccountError, load_account
 from relay.admin.console import Console
 from relay.admin.html import FAVICON_SVG, page
+from relay.checkout import CheckoutPage
 from relay.delivery import utc_now
 from relay.endpoints import Endpoints, new_request_id, request_id_of
 from relay.errors import ClientGone, InternalError, InvalidBody, RelayError
@@ -96,7 +97,7 @@ class AccessLog:
                 await error_response(InternalError(), request_id)(scope, receive, send_with_id)
         finally:
             parts = scope["path"].split("/")
-            if len(parts) > 2 and parts[1] in ("hooks", "stripe", "passkit"):
+            if len(parts) > 2 and parts[1] in ("hooks", "stripe", "passkit", "checkout"):
                 parts[2] = redact_token(parts[2])
             log.info(
                 "%s %s %s %d %.1fms %s",
@@ -212,6 +213,7 @@ def create_app(
             Route("/hooks/", endpoints.hook_by_header, methods=["POST", "PUT"]),
             Route("/stripe/{token}", endpoints.stripe_delivery, methods=["POST"]),
             Route("/passkit/{token}", passkit_events.receive, methods=["POST", "PUT", "DELETE"]),
+            Route("/checkout/{session_id}", CheckoutPage(services).show, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/favicon.ico", favicon, methods=["GET"]),
