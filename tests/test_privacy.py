@@ -26,7 +26,7 @@ from relay.app import create_app
 from relay.cli import main
 from relay.sandbox import DEMO_PROGRAM_ID, State
 from relay.sealing import PREFIX, Sealer
-from relay.store import open_store
+from relay.store import PassKitEvent, open_store
 from relay.stripe_samples import sample_event
 
 from .conftest import BASE_ENV, ROOT, SECRET_KEY, make_settings, mint
@@ -198,3 +198,31 @@ async def test_the_console_erases_a_person_after_saying_what_goes(
             listing = (await console.get("/admin/deliveries")).text
             assert found(listing.encode(), ORIANE_WORDS) == []
             assert "Teodor" in listing  # the others stay
+
+
+async def test_forwarded_events_and_stored_answers_are_sealed_and_erased(database_url: str) -> None:
+    store = await open_store(database_url, sealer=SEALER)
+    try:
+        body = {
+            "event": "installed",
+            "external_id": ORIANE["external_id"],
+            "email": ORIANE["email"],
+            "first_name": "Oriane",
+            "last_name": "Vasquez-Lindqvist",
+        }
+        event = PassKitEvent("ev_priv1", "hk_events01", "installed", 1.0, "https://hooks.example/x",
+                             body)  # fmt: skip
+        assert await store.enqueue_event(event)
+        claim = await store.claim("create", "k" * 64, 1.0, people=[ORIANE["external_id"]])
+        assert await store.complete(claim, 200, json.dumps({"ok": True, "member_id": "m1"}))
+        dumped = dump(database_url)
+        assert found(dumped.encode(), ORIANE_WORDS) == []  # the event's body is sealed
+        stored = await store.get_event("ev_priv1")
+        assert stored is not None and stored.body == body  # and opens as it was
+        replay = await store.claim("create", "k" * 64, 2.0)
+        assert replay.done and json.loads(replay.body or "") == {"ok": True, "member_id": "m1"}
+        erased = await store.erase_person(ORIANE["external_id"].lower())
+        assert erased == {"deliveries": 0, "idempotency": 1, "passkit_events": 1}
+        assert await store.get_event("ev_priv1") is None
+    finally:
+        await store.close()
