@@ -26,6 +26,7 @@ from relay.app import create_app
 from relay.cli import main
 from relay.sandbox import DEMO_PROGRAM_ID, State
 from relay.sealing import PREFIX, Sealer
+from relay.settings import ConfigError
 from relay.store import PassKitEvent, open_store
 from relay.stripe_samples import sample_event
 
@@ -226,3 +227,13 @@ async def test_forwarded_events_and_stored_answers_are_sealed_and_erased(databas
         assert await store.get_event("ev_priv1") is None
     finally:
         await store.close()
+
+
+def test_a_wrong_encryption_key_stops_the_start_saying_what_a_key_looks_like() -> None:
+    good = Fernet.generate_key().decode()
+    assert make_settings(RELAY_ENCRYPTION_KEY=f" {good} ,").encryption_keys[0].reveal() == good
+    with pytest.raises(ConfigError) as refused:
+        make_settings(RELAY_ENCRYPTION_KEY=f"{good},not-a-fernet-key")
+    [problem] = refused.value.problems
+    assert problem.startswith("RELAY_ENCRYPTION_KEY: each key") and "Fernet.generate_key" in problem
+    assert "not-a-fernet-key" not in problem  # a key is never repeated back
