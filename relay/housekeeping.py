@@ -24,6 +24,8 @@ async def purge_expired(store: Store, settings: Settings, now: float) -> tuple[i
     """Delete what retention allows; returns (deliveries, idempotency keys) deleted."""
     deliveries = await store.purge_deliveries(now - settings.retention_days * DAY)
     keys = await store.purge_idempotency(now - settings.idempotency_days * DAY)
+    # A success page is opened minutes after the payment: its record need not outlive the log.
+    await store.purge_checkouts(now - settings.retention_days * DAY)
     # A session that ended longer ago than a cookie lives has no cookie left to refuse.
     await store.purge_ended_admin_sessions(now - ADMIN_SESSION_MAX_AGE)
     return deliveries, keys

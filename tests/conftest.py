@@ -28,6 +28,8 @@ from relay.store import Store, open_store
 from relay.tokens import Hook, HookSigner
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every template the repository ships: what the relay must load, one for one.
+SHIPPED_TEMPLATES = len(list((ROOT / "templates").rglob("*.json.j2")))
 SAMPLES = Path(__file__).resolve().parent / "samples"
 API = "https://api.passkit.test"
 SECRET_KEY = "test-secret-key-0123456789abcdef"

@@ -18,7 +18,7 @@ from relay.ratelimit import HookRateLimit
 from relay.revocations import RevocationCache
 from relay.store import DAY, Store
 
-from .conftest import FROZEN_NOW, make_settings, mint
+from .conftest import FROZEN_NOW, SHIPPED_TEMPLATES, make_settings, mint
 
 pytestmark = pytest.mark.anyio
 
@@ -235,7 +235,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"ok": True}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"ok": True, "database": True, "templates": 22}
+    assert ready.json() == {"ok": True, "database": True, "templates": SHIPPED_TEMPLATES}
 
 
 async def test_readiness_fails_when_the_database_cannot_open(

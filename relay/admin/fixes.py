@@ -283,6 +283,10 @@ _SIMPLE: dict[str, tuple[str, str]] = {
                            "to POST. Replay below sends this one as a POST."),
     "idempotency_key_reused": ("the zap sent an idempotency key it had used with other fields",
                                "Map the trigger record's id as idempotency_key, not a constant."),
+    "mixed_currency": ("this customer paid in a second currency, and tiers from spend add up "
+                       "one currency per customer",
+                       "Charge this customer in the currency they paid in before, or set "
+                       "their pass's tier in PassKit by hand."),
 }  # fmt: skip
 # Sending these again as a POST runs them properly: their fields were read and logged.
 _REPLAY_AS_POST = frozenset({"method_not_allowed"})

@@ -44,6 +44,7 @@ STRIPE_WHY = {
     "stripe/customer.subscription.updated": "after a Stripe plan change",
     "stripe/customer.subscription.deleted": "as their Stripe subscription ended",
     "stripe/invoice.payment_failed": "after a failed Stripe payment",
+    "stripe/charge.refunded": "after a Stripe refund",
 }
 
 
