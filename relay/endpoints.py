@@ -9,6 +9,9 @@ returned. Errors are raised as RelayError and rendered by the app's one handler.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -123,11 +126,45 @@ def _refuse_stripe_endpoint(hook: Hook) -> None:
         )
 
 
+@dataclass
+class Logging:
+    """What the delivery log will say of a request, filled in as it goes (Endpoints.recording):
+    a failure until an answer is set."""
+
+    template: str
+    trace: Trace = field(default_factory=Trace)
+    status: int = 500
+    answer: dict[str, Any] = field(default_factory=dict)
+    logged: Any = None  # what arrived, as the log keeps it
+    dry_run: bool = False
+
+
 class Endpoints:
     def __init__(self, services: Services) -> None:
         self.s = services
         self.stripe_secrets = [s.reveal() for s in services.settings.stripe_webhook_secrets]
         self.spend = SpendTiers(services.store, services.sealer.blind, services.timestamp)
+
+    @asynccontextmanager
+    async def recording(
+        self, source: Source, hook: Hook, request: Request, request_id: str, started: float
+    ) -> AsyncIterator[Logging]:
+        """Log the delivery the block runs, however it ends: its answer, or the failure it
+        raised (which goes on to the error handlers, as raised)."""
+        entry = Logging(hook.template)
+        try:
+            yield entry
+        except RelayError as exc:
+            entry.status, entry.answer = entry.trace.failed(exc)
+            raise
+        except Exception:
+            entry.status, entry.answer = entry.trace.failed(InternalError())
+            raise
+        finally:
+            await self.record(source, hook, entry.template, trace=entry.trace,
+                              status=entry.status, answer=entry.answer, started=started,
+                              request_id=request_id, request=entry.logged,
+                              note=request.scope.get("state"), dry_run=entry.dry_run)  # fmt: skip
 
     async def record(
         self,
@@ -206,19 +243,15 @@ class Endpoints:
         started = time.perf_counter()
         request_id = request_id_of(request)
         hook = self.s.signer.verify(token)
-        trace = Trace()
-        logged_fields: dict[str, Any] | None = None
-        status, answer = 500, {}
-        dry_run = False
-        try:
-            # Inside the try, so the log shows a revoked hook that is still being called.
+        async with self.recording("hook", hook, request, request_id, started) as entry:
+            # Inside, so the log shows a revoked hook that is still being called.
             await self.s.revocations.check(hook.id)
             _refuse_stripe_endpoint(hook)
             self.s.rate_limit.take(hook.id)
             body = await read_body(request, self.s.settings.body_limit)
             payload = parse_payload(body, request.headers.get("content-type"))
-            logged_fields = fields_for_log(payload.fields)
-            dry_run = (
+            entry.logged = fields_for_log(payload.fields)
+            entry.dry_run = (
                 payload.dry_run
                 or is_yes(request.query_params.get("dry_run"))
                 or is_yes(request.headers.get("x-relay-dry-run"))
@@ -229,31 +262,18 @@ class Endpoints:
                     f"The idempotency key is {len(key):,} characters long; at most {MAX_KEY}.",
                     hint="Map the trigger record's id as idempotency_key, not a whole record.",
                 )
-            answer = await self.run_hook(hook, payload.fields, payload.received,
-                                         request_id=request_id, trace=trace, dry_run=dry_run,
-                                         key=key)  # fmt: skip
-            status = 200
-        except RelayError as exc:
-            status, answer = trace.failed(exc)
-            raise
-        except Exception:
-            status, answer = trace.failed(InternalError())
-            raise
-        finally:
-            await self.record("hook", hook, hook.template, trace=trace, status=status,
-                              answer=answer, started=started, request_id=request_id,
-                              request=logged_fields, note=request.scope.get("state"),
-                              dry_run=dry_run)  # fmt: skip
-        return JSONResponse(answer)
+            entry.answer = await self.run_hook(hook, payload.fields, payload.received,
+                                               request_id=request_id, trace=entry.trace,
+                                               dry_run=entry.dry_run, key=key)  # fmt: skip
+            entry.status = 200
+        return JSONResponse(entry.answer)
 
     async def stripe_delivery(self, request: Request) -> Response:
         started = time.perf_counter()
         request_id = request_id_of(request)
         hook = self.s.signer.verify(request.path_params["token"])
-        trace = Trace()
-        template, event = stripe_events.PARAMS_TEMPLATE, None
-        status, answer = 500, dict[str, Any]()
-        try:
+        async with self.recording("stripe", hook, request, request_id, started) as entry:
+            entry.template = stripe_events.PARAMS_TEMPLATE  # until the event names its own
             await self.s.revocations.check(hook.id)
             if hook.template != stripe_events.PARAMS_TEMPLATE:
                 raise WrongEndpoint(
@@ -269,20 +289,12 @@ class Endpoints:
             body = await read_body(request, self.s.settings.body_limit)
             signature = request.headers.get("stripe-signature")
             event = stripe_events.verify(body, signature, self.stripe_secrets)
-            template = stripe_events.template_name(event)
-            status, answer = await self.handle_event(hook, event, template, request_id, trace)
-        except RelayError as exc:
-            status, answer = trace.failed(exc)
-            raise
-        except Exception:
-            status, answer = trace.failed(InternalError())
-            raise
-        finally:
-            summary = stripe_events.summary(event) if event else None
-            await self.record("stripe", hook, template, trace=trace, status=status,
-                              answer=answer, started=started, request_id=request_id,
-                              request=summary, note=request.scope.get("state"))  # fmt: skip
-        return JSONResponse(answer, status_code=status)
+            entry.logged = stripe_events.summary(event)
+            entry.template = stripe_events.template_name(event)
+            entry.status, entry.answer = await self.handle_event(
+                hook, event, entry.template, request_id, entry.trace
+            )
+        return JSONResponse(entry.answer, status_code=entry.status)
 
     async def handle_event(
         self, hook: Hook, event: dict[str, Any], template: str, request_id: str, trace: Trace

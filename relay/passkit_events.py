@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from relay import passkit_signature
 from relay.delivery import Trace
 from relay.endpoints import Endpoints, read_body, request_id_of
-from relay.errors import InternalError, InvalidBody, NotConfigured, RelayError, WrongEndpoint
+from relay.errors import InvalidBody, NotConfigured, WrongEndpoint
 from relay.passkit_flatten import NotAnEvent, flatten, wanted
 from relay.passkit_forwarder import Forwarder
 from relay.passkit_params import TEMPLATE
@@ -52,9 +52,8 @@ class PassKitEvents:
         started = time.perf_counter()
         request_id = request_id_of(request)
         hook = self.s.signer.verify(request.path_params["token"])
-        trace = Trace()
-        status, answer, logged = 500, dict[str, Any](), None
-        try:
+        async with self.endpoints.recording("passkit", hook, request, request_id, started) as entry:
+            entry.template = TEMPLATE  # what it is logged as, also when the URL is a wrong one
             await self.s.revocations.check(hook.id)
             if hook.template != TEMPLATE:
                 raise WrongEndpoint(
@@ -72,22 +71,11 @@ class PassKitEvents:
             header = request.headers.get(passkit_signature.HEADER)
             now = self.s.timestamp()
             nonce = passkit_signature.verify(body, header, self.secrets, now=now)
-            answer = await self.accept(hook.id, hook.params, body, nonce, now, request, trace)
-            logged = {k: answer[k] for k in ("event", "event_id") if k in answer}
-            status = 200
-        except RelayError as exc:
-            status, answer = trace.failed(exc)
-            raise
-        except Exception:
-            status, answer = trace.failed(InternalError())
-            raise
-        finally:
-            await self.endpoints.record(
-                "passkit", hook, TEMPLATE, trace=trace, status=status, answer=answer,
-                started=started, request_id=request_id, request=logged,
-                note=request.scope.get("state"),
-            )  # fmt: skip
-        return JSONResponse(answer | {"request_id": request_id})
+            entry.answer = await self.accept(hook.id, hook.params, body, nonce, now, request,
+                                             entry.trace)  # fmt: skip
+            entry.logged = {k: entry.answer[k] for k in ("event", "event_id") if k in entry.answer}
+            entry.status = 200
+        return JSONResponse(entry.answer | {"request_id": request_id})
 
     async def accept(
         self,
