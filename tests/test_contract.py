@@ -242,6 +242,24 @@ def test_passkit_accepts_what_every_stripe_template_sends(
     assert judge(request.method, request.path, request.json, rules) == []
 
 
+# What a tier_for_spend move gives the templates (relay.spend.Movement.context).
+SPEND_MOVE = {"tier": "silver", "previous_tier": "gold", "note": "", "total": "480.00",
+              "currency": "GBP"}  # fmt: skip
+
+
+@pytest.mark.parametrize("sample", ["charge.refunded", "invoice.paid"])
+def test_passkit_accepts_what_a_spend_tier_move_sends(relay: Relay, sample: str) -> None:
+    [event] = [event for name, event in STRIPE if name == sample]
+    template = stripe_events.template_name(event)
+    params = {**STRIPE_PARAMS, "tier_for_spend": "0=base,100=silver,500=gold", "tier_down": "yes"}
+    extra = stripe_events.context(event) | {"spend": SPEND_MOVE}
+    request = rendered(relay, template, params, {}, extra)
+    assert request is not None, "a tier move is sent"
+    assert "silver" in str(request.json)
+    rules = ruleset_of(request.operation.name, request.method, request.path)
+    assert judge(request.method, request.path, request.json, rules) == []
+
+
 # -- what PassKit refuses, the relay refuses first ------------------------------------------------
 
 EVENT = {"productionId": "p", "venueId": "v", "scheduledStartDate": "2026-12-24T19:30:00Z"}
