@@ -40,7 +40,10 @@ class Erasure:
         return sum(self.removed.values())
 
     def lines(self) -> list[str]:
-        lines = [f"{count} {place}" for place, count in self.removed.items()]
+        # "Place: count" reads right for 1 and for 3 ("1 deliveries" did not).
+        lines = [
+            f"{place[:1].upper()}{place[1:]}: {count}" for place, count in self.removed.items()
+        ]
         return lines + self.passkit
 
 

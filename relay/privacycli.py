@@ -49,6 +49,6 @@ async def reencrypt_command(settings: Settings) -> int:
     finally:
         await services.aclose()
     for table, count in counts.items():
-        print(f"  {count} {PLACES[table]} re-sealed")
+        print(f"  {PLACES[table][:1].upper()}{PLACES[table][1:]}: {count} re-sealed")
     print("Done: every value now opens with the first key alone; older keys can be dropped.")
     return 0

@@ -125,7 +125,7 @@ async def test_no_name_or_email_in_clear_and_erase_leaves_no_trace(
     assert await asyncio.to_thread(main, ["erase", ORIANE["email"].upper(), "--passkit"],
                                    environment(database_url, sandbox[0])) == 0  # fmt: skip
     said = capsys.readouterr().out
-    assert "3 deliveries in the log" in said and "1 stored answers (idempotency)" in said, said
+    assert "Deliveries in the log: 3" in said and "Stored answers (idempotency): 1" in said, said
     assert f"Deleted member {ORIANE['external_id']} in program {DEMO_PROGRAM_ID}" in said, said
     assert not any(m["externalId"] == ORIANE["external_id"] for m in sandbox[1].members.values())
 
@@ -166,12 +166,12 @@ async def test_a_rotated_key_reads_old_rows_seals_new_ones_and_reencrypt_lets_th
     assert await asyncio.to_thread(main, ["reencrypt"], environment(
         database_url, sandbox[0], RELAY_ENCRYPTION_KEY=rotated)) == 0  # fmt: skip
     said = capsys.readouterr().out
-    assert "1 deliveries in the log re-sealed" in said, said
+    assert "Deliveries in the log: 1 re-sealed" in said, said
     requests = await read_all(database_url, only_new)  # the old key dropped
     assert [r["first_name"] for r in requests] == ["Teodor", "Oriane"]
     assert await asyncio.to_thread(main, ["reencrypt"], environment(
         database_url, sandbox[0], RELAY_ENCRYPTION_KEY=new)) == 0  # fmt: skip
-    assert "0 deliveries in the log re-sealed" in capsys.readouterr().out
+    assert "Deliveries in the log: 0 re-sealed" in capsys.readouterr().out
 
 
 async def test_the_console_erases_a_person_after_saying_what_goes(
@@ -195,7 +195,7 @@ async def test_the_console_erases_a_person_after_saying_what_goes(
             done = await console.post("/admin/erase", data={
                 "csrf": csrf, "who": ORIANE["email"], "confirmed": "yes"})  # fmt: skip
             assert f"<b>{ORIANE['email']}</b> is erased from the relay" in done.text
-            assert "3 deliveries in the log" in done.text
+            assert "Deliveries in the log: 3" in done.text
             listing = (await console.get("/admin/deliveries")).text
             assert found(listing.encode(), ORIANE_WORDS) == []
             assert "Teodor" in listing  # the others stay
