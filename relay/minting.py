@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers.geocoder import country_name_for_number
+import pycountry
 
 from relay import passkit_params, phones
 from relay.account import Account, Named, Project
@@ -86,9 +86,10 @@ def grouped(library: TemplateLibrary) -> list[tuple[str, list[Endpoint]]]:
 
 
 # Countries a hook's `country` setting may name, by name (the mint form's list): the phone
-# library's regions, named by its own geocoder; six it names by code only are named here.
-_UNNAMED = {"AC": "Ascension Island", "BL": "Saint Barthélemy", "EH": "Western Sahara",
-            "MF": "Saint Martin", "TA": "Tristan da Cunha", "XK": "Kosovo"}  # fmt: skip
+# library's regions, named as ISO 3166 does (pycountry; its common name where it has one, e.g.
+# "Bolivia"); three regions that are not ISO countries are named here. Not the phone library's
+# geocoder: importing it costs ~100 MB of memory in every process.
+_UNNAMED = {"AC": "Ascension Island", "TA": "Tristan da Cunha", "XK": "Kosovo"}
 
 
 @functools.cache
@@ -97,8 +98,8 @@ def countries() -> tuple[tuple[str, str], ...]:
     sorted by name."""
     named = []
     for code in phonenumbers.SUPPORTED_REGIONS:
-        example = phonenumbers.example_number(code)
-        name = country_name_for_number(example, "en") if example else ""
+        found = pycountry.countries.get(alpha_2=code)
+        name = (getattr(found, "common_name", None) or found.name) if found else ""
         named.append((code, name or _UNNAMED.get(code, code)))
     return tuple(sorted(named, key=lambda pair: pair[1]))
 
