@@ -135,6 +135,14 @@ def _number(env: Mapping[str, str], name: str, default: float, problems: list[st
     return number
 
 
+def _rate(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
+    """A rate a second: a number, or 0 / off / none for no limit."""
+    raw = env.get(name, "").strip().lower()
+    if raw in ("0", "off", "none"):
+        return 0.0
+    return _number(env, name, default, problems)
+
+
 def _flag(env: Mapping[str, str], name: str, default: bool, problems: list[str]) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -241,12 +249,7 @@ def load_settings(
     idempotency_days = _number(env, "RELAY_IDEMPOTENCY_DAYS", 7.0, problems)
     retention_days = _number(env, "RELAY_RETENTION_DAYS", 30.0, problems)
     log_payloads = _flag(env, "RELAY_LOG_PAYLOADS", True, problems)
-    rate_limit = 50.0
-    raw_limit = env.get("RELAY_RATE_LIMIT", "").strip().lower()
-    if raw_limit in ("0", "off", "none"):
-        rate_limit = 0.0
-    elif raw_limit:
-        rate_limit = _number(env, "RELAY_RATE_LIMIT", 50.0, problems)
+    rate_limit = _rate(env, "RELAY_RATE_LIMIT", 50.0, problems)
 
     # Behind Heroku's router (DYNO is set there) the router appends the real client address to
     # X-Forwarded-For, and Router 2.0 keeps idle connections to a dyno for 90 s: closing one
@@ -287,16 +290,12 @@ def load_settings(
     forward_retry = _number(env, "RELAY_FORWARD_RETRY", 10.0, problems)
     forward_give_up = _number(env, "RELAY_FORWARD_GIVE_UP_HOURS", 24.0, problems) * 3600
 
-    passkit_rate_limit = 10.0
-    raw_passkit_rate = env.get("PASSKIT_RATE_LIMIT", "").strip().lower()
-    if raw_passkit_rate in ("0", "off", "none"):
-        passkit_rate_limit = 0.0
-    elif raw_passkit_rate:
-        passkit_rate_limit = _number(env, "PASSKIT_RATE_LIMIT", 10.0, problems)
-        if not passkit_rate_limit <= 100_000:  # also inf and nan
-            problems.append(
-                f"PASSKIT_RATE_LIMIT must be calls a second, e.g. 10 (got {raw_passkit_rate!r})."
-            )
+    passkit_rate_limit = _rate(env, "PASSKIT_RATE_LIMIT", 10.0, problems)
+    if not passkit_rate_limit <= 100_000:  # also inf and nan
+        raw_passkit_rate = env.get("PASSKIT_RATE_LIMIT", "").strip()
+        problems.append(
+            f"PASSKIT_RATE_LIMIT must be calls a second, e.g. 10 (got {raw_passkit_rate!r})."
+        )
 
     encryption_keys = _split(env.get("RELAY_ENCRYPTION_KEY"))
     if not all(Sealer.valid_key(key) for key in encryption_keys):
