@@ -343,13 +343,19 @@ class Endpoints:
             return await self.describe_hook(request, token)
         return await self.deliver(request, token)
 
+    async def hook_to_use(self, token: str) -> Hook:
+        """The hook `token` names, unless it is revoked or a Stripe endpoint (raised as such):
+        what a look at a hook, its test form and a refused GET start from."""
+        hook = self.s.signer.verify(token)
+        await self.s.revocations.check(hook.id)
+        _refuse_stripe_endpoint(hook)
+        return hook
+
     async def refuse_get(self, request: Request, token: str, refused: MethodNotAllowed) -> Response:
         """405 for a GET with fields, logged as a failed delivery (the operator sees a zap
         calling with GET); a wrong, revoked or Stripe URL is still told as such first."""
         started = time.perf_counter()
-        hook = self.s.signer.verify(token)
-        await self.s.revocations.check(hook.id)
-        _refuse_stripe_endpoint(hook)
+        hook = await self.hook_to_use(token)
         trace = Trace()
         status, answer = trace.failed(refused)
         rid = request_id_of(request)
@@ -362,9 +368,7 @@ class Endpoints:
         return await self.deliver(request, _token_from_headers(request))
 
     async def describe_hook(self, request: Request, token: str) -> Response:
-        hook = self.s.signer.verify(token)
-        await self.s.revocations.check(hook.id)
-        _refuse_stripe_endpoint(hook)
+        hook = await self.hook_to_use(token)
         template = self.s.relay.template_for(hook)
         if wants_html(request):
             return hook_page(request, hook, template)
@@ -374,9 +378,7 @@ class Endpoints:
     async def try_hook(self, request: Request) -> Response:
         """The hook page's test form: a dry run shown on the page (nothing is sent)."""
         token = request.path_params["token"]
-        hook = self.s.signer.verify(token)
-        await self.s.revocations.check(hook.id)
-        _refuse_stripe_endpoint(hook)
+        hook = await self.hook_to_use(token)
         template = self.s.relay.template_for(hook)
         rid = request_id_of(request)
         body = await read_body(request, self.s.settings.body_limit)
