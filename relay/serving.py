@@ -392,10 +392,15 @@ class BodyDeadline:
 # -- the client address: from the hop a trusted proxy wrote -------------------------------------
 
 
-def _entries(values: Iterable[str]) -> list[str]:
-    """The comma-separated entries of every header of one name, in order (several headers are
-    one list, as HTTP says)."""
-    return [entry.strip() for value in values for entry in value.split(",")]
+def _trusted_entry(values: Iterable[str], hops: int) -> str | None:
+    """The `hops`-th entry from the right of the comma-separated entries of every header of one
+    name, in order (several headers are one list, as HTTP says): the one the outermost trusted
+    proxy wrote. None when nothing is trusted (`hops` 0) or the list is shorter than `hops`
+    (the request did not come through them all)."""
+    if hops <= 0:
+        return None
+    entries = [entry.strip() for value in values for entry in value.split(",")]
+    return entries[-hops] if len(entries) >= hops else None
 
 
 def _address(entry: str) -> str | None:
@@ -414,25 +419,15 @@ def _address(entry: str) -> str | None:
 
 def trusted_client(forwarded_for: Iterable[str], hops: int) -> str | None:
     """The client address as the outermost of `hops` trusted proxies saw it: the `hops`-th
-    X-Forwarded-For entry from the right. None when nothing is trusted (`hops` 0), or the list
-    is shorter than `hops` (the request did not come through them all) or that entry is not an
-    address: the caller keeps the socket's peer then."""
-    if hops <= 0:
-        return None
-    entries = _entries(forwarded_for)
-    if len(entries) < hops:
-        return None
-    return _address(entries[-hops])
+    X-Forwarded-For entry from the right. None when there is no such entry (`_trusted_entry`)
+    or it is not an address: the caller keeps the socket's peer then."""
+    entry = _trusted_entry(forwarded_for, hops)
+    return None if entry is None else _address(entry)
 
 
 def trusted_scheme(forwarded_proto: Iterable[str], hops: int) -> str | None:
     """The scheme the client used, from X-Forwarded-Proto by the same rule; None if unknown."""
-    if hops <= 0:
-        return None
-    entries = _entries(forwarded_proto)
-    if len(entries) < hops:
-        return None
-    scheme = entries[-hops].lower()
+    scheme = (_trusted_entry(forwarded_proto, hops) or "").lower()
     return scheme if scheme in ("http", "https") else None
 
 
