@@ -16,9 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Sequence
-from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
@@ -87,12 +85,6 @@ class Sealer:
             return self._fernet.decrypt(stored[len(PREFIX) :].encode()).decode()
         except InvalidToken:
             raise SealError("no key opens this value (was its key removed?)") from None
-
-    def seal_json(self, value: Any) -> str | None:
-        return None if value is None else self.seal(json.dumps(value, ensure_ascii=False))
-
-    def open_json(self, stored: str | None) -> Any:
-        return None if stored is None else json.loads(self.open(stored))
 
     def reseal(self, stored: str) -> str:
         """`stored` sealed under the first key (done by `relay reencrypt` after a rotation)."""

@@ -147,16 +147,6 @@ FAILURE_GROUPS = (
 )
 
 
-def dumps(value: Any) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
 def hook_from_row(row: Row) -> HookRecord:
     return HookRecord(
         id=row[0],
