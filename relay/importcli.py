@@ -29,8 +29,9 @@ async def import_csv(
     try:
         try:
             file = MemberFile(path)
-            hook = await resolve_hook(Endpoints(services), hook_given)
-            importer = Importer(Endpoints(services), hook, file)
+            endpoints = Endpoints(services)
+            hook = await resolve_hook(endpoints, hook_given)
+            importer = Importer(endpoints, hook, file)
             if dry_run:
                 return await _dry_run(importer)
             return await _real_run(importer, failed_to, resume=resume)
