@@ -64,10 +64,16 @@ def page(caught: list[dict[str, Any]]) -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta http-equiv="refresh" content="5"><title>What your zap would receive</title>'
+        # Not a bare meta refresh (a reload under the reader's eyes: axe calls it critical):
+        # a script reloads only when something new was caught; without scripts, every 5 s.
+        '<noscript><meta http-equiv="refresh" content="5"></noscript>'
+        "<title>What your zap would receive</title>"
         "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;"
         "padding:0 1rem;color:#1d2430}li{margin:.6rem 0}code{overflow-wrap:anywhere}</style>"
-        "</head><body><h1>What your zap would receive</h1><p>PassKit's events, as the relay "
+        "</head><body><main><h1>What your zap would receive</h1><p>PassKit's events, as the relay "
         "forwards them to a Zapier Catch Hook or a Make webhook (this page refreshes itself)."
-        f"</p>{body}</body></html>"
+        f"</p>{body}<script>const newest = {caught[0]['caught_at'] if caught else 0};"
+        " setInterval(() => fetch('?format=json').then(r => r.json()).then(all => "
+        "{ if ((all[0] || {caught_at: 0}).caught_at !== newest) location.reload(); }), 3000);"
+        "</script></main></body></html>"
     )
