@@ -1,6 +1,6 @@
 """Erasing one person (`relay erase`, the console's Erase page): their deliveries, stored answers
-and forwarded PassKit events (relay.store.privacy), their spend ledger and checkout records
-(when those stores exist), and with `passkit=True` their member record at PassKit.
+and forwarded PassKit events (relay.store.privacy), their spend ledger and checkout records,
+and with `passkit=True` their member record at PassKit.
 
 PassKit's delete needs the member's program: the relay knows it only from what it sent PassKit
 for that person (their logged PassKit requests), so those are read before the rows go. With
@@ -9,23 +9,16 @@ RELAY_LOG_PAYLOADS off there is nothing to read, and the result says so instead 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from relay.errors import RelayError
 from relay.operations import CATALOG, build_request
 from relay.passkit import PassKitClient, raise_for_answer
 from relay.sealing import Sealer
-from relay.store import Store
+from relay.store import DeliveryRecord, Store
 from relay.store.personal import people_in
 from relay.store.privacy import PLACES
-
-# The other stores' erase methods (by the blind index under every key), when they exist.
-OTHER_PLACES = {
-    "erase_spend": "spend ledger entries",
-    "erase_checkouts": "checkout records",
-}
 
 
 @dataclass
@@ -67,17 +60,16 @@ async def erase(
     for who in every:
         for table, count in (await store.erase_person(who)).items():
             result.removed[PLACES[table]] = result.removed.get(PLACES[table], 0) + count
-    for method, place in OTHER_PLACES.items():
-        remove: Callable[[list[str]], Awaitable[int]] | None = getattr(store, method, None)
-        if remove is not None:
-            blinds = [blind for who in every for blind in sealer.blinds(who)]
-            result.removed[place] = await remove(blinds)
+    # The spend ledger and checkout records keep only blind indexes: found under every key.
+    blinds = [blind for who in every for blind in sealer.blinds(who)]
+    result.removed["spend ledger entries"] = await store.erase_spend(blinds)
+    result.removed["checkout records"] = await store.erase_checkouts(blinds)
     if client is not None:
         result.passkit = await delete_members(client, members)
     return result
 
 
-def members_of(records: list[Any]) -> list[tuple[str, str]]:
+def members_of(records: list[DeliveryRecord]) -> list[tuple[str, str]]:
     """(program id, external id) of each member the relay sent PassKit for this person."""
     found: dict[tuple[str, str], None] = {}
     for record in records:

@@ -269,7 +269,7 @@ class Store(Protocol):
     async def spend_customers(self, limit: int = 200) -> list[CustomerSpend]:
         """The customers who paid or were refunded last, newest first."""
 
-    async def erase_spend(self, person_blinds: list[str]) -> int:
+    async def erase_spend(self, person_blinds: Sequence[str]) -> int:
         """Delete the ledger of the person with any of these blind indexes; rows deleted."""
 
     # -- PassKit's rate (relay.outbound) --
