@@ -9,9 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -24,30 +22,19 @@ from relay.admin.events import EventsPage
 from relay.admin.failure_pages import FailurePages
 from relay.admin.fixes import failure_of
 from relay.admin.fixes import label as field_label
+from relay.admin.hook_pages import HookPages
 from relay.admin.hookpage import form_result
-from relay.admin.html import page
+from relay.admin.html import form_text, form_texts, page
 from relay.admin.imports import ImportPage
 from relay.admin.replay import CannotReplay, fields_from_log, replay
 from relay.admin.sentences import OUTCOME_WORDS, Lexicon, lexicon, rows
 from relay.admin.session import COOKIE, MAX_AGE, LoginLimiter, Session, SessionSigner, csrf_ok
 from relay.admin.technical import card_preview, masked_count, masked_json, privacy_note
-from relay.brokentext import mend_text
 from relay.endpoints import Endpoints, new_request_id
-from relay.minting import (
-    Endpoint,
-    MintError,
-    account_check,
-    countries,
-    endpoint,
-    grouped,
-    mint,
-    registered,
-    settings_of,
-)
 from relay.operations import CATALOG, dig
 from relay.passcheck import PassChecker, PassCheckError, PassReading
 from relay.store import OUTCOMES, DeliveryRecord, Store
-from relay.tokens import Hook, hook_url
+from relay.tokens import Hook
 
 log = logging.getLogger("relay")
 Handler = Callable[[Request, Session], Awaitable[Response]]
@@ -78,10 +65,7 @@ class Console:
             Route(f"{r}/logout", self.guarded(self.logout), methods=["POST"]),
             Route(f"{r}/", self.guarded(self.overview), methods=["GET"]),
             Route(r, self.guarded(self.overview), methods=["GET"]),
-            Route(f"{r}/hooks", self.guarded(self.hooks), methods=["GET"]),
-            Route(f"{r}/hooks/new", self.guarded(self.new_hook), methods=["GET", "POST"]),
-            Route(f"{r}/hooks/{{id}}", self.guarded(self.hook), methods=["GET"]),
-            Route(f"{r}/hooks/{{id}}/revoke", self.guarded(self.revoke), methods=["GET", "POST"]),
+            *HookPages(self).routes(),  # /admin/hooks: list, mint, one hook, revoke
             Route(f"{r}/deliveries", self.guarded(self.deliveries), methods=["GET"]),
             Route(f"{r}/deliveries/{{id}}", self.guarded(self.delivery), methods=["GET"]),
             Route(f"{r}/deliveries/{{id}}/replay", self.guarded(self.replay), methods=["POST"]),
@@ -112,7 +96,7 @@ class Console:
                 return RedirectResponse(f"{self.root}/login?next={request.url.path}", 303)
             if request.method == "POST":
                 form = await request.form()
-                if not csrf_ok(session, _text(form, "csrf")):
+                if not csrf_ok(session, form_text(form, "csrf")):
                     return self.refused("The form's security token is missing or wrong.")
             return await handler(request, session)
 
@@ -159,9 +143,9 @@ class Console:
             form = await request.form()
             if wait:
                 error, status = f"Too many wrong passwords: try again in {int(wait)} s.", 429
-            elif not self.sessions.login_token_ok(_text(form, "csrf")):
+            elif not self.sessions.login_token_ok(form_text(form, "csrf")):
                 error, status = "The sign-in form expired: please try again.", 403
-            elif self.sessions.password_matches(_text(form, "password")):
+            elif self.sessions.password_matches(form_text(form, "password")):
                 self.limiter.succeeded(address)
                 _, cookie = self.sessions.new_session()
                 response = RedirectResponse(target, 303)
@@ -207,129 +191,9 @@ class Console:
                            rate=rate, chart=hourly_svg(hours), failures=failures,
                            no_hooks=not hooks)  # fmt: skip
 
-    async def hooks(self, request: Request, session: Session) -> Response:
-        hooks = await (await self.store()).list_hooks()
-        notice = request.query_params.get("notice", "")
-        rows = []
-        for hook in hooks:
-            target = self._target(hook.template)
-            specs = target.params if target else {}
-            rows.append((hook, target, settings_of(specs, hook.params, self._last_account())))
-        return self.render("hooks.html", session, "hooks", title="Hooks", rows=rows,
-                           notice=notice)  # fmt: skip
-
-    def _target(self, template: str) -> Endpoint | None:
-        """What a hook was minted for, None when its template is gone."""
-        try:
-            return endpoint(self.s.library, template)
-        except MintError:
-            return None
-
-    def _last_account(self) -> Account | None:
+    def last_account(self) -> Account | None:
         """The PassKit account as last read (to name ids on a page), without reading it."""
         return self._account[1] if self._account else None
-
-    def _choices(self) -> list[tuple[str, list[Endpoint]]]:
-        """The mint form's choices: plain names under Members, Coupons, Tickets, Stripe."""
-        return grouped(self.s.library)
-
-    async def new_hook(self, request: Request, session: Session) -> Response:
-        name = request.query_params.get("template", "")
-        problems: list[str] = []
-        values: dict[str, str] = {}
-        label = ""
-        if request.method == "POST":
-            form = await request.form()
-            name, label = _text(form, "template"), _text(form, "label").strip()
-            values = {k[6:]: v for k, v in _texts(form).items() if k.startswith("param:") and v}
-            # A picker's "or another id" box, when filled, wins over the picker.
-            values |= {k[6:]: v.strip() for k, v in _texts(form).items()
-                       if k.startswith("other:") and v.strip()}  # fmt: skip
-            # Signed in the registry's order (it stores params sorted), so the hook's page
-            # can sign them again into this very URL (itsdangerous is deterministic).
-            values = dict(sorted(values.items()))
-            base = self.public_base(request)
-            # The ids are looked up in the account as PassKit lists it now (a tier created a
-            # moment ago counts), when PassKit can be read.
-            read, _ = await self.account(fresh=True)
-            live = account_check(read) if read else None
-            try:
-                if taken := await self._label_taken(label):
-                    raise MintError([taken])
-                hook, _, _ = mint(self.s.signer, self.s.library, name, values, base, live=live)
-            except MintError as exc:
-                problems = exc.problems
-            else:
-                await (await self.store()).add_hook(registered(hook, label))
-                # Post/Redirect/Get: reloading the hook's page never mints a second hook.
-                return RedirectResponse(f"{self.root}/hooks/{hook.id}?minted=1", 303)
-        target: Endpoint | None = None
-        if name:
-            try:
-                target = endpoint(self.s.library, name)
-            except MintError as exc:
-                problems = exc.problems
-        # Pickers filled from PassKit for the ids a hook names; text boxes when it is not read.
-        account, unread = await self.account() if target else (None, "")
-        picks = account.choices() if account else {}
-        drafts = [warning for param in sorted(set(picks) & set(target.params if target else ()))
-                  for _, options in picks[param] for option in options
-                  if account and (warning := account.draft_warning(param, option.id))]  # fmt: skip
-        return self.render("hook_new.html", session, "hooks", title="New hook",
-                           choices=self._choices(), target=target, values=values, label=label,
-                           template=self.s.library.get(name), problems=problems,
-                           picks=picks, unread=unread, drafts=drafts, countries=countries(),
-                           status=422 if problems else 200)  # fmt: skip
-
-    async def _label_taken(self, label: str) -> str:
-        """Why `label` cannot name a new hook ("" when it can): an active hook already has it.
-        Labels tell hooks apart in the lists and the deliveries filter, and a gym owner reads
-        the label, not the id; a revoked hook's label is free again."""
-        if not label:
-            return ""
-        for other in await (await self.store()).list_hooks(include_revoked=False):
-            if other.label.casefold() == label.casefold():
-                target = self._target(other.template)
-                what = target.title if target else other.template
-                return (
-                    f"Another hook (“{what}”) is already labelled “{label}”: choose another "
-                    "label, e.g. where this URL will be used."
-                )
-        return ""
-
-    async def hook(self, request: Request, session: Session) -> Response:
-        """One hook's page: its URL (signed again: the same Hook and key give the same token),
-        the Zapier and Make steps, its public test page and its latest deliveries."""
-        store = await self.store()
-        record = await store.get_hook(request.path_params["id"])
-        if record is None:
-            return self.no_such_hook(session)
-        target = self._target(record.template)
-        hook = Hook(record.id, record.template, dict(record.params))
-        kind = target.kind if target else "hooks"
-        url = hook_url(self.public_base(request), self.s.signer.mint(hook), kind=kind)
-        minted = bool(request.query_params.get("minted"))
-        drafts: list[str] = []
-        if minted:
-            account, _ = await self.account()
-            drafts = [w for k, v in hook.params.items()
-                      if account and (w := account.draft_warning(k, v))]  # fmt: skip
-        recent = await store.list_deliveries(hook_id=record.id, limit=10)
-        # Each in one sentence, as the deliveries list says them (not codes and log text).
-        words = await lexicon(self.account, self.s.library) if recent else Lexicon()
-        recent_rows = rows(recent, {record.id: record}, words, self.s.library)
-        specs = target.params if target else {}
-        settings = settings_of(specs, hook.params, self._last_account())
-        title = record.label or (target.title if target else record.template)
-        return self.render("hook_minted.html", session, "hooks", title=title,
-                           hook=hook, record=record, target=target, url=url, minted=minted,
-                           label=record.label, template=self.s.library.get(record.template),
-                           drafts=drafts, recent=recent_rows, settings=settings)  # fmt: skip
-
-    def no_such_hook(self, session: Session) -> Response:
-        return self.render("message.html", session, "hooks", title="No such hook",
-                           heading="No such hook", message="It is not in the registry.",
-                           link=f"{self.root}/hooks", status=404)  # fmt: skip
 
     async def account(self, *, fresh: bool = False) -> tuple[Account | None, str]:
         """The PassKit account (relay.account), read again after ACCOUNT_TTL seconds or when
@@ -351,22 +215,6 @@ class Console:
         account, problem = await self.account(fresh=True)
         return self.render("passkit.html", session, "passkit", title="PassKit", account=account,
                            problem=problem, api_url=self.s.settings.passkit_api_url)  # fmt: skip
-
-    async def revoke(self, request: Request, session: Session) -> Response:
-        store = await self.store()
-        hook = await store.get_hook(request.path_params["id"])
-        if hook is None:
-            return self.no_such_hook(session)
-        if request.method == "POST":
-            await store.revoke_hook(hook.id, time.time())
-            self.s.revocations.forget()
-            name = f"“{hook.label}”" if hook.label else "the hook"
-            notice = (f"Revoked {name}: its URL no longer works, so a zap or scenario still "
-                      "using it is refused.")  # fmt: skip
-            return RedirectResponse(f"{self.root}/hooks?{urlencode({'notice': notice})}", 303)
-        target = self._target(hook.template)
-        return self.render("hook_revoke.html", session, "hooks", title="Revoke hook", hook=hook,
-                           target=target)  # fmt: skip
 
     async def deliveries(self, request: Request, session: Session) -> Response:
         q = request.query_params
@@ -466,7 +314,7 @@ class Console:
         tried: dict[str, Any] | None = None
         values: dict[str, str] = {}
         if request.method == "POST":
-            values = _texts(await request.form())
+            values = form_texts(await request.form())
             params = {k[6:]: v for k, v in values.items() if k.startswith("param:") and v}
             fields = {k[6:]: v for k, v in values.items() if k.startswith("field:") and v}
             tried = await self._dry_run(template.name, params, fields)
@@ -482,16 +330,6 @@ class Console:
         flat = fields_from_log(fields)
         hook = Hook("hk_try", name, params)
         return await self.s.relay.try_out(hook, flat, list(flat), request_id=new_request_id())
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return mend_text(value) if isinstance(value, str) else ""
-
-
-def _texts(form: FormData) -> dict[str, str]:
-    """The form's text fields, mended: a NUL typed or pasted in cannot reach the database."""
-    return {mend_text(k): mend_text(v) for k, v in form.items() if isinstance(v, str)}
 
 
 def _moment(text: str | None) -> float | None:

@@ -14,7 +14,10 @@ from typing import Any
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse
+
+from relay.brokentext import mend_text
 
 FOLDER = Path(__file__).parent / "templates"
 STYLESHEET = (FOLDER / "admin.css").read_text(encoding="utf-8")
@@ -54,3 +57,14 @@ def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                "Referrer-Policy": "same-origin"}  # fmt: skip
     return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def form_text(form: FormData, name: str) -> str:
+    """One text field of a posted form, mended (see form_texts); "" when it is missing."""
+    value = form.get(name)
+    return mend_text(value) if isinstance(value, str) else ""
+
+
+def form_texts(form: FormData) -> dict[str, str]:
+    """The form's text fields, mended: a NUL typed or pasted in cannot reach the database."""
+    return {mend_text(k): mend_text(v) for k, v in form.items() if isinstance(v, str)}
