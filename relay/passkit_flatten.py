@@ -140,9 +140,14 @@ def flatten(event: Any, *, event_id: str, received_at: str, method: str = "POST"
     return flat
 
 
+def chosen_events(events: str) -> list[str]:
+    """The short names an `events=` param lists: comma-separated, any case; none means all."""
+    return [part.strip().lower() for part in events.split(",") if part.strip()]
+
+
 def wanted(flat: Mapping[str, str], events: str) -> bool:
-    """Whether the hook's `events=` param (comma-separated short names; empty: all) takes it."""
-    chosen = {part.strip().lower() for part in events.split(",") if part.strip()}
+    """Whether the hook's `events=` param takes it."""
+    chosen = chosen_events(events)
     return not chosen or flat.get("event", "") in chosen
 
 

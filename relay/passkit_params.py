@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from relay.passkit_flatten import EVENT_NAMES
+from relay.passkit_flatten import EVENT_NAMES, chosen_events
 from relay.templating import ParamSpec
 
 TEMPLATE = "passkit-events"  # what the URL's token names as its template
@@ -41,8 +41,7 @@ def param_problems(given: dict[str, str]) -> list[str]:
             "forward_to must be a web address starting with https://, such as the URL of a "
             "Zapier Catch Hook trigger or a Make custom webhook"
         )
-    chosen = [e.strip().lower() for e in given.get("events", "").split(",") if e.strip()]
-    unknown = [e for e in chosen if e not in EVENT_NAMES]
+    unknown = [e for e in chosen_events(given.get("events", "")) if e not in EVENT_NAMES]
     if unknown:
         problems.append(
             f"events {', '.join(unknown)} unknown: choose from {', '.join(EVENT_NAMES)}"
