@@ -11,30 +11,19 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from relay import __version__
 from relay.errors import RelayError
 from relay.fields import FieldList, Fields, FieldValue
 from relay.logsetup import configure_logging
-from relay.minting import (
-    Endpoint,
-    LiveCheck,
-    MintError,
-    account_check,
-    mint,
-    registered,
-    settings_problems,
-)
+from relay.minting import LiveCheck, MintError, mint, registered, settings_problems
 from relay.payloads import normalise_key
 from relay.settings import ConfigError, Settings, display_url, load_settings, templates_dir
 from relay.store import Store, open_store
 from relay.templatecheck import unknown_fields
 from relay.templating import SkipDelivery, TemplateLibrary
 from relay.tokens import Hook, HookSigner, token_from_url
-
-if TYPE_CHECKING:
-    from relay.account import Account
 
 T = TypeVar("T")
 
@@ -156,7 +145,9 @@ def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print("relay: --offline: settings checked here only; ids are not looked up at PassKit",
               file=sys.stderr)  # fmt: skip
     else:
-        live = _account_check(settings)
+        from relay.accountcli import live_check
+
+        live = live_check(settings)
     try:
         hook, target, url = mint(
             signer, library, args.template, _params(args.param), base, live=live
@@ -174,37 +165,6 @@ def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(f"hook {hook.id}: {target.summary}" + (f" ({args.label})" if args.label else ""))
     print(url)
     return 0
-
-
-def _read_account(settings: Settings) -> Account:
-    """The PassKit account the configured credentials reach (AccountError says why not)."""
-    from relay.account import load_account
-    from relay.passkit import PassKitClient
-
-    async def read() -> Account:
-        client = PassKitClient(settings)
-        try:
-            return await load_account(client)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(read())
-
-
-def _account_check(settings: Settings) -> LiveCheck:
-    """The live part of minting: the account PassKit lists, read once the settings passed the
-    offline checks; a refusal saying why when it cannot be read."""
-    from relay.account import AccountError
-
-    def check(target: Endpoint, params: Mapping[str, str]) -> list[str]:
-        try:
-            account = _read_account(settings)
-        except AccountError as exc:
-            return [f"the ids cannot be looked up at PassKit: {exc} (relay url --offline mints "
-                    "without looking them up)"]  # fmt: skip
-        return account_check(account)(target, params)
-
-    return check
 
 
 def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
@@ -317,38 +277,11 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(f"ok: {len(library.templates)} templates in {settings.templates_dir}")
     print(f"ok: PassKit API at {settings.passkit_api_url}")
     print(f"ok: database {display_url(settings.database_url.reveal())}")
-    return _check_live(settings) if getattr(args, "live", False) else 0
+    if not getattr(args, "live", False):
+        return 0
+    from relay.accountcli import check_live
 
-
-def _check_live(settings: Settings) -> int:
-    """`relay check --live`: the account's programs, campaigns and productions, read from
-    PassKit with the configured credentials; exit 1 with one line saying what to change."""
-    from relay.account import AccountError
-
-    try:
-        account = _read_account(settings)
-    except AccountError as exc:
-        print(f"problem: {exc}")
-        return 1
-    print(f"ok: PassKit connected to {account.where} as {account.key}: {account.summary()}")
-    for program in account.programs:
-        print(f"program {program.name}  {program.id}{'  (draft)' if program.draft else ''}")
-        for tier in program.tiers:
-            print(f"  tier {tier.name}  {tier.id}")
-    for campaign in account.campaigns:
-        print(f"campaign {campaign.name}  {campaign.id}{'  (draft)' if campaign.draft else ''}")
-        for offer in campaign.offers:
-            print(f"  offer {offer.name}  {offer.id}")
-    for production in account.productions:
-        draft = "  (draft)" if production.draft else ""
-        print(f"production {production.name}  {production.id}{draft}")
-        for ticket_type in production.ticket_types:
-            print(f"  ticket type {ticket_type.name}  {ticket_type.id}")
-    for venue in account.venues:
-        print(f"venue {venue.name}  {venue.id}")
-    for warning in account.warnings():
-        print(f"warning: {warning}")
-    return 0
+    return check_live(settings)
 
 
 def _hook_problems(settings: Settings, library: TemplateLibrary) -> list[str]:
