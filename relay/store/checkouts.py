@@ -11,11 +11,10 @@ a person's rows by it, and nothing in the table names anyone in clear.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from relay.store.queries import Params, Row
+from relay.store.queries import Row, Statements
 
 COLUMNS = "session_id, hook_id, pass_id, pass_url, program_id, program_name, person, created_at"
 SAVE = (
@@ -52,14 +51,8 @@ def _record(row: Row) -> CheckoutRecord:
                           person, float(at))  # fmt: skip
 
 
-class CheckoutRecords(ABC):
+class CheckoutRecords(Statements):
     """The checkout records' statements over a backend's primitives (SQLStore's)."""
-
-    @abstractmethod
-    async def _read(self, sql: str, params: Params) -> list[Row]: ...
-
-    @abstractmethod
-    async def _write(self, sql: str, params: Params) -> tuple[int, list[Row]]: ...
 
     async def save_checkout(self, record: CheckoutRecord) -> None:
         """Record a session's pass (again: the row is brought up to date)."""

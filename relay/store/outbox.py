@@ -14,7 +14,6 @@ overwrite what another one did.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,7 +26,7 @@ from relay.store.personal import (
     seal_json,
     seal_text,
 )
-from relay.store.queries import Params, Row
+from relay.store.queries import Row, Statements
 
 EventState = Literal["pending", "forwarded", "failed"]
 EVENT_STATES: tuple[EventState, ...] = ("pending", "forwarded", "failed")
@@ -100,16 +99,10 @@ def _event(row: Row, sealer: Sealer | None) -> PassKitEvent:
                         forwarded_at, last_status, open_text(sealer, last_error))  # fmt: skip
 
 
-class EventOutbox(ABC):
+class EventOutbox(Statements):
     """The outbox's statements over a backend's read and write primitives (SQLStore's)."""
 
     sealer: Sealer | None
-
-    @abstractmethod
-    async def _read(self, sql: str, params: Params) -> list[Row]: ...
-
-    @abstractmethod
-    async def _write(self, sql: str, params: Params) -> tuple[int, list[Row]]: ...
 
     async def enqueue_event(self, event: PassKitEvent) -> bool:
         """Store a new event to forward; False when one with its id is there already."""

@@ -11,7 +11,6 @@ stored in clear before sealing included), each page its own transaction.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from typing import Any, cast
 
 from relay.sealing import Sealer
@@ -19,8 +18,7 @@ from relay.store.personal import open_text, person_patterns, person_where
 from relay.store.queries import (
     DELIVERY_COLUMNS,
     SEALED_DELIVERY_COLUMNS,
-    Params,
-    Row,
+    Statements,
     delivery_from_row,
 )
 from relay.store.records import DeliveryRecord
@@ -45,14 +43,8 @@ class NoKeys(Exception):
     """The store was opened without the keys: it can neither find nor re-seal anyone."""
 
 
-class PersonalData(ABC):
+class PersonalData(Statements):
     sealer: Sealer | None
-
-    @abstractmethod
-    async def _read(self, sql: str, params: Params) -> list[Row]: ...
-
-    @abstractmethod
-    async def _write(self, sql: str, params: Params) -> tuple[int, list[Row]]: ...
 
     def _keys(self) -> Sealer:
         if self.sealer is None:

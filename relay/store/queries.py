@@ -10,6 +10,7 @@ constants in this module; values always travel as parameters, never inside the S
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,6 +22,20 @@ if TYPE_CHECKING:
 
 Params = Mapping[str, Any]
 Row = tuple[Any, ...]
+
+
+class Statements(ABC):
+    """Statements over a backend's two primitives (SQLStore's, per backend): the base of the
+    store's parts that keep their own SQL (relay.store.privacy, outbox, checkouts, spend)."""
+
+    @abstractmethod
+    async def _read(self, sql: str, params: Params) -> list[Row]: ...
+
+    @abstractmethod
+    async def _write(self, sql: str, params: Params) -> tuple[int, list[Row]]:
+        """Run one statement in its own transaction: (rows changed, rows returned)."""
+
+
 # Big purges run in chunks, each its own transaction, so deliveries keep committing meanwhile.
 PURGE_CHUNK = 5_000
 # Percentiles come from the newest deliveries in the window: plenty for an overview, and the

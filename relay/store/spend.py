@@ -11,11 +11,10 @@ kept in clear.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from relay.store.queries import Params, Row
+from relay.store.queries import Statements
 
 ADD = (
     "INSERT INTO spend_entries (event_id, customer, person, currency, amount, at) "
@@ -70,14 +69,8 @@ class CustomerSpend:
     last_at: float | None = None
 
 
-class SpendLedger(ABC):
+class SpendLedger(Statements):
     """The ledger's statements over a backend's read and write primitives (SQLStore's)."""
-
-    @abstractmethod
-    async def _read(self, sql: str, params: Params) -> list[Row]: ...
-
-    @abstractmethod
-    async def _write(self, sql: str, params: Params) -> tuple[int, list[Row]]: ...
 
     async def add_spend(self, entry: SpendEntry) -> bool:
         """Count one event; False when it was counted before (nothing changes then)."""

@@ -24,7 +24,7 @@ from relay.store.checkouts import CheckoutRecords
 from relay.store.outbox import EventOutbox
 from relay.store.personal import open_text, person_column, seal_text
 from relay.store.privacy import PersonalData
-from relay.store.queries import Params, Row
+from relay.store.queries import Params
 from relay.store.records import (
     IDEMPOTENCY_TTL,
     STALE_AFTER,
@@ -46,14 +46,7 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ABC):
         self.sealer: Sealer | None = None  # set by open_store: seals personal data
         self._log: GroupCommit[DeliveryRecord, None] = GroupCommit(self._flush_deliveries)
 
-    # -- the backend's primitives ------------------------------------------------------------
-
-    @abstractmethod
-    async def _read(self, sql: str, params: Params) -> list[Row]: ...
-
-    @abstractmethod
-    async def _write(self, sql: str, params: Params) -> tuple[int, list[Row]]:
-        """Run one statement in its own transaction: (rows changed, rows returned)."""
+    # -- the backend's primitives (and _read, _write: relay.store.queries.Statements) -------
 
     @abstractmethod
     async def _write_batch(self, steps: Sequence[tuple[str, Sequence[Params]]]) -> None:
