@@ -71,8 +71,8 @@ class PassKitEvents:
             header = request.headers.get(passkit_signature.HEADER)
             now = self.s.timestamp()
             nonce = passkit_signature.verify(body, header, self.secrets, now=now)
-            entry.answer = await self.accept(hook.id, hook.params, body, nonce, now, request,
-                                             entry.trace)  # fmt: skip
+            entry.answer = await self.accept(hook.id, hook.params, body, nonce, now,
+                                             request.method, entry.trace)  # fmt: skip
             entry.logged = {k: entry.answer[k] for k in ("event", "event_id") if k in entry.answer}
             entry.status = 200
         return JSONResponse(entry.answer | {"request_id": request_id})
@@ -84,7 +84,7 @@ class PassKitEvents:
         body: bytes,
         nonce: str,
         now: float,
-        request: Request,
+        method: str,
         trace: Trace,
     ) -> dict[str, Any]:
         """The answer for a verified event: stored for forwarding, or ignored by `events=`."""
@@ -94,7 +94,7 @@ class PassKitEvents:
             raise InvalidBody("The signed body is not JSON.") from None
         ident = event_id(hook_id, nonce, body)
         try:
-            flat = flatten(event, event_id=ident, received_at=iso(now), method=request.method)
+            flat = flatten(event, event_id=ident, received_at=iso(now), method=method)
         except NotAnEvent as exc:
             raise InvalidBody(str(exc)) from None
         trace.operation = f"passkit.{flat['event']}"
