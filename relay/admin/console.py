@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -17,28 +16,24 @@ from starlette.routing import BaseRoute, Route
 from relay.account import Account, AccountError, load_account
 from relay.admin.charts import Hour, hourly_svg
 from relay.admin.customers import CustomersPage
+from relay.admin.delivery_pages import DeliveryPages
 from relay.admin.erase import ErasePage
 from relay.admin.events import EventsPage
 from relay.admin.failure_pages import FailurePages
-from relay.admin.fixes import failure_of
 from relay.admin.fixes import label as field_label
 from relay.admin.hook_pages import HookPages
 from relay.admin.hookpage import form_result
 from relay.admin.html import form_text, form_texts, page
 from relay.admin.imports import ImportPage
-from relay.admin.replay import CannotReplay, fields_from_log, replay
-from relay.admin.sentences import OUTCOME_WORDS, Lexicon, lexicon, rows
+from relay.admin.replay import fields_from_log
+from relay.admin.sentences import Lexicon, lexicon, rows
 from relay.admin.session import COOKIE, MAX_AGE, LoginLimiter, Session, SessionSigner, csrf_ok
-from relay.admin.technical import card_preview, masked_count, masked_json, privacy_note
 from relay.endpoints import Endpoints, new_request_id
-from relay.operations import CATALOG, dig
-from relay.passcheck import PassChecker, PassCheckError, PassReading
-from relay.store import OUTCOMES, DeliveryRecord, Store
+from relay.store import Store
 from relay.tokens import Hook
 
 log = logging.getLogger("relay")
 Handler = Callable[[Request, Session], Awaitable[Response]]
-PAGE_SIZE = 50
 ACCOUNT_TTL = 60.0  # seconds the mint form's pickers reuse the account read from PassKit
 ACCOUNT_TIMEOUT = 5.0  # seconds a page waits for PassKit's lists
 
@@ -53,7 +48,6 @@ class Console:
         self.limiter = LoginLimiter()
         self.root = root
         self._account: tuple[float, Account] | None = None  # the last one read, and when
-        self.passes = PassChecker(self.s.settings.passkit_pass_url)  # "Check the pass"
         self.failure_pages = FailurePages(self)  # failures by cause, Edit and resend
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -66,14 +60,11 @@ class Console:
             Route(f"{r}/", self.guarded(self.overview), methods=["GET"]),
             Route(r, self.guarded(self.overview), methods=["GET"]),
             *HookPages(self).routes(),  # /admin/hooks: list, mint, one hook, revoke
-            Route(f"{r}/deliveries", self.guarded(self.deliveries), methods=["GET"]),
-            Route(f"{r}/deliveries/{{id}}", self.guarded(self.delivery), methods=["GET"]),
-            Route(f"{r}/deliveries/{{id}}/replay", self.guarded(self.replay), methods=["POST"]),
+            *DeliveryPages(self).routes(),  # /admin/deliveries: list, one, replay, check pass
             Route(f"{r}/deliveries/{{id}}/edit", self.guarded(self.failure_pages.edit),
                   methods=["GET", "POST"]),
             Route(f"{r}/failures", self.guarded(self.failure_pages.failures), methods=["GET"]),
             Route(f"{r}/failures/group", self.guarded(self.failure_pages.group), methods=["GET"]),
-            Route(f"{r}/deliveries/{{id}}/pass", self.guarded(self.check_pass), methods=["POST"]),
             Route(f"{r}/templates", self.guarded(self.templates), methods=["GET"]),
             Route(f"{r}/passkit", self.guarded(self.passkit), methods=["GET"]),
             *EventsPage(self).routes(),
@@ -216,91 +207,6 @@ class Console:
         return self.render("passkit.html", session, "passkit", title="PassKit", account=account,
                            problem=problem, api_url=self.s.settings.passkit_api_url)  # fmt: skip
 
-    async def deliveries(self, request: Request, session: Session) -> Response:
-        q = request.query_params
-        hook_id, outcome = q.get("hook") or None, q.get("outcome") or None
-        since, until = _moment(q.get("since")), _moment(q.get("until"))
-        found = await (await self.store()).list_deliveries(
-            hook_id=hook_id, outcome=outcome if outcome in OUTCOMES else None,
-            since=since, until=until, before_id=q.get("before") or None, limit=PAGE_SIZE + 1,
-        )  # fmt: skip
-        more = len(found) > PAGE_SIZE
-        found = found[:PAGE_SIZE]
-        keep = {k: v for k, v in q.items() if k != "before" and v}
-        hooks = await (await self.store()).list_hooks()
-        words = await lexicon(self.account, self.s.library) if found else Lexicon()
-        listed = rows(found, {hook.id: hook for hook in hooks}, words, self.s.library)
-        outcomes = [(o, OUTCOME_WORDS.get(o, o)) for o in OUTCOMES]
-        return self.render("deliveries.html", session, "deliveries", title="Deliveries",
-                           rows=listed, more=more, filters=keep, outcomes=outcomes, hooks=hooks,
-                           next_before=found[-1].id if more else "")  # fmt: skip
-
-    async def delivery(self, request: Request, session: Session, **checked: Any) -> Response:
-        """One delivery in words: the sentence, the pass (linked, and its card shown when it is
-        the sandbox's), a failure's cause and fix; ids and JSON under Technical details.
-        `checked`: what "Check the pass" found (see check_pass)."""
-        store = await self.store()
-        record = await store.get_delivery(request.path_params["id"])
-        if record is None:
-            return self.render("message.html", session, "deliveries", title="Not found",
-                               heading="No such delivery", message="It may be past retention.",
-                               link=f"{self.root}/deliveries", status=404)  # fmt: skip
-        hook = await store.get_hook(record.hook_id) if record.hook_id else None
-        words = await lexicon(self.account, self.s.library)
-        [row] = rows([record], {hook.id: hook} if hook else {}, words, self.s.library)
-        pass_url = self.pass_url(record)
-        settings = self.s.settings
-        logged = (record.request, record.passkit_request, record.passkit_response)
-        return self.render("delivery.html", session, "deliveries", title=row.sentence.text,
-                           d=record, row=row, failure=failure_of(record), pass_url=pass_url,
-                           preview=card_preview(pass_url), masked=masked_count(*logged),
-                           privacy=privacy_note(settings.log_payloads, settings.retention_days),
-                           kept=settings.log_payloads,
-                           json=masked_json, problem=request.query_params.get("problem", ""),
-                           **checked)  # fmt: skip
-
-    def pass_url(self, record: DeliveryRecord) -> str | None:
-        """The pass a delivery issued or changed (its answer's `pass_url`), from the logged
-        PassKit request and answer; None when there is none or it was not logged."""
-        operation = CATALOG.get(record.operation)
-        if record.outcome == "failed" or not operation or not operation.kind:
-            return None
-        if operation.pass_gone:
-            return None
-        answer = record.passkit_response.get("json") if record.passkit_response else None
-        sent = record.passkit_request.get("json") if record.passkit_request else None
-        pass_id = dig(answer, operation.id_in_answer) or dig(sent, operation.id_in_request)
-        return self.s.client.pass_url(pass_id) if isinstance(pass_id, str) and pass_id else None
-
-    async def check_pass(self, request: Request, session: Session) -> Response:
-        """The delivery's pass read as Apple Wallet gets it (relay.passcheck), on request."""
-        record = await (await self.store()).get_delivery(request.path_params["id"])
-        if record is None:
-            return RedirectResponse(f"{self.root}/deliveries", 303)
-        pass_url = self.pass_url(record)
-        reading: PassReading | None = None
-        unread = ""
-        if pass_url is None:
-            unread = "This delivery names no pass to check."
-        else:
-            try:
-                reading = await self.passes.check(pass_url)
-            except PassCheckError as exc:
-                unread = str(exc)
-        return await self.delivery(request, session, reading=reading, checked=True, unread=unread)
-
-    async def replay(self, request: Request, session: Session) -> Response:
-        record = await (await self.store()).get_delivery(request.path_params["id"])
-        if record is None:
-            return RedirectResponse(f"{self.root}/deliveries", 303)
-        if (refused := self.failure_pages.replay_refused(record, session)) is not None:
-            return refused  # the same fields would end the same way
-        try:
-            new_id = await replay(self.endpoints, record)
-        except CannotReplay as exc:
-            return RedirectResponse(f"{self.root}/deliveries/{record.id}?problem={exc}", 303)
-        return RedirectResponse(f"{self.root}/deliveries/{new_id}", 303)
-
     async def templates(self, request: Request, session: Session) -> Response:
         return self.render("templates.html", session, "templates", title="Templates",
                            templates=list(self.s.library.templates.values()))  # fmt: skip
@@ -330,13 +236,3 @@ class Console:
         flat = fields_from_log(fields)
         hook = Hook("hk_try", name, params)
         return await self.s.relay.try_out(hook, flat, list(flat), request_id=new_request_id())
-
-
-def _moment(text: str | None) -> float | None:
-    """A `datetime-local` input (`2026-11-25T14:30`), read as UTC."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
