@@ -29,6 +29,11 @@ class SealError(Exception):
     """A sealed value no key opens (its key was dropped, or the value was altered)."""
 
 
+def normalised(identifier: str) -> str:
+    """An identifier as the blind index sees it: spaces collapsed, case folded."""
+    return " ".join(identifier.split()).casefold()
+
+
 def derived_key(secret: str, purpose: bytes) -> bytes:
     """A 32-byte key for `purpose`, derived from a secret key (never the secret itself)."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(
@@ -105,5 +110,5 @@ class Sealer:
 
     def blinds(self, identifier: str) -> list[str]:
         """Its blind index under every key (the first is the current one)."""
-        text = " ".join(identifier.split()).casefold().encode()
+        text = normalised(identifier).encode()
         return [hmac.new(key, text, hashlib.sha256).hexdigest()[:32] for key in self._index_keys]

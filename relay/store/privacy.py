@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from relay.sealing import Sealer
+from relay.sealing import Sealer, normalised
 from relay.store.personal import open_text, person_patterns, person_where
 from relay.store.queries import (
     DELIVERY_COLUMNS,
@@ -75,7 +75,7 @@ class PersonalData(Statements):
 
     async def _erase_unindexed(self, identifier: str) -> int:
         """Delivery rows from before the `person` column: read in clear or opened, searched."""
-        sealer, wanted = self._keys(), " ".join(identifier.split()).casefold()
+        sealer, wanted = self._keys(), normalised(identifier)
         columns = ", ".join(SEALED_DELIVERY_COLUMNS)
         after, erased = "", 0
         while True:
