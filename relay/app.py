@@ -37,8 +37,9 @@ from relay.errors import ClientGone, InternalError, InvalidBody, RelayError
 from relay.passkit import PassKitClient
 from relay.passkit_events import PassKitEvents
 from relay.passkit_forwarder import Forwarder
+from relay.proxies import TrustedHop
 from relay.services import build_services
-from relay.serving import BodyDeadline, TrustedHop
+from relay.serving import BodyDeadline
 from relay.settings import Settings, load_settings
 from relay.store import DAY, Store
 from relay.templating import TemplateLibrary

@@ -22,13 +22,8 @@ import httpx
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from relay.serving import (
-    BodyDeadline,
-    server_options,
-    trusted_client,
-    trusted_scheme,
-    uvicorn_options,
-)
+from relay.proxies import trusted_client, trusted_scheme
+from relay.serving import BodyDeadline, server_options, uvicorn_options
 from relay.settings import ConfigError, load_settings
 
 from .conftest import BASE_ENV, make_settings, mint
