@@ -143,6 +143,11 @@ def _rate(env: Mapping[str, str], name: str, default: float, problems: list[str]
     return _number(env, name, default, problems)
 
 
+def _check_http_url(name: str, url: str, problems: list[str]) -> None:
+    if not url.startswith(("http://", "https://")):
+        problems.append(f"{name} must start with http:// or https:// (got {url!r}).")
+
+
 def _flag(env: Mapping[str, str], name: str, default: bool, problems: list[str]) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -189,22 +194,17 @@ def load_settings(
 
     public_url_set = bool((env.get("RELAY_PUBLIC_URL") or "").strip())
     public_url = (env.get("RELAY_PUBLIC_URL") or f"http://localhost:{port}").strip().rstrip("/")
-    if not public_url.startswith(("http://", "https://")):
-        problems.append(
-            f"RELAY_PUBLIC_URL must start with http:// or https:// (got {public_url!r})."
-        )
+    _check_http_url("RELAY_PUBLIC_URL", public_url, problems)
 
     region = (env.get("PASSKIT_REGION") or "pub1").strip().lower()
     if region not in REGIONS:
         problems.append(f"PASSKIT_REGION must be pub1 (EU) or pub2 (US) (got {region!r}).")
         region = "pub1"
     api_url = (env.get("PASSKIT_API_URL") or f"https://api.{region}.passkit.io").strip().rstrip("/")
-    if not api_url.startswith(("http://", "https://")):
-        problems.append(f"PASSKIT_API_URL must start with http:// or https:// (got {api_url!r}).")
+    _check_http_url("PASSKIT_API_URL", api_url, problems)
 
     pass_url = (env.get("PASSKIT_PASS_URL") or f"https://{region}.pskt.io").strip().rstrip("/")
-    if not pass_url.startswith(("http://", "https://")):
-        problems.append(f"PASSKIT_PASS_URL must start with http:// or https:// (got {pass_url!r}).")
+    _check_http_url("PASSKIT_PASS_URL", pass_url, problems)
 
     api_key = (env.get("PASSKIT_API_KEY") or "").strip() or None
     api_secret = (env.get("PASSKIT_API_SECRET") or "").strip() or None
