@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from relay import passkit_signature
+from relay.brokentext import BROKEN_ESCAPE, mend
 from relay.delivery import Trace
 from relay.endpoints import Endpoints, read_body, request_id_of
 from relay.errors import InvalidBody, NotConfigured, WrongEndpoint
@@ -92,6 +93,8 @@ class PassKitEvents:
             event = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise InvalidBody("The signed body is not JSON.") from None
+        if BROKEN_ESCAPE.search(body):  # half an emoji can be neither sealed nor forwarded
+            event = mend(event)
         ident = event_id(hook_id, nonce, body)
         try:
             flat = flatten(event, event_id=ident, received_at=iso(now), method=method)

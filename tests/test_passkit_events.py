@@ -369,3 +369,15 @@ async def test_two_processes_never_forward_one_event_twice(
     finally:
         for each in relays:
             each.stop()
+
+
+def test_a_broken_character_from_passkit_is_mended_not_a_500(
+    relay: str, receiver: Receiver
+) -> None:
+    """Half an emoji (a lone surrogate escape) in PassKit's signed body cannot be sealed, sent
+    or stored as it is: like PassKit's other text, it is mended to U+FFFD and forwarded."""
+    body = BODY.replace(b'"Mara"', b'"Mara \\ud83d"')
+    answer = send(relay + events_path(receiver.url), body)
+    assert answer.status_code == 200, answer.text
+    wait_for(lambda: receiver.got)
+    assert receiver.got[0]["first_name"] == "Mara \ufffd"
