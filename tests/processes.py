@@ -61,7 +61,9 @@ class ServerProcess:
                                         stdout=self._log, stderr=subprocess.STDOUT)  # fmt: skip
         while time.perf_counter() < began + timeout:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.argv[:4]} exited:\n{self.output()}")
+                said = self.output()
+                self._close_log()  # not left for the garbage collector to find open
+                raise RuntimeError(f"{self.argv[:4]} exited:\n{said}")
             try:
                 answer = httpx.request(self.method, self.url + self.ready_path, timeout=1)
                 if answer.status_code < 500:
