@@ -73,7 +73,7 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     configure_logging()
     workers = args.workers or int(env.get("WEB_CONCURRENCY", "").strip() or 1)
     # Timeouts, and no proxy headers read by uvicorn: the app reads X-Forwarded-For from the
-    # right, as far as RELAY_TRUSTED_PROXIES says (relay.serving).
+    # right, as far as RELAY_TRUSTED_PROXIES says (relay.proxies).
     uvicorn.run(
         "relay.app:app_from_environ",
         factory=True,

@@ -116,7 +116,7 @@ class Console:
     def public_base(self, request: Request) -> str:
         """Where minted URLs point: RELAY_PUBLIC_URL when it is set, else the address the
         operator's browser used (its Host header; the scheme as the trusted proxy saw it, see
-        relay.serving.TrustedHop), not the `http://localhost:$PORT` fallback."""
+        relay.proxies.TrustedHop), not the `http://localhost:$PORT` fallback."""
         settings = self.s.settings
         return settings.public_url if settings.public_url_set else str(request.base_url)
 
