@@ -34,7 +34,6 @@ from relay.endpoints import read_body
 from relay.errors import RelayError
 from relay.importer import Importer, ImportRefused, Tally, import_rows, resolve_hook
 from relay.importfile import CsvProblem, ImportRunning, MemberFile, Progress
-from relay.stripe_events import PARAMS_TEMPLATE
 
 if TYPE_CHECKING:
     from relay.admin.console import Console
@@ -99,8 +98,11 @@ class ImportPage:
     async def start(self, request: Request, session: Session, problem: str = "") -> Response:
         sweep(time.time())
         store = await self.console.store()
-        hooks = [h for h in await store.list_hooks(include_revoked=False)
-                 if h.template != PARAMS_TEMPLATE]  # fmt: skip
+        # The hooks a row can go through (a template's, not Stripe's or PassKit events'), each
+        # with what it does in words, as the mint form names it.
+        library = self.console.s.library
+        hooks = [(h, template.title) for h in await store.list_hooks(include_revoked=False)
+                 if (template := library.get(h.template)) is not None]  # fmt: skip
         if request.method == "POST" and not problem:
             form = await request.form()
             upload, hook_id = form.get("file"), str(form.get("hook") or "")
