@@ -109,8 +109,7 @@ class OnceGuard:
         The store keeps a digest of the key, never the key: keys hold external ids (an email,
         a phone number) and whatever a sender maps, and a digest has a fixed length. A create
         key's external id is kept as a blind index, so `relay erase` finds the row."""
-        people = (key.split(":", 2)[-1],) if scope == CREATE_SCOPE else ()
-        key = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        key, people = _stored_key(scope, key)
         store = await self.store.get()
         claim = await store.claim(scope, key, self.clock(), ttl=self.ttl, people=people)
         if claim.busy:
@@ -122,6 +121,14 @@ class OnceGuard:
                 "A delivery with this idempotency key is still running.", retry_after=5
             )
         return claim
+
+    async def take_over(self, scope: str, key: str) -> Claim:
+        """Claim `key` from a holder known to be dead (a crashed import's rows in flight), with
+        no wait for the claim to go stale; stored as `claim` stores it."""
+        digest, people = _stored_key(scope, key)
+        store = await self.store.get()
+        return await store.claim(scope, digest, self.clock(), ttl=self.ttl, stale_after=0,
+                                 people=people)  # fmt: skip
 
     async def release(self, claim: Claim) -> None:
         # Shielded: a caller cancelled mid-failure must still free the key for the retry.
@@ -208,3 +215,10 @@ def replayed(claim: Claim) -> dict[str, Any]:
     answer: dict[str, Any] = json.loads(claim.body or "{}")
     answer["duplicate"] = True  # `once` takes DIGEST out: it is never answered
     return answer
+
+
+def _stored_key(scope: str, key: str) -> tuple[str, tuple[str, ...]]:
+    """What the store keeps of a key: its digest, and for a create key its external id (as a
+    blind index, so `relay erase` finds the row)."""
+    people = (key.split(":", 2)[-1],) if scope == CREATE_SCOPE else ()
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest(), people

@@ -12,7 +12,6 @@ live delivery takes (`Endpoints.run_hook`, logged in the delivery log like any o
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 import time
@@ -212,10 +211,7 @@ class Importer:
             if (create := self._create_key(payload)) is not None:
                 keys.append((CREATE_SCOPE, create))
             for scope, key in keys:
-                # Hashed as OnceGuard.claim hashes keys; stale_after=0: the holder is dead.
-                digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-                claim = await store.claim(scope, digest, self.s.timestamp(),
-                                          ttl=self.s.guard.ttl, stale_after=0)  # fmt: skip
+                claim = await self.s.guard.take_over(scope, key)
                 if claim.won and scope == CREATE_SCOPE:
                     await self.s.guard.remember_attempt(claim)
                 elif claim.won:
