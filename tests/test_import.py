@@ -196,7 +196,8 @@ def test_console_upload_checks_then_imports_with_a_progress_bar(
     page.get_by_label("Admin password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("link", name="Import").click()
-    page.get_by_label("Hook the rows go through").select_option(label="Members: Enrol or update a member")
+    picker = page.get_by_label("Hook the rows go through")
+    picker.select_option(label="Members: Enrol or update a member")
     page.get_by_label(re.compile("^CSV file")).set_input_files(str(members_csv))
     page.get_by_role("button", name="Check the file").click()
 
