@@ -26,24 +26,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from relay import housekeeping
-from relay.account import AccountError, load_account
+from relay.access.tokens import redact_token
 from relay.admin.console import Console
-from relay.admin.html import FAVICON_SVG, page
-from relay.checkout import CheckoutPage
-from relay.delivery import utc_now
-from relay.endpoints import Endpoints, new_request_id, request_id_of
+from relay.delivery import housekeeping
+from relay.delivery.pipeline import utc_now
+from relay.delivery.services import build_services
+from relay.delivery.templating import TemplateLibrary
 from relay.errors import ClientGone, InternalError, InvalidBody, RelayError
-from relay.passkit import PassKitClient
-from relay.passkit_events import PassKitEvents
-from relay.passkit_forwarder import Forwarder
-from relay.proxies import TrustedHop
-from relay.services import build_services
-from relay.serving import BodyDeadline
+from relay.events.forwarder import Forwarder
+from relay.passkit.account import AccountError, load_account
+from relay.passkit.client import PassKitClient
 from relay.settings import Settings, load_settings
 from relay.store import DAY, Store
-from relay.templating import TemplateLibrary
-from relay.tokens import redact_token
+from relay.ui.html import FAVICON_SVG, page
+from relay.web.checkout import CheckoutPage
+from relay.web.endpoints import Endpoints, new_request_id, request_id_of
+from relay.web.event_endpoint import PassKitEvents
+from relay.web.proxies import TrustedHop
+from relay.web.serving import BodyDeadline
 
 log = logging.getLogger("relay")
 
@@ -238,8 +238,8 @@ def create_app(
 async def log_connection(
     client: PassKitClient, timeout: float = 5.0, *, close: bool = False
 ) -> None:
-    """One start-up line saying what the relay reaches at PassKit (relay.account), or what to
-    change; never a traceback, never more than `timeout` seconds of PassKit calls. `close`:
+    """One start-up line saying what the relay reaches at PassKit (relay.passkit.account), or what
+    to change; never a traceback, never more than `timeout` seconds of PassKit calls. `close`:
     the client is closed afterwards."""
     try:
         if client.settings.has_passkit_credentials:

@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from relay.store.redact import mask_private
+from relay.redact import mask_private
 
 MESSAGE_LIMIT = 250  # Zapier cuts integration error messages here.
 
@@ -323,7 +323,7 @@ class PassKitUnavailable(PassKitError):
 
 
 class PassKitBusy(PassKitUnavailable):
-    """No turn at PassKit's rate (relay.outbound) within the delivery's retry budget: more
+    """No turn at PassKit's rate (relay.passkit.outbound) within the delivery's retry budget: more
     deliveries are waiting than PASSKIT_RATE_LIMIT lets through in that time."""
 
     code = "passkit_busy"

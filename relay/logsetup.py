@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from relay.store.redact import redact_text
+from relay.redact import redact_text
 
 
 class Redacting(logging.Filter):

@@ -78,7 +78,7 @@ class Settings:
     retention_days: float = 30.0
     log_payloads: bool = True
     rate_limit: float = 50.0  # deliveries a second per hook; 0 = no limit
-    header_timeout: float = 10.0  # seconds for a request line and headers (relay.serving)
+    header_timeout: float = 10.0  # seconds for a request line and headers (relay.web.serving)
     header_limit: int = 16 * 1024  # bytes of a request line and headers, like h11's limit
     body_timeout: float = 20.0  # seconds the relay waits for a request's body in all
     keep_alive_timeout: float = 5.0  # seconds an idle kept-alive connection stays open
@@ -87,16 +87,16 @@ class Settings:
     # the admin console mints URLs at the address the operator's browser used instead.
     public_url_set: bool = False
     # A Slack-compatible incoming webhook told when a hook starts failing and when it recovers
-    # (relay.alerts); its URL is a credential.
+    # (relay.delivery.alerts); its URL is a credential.
     alert_url: Secret | None = None
-    # PassKit's webhook signing secret(s) for /passkit/… (relay.passkit_signature), first to
+    # PassKit's webhook signing secret(s) for /passkit/… (relay.events.signature), first to
     # last; and how the outbox retries a forward: first retry after `forward_retry` seconds,
     # doubling up to 30 minutes, given up after `forward_give_up` seconds.
     passkit_webhook_secrets: tuple[Secret, ...] = ()
     forward_retry: float = 10.0
     forward_give_up: float = 86_400.0
     # Calls a second toward PassKit, shared by every process on one PostgreSQL database
-    # (relay.outbound); 0 = no limit. PassKit publishes no figure: see the README.
+    # (relay.passkit.outbound); 0 = no limit. PassKit publishes no figure: see the README.
     passkit_rate_limit: float = 10.0
     # Fernet keys sealing personal data at rest (relay.sealing), first seals, all open; empty:
     # keys derived from RELAY_SECRET_KEY.

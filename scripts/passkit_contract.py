@@ -1,4 +1,4 @@
-"""Write relay/passkit_contract.json: PassKit's REST contract, from PassKit's own published SDK.
+"""Write relay/passkit/passkit_contract.json: PassKit's REST contract, from PassKit's own published SDK.
 
     scripts/passkit-contract            regenerate the file
     scripts/passkit-contract --check    exit 1 (with a diff summary) when the file has drifted
@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-OUTPUT = Path(__file__).resolve().parent.parent / "relay" / "passkit_contract.json"
+OUTPUT = Path(__file__).resolve().parent.parent / "relay" / "passkit" / "passkit_contract.json"
 
 # The RPCs behind the relay's catalog operations, and the list endpoints it reads.
 RPCS = {

@@ -22,10 +22,10 @@ import pytest
 import respx
 from starlette.applications import Starlette
 
+from relay.access.tokens import Hook, HookSigner
 from relay.app import create_app
 from relay.settings import Settings, load_settings
 from relay.store import Store, open_store
-from relay.tokens import Hook, HookSigner
 
 ROOT = Path(__file__).resolve().parent.parent
 # Every template the repository ships: what the relay must load, one for one.

@@ -28,7 +28,7 @@ def serve_in_thread(
     app: ASGIApp, *, http: Any = "auto", lifespan: str = "off", **options: Any
 ) -> Iterator[str]:
     """`app` under uvicorn on a free loopback port (with more uvicorn `options` if given, e.g.
-    `relay.serving.uvicorn_options`); yields its base URL."""
+    `relay.web.serving.uvicorn_options`); yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     settings = {"http": http, "ws": "none", "lifespan": lifespan, "log_level": "critical"}

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from relay.account import REFUSED, WRONG_REGION, load_account
 from relay.app import log_connection
-from relay.cli import main
-from relay.passkit import PassKitClient
+from relay.commands.cli import main
+from relay.passkit.account import REFUSED, WRONG_REGION, load_account
+from relay.passkit.client import PassKitClient
 from relay.sandbox import DEMO_DRAFT_PROGRAM_ID, DEMO_PROGRAM_ID, DEMO_VENUE_ID, State
 
 from .conftest import BASE_ENV, SHIPPED_TEMPLATES, make_settings

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 
 from relay.admin.session import MAX_AGE
 from relay.app import create_app
-from relay.housekeeping import purge_expired
+from relay.delivery.housekeeping import purge_expired
 from relay.store import Store
 
 from .conftest import make_settings

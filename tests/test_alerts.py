@@ -1,5 +1,5 @@
 """RELAY_ALERT_URL: one message when a hook starts failing, one when it works again, never a
-slower delivery, one alert between processes sharing a database (relay.alerts)."""
+slower delivery, one alert between processes sharing a database (relay.delivery.alerts)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from relay.alerts import verdict
 from relay.app import create_app
+from relay.delivery.alerts import verdict
 from relay.store import DeliveryRecord, HookRecord, open_store
 
 from .conftest import make_settings, mint

@@ -1,5 +1,5 @@
 """Stripe Checkout's success page, `GET /checkout/{CHECKOUT_SESSION_ID}`: the relay and the
-PassKit sandbox as real servers, Stripe's events signed as Stripe signs them (relay.stripe_samples).
+PassKit sandbox as real servers, Stripe's events signed as Stripe signs them (relay.stripe.samples).
 
 A customer who has paid lands on the page; it waits (and reloads itself) until the relay has
 handled the session's `checkout.session.completed`, then shows their own pass: wallet buttons
@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from relay.checkout import BURST, MAX_TRIES, qr_svg
 from relay.sandbox import DEMO_PROGRAM_ID, State
 from relay.sealing import Sealer
 from relay.store import CheckoutRecord, Store, open_store
-from relay.stripe_samples import post_sample, sample_event
+from relay.stripe.samples import post_sample, sample_event
+from relay.web.checkout import BURST, MAX_TRIES, qr_svg
 
 from .conftest import SECRET_KEY, make_settings, mint
 from .page_checks import PageChecks

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from relay.cli import main
+from relay.access.tokens import HookSigner, token_from_url
+from relay.commands.cli import main
 from relay.settings import display_url, load_settings
-from relay.tokens import HookSigner, token_from_url
 
 from .conftest import BASE_ENV, ROOT, SECRET_KEY, SHIPPED_TEMPLATES
 

@@ -28,17 +28,17 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
-from relay import stripe_events
-from relay.contract import message_spec
-from relay.delivery import Relay
+from relay.access.tokens import Hook
+from relay.delivery.pipeline import Relay
+from relay.delivery.templating import SkipDelivery, TemplateLibrary
 from relay.errors import InvalidRequest
-from relay.fields import FieldValue
-from relay.operations import CATALOG, build_request
-from relay.passkit import PassKitClient
-from relay.schema import validate
+from relay.forms.fields import FieldValue
+from relay.passkit.client import PassKitClient
+from relay.passkit.contract import message_spec
+from relay.passkit.operations import CATALOG, build_request
+from relay.passkit.schema import validate
 from relay.settings import PACKAGE_TEMPLATES
-from relay.templating import SkipDelivery, TemplateLibrary
-from relay.tokens import Hook
+from relay.stripe import events as stripe_events
 
 from .conftest import ROOT, SAMPLES, make_settings
 
@@ -119,7 +119,7 @@ def judge(method: str, target: str, body: dict[str, Any] | None, ruleset: str) -
 
 
 def ruleset_of(operation_name: str, method: str, path: str) -> str:
-    from relay.contract import rpc
+    from relay.passkit.contract import rpc
 
     for name in CATALOG[operation_name].rpcs:
         call = rpc(name)
@@ -242,7 +242,7 @@ def test_passkit_accepts_what_every_stripe_template_sends(
     assert judge(request.method, request.path, request.json, rules) == []
 
 
-# What a tier_for_spend move gives the templates (relay.spend.Movement.context).
+# What a tier_for_spend move gives the templates (relay.stripe.spend.Movement.context).
 SPEND_MOVE = {"tier": "silver", "previous_tier": "gold", "note": "", "total": "480.00",
               "currency": "GBP"}  # fmt: skip
 
@@ -293,7 +293,7 @@ def test_what_passkit_refuses_the_relay_refuses_before_sending(
     with pytest.raises(InvalidRequest):
         build_request(CATALOG[operation], body)
     call = CATALOG[operation].rpcs[0]
-    from relay.contract import rpc
+    from relay.passkit.contract import rpc
 
     path = rpc(call).path.replace("{", "").replace("}", "")  # no path fields in these RPCs
     assert judge(rpc(call).method, path, body, rpc(call).rules), f"the judge accepts: {why}"
@@ -319,8 +319,8 @@ def test_the_sandbox_accepts_what_passkit_accepts_and_refuses_what_it_refuses(
     judge refuses, the sandbox refuses the way PassKit's gateway does: 400, code 3."""
     import httpx
 
-    from relay.contract import rpc
-    from relay.passkit import mint_jwt
+    from relay.passkit.client import mint_jwt
+    from relay.passkit.contract import rpc
 
     from .conftest import PASSKIT_KEY, PASSKIT_SECRET
 

@@ -12,11 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from relay.account import load_account
-from relay.admin.fixes import failure_of
 from relay.admin.sentences import OUTCOME_WORDS, Lexicon, describe
 from relay.app import create_app
-from relay.operations import CATALOG
+from relay.delivery.services import Services
+from relay.passkit.account import load_account
+from relay.passkit.operations import CATALOG
+from relay.redact import MASK
 from relay.sandbox import (
     DEMO_CAMPAIGN_ID,
     DEMO_OFFER_ID,
@@ -26,9 +27,8 @@ from relay.sandbox import (
     DEMO_VENUE_ID,
     State,
 )
-from relay.services import Services
 from relay.store import DeliveryRecord, HookRecord
-from relay.store.redact import MASK
+from relay.ui.fixes import failure_of
 
 from .conftest import make_settings, mint
 from .test_admin import PASSWORD, sign_in

@@ -22,7 +22,7 @@ import pytest
 import respx
 
 from relay.admin.session import COOKIE
-from relay.cli import build_parser
+from relay.commands.cli import build_parser
 from relay.settings import load_settings
 from relay.store import Store
 

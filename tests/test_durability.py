@@ -12,10 +12,10 @@ import httpx
 import pytest
 import respx
 
+from relay.access.ratelimit import HookRateLimit
+from relay.access.revocations import RevocationCache
+from relay.delivery.housekeeping import purge_expired
 from relay.errors import RateLimited
-from relay.housekeeping import purge_expired
-from relay.ratelimit import HookRateLimit
-from relay.revocations import RevocationCache
 from relay.store import DAY, Store
 
 from .conftest import FROZEN_NOW, SHIPPED_TEMPLATES, make_settings, mint

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import respx
 
-from relay import delivery
+from relay.delivery import pipeline as delivery
 from relay.store import Store
 
 from .conftest import make_settings, mint

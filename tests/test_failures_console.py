@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from relay.access.tokens import Hook, HookSigner
 from relay.sandbox import State
 from relay.sandbox.state import DEMO_PROGRAM_ID
 from relay.sealing import Sealer
 from relay.store import DeliveryRecord, HookRecord, open_store
-from relay.tokens import Hook, HookSigner
 
 from .conftest import SECRET_KEY
 from .servers import relay_on_sandbox, sandbox  # noqa: F401  (the sandbox fixture)

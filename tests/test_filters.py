@@ -12,10 +12,10 @@ import pytest
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from relay import humandates
 from relay.errors import InvalidField
-from relay.fields import FieldList, FieldValue
-from relay.filters import FILTERS
+from relay.forms import dates as humandates
+from relay.forms.fields import FieldList, FieldValue
+from relay.forms.filters import FILTERS
 
 APRIL_27 = {"year": 1990, "month": 4, "day": 27}
 

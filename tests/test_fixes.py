@@ -1,4 +1,4 @@
-"""relay.admin.fixes: every failure the relay can log is explained in words, with a fix, and
+"""relay.ui.fixes: every failure the relay can log is explained in words, with a fix, and
 Replay is offered only where sending the same fields again could turn out differently."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from dataclasses import replace
 
 import pytest
 
-import relay.endpoints
-import relay.idempotency
-import relay.stripe_events
-from relay.admin.fixes import failure_of
+import relay.delivery.idempotency
+import relay.stripe.events
+import relay.web.endpoints
 from relay.errors import RelayError
 from relay.store import DeliveryRecord
+from relay.ui.fixes import failure_of
 
 FAILED = DeliveryRecord(
     at=0.0, source="hook", hook_id="hk_a", template="member-enrol", operation="members.enrol",
@@ -23,7 +23,9 @@ PYTHON = re.compile(r"Traceback|Error\b|Exception\b|line \d+|None\b|\{|\}")
 
 
 def every_code() -> set[str]:
-    assert relay.endpoints and relay.idempotency and relay.stripe_events  # their errors count
+    assert (
+        relay.web.endpoints and relay.delivery.idempotency and relay.stripe.events
+    )  # their errors count
     found, todo = set(), [RelayError]
     while todo:
         cls = todo.pop()

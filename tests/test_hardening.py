@@ -24,10 +24,10 @@ import httpx
 import pytest
 import respx
 
-from relay import filters
 from relay.app import create_app
 from relay.errors import InvalidField
-from relay.fields import FieldValue
+from relay.forms import filters
+from relay.forms.fields import FieldValue
 from relay.sandbox import (
     DEMO_PRODUCTION_ID,
     DEMO_PROGRAM_ID,

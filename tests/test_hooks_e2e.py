@@ -10,7 +10,7 @@ import httpx
 import pytest
 import respx
 
-from relay.passkit import JWT_BACKDATE, JWT_REQUEST_LIFETIME
+from relay.passkit.client import JWT_BACKDATE, JWT_REQUEST_LIFETIME
 
 from .cases import CASES, Case
 from .conftest import PASSKIT_KEY, decode_jwt, mint

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.importer import IN_FLIGHT
+from relay.imports.importer import IN_FLIGHT
 from relay.sandbox import DEMO_PROGRAM_ID, State
 from relay.sandbox.faults import Faults
 

@@ -14,12 +14,12 @@ import httpx
 import pytest
 import respx
 
-from relay.minting import MintError, endpoint, mint
+from relay.access.tokens import HookSigner, token_from_url
+from relay.delivery.templating import ParamProblem, ParamSpec, TemplateLibrary, check_param
+from relay.hooks.minting import MintError, endpoint, mint
 from relay.sandbox import DEMO_PROGRAM_ID, State
 from relay.settings import templates_dir
 from relay.store import HookRecord, Store, open_store
-from relay.templating import ParamProblem, ParamSpec, TemplateLibrary, check_param
-from relay.tokens import HookSigner, token_from_url
 
 from .conftest import BASE_ENV, ROOT, SECRET_KEY, make_settings
 from .conftest import mint as mint_path

@@ -1,5 +1,5 @@
-"""PassKit's rate (PASSKIT_RATE_LIMIT, relay.outbound): the slot arithmetic on a frozen clock,
-the shared row on a real PostgreSQL, and two `relay serve` processes on one database that
+"""PassKit's rate (PASSKIT_RATE_LIMIT, relay.passkit.outbound): the slot arithmetic on a frozen
+clock, the shared row on a real PostgreSQL, and two `relay serve` processes on one database that
 together never send the sandbox more than the limit, and both hold still when it answers 429."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from relay.errors import PassKitBusy
-from relay.outbound import RETAKES, LocalSlots, OutboundLimiter, Slot, Slots
+from relay.passkit.outbound import RETAKES, LocalSlots, OutboundLimiter, Slot, Slots
 from relay.sandbox import DEMO_PROGRAM_ID
 from relay.settings import ConfigError
 from relay.store import open_store

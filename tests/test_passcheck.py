@@ -1,5 +1,5 @@
-"""What the member sees: the sandbox's .pkpass bundles, relay.passcheck reading them off a real
-sandbox server, and the admin console's "Check the pass" button on a logged delivery."""
+"""What the member sees: the sandbox's .pkpass bundles, relay.passkit.passcheck reading them off a
+real sandbox server, and the admin console's "Check the pass" button on a logged delivery."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import httpx
 import pytest
 import respx
 
-from relay.passcheck import PassChecker, PassCheckError, pkpass_url, read_pkpass
-from relay.passkit import mint_jwt
+from relay.passkit.client import mint_jwt
+from relay.passkit.passcheck import PassChecker, PassCheckError, pkpass_url, read_pkpass
 from relay.sandbox import (
     DEMO_DRAFT_PROGRAM_ID,
     DEMO_PRODUCTION_ID,

@@ -17,8 +17,8 @@ from relay.errors import (
     PassKitTimeout,
     PassKitUnavailable,
 )
-from relay.operations import CATALOG, build_request
-from relay.passkit import Credentials, PassKitClient, raise_for_answer, retry_after_seconds
+from relay.passkit.client import Credentials, PassKitClient, raise_for_answer, retry_after_seconds
+from relay.passkit.operations import CATALOG, build_request
 from relay.sandbox import ERROR_SHAPES, SandboxError
 
 from .conftest import PASSKIT_KEY, PASSKIT_SECRET, decode_jwt, make_settings
@@ -257,7 +257,7 @@ def test_long_lived_token_is_sent_as_bearer() -> None:
     ],
 )
 def test_passkit_errors_become_relay_errors(shape, status, grpc, message, error, code) -> None:
-    from relay.passkit import PassKitAnswer
+    from relay.passkit.client import PassKitAnswer
 
     body = SandboxError(grpc, message).body(shape)  # each shape live PassKit answers in
     with pytest.raises(error) as err:

@@ -1,6 +1,6 @@
-"""PassKit events out to Zapier and Make: PassKit's signature checked (relay.passkit_signature),
-events flattened (relay.passkit_flatten) and forwarded through the durable outbox
-(relay.passkit_forwarder) to a real receiver over HTTP, against real relay servers."""
+"""PassKit events out to Zapier and Make: PassKit's signature checked (relay.events.signature),
+events flattened (relay.events.flatten) and forwarded through the durable outbox
+(relay.events.forwarder) to a real receiver over HTTP, against real relay servers."""
 
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from relay.access.tokens import Hook, HookSigner
 from relay.app import create_app
-from relay.minting import MintError, mint
-from relay.passkit import mint_jwt
-from relay.passkit_flatten import flatten, sentence, wanted
-from relay.passkit_signature import InvalidPassKitSignature, sign, verify
+from relay.delivery.templating import TemplateLibrary
+from relay.events.flatten import flatten, sentence, wanted
+from relay.events.signature import InvalidPassKitSignature, sign, verify
+from relay.hooks.minting import MintError, mint
+from relay.passkit.client import mint_jwt
 from relay.sandbox import DEMO_PROGRAM_ID, SandboxConfig, create_sandbox
-from relay.templating import TemplateLibrary
-from relay.tokens import Hook, HookSigner
 
 from .conftest import PASSKIT_KEY, PASSKIT_SECRET, ROOT, SECRET_KEY, make_settings
 from .processes import ServerProcess

@@ -1,4 +1,4 @@
-"""Request bodies as Zapier and Make send them → flat, normalised fields (relay.payloads)."""
+"""Request bodies as Zapier and Make send them → flat, normalised fields (relay.forms.payloads)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from relay.errors import MESSAGE_LIMIT, InvalidBody, PayloadError, UnsupportedMediaType
-from relay.fields import FieldList, FieldValue
-from relay.payloads import RESERVED, Payload, normalise_key, parse_payload
+from relay.forms.fields import FieldList, FieldValue
+from relay.forms.payloads import RESERVED, Payload, normalise_key, parse_payload
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 

@@ -23,12 +23,12 @@ import pytest
 from cryptography.fernet import Fernet
 
 from relay.app import create_app
-from relay.cli import main
+from relay.commands.cli import main
 from relay.sandbox import DEMO_PROGRAM_ID, State
 from relay.sealing import PREFIX, Sealer
 from relay.settings import ConfigError
 from relay.store import PassKitEvent, open_store
-from relay.stripe_samples import sample_event
+from relay.stripe.samples import sample_event
 
 from .conftest import BASE_ENV, ROOT, SECRET_KEY, make_settings, mint
 from .servers import serve_in_thread

@@ -1,6 +1,6 @@
 """The PassKit sandbox: PassKit's paths, bodies, answers and errors, auth, faults and pass pages.
 
-Driven over ASGI with JWTs from `relay.passkit.mint_jwt`, the way the relay will call it; the
+Driven over ASGI with JWTs from `relay.passkit.client.mint_jwt`, the way the relay will call it; the
 dropped-connection fault needs a socket, so those tests start uvicorn on a loopback port.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from relay.passkit import mint_jwt
+from relay.passkit.client import mint_jwt
 from relay.sandbox import (
     DEMO_CAMPAIGN_ID,
     DEMO_OFFER_ID,

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from relay.passkit import mint_jwt
+from relay.passkit.client import mint_jwt
 from relay.sandbox import (
     DEMO_CAMPAIGN_ID,
     DEMO_OFFER_ID,

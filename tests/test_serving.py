@@ -22,9 +22,9 @@ import httpx
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from relay.proxies import trusted_client, trusted_scheme
-from relay.serving import BodyDeadline, server_options, uvicorn_options
 from relay.settings import ConfigError, load_settings
+from relay.web.proxies import trusted_client, trusted_scheme
+from relay.web.serving import BodyDeadline, server_options, uvicorn_options
 
 from .conftest import BASE_ENV, make_settings, mint
 from .processes import ServerProcess

@@ -1,5 +1,5 @@
-"""Tiers from cumulative spend (relay.spend), end to end: signed Stripe events into a real relay
-in front of the PassKit sandbox, the pass's tier as PassKit then has it, the console's
+"""Tiers from cumulative spend (relay.stripe.spend), end to end: signed Stripe events into a real
+relay in front of the PassKit sandbox, the pass's tier as PassKit then has it, the console's
 Customers page; two relay processes on one PostgreSQL counting one event once; and minting's
 checks of tier_for_spend and of image URLs."""
 
@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from relay.minting import MintError, endpoint, mint
+from relay.access.tokens import HookSigner
+from relay.delivery.templating import ParamProblem, ParamSpec, TemplateLibrary, check_param
+from relay.hooks.minting import MintError, endpoint, mint
 from relay.sandbox import DEMO_PROGRAM_ID, State
-from relay.stripe_samples import sample_event
-from relay.templating import ParamProblem, ParamSpec, TemplateLibrary, check_param
-from relay.tokens import HookSigner
+from relay.stripe.samples import sample_event
 
 from .conftest import ROOT, SECRET_KEY
 from .conftest import mint as mint_path

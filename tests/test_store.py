@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from relay.redact import MASK
 from relay.store import (
     DAY,
     Claim,
@@ -33,7 +34,6 @@ from relay.store import (
     sqlite_path,
 )
 from relay.store.migrations import MIGRATIONS
-from relay.store.redact import MASK
 from relay.store.sql import SQLStore
 
 pytestmark = pytest.mark.anyio

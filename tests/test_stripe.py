@@ -16,7 +16,7 @@ import respx
 
 from relay.sandbox import DEMO_PROGRAM_ID, ERROR_SHAPES, SandboxError, State
 from relay.store import Store
-from relay.stripe_events import sign
+from relay.stripe.events import sign
 
 from .conftest import SAMPLES, make_settings, mint
 from .servers import relay_on_sandbox

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from relay.delivery import Relay
-from relay.fields import FieldList, FieldValue
-from relay.passkit import PassKitClient
+from relay.access.tokens import Hook
+from relay.delivery.pipeline import Relay
+from relay.delivery.templating import SkipDelivery, TemplateLibrary
+from relay.forms.fields import FieldList, FieldValue
+from relay.passkit.client import PassKitClient
 from relay.settings import Settings
-from relay.stripe_events import context
-from relay.templating import SkipDelivery, TemplateLibrary
-from relay.tokens import Hook
+from relay.stripe.events import context
 
 from .cases import CASES, PROGRAM, TICKETS, Case
 from .conftest import FROZEN_NOW, ROOT, SAMPLES

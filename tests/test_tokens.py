@@ -2,8 +2,8 @@
 
 import pytest
 
+from relay.access.tokens import Hook, HookSigner, hook_url, redact_token, token_from_url
 from relay.errors import InvalidToken
-from relay.tokens import Hook, HookSigner, hook_url, redact_token, token_from_url
 
 KEY_A = "a-very-long-secret-key-number-one"
 KEY_B = "another-long-secret-key-number-two"

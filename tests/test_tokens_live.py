@@ -23,8 +23,8 @@ import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay.app import create_app
-from relay.contract import rpcs
-from relay.passkit import Credentials, mint_jwt, passkit_message
+from relay.passkit.client import Credentials, mint_jwt, passkit_message
+from relay.passkit.contract import rpcs
 from relay.sandbox import DEMO_PROGRAM_ID, ERROR_SHAPES, SandboxConfig, State, create_sandbox
 
 from .conftest import PASSKIT_KEY, PASSKIT_SECRET, make_settings, mint
@@ -64,7 +64,7 @@ class Recorder:
             scope["type"] != "http"
             or scope["path"].startswith("/_sandbox/")
             or b"x-test" in headers
-            or LISTS.match(scope["path"])  # the start-up connection check (relay.account)
+            or LISTS.match(scope["path"])  # the start-up connection check (relay.passkit.account)
         ):
             await self.app(scope, receive, send)
             return

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import respx
 
-from relay.idempotency import DIGEST, fields_digest
-from relay.services import sealer_for
+from relay.delivery.idempotency import DIGEST, fields_digest
+from relay.delivery.services import sealer_for
 from relay.store import Store
 
 from .conftest import FROZEN_NOW, make_settings, mint

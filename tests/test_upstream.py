@@ -8,10 +8,10 @@ import time
 import httpx
 import pytest
 
-from relay.operations import CATALOG, build_request
-from relay.passkit import PassKitClient, mint_jwt
+from relay.passkit.client import PassKitClient, mint_jwt
+from relay.passkit.operations import CATALOG, build_request
+from relay.passkit.upstream import AiohttpUpstream, UpstreamTimeout, UpstreamUnreachable
 from relay.sandbox import DEMO_PROGRAM_ID, State
-from relay.upstream import AiohttpUpstream, UpstreamTimeout, UpstreamUnreachable
 
 from .conftest import PASSKIT_KEY, PASSKIT_SECRET, make_settings
 from .processes import free_port

@@ -13,24 +13,24 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from relay.account import Account, AccountError, load_account
+from relay.access.tokens import Hook
 from relay.admin.charts import Hour, hourly_svg
 from relay.admin.customers import CustomersPage
 from relay.admin.delivery_pages import DeliveryPages
 from relay.admin.erase import ErasePage
 from relay.admin.events import EventsPage
 from relay.admin.failure_pages import FailurePages
-from relay.admin.fixes import label as field_label
 from relay.admin.hook_pages import HookPages
-from relay.admin.hookpage import form_result
-from relay.admin.html import form_text, form_texts, page
 from relay.admin.imports import ImportPage
 from relay.admin.replay import fields_from_log
 from relay.admin.sentences import Lexicon, lexicon, rows
 from relay.admin.session import COOKIE, MAX_AGE, LoginLimiter, Session, SessionSigner, csrf_ok
-from relay.endpoints import Endpoints, new_request_id
+from relay.hooks.public_page import form_result
+from relay.passkit.account import Account, AccountError, load_account
 from relay.store import Store
-from relay.tokens import Hook
+from relay.ui.fixes import label as field_label
+from relay.ui.html import form_text, form_texts, page
+from relay.web.endpoints import Endpoints, new_request_id
 
 log = logging.getLogger("relay")
 Handler = Callable[[Request, Session], Awaitable[Response]]
@@ -68,8 +68,8 @@ class Console:
             Route(f"{r}/templates", self.guarded(self.templates), methods=["GET"]),
             Route(f"{r}/passkit", self.guarded(self.passkit), methods=["GET"]),
             *EventsPage(self).routes(),
-            *CustomersPage(self).routes(),  # /admin/customers: spend and tier (relay.spend)
-            *ErasePage(self).routes(),  # /admin/erase: remove one person (relay.erase)
+            *CustomersPage(self).routes(),  # /admin/customers: spend and tier (relay.stripe.spend)
+            *ErasePage(self).routes(),  # /admin/erase: remove one person (relay.delivery.erase)
             Route(f"{r}/templates/{{name:path}}", self.guarded(self.template),
                   methods=["GET", "POST"]),
             *ImportPage(self).routes(),  # /admin/import: members from a CSV (relay.admin.imports)
@@ -116,7 +116,7 @@ class Console:
     def public_base(self, request: Request) -> str:
         """Where minted URLs point: RELAY_PUBLIC_URL when it is set, else the address the
         operator's browser used (its Host header; the scheme as the trusted proxy saw it, see
-        relay.proxies.TrustedHop), not the `http://localhost:$PORT` fallback."""
+        relay.web.proxies.TrustedHop), not the `http://localhost:$PORT` fallback."""
         settings = self.s.settings
         return settings.public_url if settings.public_url_set else str(request.base_url)
 
@@ -187,7 +187,7 @@ class Console:
         return self._account[1] if self._account else None
 
     async def account(self, *, fresh: bool = False) -> tuple[Account | None, str]:
-        """The PassKit account (relay.account), read again after ACCOUNT_TTL seconds or when
+        """The PassKit account (relay.passkit.account), read again after ACCOUNT_TTL seconds or when
         `fresh`; else None and the one line saying why not."""
         now = time.monotonic()
         if not fresh and self._account and now - self._account[0] < ACCOUNT_TTL:

@@ -11,14 +11,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from relay.admin.fixes import failure_of
 from relay.admin.replay import CannotReplay, replay
 from relay.admin.sentences import OUTCOME_WORDS, Lexicon, lexicon, rows
 from relay.admin.session import Session
 from relay.admin.technical import card_preview, masked_count, masked_json, privacy_note
-from relay.operations import CATALOG, dig
-from relay.passcheck import PassChecker, PassCheckError, PassReading
+from relay.passkit.operations import CATALOG, dig
+from relay.passkit.passcheck import PassChecker, PassCheckError, PassReading
 from relay.store import OUTCOMES, DeliveryRecord
+from relay.ui.fixes import failure_of
 
 if TYPE_CHECKING:
     from relay.admin.console import Console
@@ -100,7 +100,8 @@ class DeliveryPages:
         return self.s.client.pass_url(pass_id) if isinstance(pass_id, str) and pass_id else None
 
     async def check_pass(self, request: Request, session: Session) -> Response:
-        """The delivery's pass read as Apple Wallet gets it (relay.passcheck), on request."""
+        """The delivery's pass read as Apple Wallet gets it (relay.passkit.passcheck), on
+        request."""
         record = await (await self.store()).get_delivery(request.path_params["id"])
         if record is None:
             return RedirectResponse(f"{self.root}/deliveries", 303)

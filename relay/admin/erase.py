@@ -1,6 +1,6 @@
 """The console's Erase page (`/admin/erase`): remove one person from everything the relay keeps
-(relay.erase), as `relay erase` does. Two steps, both POSTs with the session's CSRF token: the
-first says in words what would go and asks again; only the second erases."""
+(relay.delivery.erase), as `relay erase` does. Two steps, both POSTs with the session's CSRF token:
+the first says in words what would go and asks again; only the second erases."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from relay.admin.session import Session
 from relay.brokentext import mend_text
-from relay.erase import erase
+from relay.delivery.erase import erase
 
 if TYPE_CHECKING:
     from relay.admin.console import Console

@@ -13,8 +13,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from relay.admin.session import Session
-from relay.passkit_flatten import sentence
-from relay.passkit_forwarder import where
+from relay.events.flatten import sentence
+from relay.events.forwarder import where
 from relay.store import EVENT_STATES, PassKitEvent
 
 if TYPE_CHECKING:

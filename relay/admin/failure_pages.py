@@ -11,13 +11,13 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from relay.admin.fixes import Failure, failure_of, label
-from relay.admin.html import ENV
 from relay.admin.replay import CannotReplay, replay
 from relay.admin.session import Session
 from relay.brokentext import mend_text
+from relay.redact import MASK
 from relay.store import DAY, DeliveryRecord, FailureGroup, HookRecord
-from relay.store.redact import MASK
+from relay.ui.fixes import Failure, failure_of, label
+from relay.ui.html import ENV
 
 if TYPE_CHECKING:
     from relay.admin.console import Console

@@ -1,6 +1,6 @@
 """The console's hook pages (`/admin/hooks`): the list, the mint form, one hook's page (its URL,
 the Zapier and Make steps, its latest deliveries) and Revoke. The public page a hook's URL
-shows is relay.admin.hookpage."""
+shows is relay.hooks.public_page."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from relay.admin.html import form_text, form_texts
+from relay.access.tokens import Hook, hook_url
 from relay.admin.sentences import Lexicon, lexicon, rows
 from relay.admin.session import Session
-from relay.minting import (
+from relay.hooks.minting import (
     Endpoint,
     MintError,
     account_check,
@@ -26,7 +26,7 @@ from relay.minting import (
     registered,
     settings_of,
 )
-from relay.tokens import Hook, hook_url
+from relay.ui.html import form_text, form_texts
 
 if TYPE_CHECKING:
     from relay.admin.console import Console

@@ -1,6 +1,6 @@
 """The console's Import page (`/admin/import`): upload a CSV of members, see the rows with a
 problem by their line, then import the rest with a live progress bar, and download the rows
-that failed. The work is `relay import`'s (relay.importer), run in this server process.
+that failed. The work is `relay import`'s (relay.imports.importer), run in this server process.
 
 An import's files live in a folder of its own under the system's temporary folder (the upload,
 `job.json` with its state, the failed rows, the progress file), so any relay process on the
@@ -28,12 +28,12 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from relay.admin.html import page
 from relay.admin.session import Session
-from relay.endpoints import read_body
 from relay.errors import RelayError
-from relay.importer import Importer, ImportRefused, Tally, import_rows, resolve_hook
-from relay.importfile import CsvProblem, ImportRunning, MemberFile, Progress
+from relay.imports.csvfile import CsvProblem, ImportRunning, MemberFile, Progress
+from relay.imports.importer import Importer, ImportRefused, Tally, import_rows, resolve_hook
+from relay.ui.html import page
+from relay.web.endpoints import read_body
 
 if TYPE_CHECKING:
     from relay.admin.console import Console

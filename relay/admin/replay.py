@@ -13,13 +13,13 @@ import logging
 import time
 from typing import Any
 
-from relay import stripe_events
-from relay.delivery import Trace
-from relay.endpoints import Endpoints, new_request_id
+from relay.access.tokens import Hook
+from relay.delivery.pipeline import Trace
 from relay.errors import RelayError
-from relay.fields import FieldList, Fields, FieldValue
+from relay.forms.fields import FieldList, Fields, FieldValue
 from relay.store import DeliveryRecord
-from relay.tokens import Hook
+from relay.stripe import events as stripe_events
+from relay.web.endpoints import Endpoints, new_request_id
 
 log = logging.getLogger("relay")
 

@@ -7,7 +7,7 @@
 Who is read from what the log kept, best first: the request sent to PassKit, PassKit's answer
 (a lookup answers with the whole record), then the fields that arrived (a Stripe event's
 object). With RELAY_LOG_PAYLOADS=off none of them is kept and the sentence says "a member".
-A failure reads "Not sent: <cause> — <fix>" from relay.admin.fixes, and what was tried follows
+A failure reads "Not sent: <cause> — <fix>" from relay.ui.fixes, and what was tried follows
 in `detail`.
 """
 
@@ -18,12 +18,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.account import Account
-from relay.admin.fixes import failure_of
-from relay.operations import CATALOG, Operation, dig
+from relay.delivery.templating import TemplateLibrary
+from relay.passkit.account import Account
+from relay.passkit.operations import CATALOG, Operation, dig
+from relay.redact import MASK
 from relay.store import DeliveryRecord, HookRecord
-from relay.store.redact import MASK
-from relay.templating import TemplateLibrary
+from relay.ui.fixes import failure_of
 
 NAMES_WAIT = 1.5  # seconds a list waits for PassKit's names before showing ids
 

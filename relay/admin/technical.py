@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from markupsafe import Markup, escape
 
-from relay.store.redact import MASK
+from relay.redact import MASK
 
 # Where the sandbox's pass card may be shown in a frame: PassKit's own pass pages are linked
 # only (whether they may be framed is PassKit's to decide, and it is not documented).

@@ -7,8 +7,8 @@ operation, answer JSON — or an error with the gRPC code's HTTP status, its bod
 chosen (`{"code", "message", "details"}` by default, see `errors.ERROR_SHAPES`).
 Routing happens before authentication, as at the real gateway: an unknown path is a 404 and a
 wrong method a 501 (code 12) whatever the credentials. Routes, request messages and enum numbers
-come from PassKit's contract (relay/passkit_contract.json), so what PassKit's SDK refuses the
-sandbox refuses too, with PassKit's own rules (`validation err: …`).
+come from PassKit's contract (relay/passkit/passkit_contract.json), so what PassKit's SDK refuses
+the sandbox refuses too, with PassKit's own rules (`validation err: …`).
 
 Not PassKit (no auth, for tests and demos):
 
@@ -36,7 +36,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from relay.contract import Rpc, message_spec, rpc
+from relay.passkit.contract import Rpc, message_spec, rpc
+from relay.passkit.schema import validate
 from relay.sandbox import coupons, distribution, events, members, pages, pkpass, tickets
 from relay.sandbox.auth import authenticate
 from relay.sandbox.errors import (
@@ -53,7 +54,6 @@ from relay.sandbox.errors import (
 from relay.sandbox.faults import Faults, drop_connection, update_faults
 from relay.sandbox.proto import contract_message, decode
 from relay.sandbox.state import Clock, Record, State
-from relay.schema import validate
 
 Operation = Callable[[State, Record], Record | list[Record]]  # a list: a streamed RPC
 

@@ -1,5 +1,5 @@
 """The sandbox's PassKit webhooks: pass events signed as PassKit signs them
-(relay.passkit_signature) and sent to a URL, as PassKit's Integrations › Webhooks does.
+(relay.events.signature) and sent to a URL, as PassKit's Integrations › Webhooks does.
 
     POST /_sandbox/webhook  {"url": …, "secret": …}      where to send events (GET: the URL, sent)
     POST /_sandbox/events   {"event": "installed", "pass_id": … | "external_id": …}
@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from relay.passkit_flatten import EVENTS
-from relay.passkit_signature import HEADER, sign
+from relay.events.flatten import EVENTS
+from relay.events.signature import HEADER, sign
 from relay.sandbox.state import Record, State
 
 NAMES = {short: long for long, short in EVENTS.items()}

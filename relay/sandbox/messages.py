@@ -1,5 +1,5 @@
 """The PassKit messages the sandbox speaks: PassKit's own definitions, from the contract file
-(relay/passkit_contract.json, generated from PassKit's SDK by scripts/passkit-contract).
+(relay/passkit/passkit_contract.json, generated from PassKit's SDK by scripts/passkit-contract).
 
 Nothing here is written from memory: a field, a oneof or an enum number the sandbox knows is one
 PassKit publishes, so a request the sandbox accepts is one PassKit's gateway parses, and a record
@@ -8,7 +8,7 @@ it renders has PassKit's fields (unset ones as their zero values).
 
 from __future__ import annotations
 
-from relay.contract import enum_numbers
+from relay.passkit.contract import enum_numbers
 from relay.sandbox.proto import contract_message as _m
 
 PROTOCOL_NUMBERS = enum_numbers("io.PassProtocol")

@@ -1,6 +1,6 @@
 """A small protojson: request bodies decoded, and records rendered, the way grpc-gateway does,
-over PassKit's own message definitions (`contract_message`, from relay/passkit_contract.json,
-generated from PassKit's SDK).
+over PassKit's own message definitions (`contract_message`, from
+relay/passkit/passkit_contract.json, generated from PassKit's SDK).
 
 PassKit's gateway maps JSON onto proto messages with protojson (passkit-api.md §0), so this
 module applies the rules a client can trip over:
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from relay.contract import contract, enum_numbers
+from relay.passkit.contract import contract, enum_numbers
 from relay.sandbox.errors import invalid
 
 SCALARS = ("string", "bool", "float", "double", "int32", "uint32", "int64", "uint64")

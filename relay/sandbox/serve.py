@@ -8,14 +8,14 @@ from collections.abc import Mapping
 import uvicorn
 
 from relay.sandbox.app import SandboxConfig, create_sandbox
-from relay.serving import BodyDeadline, server_options
 from relay.settings import Settings
+from relay.web.serving import BodyDeadline, server_options
 
 
 def serve_sandbox(host: str, port: int, env: Mapping[str, str]) -> None:
     """Accepts the environment's PassKit credentials when set (so a relay configured with them
     just points PASSKIT_API_URL here), else made-up ones it prints. Served like the relay, with
-    its default timeouts and header limit (relay.serving) and no X-Forwarded-For believed."""
+    its default timeouts and header limit (relay.web.serving) and no X-Forwarded-For believed."""
     base_url = f"http://localhost:{port}"
     key = env.get("PASSKIT_API_KEY") or "sandbox-key"
     secret = env.get("PASSKIT_API_SECRET") or "sandbox-secret-" + secrets.token_hex(8)

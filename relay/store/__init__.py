@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from relay.redact import redact
 from relay.store.checkouts import CheckoutRecord
 from relay.store.outbox import EVENT_STATES, EventState, PassKitEvent
 from relay.store.records import (
@@ -43,11 +44,10 @@ from relay.store.records import (
     Source,
     new_delivery_id,
 )
-from relay.store.redact import redact
 from relay.store.spend import CustomerSpend, SpendEntry
 
 if TYPE_CHECKING:
-    from relay.outbound import Slots
+    from relay.passkit.outbound import Slots
     from relay.sealing import Sealer
 
 __all__ = [
@@ -193,7 +193,7 @@ class Store(Protocol):
     async def purge_deliveries(self, before: float) -> int:
         """Delete deliveries older than `before` (retention); returns how many."""
 
-    # -- failing hooks (relay.alerts) --
+    # -- failing hooks (relay.delivery.alerts) --
 
     async def note_hook_failure(
         self, hook_id: str, at: float, *, realert_after: float = 3600.0
@@ -272,7 +272,7 @@ class Store(Protocol):
     async def erase_spend(self, person_blinds: Sequence[str]) -> int:
         """Delete the ledger of the person with any of these blind indexes; rows deleted."""
 
-    # -- PassKit's rate (relay.outbound) --
+    # -- PassKit's rate (relay.passkit.outbound) --
 
     def outbound_slots(self) -> Slots | None:
         """The call slots toward PassKit that every process on this database shares; None

@@ -1,5 +1,5 @@
 """Checkout records (migration 9): which pass a Stripe Checkout session ended with, so the
-customer's success page (relay.checkout) can show it without asking Stripe.
+customer's success page (relay.web.checkout) can show it without asking Stripe.
 
 A record is written when the relay handles the session's `checkout.session.completed` and
 issues or finds a pass; the same event again (Stripe's retry, a replay) writes the same row.

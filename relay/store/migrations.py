@@ -105,8 +105,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         4,
         [
-            # Hooks that are failing (relay.alerts): a row from a hook's first failure to its
-            # next success. `alert_id` names the call that last decided to alert, so two
+            # Hooks that are failing (relay.delivery.alerts): a row from a hook's first failure to
+            # its next success. `alert_id` names the call that last decided to alert, so two
             # processes never both alert for the same hook in the same hour.
             """CREATE TABLE hook_alerts (
                 hook_id TEXT PRIMARY KEY,
@@ -130,8 +130,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         6,
         [
-            # PassKit's rate, shared by every process (relay.outbound): one row, the next free
-            # call slot and the end of a pause PassKit asked for (429 Retry-After), as Unix
+            # PassKit's rate, shared by every process (relay.passkit.outbound): one row, the next
+            # free call slot and the end of a pause PassKit asked for (429 Retry-After), as Unix
             # seconds on the database's clock. Only PostgreSQL reads it: on SQLite (one
             # process) the slots live in memory.
             """CREATE TABLE passkit_rate (
@@ -172,7 +172,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         9,
         [
-            # Stripe Checkout sessions whose pass the relay issued or found (relay.checkout):
+            # Stripe Checkout sessions whose pass the relay issued or found (relay.web.checkout):
             # the success page reads its pass here, by the session id Stripe puts in its URL.
             # `person` is the blind index of the customer's email (relay.sealing), so
             # `relay erase` finds their rows; no email or name is kept in clear.

@@ -1,5 +1,5 @@
 """PassKit's rate shared through PostgreSQL: the `passkit_rate` row (migration 6) behind
-`relay.outbound.Slots`, so every process (dyno) on one database draws from one budget.
+`relay.passkit.outbound.Slots`, so every process (dyno) on one database draws from one budget.
 
 Each operation is one statement, one round trip. Taking a slot is an `UPDATE … RETURNING` of
 the single row: PostgreSQL's row lock makes concurrent takers queue for it, and each sees the
@@ -18,7 +18,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from relay.outbound import Slot
+from relay.passkit.outbound import Slot
 from relay.store.queries import Params, Row
 
 # "Now" is the database's clock in Unix seconds at the statement's start, the same for every
@@ -55,7 +55,7 @@ FROM passkit_rate WHERE id = 1
 
 
 class SharedSlots:
-    """`relay.outbound.Slots` in the `passkit_rate` row, over a store's connection pool
+    """`relay.passkit.outbound.Slots` in the `passkit_rate` row, over a store's connection pool
     (autocommit: a statement is its own transaction)."""
 
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection], render: Any) -> None:

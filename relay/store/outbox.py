@@ -72,7 +72,7 @@ PURGE = (
 @dataclass(frozen=True)
 class PassKitEvent:
     """One verified PassKit event and where its forwarding stands. `body` is the flat record
-    sent to `forward_to` (relay.passkit_flatten)."""
+    sent to `forward_to` (relay.events.flatten)."""
 
     id: str
     hook_id: str

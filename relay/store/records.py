@@ -87,7 +87,7 @@ class DeliveryRecord:
     """One delivery (hook or Stripe) as the log keeps it.
 
     ``request``, ``passkit_request`` and ``passkit_response`` are JSON values, already redacted
-    by the caller (see ``relay.store.redact``). An empty ``id`` is assigned on recording.
+    by the caller (see ``relay.redact``). An empty ``id`` is assigned on recording.
     """
 
     at: float
@@ -147,7 +147,7 @@ class FailureGroup:
 
 @dataclass(frozen=True)
 class HookFailing:
-    """A failing hook as `hook_alerts` holds it (see relay.alerts): since when, how many
+    """A failing hook as `hook_alerts` holds it (see relay.delivery.alerts): since when, how many
     failures so far, when it was last alerted, and whether the call that returned it alerts."""
 
     hook_id: str

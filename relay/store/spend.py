@@ -1,5 +1,5 @@
 """The spend ledger (migration 10): what each Stripe customer has paid, for tiers from spend
-(relay.spend).
+(relay.stripe.spend).
 
 `spend_entries` holds one row per counted Stripe event, keyed by the event's id: an insert that
 conflicts (Stripe's retry, or another process with the same event) counts nothing, so a total

@@ -97,12 +97,12 @@ def reset(sandbox: ServerProcess) -> None:
 
 def render_us(templates: Path, iterations: int) -> float:
     """Median µs to check, render and validate one member-enrol delivery, in process."""
-    from relay.delivery import Relay
-    from relay.fields import FieldValue
-    from relay.passkit import PassKitClient
+    from relay.access.tokens import Hook
+    from relay.delivery.pipeline import Relay
+    from relay.delivery.templating import TemplateLibrary
+    from relay.forms.fields import FieldValue
+    from relay.passkit.client import PassKitClient
     from relay.settings import load_settings
-    from relay.templating import TemplateLibrary
-    from relay.tokens import Hook
 
     settings = load_settings({"RELAY_SECRET_KEY": "x" * 32, "RELAY_TEMPLATES": str(templates)})
     relay = Relay(library=TemplateLibrary(templates), client=PassKitClient(settings))

@@ -1,0 +1,2 @@
+"""Who may call: signed hook tokens (`tokens`), revoked hooks (`revocations`), per-hook rate
+limits."""

@@ -1,0 +1,224 @@
+"""At most once: explicit idempotency keys, and create protection for billable passes.
+
+Zapier and Make replay failed and timed-out steps, and every issued pass is billed, so:
+
+- A delivery with an `Idempotency-Key` header or `idempotency_key` field runs once per hook;
+  its successful answer is stored and replayed with `"duplicate": true`. Failures are not stored
+  (the key is released), so a fixed zap replayed with the same key runs again.
+- A create (enrol, coupon issue, ticket issue) is also keyed by its external id, without any
+  key from the sender: when a create fails and a lookup by its external id finds the record
+  this relay created (never read from PassKit's words: see `relay.delivery.pipeline`), the stored
+  answer is replayed as a duplicate instead of a `conflict` error. A create whose outcome is unknown
+  (PassKit timed out or answered only 5xx, or the sender hung up mid-call) is remembered as
+  `ATTEMPTED`, so its replay recognises the record it may have made.
+- What is stored is only what a replay answers with: the flat answer, PassKit's `result` cut to
+  its ids, counts and states. No name, email or phone number is kept here; the answer is sealed
+  all the same (relay.store.personal), and who it was about kept as a blind index.
+- A keyed answer also keeps a SHA-256 digest of the delivery's fields (never the fields): the
+  same key with other fields is a sender mapping a constant as its key, refused with
+  `idempotency_key_reused` instead of answering one person's pass for another. Answers stored
+  before the digest existed replay as before.
+
+Both go through `Store.claim`, so concurrent copies of one delivery, in any process sharing the
+database, wait for the first instead of racing it to PassKit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from relay.errors import RelayError
+from relay.passkit.operations import PassKitRequest, dig
+from relay.store import IDEMPOTENCY_TTL, Claim, redact
+from relay.store.handle import StoreHandle
+from relay.store.personal import people_in
+
+CREATE_SCOPE = "create"
+DIGEST = "fields_sha256"  # in a keyed answer's stored body: the digest of its fields
+ATTEMPTED = 202  # a create's stored status when PassKit may or may not have carried it out
+# The parts of PassKit's answer a replay repeats: identifiers, counts and states, never a person.
+_REPLAYED_RESULT_KEY = re.compile(r"(?i)(?:id|points|status|type|number|count)$")
+# Where a create's container id sits: one external id is unique per program, campaign or type.
+_CONTAINERS = (("programId",), ("campaignId",), ("ticketTypeId",), ("event", "productionId"))
+
+
+class KeyReused(RelayError):
+    """The same idempotency key came back with different fields: not a replay."""
+
+    status = 422
+    code = "idempotency_key_reused"
+    default_hint = (
+        "Map idempotency_key to the id of the record that triggered the zap, not a constant "
+        "(in Make: the trigger module's record id); each record needs its own key."
+    )
+
+
+class InProgress(RelayError):
+    """The first delivery with this key is still running after we waited for it."""
+
+    status = 503
+    code = "in_progress"
+    default_hint = "Zapier and Make retry a 503: the retry gets the first delivery's answer."
+
+
+def fields_digest(fields: Mapping[str, Any]) -> str:
+    """SHA-256 of the flat fields in a canonical order (names sorted): what a keyed answer
+    keeps to tell a replay from another delivery under the same key."""
+    flat = {
+        name: list(map(str, v)) if isinstance(v, list) else str(v) for name, v in fields.items()
+    }
+    canonical = json.dumps(flat, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def create_key(request: PassKitRequest) -> str | None:
+    """`members.enrol:<programId>:<externalId>`, or None when the request has no external id."""
+    body = request.json or {}
+    external_id = dig(body, request.operation.external_id_in_request)
+    if not isinstance(external_id, str) or not external_id:
+        return None
+    container = next((c for path in _CONTAINERS if isinstance(c := dig(body, path), str)), "")
+    return f"{request.operation.name}:{container}:{external_id}"
+
+
+class OnceGuard:
+    """Claims keys in the store, waiting out concurrent holders of the same key."""
+
+    def __init__(
+        self,
+        store: StoreHandle,
+        *,
+        ttl: float = IDEMPOTENCY_TTL,
+        wait: float = 25.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.wait = wait  # just under Zapier's 30 s: long enough for a retrying first delivery
+        self.clock = clock
+
+    async def claim(self, scope: str, key: str) -> Claim:
+        """A `won` or `done` claim; raises InProgress when the holder never finished.
+
+        The store keeps a digest of the key, never the key: keys hold external ids (an email,
+        a phone number) and whatever a sender maps, and a digest has a fixed length. A create
+        key's external id is kept as a blind index, so `relay erase` finds the row."""
+        key, people = _stored_key(scope, key)
+        store = await self.store.get()
+        claim = await store.claim(scope, key, self.clock(), ttl=self.ttl, people=people)
+        if claim.busy:
+            claim = await store.wait_for(
+                scope, key, timeout=self.wait, ttl=self.ttl, clock=self.clock
+            )
+        if claim.busy:
+            raise InProgress(
+                "A delivery with this idempotency key is still running.", retry_after=5
+            )
+        return claim
+
+    async def take_over(self, scope: str, key: str) -> Claim:
+        """Claim `key` from a holder known to be dead (a crashed import's rows in flight), with
+        no wait for the claim to go stale; stored as `claim` stores it."""
+        digest, people = _stored_key(scope, key)
+        store = await self.store.get()
+        return await store.claim(scope, digest, self.clock(), ttl=self.ttl, stale_after=0,
+                                 people=people)  # fmt: skip
+
+    async def release(self, claim: Claim) -> None:
+        # Shielded: a caller cancelled mid-failure must still free the key for the retry.
+        store = await self.store.get()
+        await asyncio.shield(store.release(claim))
+
+    async def once(
+        self,
+        scope: str,
+        key: str,
+        run: Callable[[], Awaitable[dict[str, Any]]],
+        *,
+        digest: str | None = None,
+    ) -> dict[str, Any]:
+        """The answer of `run()` the first time; its stored copy, marked duplicate, after.
+        With `digest` (of the delivery's fields), a stored answer for other fields raises
+        KeyReused: nothing runs, nothing is replayed."""
+        claim = await self.claim(scope, key)
+        if claim.done:
+            answer = replayed(claim)
+            if digest and answer.pop(DIGEST, digest) != digest:  # none stored: kept before
+                raise KeyReused(
+                    "This idempotency key was already used by a delivery with different "
+                    "fields; nothing was sent to PassKit.",
+                    field="idempotency_key",
+                )
+            answer.pop(DIGEST, None)
+            return answer
+        try:
+            answer = await run()
+        except BaseException:
+            await self.release(claim)
+            raise
+        store = await self.store.get()
+        stored = replay_copy(answer) | ({DIGEST: digest} if digest else {})
+        people = people_in(answer)  # its external id, which the stored copy leaves out
+        await store.complete(claim, 200, _stored(stored), people=people)
+        return answer
+
+    async def remember_attempt(self, claim: Claim) -> None:
+        """Mark a create whose outcome is unknown, so a replay looks for what it made."""
+        store = await self.store.get()
+        await asyncio.shield(store.complete(claim, ATTEMPTED, "null"))
+
+    async def remember_create(self, claim: Claim, answer_json: Any) -> None:
+        """Store what PassKit answered a create, replacing an answer for a pass since deleted."""
+        store = await self.store.get()
+        body = _stored(replayed_result(answer_json))
+        people = people_in(answer_json)
+        if claim.done:
+            await store.release(claim)
+            claim = await store.claim(
+                claim.scope, claim.key, self.clock(), ttl=self.ttl, people=people
+            )
+            if not claim.won:
+                return  # another delivery stored it first; either answer will do
+        await store.complete(claim, 200, body, people=people)
+
+
+def replayed_result(result: Any) -> Any:
+    """PassKit's answer as a replay repeats it: top-level ids, counts and states only."""
+    if not isinstance(result, Mapping):
+        return result
+    scalar = (str, int, float, bool)
+    return {key: value for key, value in result.items()
+            if isinstance(value, scalar) and _REPLAYED_RESULT_KEY.search(key)
+            and not key.lower().startswith("external")}  # fmt: skip
+
+
+def replay_copy(answer: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored copy of a successful answer: enough to answer a replay, nothing personal.
+    The external id (some senders use an email) is not kept: the replay carries it again."""
+    copy = {key: value for key, value in answer.items() if key != "external_id"}
+    if "result" in copy:
+        copy["result"] = replayed_result(copy["result"])
+    return copy
+
+
+def _stored(value: Any) -> str:
+    return json.dumps(redact(value), ensure_ascii=False)
+
+
+def replayed(claim: Claim) -> dict[str, Any]:
+    answer: dict[str, Any] = json.loads(claim.body or "{}")
+    answer["duplicate"] = True  # `once` takes DIGEST out: it is never answered
+    return answer
+
+
+def _stored_key(scope: str, key: str) -> tuple[str, tuple[str, ...]]:
+    """What the store keeps of a key: its digest, and for a create key its external id (as a
+    blind index, so `relay erase` finds the row)."""
+    people = (key.split(":", 2)[-1],) if scope == CREATE_SCOPE else ()
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest(), people

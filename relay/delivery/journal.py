@@ -1,0 +1,97 @@
+"""The delivery log's side of a delivery: one redacted `DeliveryRecord` per answer (the store
+seals its payloads and keeps who it was about as blind indexes: relay.store.personal).
+
+Recorded before the answer is sent (group-committed, so cheaply), which is what makes the promise
+hold that a delivery answered 2xx is never missing from the log, even after a kill -9.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from relay.delivery.pipeline import Trace
+from relay.errors import RelayError, shorten
+from relay.forms.fields import Fields
+from relay.redact import redact_text
+from relay.store import DeliveryRecord, Outcome, Source, redact
+from relay.store.personal import people_in
+
+FIELD_NAME_LIMIT = 64
+
+
+def outcome_of(status: int, answer: Mapping[str, Any]) -> Outcome:
+    if status >= 300 or not answer.get("ok"):
+        return "failed"
+    if answer.get("skipped"):
+        return "skipped"
+    if answer.get("ignored"):
+        return "ignored"
+    if answer.get("dry_run"):
+        return "dry_run"
+    if answer.get("duplicate"):
+        return "duplicate"
+    return "ok"
+
+
+def fields_for_log(fields: Fields) -> dict[str, Any]:
+    """The flat fields as plain JSON (lists stay lists), for the log's redacted request."""
+    return {name: list(value) if isinstance(value, list) else str(value)
+            for name, value in fields.items()}  # fmt: skip
+
+
+def field_of(error: RelayError | None) -> str | None:
+    """The field a failure names, for grouping failures by cause. A template's field names are
+    short; a longer name came from the sender and may be anything, even data: not kept."""
+    if error is None or not error.field or len(error.field) > FIELD_NAME_LIMIT:
+        return None
+    return redact_text(error.field)
+
+
+def delivery_record(
+    *,
+    at: float,
+    source: Source,
+    hook_id: str | None,
+    template: str,
+    trace: Trace,
+    status: int,
+    answer: Mapping[str, Any],
+    latency_ms: float,
+    request_id: str,
+    request: Any,
+    log_payloads: bool,
+    replay_of: str | None = None,
+) -> DeliveryRecord:
+    error = answer.get("error")
+    error_code = error.get("code") if isinstance(error, Mapping) else None
+    # Never the sender's copy of the message: it may quote what they sent (see RelayError).
+    message = trace.error.logged_message() if trace.error else answer.get("reason")
+    outcome = outcome_of(status, answer)
+    failure = trace.error if outcome == "failed" else None
+    return DeliveryRecord(
+        at=at,
+        source=source,
+        hook_id=hook_id,
+        template=template,
+        operation=trace.operation or str(answer.get("operation") or ""),
+        outcome=outcome,
+        status=status,
+        latency_ms=round(latency_ms, 2),
+        request_id=request_id,
+        error_code=error_code if isinstance(error_code, str) else None,
+        error_message=redact_text(message) if isinstance(message, str) else None,
+        error_field=field_of(failure),
+        error_hint=redact_text(shorten(failure.hint, 400)) if failure and failure.hint else None,
+        replay_of=replay_of,
+        request=redact(request, store_payloads=log_payloads),
+        passkit_request=redact(trace.passkit_request, store_payloads=log_payloads),
+        passkit_response=redact(
+            {"status": trace.passkit_status, "json": trace.passkit_response}
+            if trace.passkit_status is not None
+            else None,
+            store_payloads=log_payloads,
+        ),
+        # Found before redaction, so a person is erasable also when payloads are not logged.
+        people=people_in(request, trace.passkit_request, trace.passkit_response),
+    )

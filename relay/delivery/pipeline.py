@@ -1,0 +1,425 @@
+"""One delivery, top to bottom: hook + flat fields → rendered request → PassKit → answer.
+
+Shared by the hook endpoint, Stripe and replays, and free of Starlette: it takes a verified hook
+and parsed fields and returns the flat JSON answer a next Zapier/Make step can map, or raises a
+RelayError that the app renders as the friendly error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from relay.access.tokens import Hook
+from relay.delivery.idempotency import ATTEMPTED, CREATE_SCOPE, OnceGuard, create_key
+from relay.delivery.templating import (
+    RequestTemplate,
+    SkipDelivery,
+    TemplateLibrary,
+    check_fields,
+    check_params_of,
+    render,
+    resolve_params,
+)
+from relay.errors import (
+    HookMisconfigured,
+    InvalidRequest,
+    PassKitBusy,
+    PassKitConflict,
+    PassKitError,
+    PassKitNotFound,
+    PassKitUnavailable,
+    RelayError,
+    TemplateMissing,
+    quote_value,
+)
+from relay.forms.fields import Fields
+from relay.passkit.client import PassKitAnswer, PassKitClient, error_for_answer, raise_for_answer
+from relay.passkit.operations import CATALOG, Operation, PassKitRequest, build_request, dig
+
+# "Does it already exist?" is answered by looking, never by PassKit's words: PassKit documents
+# no answer for a duplicate (only 200/400/401/403/404/500/503), so a create that fails for any
+# reason but these is looked up once by its external id. 401/403: the relay's credentials;
+# 404: what the create refers to (program, tier, offer) is missing; 429: rate limited. 5xx are
+# retried by the client and arrive as PassKitUnavailable, which is looked up too (see _attempt).
+NOT_ABOUT_EXISTENCE = frozenset({401, 403, 404, 429})
+# The lookup follows a call that may have used most of RELAY_RETRY_BUDGET: bounded so that,
+# together, they stay inside Zapier's 30 s. A lookup that fails or takes longer finds nothing.
+LOOKUP_TIMEOUT = 5.0
+# How far PassKit's clock may be behind ours when its `created` date says whether a record found
+# after a lost answer is younger than the call that may have made it.
+CLOCK_SKEW = timedelta(minutes=1)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The request PassKit answered (the update, when an upsert found the record) and its
+    answer."""
+
+    request: PassKitRequest
+    answer: PassKitAnswer
+    created: bool
+    duplicate: bool = False  # a replayed create: PassKit already had it from us
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """A create or upsert sent, and, when it failed, what one lookup by its external id found."""
+
+    started: datetime  # when the create was first sent (the relay's clock)
+    answer: PassKitAnswer | None  # None: every retry ended in a 5xx or found no connection
+    found: PassKitAnswer | None = None  # the record PassKit has: `{"id"}`
+    created: datetime | None = None  # when PassKit says it made that record, if it says
+    unavailable: PassKitUnavailable | None = None  # why there is no answer
+
+    @property
+    def ok(self) -> bool:
+        return self.answer is not None and self.answer.ok
+
+    @property
+    def lost(self) -> bool:
+        """This very call may have made the record it found: an attempt's answer never came (a
+        dropped connection retried, or only 5xx answers: PassKit's "unexpected error" can follow
+        the write), and PassKit does not date the record before the call began."""
+        maybe = self.answer is None or self.answer.attempts > 1
+        return maybe and (self.created is None or self.created >= self.started - CLOCK_SKEW)
+
+    def failure(self, operation: Operation) -> PassKitError:
+        """The create's own failure, as PassKit gave it."""
+        if self.answer is None:
+            assert self.unavailable is not None
+            return self.unavailable
+        return error_for_answer(self.answer, operation)
+
+
+@dataclass
+class Trace:
+    """What one delivery did, filled in on the way for its delivery-log record."""
+
+    operation: str = ""
+    passkit_request: dict[str, Any] | None = None
+    passkit_status: int | None = None
+    passkit_response: Any = None
+    # The error behind the answer (a failure, or a not-found that was ignored): the log stores
+    # its masked message, never the sender's copy.
+    error: RelayError | None = None
+
+    def failed(self, error: RelayError) -> tuple[int, dict[str, Any]]:
+        """The status and answer `error` gives the sender, remembered for the log."""
+        self.error = error
+        return error.status, error.answer()
+
+
+@dataclass
+class Relay:
+    """What a delivery needs, built once per app. Without `guard` (no store: `relay render`,
+    unit tests) creates are not protected against replays."""
+
+    library: TemplateLibrary
+    client: PassKitClient
+    clock: Callable[[], datetime] = utc_now
+    guard: OnceGuard | None = None
+    # Each hook's settings checked once (per template and params): None when they are right.
+    _settings_checked: dict[tuple[Any, ...], tuple[str, str] | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def template_for(self, hook: Hook) -> RequestTemplate:
+        template = self.library.get(hook.template)
+        if template is None:
+            raise TemplateMissing(
+                f"This hook's template ({hook.template}) is gone from this relay."
+            )
+        return template
+
+    def check_settings(self, hook: Hook, template: RequestTemplate) -> None:
+        """HookMisconfigured when a setting of the hook (a param minted before it was checked,
+        such as country=USA) is one its template refuses: every delivery would fail on it, so
+        it is named for the sender before anything is rendered. Ids are left to PassKit."""
+        key = (hook.id, template.name, tuple(sorted(hook.params.items())))
+        if key not in self._settings_checked:
+            if len(self._settings_checked) >= 10_000:
+                self._settings_checked.clear()
+            _, problems = check_params_of(template.params, hook.params, passkit_ids=False)
+            self._settings_checked[key] = (problems[0].name, str(problems[0])) if problems else None
+        if (wrong := self._settings_checked[key]) is not None:
+            raise HookMisconfigured(*wrong)
+
+    def prepare(
+        self,
+        hook: Hook,
+        fields: Fields,
+        received: list[str],
+        extra: Mapping[str, Any] | None = None,
+        *,
+        updating: bool = False,
+    ) -> PassKitRequest:
+        """Check, render and validate: everything short of sending. Raises on any problem."""
+        template = self.template_for(hook)
+        self.check_settings(hook, template)
+        check_fields(template, fields, received)
+        params = resolve_params(template, hook.params)
+        body = render(template, fields, params, now=self.clock(), extra=extra, updating=updating)
+        operation = template.operation
+        if updating and operation.on_conflict:
+            operation = CATALOG[operation.on_conflict]
+        return build_request(operation, body, fields)
+
+    async def send(
+        self,
+        request: PassKitRequest,
+        update: Callable[[], PassKitRequest] | None = None,
+        trace: Trace | None = None,
+    ) -> Sent:
+        """Send. A create or upsert that fails is looked up by its external id (`_attempt`):
+        when PassKit has the record, an upsert sends the update built by `update`, and a create
+        answers with it if it is this relay's (see `_send_create`), else a conflict. Creates go
+        through create protection (see `idempotency`)."""
+        operation = request.operation
+        if not (operation.creates or operation.on_conflict):
+            answer = await self._call(request, trace)
+            raise_for_answer(answer, operation)
+            return Sent(request, answer, created=False)
+        key = create_key(request) if operation.creates and self.guard else None
+        if key is not None:
+            return await self._send_create(request, key, trace)
+        attempt = await self._attempt(request, trace)
+        if attempt.ok:
+            assert attempt.answer is not None
+            return Sent(request, attempt.answer, created=True)
+        if attempt.found is None:
+            raise attempt.failure(operation)
+        if operation.on_conflict and update is not None:
+            request = update()
+            answer = await self._call(request, trace)
+            raise_for_answer(answer, request.operation)
+            return Sent(request, answer, created=False)
+        if attempt.lost:  # no store to ask: only this call's own lost attempt counts as ours
+            return Sent(request, attempt.found, created=True)
+        raise _conflict(request)
+
+    async def _send_create(self, request: PassKitRequest, key: str, trace: Trace | None) -> Sent:
+        assert self.guard is not None
+        guard = self.guard
+        claim = await guard.claim(CREATE_SCOPE, key)
+        try:
+            attempt = await self._attempt(request, trace)
+        except BaseException:
+            # No answer (timed out, the sender hung up): PassKit may have made it.
+            if claim.won:
+                await guard.remember_attempt(claim)
+            raise
+        if attempt.ok:
+            assert attempt.answer is not None
+            await guard.remember_create(claim, attempt.answer.json)
+            return Sent(request, attempt.answer, created=True)
+        found = attempt.found
+        if found is None:  # PassKit has no such record: its failure stands
+            if claim.won and attempt.answer is None:
+                await guard.remember_attempt(claim)  # 5xx throughout: it may land yet
+            elif claim.won:
+                await guard.release(claim)
+            raise attempt.failure(request.operation)
+        if claim.done and claim.status != ATTEMPTED:
+            # A replay of a create this relay made: answer as the first time did, unless that
+            # pass was deleted since and this record was made elsewhere.
+            stored = json.loads(claim.body or "null")
+            if dig(stored, request.operation.id_in_answer) in (None, found.json["id"]):
+                answer = PassKitAnswer(200, stored, {}, found.attempts)
+                return Sent(request, answer, created=False, duplicate=True)
+        elif claim.done or attempt.lost:
+            # Ours, its answer lost: an earlier delivery's (ATTEMPTED: a replay, so a duplicate)
+            # or an earlier attempt of this very call (so this delivery created it).
+            await guard.remember_create(claim, found.json)
+            return Sent(request, found, created=not claim.done, duplicate=claim.done)
+        if claim.won:
+            await guard.release(claim)
+        raise _conflict(request)
+
+    async def _attempt(self, request: PassKitRequest, trace: Trace | None) -> _Attempt:
+        """Send a create (or an upsert's create); when it fails for a reason that could be "it
+        already exists", look the record up, once."""
+        started = self.clock()
+        try:
+            answer = await self._call(request, trace)
+        except PassKitBusy:
+            raise  # no turn at PassKit's rate: nothing was sent, there is nothing to look up
+        except PassKitUnavailable as unavailable:
+            # 5xx to the end of the retries. PassKit may be down, or answer a duplicate with 500
+            # ("unexpected error") every time: then retrying can never succeed and a 503 would
+            # have Zapier, Make or Stripe replay it for days. One bounded lookup tells them apart.
+            found, created = await self._look_up(request, trace)
+            return _Attempt(started, None, found, created, unavailable)
+        if answer.ok or answer.status in NOT_ABOUT_EXISTENCE:
+            return _Attempt(started, answer)
+        return _Attempt(started, answer, *await self._look_up(request, trace))
+
+    async def _look_up(
+        self, request: PassKitRequest, trace: Trace | None
+    ) -> tuple[PassKitAnswer | None, datetime | None]:
+        """The record `request` creates, looked up by its external id (PassKit's documented 200
+        or 404): `{"id"}` and its `created` date, or None when PassKit has none, or when the
+        lookup cannot be made, fails or takes longer than LOOKUP_TIMEOUT. Only a found record
+        replaces the create's exchange in the trace (for the log); otherwise the create's
+        failure is what it shows."""
+        nothing = (None, None)
+        source = _finds_for(request.operation)
+        if source is None or request.json is None or source.find_with is None:
+            return nothing
+        found_at = ((name, dig(request.json, tuple(field.split(".")))) for field, name in
+                    source.find_keys)  # fmt: skip
+        keys = {name: value for name, value in found_at if value is not None}
+        try:
+            lookup = build_request(CATALOG[source.find_with], keys)
+        except InvalidRequest:
+            return nothing  # e.g. a ticket issued for an eventId: no production to look in
+        budget = min(LOOKUP_TIMEOUT, self.client.settings.passkit_timeout)
+        try:
+            async with asyncio.timeout(budget):
+                found = await self._call(lookup, None)
+        except (PassKitError, TimeoutError):
+            return nothing
+        record = found.json
+        if not (found.ok and isinstance(record, dict) and isinstance(record.get("id"), str)):
+            return nothing
+        if trace is not None:
+            trace.passkit_request = lookup.describe()
+            trace.passkit_status = found.status
+            trace.passkit_response = record
+        answer = PassKitAnswer(200, {"id": record["id"]}, found.headers, found.attempts)
+        return answer, _timestamp(record.get("created"))
+
+    async def _call(self, request: PassKitRequest, trace: Trace | None) -> PassKitAnswer:
+        if trace is not None:
+            trace.passkit_request = request.describe()
+        answer = await self.client.send(request)
+        if trace is not None:
+            trace.passkit_status = answer.status
+            trace.passkit_response = answer.json
+        return answer
+
+    def success(self, sent: Sent, *, request_id: str, operation: Operation) -> dict[str, Any]:
+        request, answer = sent.request, sent.answer
+        pass_id = dig(answer.json, request.operation.id_in_answer) or dig(
+            request.json, request.operation.id_in_request
+        )
+        external_id = dig(request.json, request.operation.external_id_in_request)
+        result: dict[str, Any] = {
+            "ok": True,
+            "operation": operation.name,
+            "id": pass_id if isinstance(pass_id, str) else None,
+            "external_id": external_id if isinstance(external_id, str) else None,
+            "pass_url": None,
+            "duplicate": sent.duplicate,
+            "dry_run": False,
+            "request_id": request_id,
+        }
+        if operation.on_conflict:
+            result["created"] = sent.created
+        if isinstance(pass_id, str) and operation.kind and not operation.pass_gone:
+            result["pass_url"] = self.client.pass_url(pass_id)
+        result["result"] = answer.json
+        return result
+
+    async def try_out(
+        self, hook: Hook, fields: Fields, received: list[str], *, request_id: str
+    ) -> dict[str, Any]:
+        """A dry run whose problems are answers too (hook page and admin test forms)."""
+        try:
+            return await self.deliver(hook, fields, received, request_id=request_id, dry_run=True)
+        except RelayError as exc:
+            return exc.answer()
+
+    async def deliver(
+        self,
+        hook: Hook,
+        fields: Fields,
+        received: list[str],
+        *,
+        request_id: str,
+        dry_run: bool = False,
+        extra: Mapping[str, Any] | None = None,
+        trace: Trace | None = None,
+    ) -> dict[str, Any]:
+        try:
+            request = self.prepare(hook, fields, received, extra)
+        except SkipDelivery as skip:
+            return {"ok": True, "skipped": True, "reason": skip.reason, "request_id": request_id}
+        operation = request.operation
+        if trace is not None:
+            trace.operation = operation.name
+        if dry_run:
+            return {
+                "ok": True,
+                "operation": operation.name,
+                "dry_run": True,
+                "request_id": request_id,
+                "request": request.describe(),
+            }
+        try:
+            sent = await self.send(
+                request, lambda: self.prepare(hook, fields, received, extra, updating=True), trace
+            )
+        except PassKitNotFound as missing:
+            if self.template_for(hook).if_missing != "ignore":
+                raise
+            if trace is not None:
+                trace.error = missing  # the log's copy of the reason, PassKit's words masked
+            reason = f"nothing to do: {missing.message}"
+            return {"ok": True, "ignored": True, "reason": reason, "request_id": request_id}
+        return self.success(sent, request_id=request_id, operation=operation)
+
+
+def _finds_for(operation: Operation) -> Operation | None:
+    """The operation whose `find_with` looks up what `operation` creates: its own, or for an
+    upsert, the create's it shares its PassKit call with (members.upsert enrols as
+    members.enrol does)."""
+    if operation.find_with:
+        return operation
+    same_call = (op for op in CATALOG.values() if op.find_with and op.creates
+                 and (op.method, op.paths) == (operation.method, operation.paths))  # fmt: skip
+    return next(same_call, None)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp as PassKit writes it (nanoseconds and all), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+_CONFLICT = {
+    "member": ("A member with external id", None),  # None: PassKitConflict's hint (upsert)
+    "coupon": (
+        "A coupon with external id",
+        "Each coupon code is issued once per campaign: map a new external_id for a new coupon.",
+    ),
+    "ticket": (
+        "A ticket with number",
+        "Each ticket number is issued once per production: map a new ticket_number.",
+    ),
+}
+
+
+def _conflict(request: PassKitRequest) -> PassKitConflict:
+    """PassKit has the record this create makes, and this relay did not make it."""
+    operation = request.operation
+    what, hint = _CONFLICT.get(operation.kind or "", ("A record with external id", None))
+    quoted = quote_value(dig(request.json, operation.external_id_in_request))
+    return PassKitConflict(
+        f"{what} {quoted} already exists in PassKit, made outside this relay.",
+        hint=hint,
+        private=[quoted],
+    )

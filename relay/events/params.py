@@ -1,0 +1,49 @@
+"""What a PassKit events URL (`/passkit/{token}`) takes when it is minted: `forward_to`, the
+Zapier or Make URL its events go to, and `events`, which of them. Read by relay.hooks.minting, so
+`relay url passkit-events` and the console's New hook form offer and check it as they do a
+template's params.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from relay.delivery.templating import ParamSpec
+from relay.events.flatten import EVENT_NAMES, chosen_events
+
+TEMPLATE = "passkit-events"  # what the URL's token names as its template
+KIND = "passkit"  # the URL's path segment
+TITLE = "Send pass events (added to a wallet, removed …) to Zapier or Make"
+SUMMARY = "PassKit events: passes created, installed, removed … forwarded to Zapier or Make"
+PARAMS = {
+    "forward_to": ParamSpec(
+        "forward_to",
+        "the URL of a Zapier “Catch Hook” trigger or a Make custom webhook",
+        example="https://hooks.zapier.com/hooks/catch/123456/abcdef/",
+    ),
+    "events": ParamSpec(
+        "events",
+        f"which events to forward, comma-separated ({', '.join(EVENT_NAMES)}); empty: all",
+        required=False,
+        default="",
+        example="installed,uninstalled",
+    ),
+}
+
+
+def param_problems(given: dict[str, str]) -> list[str]:
+    """What is wrong with a passkit-events URL's params (minting's check, beyond required)."""
+    problems = []
+    target = given.get("forward_to", "").strip()
+    parts = urlsplit(target)
+    if target and (parts.scheme not in ("http", "https") or not parts.hostname):
+        problems.append(
+            "forward_to must be a web address starting with https://, such as the URL of a "
+            "Zapier Catch Hook trigger or a Make custom webhook"
+        )
+    unknown = [e for e in chosen_events(given.get("events", "")) if e not in EVENT_NAMES]
+    if unknown:
+        problems.append(
+            f"events {', '.join(unknown)} unknown: choose from {', '.join(EVENT_NAMES)}"
+        )
+    return problems

@@ -1,0 +1,2 @@
+"""Making hook URLs (`minting`: templates, settings, labels) and the public page a hook URL shows in
+a browser."""

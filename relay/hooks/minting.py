@@ -1,0 +1,257 @@
+"""Minting hook URLs: which params a template (or the Stripe endpoint) takes, checked before a
+URL is signed, so a URL never leaves the relay missing what its deliveries will need.
+
+Each value is checked by its template's declaration (`kind`, see relay.delivery.templating: a
+country the phone library knows, one of a param's choices, the shape of a PassKit id) and stored
+normalised (`mdy` → `MDY`); `relay check` re-checks every registered hook the same way.
+
+Shared by `relay url`, the demo and the admin console. `stripe` is not a template but the Stripe
+endpoint: its URL carries the params every `templates/stripe/*` template may use.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import phonenumbers
+import pycountry
+
+from relay.access.tokens import Hook, HookSigner, hook_url, new_hook_id
+from relay.delivery.templating import ParamSpec, TemplateLibrary, check_params_of
+from relay.events import params as passkit_params
+from relay.forms import phones
+from relay.passkit.account import Account, Named, Project
+from relay.store import HookRecord
+from relay.stripe.events import PARAMS_TEMPLATE, TEMPLATE_PREFIX
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What a URL can be minted for: a hook template, or the Stripe endpoint."""
+
+    name: str
+    summary: str
+    params: Mapping[str, ParamSpec]
+    kind: str  # the URL's path segment: "hooks" or "stripe"
+    title: str = ""  # its plain name ("Enrol a new member"), what the console shows first
+    group: str = "Other"  # the mint form's group: Members, Coupons, Tickets or Stripe
+
+
+class MintError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def endpoint(library: TemplateLibrary, name: str) -> Endpoint:
+    if name == PARAMS_TEMPLATE:
+        params: dict[str, ParamSpec] = {}
+        for each in library.templates.values():
+            if each.name.startswith(TEMPLATE_PREFIX):
+                for spec in each.params.values():
+                    seen = params.get(spec.name)
+                    params[spec.name] = spec if seen is None or spec.required else seen
+        summary = "Stripe events: issue, update and revoke passes from payments and subscriptions"
+        return Endpoint(name, summary, params, "stripe", STRIPE_TITLE, "Stripe")
+    if name == passkit_params.TEMPLATE:
+        return Endpoint(name, passkit_params.SUMMARY, passkit_params.PARAMS, passkit_params.KIND,
+                        passkit_params.TITLE, EVENTS_GROUP)  # fmt: skip
+    template = library.get(name)
+    if template is None or name.startswith(TEMPLATE_PREFIX):
+        known = [n for n in library.names() if not n.startswith(TEMPLATE_PREFIX)]
+        there = ", ".join([*known, "stripe", passkit_params.TEMPLATE])
+        raise MintError([f"no template named {name!r}; there are: {there}"])
+    return Endpoint(name, template.summary, template.params, "hooks", template.title,
+                    template.group)  # fmt: skip
+
+
+STRIPE_TITLE = "Passes from Stripe payments and subscriptions"
+EVENTS_GROUP = "Events from PassKit"
+GROUP_ORDER = ("Members", "Coupons", "Tickets", "Stripe", EVENTS_GROUP)
+
+
+def grouped(library: TemplateLibrary) -> list[tuple[str, list[Endpoint]]]:
+    """What a URL can be minted for, as the console offers it: by group (Members, Coupons,
+    Tickets, Stripe, then any other a template names), each in its templates' order."""
+    names = [n for n in library.names() if not n.startswith(TEMPLATE_PREFIX)]
+    names += [PARAMS_TEMPLATE, passkit_params.TEMPLATE]
+    groups: dict[str, list[Endpoint]] = {group: [] for group in GROUP_ORDER}
+    for name in names:
+        target = endpoint(library, name)
+        groups.setdefault(target.group, []).append(target)
+    return [(group, sorted(targets, key=lambda t: t.title.casefold()))
+            for group, targets in groups.items() if targets]  # fmt: skip
+
+
+# Countries a hook's `country` setting may name, by name (the mint form's list): the phone
+# library's regions, named as ISO 3166 does (pycountry; its common name where it has one, e.g.
+# "Bolivia"); three regions that are not ISO countries are named here. Not the phone library's
+# geocoder: importing it costs ~100 MB of memory in every process.
+_UNNAMED = {"AC": "Ascension Island", "TA": "Tristan da Cunha", "XK": "Kosovo"}
+
+
+@functools.cache
+def countries() -> tuple[tuple[str, str], ...]:
+    """(ISO code, English name) for every country a hook's phone numbers can be read in,
+    sorted by name."""
+    named = []
+    for code in phonenumbers.SUPPORTED_REGIONS:
+        found = pycountry.countries.get(alpha_2=code)
+        name = (getattr(found, "common_name", None) or found.name) if found else ""
+        named.append((code, name or _UNNAMED.get(code, code)))
+    return tuple(sorted(named, key=lambda pair: pair[1]))
+
+
+# The live part of minting: the problems with `params` that only PassKit's account can tell
+# (a program or tier id that does not exist there), each listing what exists. `relay url
+# --offline` goes without it.
+LiveCheck = Callable[[Endpoint, Mapping[str, str]], list[str]]
+
+
+def account_check(account: Account) -> LiveCheck:
+    """The live part of minting: each id the hook names exists in the PassKit `account`
+    (a tier in its program, an offer in its campaign, a ticket type in its production),
+    refused with the list of what exists there."""
+
+    def check(target: Endpoint, params: Mapping[str, str]) -> list[str]:
+        problems: list[str] = []
+
+        def look(name: str, options: Sequence[Named | Project], where: str) -> None:
+            value = params.get(name)
+            if not value or name not in target.params or any(o.id == value for o in options):
+                return
+            there = ", ".join(f"{o.id} ({o.name})" for o in options) or "none"
+            problems.append(f"{name} {value!r} is not {where}; there are: {there}")
+
+        def within(name: str, projects: Sequence[Project], what: str) -> Project | None:
+            look(name, projects, f"a {what} in the PassKit account ({account.where})")
+            return next((p for p in projects if p.id == params.get(name)), None)
+
+        program = within("program_id", account.programs, "program")
+        if program is not None:
+            look("tier_id", program.children, f"a tier of program {program.name}")
+        campaign = within("campaign_id", account.campaigns, "campaign")
+        if campaign is not None:
+            look("offer_id", campaign.children, f"an offer of campaign {campaign.name}")
+        production = within("production_id", account.productions, "production")
+        if production is not None:
+            look("ticket_type_id", production.children,
+                 f"a ticket type of production {production.name}")  # fmt: skip
+        look("venue_id", account.venues, f"a venue in the PassKit account ({account.where})")
+        return problems
+
+    return check
+
+
+def check_params(target: Endpoint, given: Mapping[str, str]) -> dict[str, str]:
+    """`given` as the hook will carry it (values normalised); MintError listing every problem,
+    each with what would be accepted."""
+    checked, wrong = check_params_of(target.params, given)
+    problems = [str(problem) for problem in wrong]
+    if target.kind == passkit_params.KIND:
+        problems += passkit_params.param_problems(dict(given))
+    unknown = sorted(set(given) - set(target.params))
+    if unknown:
+        known = ", ".join(target.params) or "none"
+        problems.append(f"{target.name} takes no param {', '.join(unknown)} (it takes: {known})")
+    for spec in target.params.values():
+        if spec.required and spec.default is None and not given.get(spec.name):
+            problems.append(f"{spec.title} ({spec.name}) is required: {spec.help}")
+    if problems:
+        raise MintError(problems)
+    return checked
+
+
+def settings_problems(library: TemplateLibrary, template: str, params: Mapping[str, str]) -> str:
+    """What is wrong with a registered hook's settings ("" when nothing is), checked as
+    minting checks them now: for `relay check`, about hooks minted before it did."""
+    try:
+        target = endpoint(library, template)
+    except MintError:
+        return f"its template {template} is gone from this relay"
+    _, wrong = check_params_of(target.params, params)
+    problems = [f"{problem}; mint a new URL with --param {problem.name}=…" for problem in wrong]
+    for spec in target.params.values():
+        if spec.required and spec.default is None and not params.get(spec.name):
+            problems.append(f"it has no {spec.name}; mint a new URL with --param {spec.name}=…")
+    return "; ".join(problems)
+
+
+def registered(hook: Hook, label: str = "") -> HookRecord:
+    """The registry's row for a hook just minted (created now)."""
+    return HookRecord(hook.id, hook.template, dict(hook.params), label, created_at=time.time())
+
+
+def mint(
+    signer: HookSigner,
+    library: TemplateLibrary,
+    name: str,
+    params: Mapping[str, str],
+    base: str,
+    *,
+    live: LiveCheck | None = None,
+) -> tuple[Hook, Endpoint, str]:
+    """A new hook for `name` with `params`, and its URL under `base`; MintError if refused.
+    With `live`, the ids are also looked up at PassKit once everything else is right."""
+    target = endpoint(library, name)
+    checked = check_params(target, params)
+    if live is not None and (problems := live(target, checked)):
+        raise MintError(problems)
+    hook = Hook(id=new_hook_id(), template=target.name, params=checked)
+    return hook, target, hook_url(base, signer.mint(hook), kind=target.kind)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One hook setting as the console shows it: its name in words, its value in words (a
+    program's name, "Day first (31/12/2026)", "United Kingdom") and as stored (the id)."""
+
+    name: str
+    label: str
+    value: str
+    stored: str
+
+
+def settings_of(
+    specs: Mapping[str, ParamSpec], params: Mapping[str, str], account: Account | None = None
+) -> list[Setting]:
+    """A hook's settings in words, in its template's order (`specs`: the params it declares);
+    ids are named from `account` (the PassKit account as last read) when it has them."""
+    named: dict[str, str] = {}
+    if account is not None:
+        for projects, parent in ((account.programs, "program_id"),
+                                 (account.campaigns, "campaign_id"),
+                                 (account.productions, "production_id")):  # fmt: skip
+            for project in projects:
+                named[f"{parent}={project.id}"] = project.name
+                if project.id == params.get(parent):
+                    named |= {f"*={child.id}": child.name for child in project.children}
+        named |= {f"venue_id={venue.id}": venue.name for venue in account.venues}
+    shown = []
+    for name in [*specs, *sorted(set(params) - set(specs))]:
+        stored = params.get(name, "")
+        if not stored:
+            continue
+        spec = specs.get(name) or ParamSpec(name)
+        value = stored
+        if spec.kind == "choice":
+            value = spec.choice_label(stored)
+        elif spec.kind == "country":
+            value = country_name(stored)
+        elif spec.kind in ("passkit_id", "tier_id"):
+            value = named.get(f"{name}={stored}") or named.get(f"*={stored}") or stored
+        shown.append(Setting(name, spec.title, value, stored))
+    return shown
+
+
+def country_name(value: str) -> str:
+    """The country a hook's `country` setting names ("GB", "UK" or "44" → United Kingdom);
+    the value itself when it names none."""
+    try:
+        code = phones.region(value)
+    except ValueError:
+        return value
+    return dict(countries()).get(code or "", value)

@@ -1,0 +1,268 @@
+"""Bring existing members in: each row of a CSV is one delivery of a hook, through the very path a
+live delivery takes (`Endpoints.run_hook`, logged in the delivery log like any other).
+
+- `check` is the dry run: every row rendered and validated (`Relay.try_out`), nothing sent.
+- `run` sends the rows, a few at a time (memory and PassKit's rate stay bounded), each under an
+  idempotency key made from the hook and the row's fields, so a rerun sends nothing twice.
+  `relay.imports.csvfile.Progress` notes each row started and finished; after a crash the rows that
+  were in flight have their claims taken over (the crashed process cannot finish them), so
+  `--resume` settles each row exactly once without waiting for the claims to go stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relay.access.tokens import Hook, token_from_url
+from relay.delivery.idempotency import CREATE_SCOPE, create_key, fields_digest
+from relay.delivery.journal import fields_for_log
+from relay.delivery.pipeline import Trace
+from relay.delivery.templating import SkipDelivery
+from relay.errors import InternalError, RelayError
+from relay.forms.payloads import Payload
+from relay.imports.csvfile import FailedRows, ImportRunning, MemberFile, Progress, Row
+from relay.stripe.events import PARAMS_TEMPLATE
+from relay.web.endpoints import Endpoints, new_request_id
+
+log = logging.getLogger("relay")
+IN_FLIGHT = 4  # rows sent at once: enough to hide PassKit's latency, few enough to be polite
+_HOOK_ID = re.compile(r"hk_[0-9a-f]+")
+
+
+class ImportRefused(Exception):
+    """The import cannot start (a hook that is not there or revoked, a broken hook): in words."""
+
+
+@dataclass
+class Tally:
+    total: int
+    done: int = 0
+    imported: int = 0  # sent to PassKit and done
+    already: int = 0  # done by an earlier run (answered from the idempotency store)
+    failed: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def succeeded(self) -> int:
+        return self.done - self.failed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in
+                ("total", "done", "imported", "already", "failed")}  # fmt: skip
+
+
+def reason(answer: dict[str, Any]) -> str:
+    """A failed row's answer in words (the field first, as the relay's errors say it)."""
+    error = answer.get("error") or {}
+    return str(error.get("message") or "the relay could not deliver this row")
+
+
+def row_key(fields: dict[str, Any]) -> str:
+    """The row's idempotency key (the hook is the scope): its fields, not its line, so the same
+    member in a re-exported or reordered file is still recognised."""
+    return "import:" + fields_digest(fields)
+
+
+async def resolve_hook(endpoints: Endpoints, given: str) -> Hook:
+    """The hook a URL (its token verified, as a live call's is) or a registry id names."""
+    services = endpoints.s
+    given = given.strip()
+    try:
+        if _HOOK_ID.fullmatch(given):
+            record = await (await services.store.get()).get_hook(given)
+            if record is None:
+                raise ImportRefused(f"there is no hook {given} on this relay: see relay hooks")
+            if record.revoked:
+                raise ImportRefused(f"hook {given} has been revoked: mint a new one")
+            hook = Hook(record.id, record.template, dict(record.params))
+        else:
+            hook = services.signer.verify(token_from_url(given))
+            await services.revocations.check(hook.id)
+        if hook.template == PARAMS_TEMPLATE:
+            raise ImportRefused("that is a Stripe endpoint: import through a hook such as "
+                                "member-upsert")  # fmt: skip
+        template = services.relay.template_for(hook)
+        services.relay.check_settings(hook, template)
+    except RelayError as exc:
+        raise ImportRefused(exc.message) from None
+    return hook
+
+
+class Importer:
+    def __init__(self, endpoints: Endpoints, hook: Hook, file: MemberFile) -> None:
+        self.endpoints = endpoints
+        self.s = endpoints.s
+        self.hook = hook
+        self.file = file
+
+    # -- the dry run -------------------------------------------------------------------------
+
+    async def check(self) -> AsyncIterator[tuple[Row, str]]:
+        """Each bad row with the reason, in file order; nothing is sent or logged."""
+        for n, row in enumerate(self.file.rows()):
+            if n % 100 == 99:
+                await asyncio.sleep(0)  # rendering is all CPU: let a server answer meanwhile
+            try:
+                payload = self.file.payload(row)
+            except RelayError as exc:
+                yield row, reason(exc.answer())
+                continue
+            answer = await self.s.relay.try_out(
+                self.hook, payload.fields, payload.received, request_id=new_request_id()
+            )
+            if not answer.get("ok"):
+                yield row, reason(answer)
+
+    # -- the real run ------------------------------------------------------------------------
+
+    async def run(
+        self,
+        tally: Tally,
+        progress: Progress,
+        failed: FailedRows | None,
+        *,
+        skip: Iterable[int] = (),
+        on_row: Callable[[Tally], None] = lambda tally: None,
+    ) -> Tally:
+        """Send every row not in `skip`, IN_FLIGHT at a time; `tally` counts as rows finish."""
+        skipped = set(skip)
+        pending: set[asyncio.Task[None]] = set()
+
+        async def one(row: Row) -> None:
+            progress.note("start", row.line)
+            answer = await self.deliver(row)
+            ok = bool(answer.get("ok"))
+            if not ok and failed is not None:
+                failed.add(row, reason(answer))  # before "failed" is noted: never lost
+            progress.note("ok" if ok else "failed", row.line)
+            tally.done += 1
+            if not ok:
+                tally.failed += 1
+            elif answer.get("duplicate"):
+                tally.already += 1
+            else:
+                tally.imported += 1
+            on_row(tally)
+
+        try:
+            for row in self.file.rows():
+                if row.line in skipped:
+                    continue
+                if len(pending) >= IN_FLIGHT:
+                    _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                pending.add(asyncio.create_task(one(row)))
+            if pending:
+                await asyncio.gather(*pending)
+        finally:
+            for task in pending:
+                task.cancel()
+        return tally
+
+    async def deliver(self, row: Row) -> dict[str, Any]:
+        """One row as one hook delivery, logged like any; the answer, never an exception."""
+        started = time.perf_counter()
+        request_id = new_request_id()
+        trace = Trace()
+        status, answer = 500, dict[str, Any]()
+        logged: dict[str, Any] | None = None
+        try:
+            payload = self.file.payload(row)
+            logged = fields_for_log(payload.fields)
+            await self.s.revocations.check(self.hook.id)
+            answer = await self.endpoints.run_hook(
+                self.hook, payload.fields, payload.received, request_id=request_id,
+                trace=trace, key=row_key(payload.fields),
+            )  # fmt: skip
+            status = 200
+        except RelayError as exc:
+            status, answer = trace.failed(exc)
+        except Exception:
+            log.exception("%s import: line %d failed unexpectedly", request_id, row.line)
+            status, answer = trace.failed(InternalError())
+        await self.endpoints.record(
+            "hook", self.hook, self.hook.template, trace=trace, status=status, answer=answer,
+            started=started, request_id=request_id, request=logged,
+        )  # fmt: skip
+        return answer
+
+    async def free_claims(self, lines: set[int]) -> None:
+        """Rows that were in flight when a run died: their idempotency claims are freed and
+        their creates marked as attempted (PassKit may have made them), so the rerun asks
+        PassKit and settles each once, instead of waiting a minute for the claims to go stale.
+        Only called once the dead run's lock on the progress file is gone."""
+        if not lines:
+            return
+        store = await self.s.store.get()
+        for row in self.file.rows():
+            if row.line not in lines:
+                continue
+            try:
+                payload = self.file.payload(row)
+            except RelayError:
+                continue
+            keys = [(self.hook.id, row_key(payload.fields))]
+            if (create := self._create_key(payload)) is not None:
+                keys.append((CREATE_SCOPE, create))
+            for scope, key in keys:
+                claim = await self.s.guard.take_over(scope, key)
+                if claim.won and scope == CREATE_SCOPE:
+                    await self.s.guard.remember_attempt(claim)
+                elif claim.won:
+                    await store.release(claim)
+
+    def _create_key(self, payload: Payload) -> str | None:
+        try:
+            request = self.s.relay.prepare(self.hook, payload.fields, payload.received)
+        except (RelayError, SkipDelivery):
+            return None
+        return create_key(request) if request.operation.creates else None
+
+
+async def import_rows(
+    importer: Importer,
+    *,
+    failed_to: Path | None,
+    resume: bool,
+    on_start: Callable[[Tally], None] = lambda tally: None,
+    on_row: Callable[[Tally], None] = lambda tally: None,
+) -> Tally:
+    """A whole run: what a stopped run left settled first, then every row not yet finished
+    (`resume`) or every row (a rerun: rows done before are answered from the idempotency store
+    and sent nowhere). The progress file goes once every row is finished."""
+    file = importer.file
+    progress = Progress(file.path)
+    if progress.held_elsewhere():
+        raise ImportRunning(f"an import of {file.path.name} is still running")
+    stamp, finished, in_flight = progress.read()
+    current = progress.stamp(file.path, importer.hook.id)
+    if stamp == current:
+        await importer.free_claims(in_flight)
+    elif resume and stamp:
+        raise ImportRefused(
+            f"{file.path.name} or the hook changed since the stopped run: run it again without "
+            "--resume (rows imported before are recognised and not sent twice)"
+        )
+    resume = resume and stamp == current
+    tally = Tally(total=file.count())
+    if resume:
+        tally.done = len(finished)
+        tally.failed = sum(1 for ok in finished.values() if not ok)
+        tally.already = tally.done - tally.failed
+    progress.open(current, resume=resume)
+    failed = FailedRows(failed_to, file.header, append=resume) if failed_to else None
+    on_start(tally)
+    try:
+        await importer.run(tally, progress, failed, skip=finished if resume else (),
+                           on_row=on_row)  # fmt: skip
+    finally:
+        progress.finish(remove=tally.done >= tally.total)
+        if failed is not None:
+            failed.close()
+    return tally

@@ -1,0 +1,111 @@
+"""PassKit's own webhooks in, flat events out to Zapier or Make: `POST|PUT|DELETE /passkit/{token}`.
+
+The stages, one module each: token → hook (`tokens`, `revocations`) → signature
+(`passkit_signature`, on the raw body) → flat record (`passkit_flatten`) → the hook's `events=`
+filter → the durable outbox (`store.outbox`), answered 200 once stored → forwarded by the
+worker (`passkit_forwarder`). Every request, refused or not, is one delivery-log entry.
+
+The URL is minted like a hook's (`relay url passkit-events --param forward_to=URL`), and
+PassKit's webhook settings take it as their target URL; PassKit sends POST, PUT or DELETE
+depending on the event, so all three are taken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from relay.brokentext import BROKEN_ESCAPE, mend
+from relay.delivery.pipeline import Trace
+from relay.errors import InvalidBody, NotConfigured, WrongEndpoint
+from relay.events import signature as passkit_signature
+from relay.events.flatten import NotAnEvent, flatten, wanted
+from relay.events.forwarder import Forwarder
+from relay.events.params import TEMPLATE
+from relay.store import PassKitEvent
+from relay.web.endpoints import Endpoints, read_body, request_id_of
+
+
+def event_id(hook_id: str, nonce: str, body: bytes) -> str:
+    """The same for the same signed request (PassKit sending it again), new for a new one."""
+    digest = hashlib.sha256(f"{hook_id}\n{nonce}\n".encode() + body).hexdigest()
+    return "evt_" + digest[:24]
+
+
+def iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class PassKitEvents:
+    def __init__(self, endpoints: Endpoints, forwarder: Forwarder) -> None:
+        self.endpoints = endpoints
+        self.s = endpoints.s
+        self.forwarder = forwarder
+        self.secrets = [s.reveal() for s in self.s.settings.passkit_webhook_secrets]
+
+    async def receive(self, request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = request_id_of(request)
+        hook = self.s.signer.verify(request.path_params["token"])
+        async with self.endpoints.recording("passkit", hook, request, request_id, started) as entry:
+            entry.template = TEMPLATE  # what it is logged as, also when the URL is a wrong one
+            await self.s.revocations.check(hook.id)
+            if hook.template != TEMPLATE:
+                raise WrongEndpoint(
+                    "This URL is not a PassKit events URL: PassKit's webhooks go to a URL "
+                    "minted for passkit-events (it starts with /passkit/).",
+                    hint="Mint one with relay url passkit-events --param forward_to=URL, or "
+                    "choose PassKit events in the admin console's New hook form.",
+                )
+            if not self.secrets:
+                raise NotConfigured(
+                    "PassKit events are off: PASSKIT_WEBHOOK_SECRET is not set on this relay.",
+                    hint="Set PASSKIT_WEBHOOK_SECRET to the webhook's signing secret from PassKit.",
+                )
+            body = await read_body(request, self.s.settings.body_limit)
+            header = request.headers.get(passkit_signature.HEADER)
+            now = self.s.timestamp()
+            nonce = passkit_signature.verify(body, header, self.secrets, now=now)
+            entry.answer = await self.accept(hook.id, hook.params, body, nonce, now,
+                                             request.method, entry.trace)  # fmt: skip
+            entry.logged = {k: entry.answer[k] for k in ("event", "event_id") if k in entry.answer}
+            entry.status = 200
+        return JSONResponse(entry.answer | {"request_id": request_id})
+
+    async def accept(
+        self,
+        hook_id: str,
+        params: Any,
+        body: bytes,
+        nonce: str,
+        now: float,
+        method: str,
+        trace: Trace,
+    ) -> dict[str, Any]:
+        """The answer for a verified event: stored for forwarding, or ignored by `events=`."""
+        try:
+            event = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise InvalidBody("The signed body is not JSON.") from None
+        if BROKEN_ESCAPE.search(body):  # half an emoji can be neither sealed nor forwarded
+            event = mend(event)
+        ident = event_id(hook_id, nonce, body)
+        try:
+            flat = flatten(event, event_id=ident, received_at=iso(now), method=method)
+        except NotAnEvent as exc:
+            raise InvalidBody(str(exc)) from None
+        trace.operation = f"passkit.{flat['event']}"
+        answer: dict[str, Any] = {"ok": True, "event": flat["event"], "event_id": ident}
+        chosen = str(params.get("events") or "")
+        if not wanted(flat, chosen):
+            return answer | {"ignored": True, "reason": f"this URL forwards only {chosen}"}
+        record = PassKitEvent(ident, hook_id, flat["event"], now, str(params["forward_to"]), flat)
+        stored = await (await self.s.store.get()).enqueue_event(record)
+        self.forwarder.wake()
+        return answer | {"queued": True} | ({} if stored else {"duplicate": True})
