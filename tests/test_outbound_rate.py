@@ -15,10 +15,11 @@ import httpx
 import pytest
 
 from relay.errors import PassKitBusy
-from relay.passkit.outbound import RETAKES, LocalSlots, OutboundLimiter, Slot, Slots
+from relay.passkit.outbound import RETAKES, LocalSlots, OutboundLimiter
 from relay.sandbox import DEMO_PROGRAM_ID
 from relay.settings import ConfigError
 from relay.store import open_store
+from relay.store.slots import Slot, Slots
 
 from .conftest import PASSKIT_KEY, PASSKIT_SECRET, make_settings
 from .fakes import FakeClock

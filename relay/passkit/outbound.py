@@ -33,11 +33,10 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 from relay.errors import PassKitBusy
 from relay.store import Store
+from relay.store.slots import Slot, Slots
 
 # A turn used later than this after its slot is given up for a later one: past it, late calls
 # of one process could bunch up with the next ones (at most this many seconds' worth extra in
@@ -51,30 +50,6 @@ RETAKES = 2
 # A caller that slept longer than this asks whether a pause began meanwhile; a shorter sleep is
 # as good as a call already on its way (and no limit that throttles leaves only a few µs).
 RECHECK_AFTER = 0.01
-
-
-@dataclass(frozen=True)
-class Slot:
-    """The answer to "may I call?": `wait` seconds until the slot (taken), or until the first
-    free one (not taken: it was further off than the caller may wait)."""
-
-    wait: float
-    taken: bool
-    # When the question was sent (time.monotonic), where the answer's trip is measured from
-    # after waiting for a database connection: that wait does not make the call late.
-    asked: float | None = None
-
-
-class Slots(Protocol):
-    async def take(self, interval: float, latest: float) -> Slot:
-        """Take the next free slot if it starts within `latest` seconds; then the next one
-        starts `interval` seconds after it."""
-
-    async def pause(self, seconds: float) -> None:
-        """No slot starts within `seconds` from now (a later pause already stored stands)."""
-
-    async def paused_for(self) -> float:
-        """Seconds left of a pause in force; 0 without one."""
 
 
 class LocalSlots:

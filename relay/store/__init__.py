@@ -47,8 +47,8 @@ from relay.store.records import (
 from relay.store.spend import CustomerSpend, SpendEntry
 
 if TYPE_CHECKING:
-    from relay.passkit.outbound import Slots
     from relay.sealing import Sealer
+    from relay.store.slots import Slots
 
 __all__ = [
     "DAY",

@@ -18,8 +18,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from relay.passkit.outbound import Slot
 from relay.store.queries import Params, Row
+from relay.store.slots import Slot
 
 # "Now" is the database's clock in Unix seconds at the statement's start, the same for every
 # part of it. The slot is taken only when it starts within :latest seconds; either way one row
