@@ -14,6 +14,9 @@ from pathlib import Path
 from relay.sealing import Sealer
 
 REGIONS = {"pub1": "EU", "pub2": "US"}
+# How long an admin sign-in lasts: the console's cookie, and how long housekeeping keeps a
+# signed-out session (a copy of the cookie is refused until then).
+ADMIN_SESSION_MAX_AGE = 12 * 3600
 # Wheels carry the shipped templates inside the package; a source checkout has them beside it.
 PACKAGE_TEMPLATES = next(
     (

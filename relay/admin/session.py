@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from relay.settings import ADMIN_SESSION_MAX_AGE
+
 COOKIE = "relay_admin"
-MAX_AGE = 12 * 3600
+MAX_AGE = ADMIN_SESSION_MAX_AGE
 LOGIN_FORM_MAX_AGE = 3600
 
 

@@ -11,8 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from relay.admin.session import MAX_AGE as ADMIN_SESSION_MAX_AGE
-from relay.settings import Settings
+from relay.settings import ADMIN_SESSION_MAX_AGE, Settings
 from relay.store import DAY, Store
 from relay.store.handle import StoreHandle
 
