@@ -16,10 +16,10 @@ from starlette.routing import BaseRoute, Route
 
 from relay.admin.sentences import describe
 from relay.admin.session import Session
+from relay.forms.spend_tiers import money
 from relay.passkit.operations import dig
 from relay.store import DeliveryRecord
 from relay.store.spend import CustomerSpend
-from relay.stripe.spend_rules import money
 
 if TYPE_CHECKING:
     from relay.admin.console import Console

@@ -37,9 +37,9 @@ from relay.forms import phones
 from relay.forms.fields import Fields
 from relay.forms.filters import FILTERS
 from relay.forms.imageurls import image_url_problem
+from relay.forms.spend_tiers import parse_spend_tiers, spend_tiers_text
 from relay.passkit.operations import CATALOG, Operation
 from relay.redact import mask_private
-from relay.stripe.spend_rules import parse_spend_tiers, spend_tiers_text
 
 log = logging.getLogger("relay")
 SUFFIX = ".json.j2"
