@@ -4,9 +4,7 @@ needed but for copy buttons; every POST checks the session's CSRF token."""
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -15,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from relay.access.tokens import Hook
 from relay.admin.charts import Hour, hourly_svg
+from relay.admin.context import ConsoleContext
 from relay.admin.customers import CustomersPage
 from relay.admin.delivery_pages import DeliveryPages
 from relay.admin.erase import ErasePage
@@ -24,33 +23,20 @@ from relay.admin.hook_pages import HookPages
 from relay.admin.imports import ImportPage
 from relay.admin.replay import fields_from_log
 from relay.admin.sentences import Lexicon, lexicon, rows
-from relay.admin.session import COOKIE, MAX_AGE, LoginLimiter, Session, SessionSigner, csrf_ok
+from relay.admin.session import COOKIE, MAX_AGE, Session
 from relay.hooks.public_page import form_result
-from relay.passkit.account import Account, AccountError, load_account
-from relay.store import Store
 from relay.ui.fixes import label as field_label
 from relay.ui.html import form_text, form_texts, page
 from relay.web.endpoints import Endpoints, new_request_id
 
-log = logging.getLogger("relay")
-Handler = Callable[[Request, Session], Awaitable[Response]]
-ACCOUNT_TTL = 60.0  # seconds the mint form's pickers reuse the account read from PassKit
-ACCOUNT_TIMEOUT = 5.0  # seconds a page waits for PassKit's lists
 
+class Console(ConsoleContext):
+    """The console's own pages (sign-in, overview, templates, PassKit) and the routes to every
+    page; the other pages live in their own modules and are given this context."""
 
-class Console:
     def __init__(self, endpoints: Endpoints, root: str = "/admin") -> None:
-        self.endpoints = endpoints
-        self.s = endpoints.s
-        password = self.s.settings.admin_password
-        assert password is not None
-        self.sessions = SessionSigner(self.s.settings.secret_keys[0].reveal(), password.reveal())
-        self.limiter = LoginLimiter()
-        self.root = root
-        self._account: tuple[float, Account] | None = None  # the last one read, and when
+        super().__init__(endpoints, root)
         self.failure_pages = FailurePages(self)  # failures by cause, Edit and resend
-
-    # -- plumbing ------------------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
         r = self.root
@@ -60,7 +46,8 @@ class Console:
             Route(f"{r}/", self.guarded(self.overview), methods=["GET"]),
             Route(r, self.guarded(self.overview), methods=["GET"]),
             *HookPages(self).routes(),  # /admin/hooks: list, mint, one hook, revoke
-            *DeliveryPages(self).routes(),  # /admin/deliveries: list, one, replay, check pass
+            # /admin/deliveries: list, one, replay, check pass
+            *DeliveryPages(self, self.failure_pages).routes(),
             Route(f"{r}/deliveries/{{id}}/edit", self.guarded(self.failure_pages.edit),
                   methods=["GET", "POST"]),
             Route(f"{r}/failures", self.guarded(self.failure_pages.failures), methods=["GET"]),
@@ -74,51 +61,6 @@ class Console:
                   methods=["GET", "POST"]),
             *ImportPage(self).routes(),  # /admin/import: members from a CSV (relay.admin.imports)
         ]  # fmt: skip
-
-    def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        """No session, or one that signed out: to the login page (a POST: 403). A POST without
-        the session's CSRF token: 403."""
-
-        async def endpoint(request: Request) -> Response:
-            session = await self.session(request)
-            if session is None:
-                if request.method != "GET":
-                    return self.refused("Your session has ended: sign in again.")
-                return RedirectResponse(f"{self.root}/login?next={request.url.path}", 303)
-            if request.method == "POST":
-                form = await request.form()
-                if not csrf_ok(session, form_text(form, "csrf")):
-                    return self.refused("The form's security token is missing or wrong.")
-            return await handler(request, session)
-
-        return endpoint
-
-    async def session(self, request: Request) -> Session | None:
-        """The request's session, unless its cookie is missing, forged, expired, signed with
-        another password, or signed out. The store is read on every admin request (there are
-        few) rather than cached, so a sign-out in one process counts in all of them at once."""
-        session = self.sessions.read(request.cookies.get(COOKIE))
-        if session is None or await (await self.store()).admin_session_ended(session.id):
-            return None
-        return session
-
-    def refused(self, why: str) -> Response:
-        return page("message.html", 403, title="Refused", heading="Refused", message=why,
-                    link=f"{self.root}/", root=self.root)  # fmt: skip
-
-    def render(self, name: str, session: Session, section: str, **context: Any) -> Response:
-        status = context.pop("status", 200)
-        return page(name, status, root=self.root, csrf=session.csrf, section=section, **context)
-
-    async def store(self) -> Store:
-        return await self.s.store.get()
-
-    def public_base(self, request: Request) -> str:
-        """Where minted URLs point: RELAY_PUBLIC_URL when it is set, else the address the
-        operator's browser used (its Host header; the scheme as the trusted proxy saw it, see
-        relay.web.proxies.TrustedHop), not the `http://localhost:$PORT` fallback."""
-        settings = self.s.settings
-        return settings.public_url if settings.public_url_set else str(request.base_url)
 
     # -- signing in ----------------------------------------------------------------------------
 
@@ -181,26 +123,6 @@ class Console:
         return self.render("overview.html", session, "overview", title="Overview", stats=stats,
                            rate=rate, chart=hourly_svg(hours), failures=failures,
                            no_hooks=not hooks)  # fmt: skip
-
-    def last_account(self) -> Account | None:
-        """The PassKit account as last read (to name ids on a page), without reading it."""
-        return self._account[1] if self._account else None
-
-    async def account(self, *, fresh: bool = False) -> tuple[Account | None, str]:
-        """The PassKit account (relay.passkit.account), read again after ACCOUNT_TTL seconds or when
-        `fresh`; else None and the one line saying why not."""
-        now = time.monotonic()
-        if not fresh and self._account and now - self._account[0] < ACCOUNT_TTL:
-            return self._account[1], ""
-        try:
-            account = await load_account(self.s.client, timeout=ACCOUNT_TIMEOUT)
-        except AccountError as exc:
-            return None, str(exc)
-        except Exception:  # a page must show, PassKit read or not; the log keeps the why
-            log.exception("the PassKit account could not be read")
-            return None, "PassKit could not be read just now: try again in a moment."
-        self._account = (now, account)
-        return account, ""
 
     async def passkit(self, request: Request, session: Session) -> Response:
         account, problem = await self.account(fresh=True)

@@ -22,7 +22,7 @@ from relay.store import DeliveryRecord
 from relay.store.spend import CustomerSpend
 
 if TYPE_CHECKING:
-    from relay.admin.console import Console
+    from relay.admin.context import ConsoleContext
 
 SHOWN = 200
 NAMES_FROM = 500  # the newest Stripe deliveries read for names
@@ -63,7 +63,7 @@ def row(spend: CustomerSpend, name: str) -> dict[str, Any]:
 
 
 class CustomersPage:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: ConsoleContext) -> None:
         self.console = console
 
     def routes(self) -> list[BaseRoute]:

@@ -21,14 +21,16 @@ from relay.store import OUTCOMES, DeliveryRecord
 from relay.ui.fixes import failure_of
 
 if TYPE_CHECKING:
-    from relay.admin.console import Console
+    from relay.admin.context import ConsoleContext
+    from relay.admin.failure_pages import FailurePages
 
 PAGE_SIZE = 50
 
 
 class DeliveryPages:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: ConsoleContext, failure_pages: FailurePages) -> None:
         self.console = console
+        self.failure_pages = failure_pages  # which failures a Replay could change
         self.s = console.s
         self.root = console.root
         self.render, self.store = console.render, console.store
@@ -121,7 +123,7 @@ class DeliveryPages:
         record = await (await self.store()).get_delivery(request.path_params["id"])
         if record is None:
             return RedirectResponse(f"{self.root}/deliveries", 303)
-        if (refused := self.console.failure_pages.replay_refused(record, session)) is not None:
+        if (refused := self.failure_pages.replay_refused(record, session)) is not None:
             return refused  # the same fields would end the same way
         try:
             new_id = await replay(self.console.endpoints, record)

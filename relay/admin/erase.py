@@ -15,11 +15,11 @@ from relay.brokentext import mend_text
 from relay.delivery.erase import erase
 
 if TYPE_CHECKING:
-    from relay.admin.console import Console
+    from relay.admin.context import ConsoleContext
 
 
 class ErasePage:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: ConsoleContext) -> None:
         self.console = console
 
     def routes(self) -> list[BaseRoute]:

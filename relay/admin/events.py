@@ -18,7 +18,7 @@ from relay.events.forwarder import where
 from relay.store import EVENT_STATES, PassKitEvent
 
 if TYPE_CHECKING:
-    from relay.admin.console import Console
+    from relay.admin.context import ConsoleContext
 
 SHOWN = 100
 
@@ -53,7 +53,7 @@ def row(event: PassKitEvent) -> dict[str, Any]:
 
 
 class EventsPage:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: ConsoleContext) -> None:
         self.console = console
 
     def routes(self) -> list[BaseRoute]:

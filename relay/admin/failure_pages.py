@@ -20,7 +20,7 @@ from relay.ui.fixes import Failure, failure_of, label
 from relay.ui.html import ENV
 
 if TYPE_CHECKING:
-    from relay.admin.console import Console
+    from relay.admin.context import ConsoleContext
 
 WINDOW = 7 * DAY  # how far back the failures page groups
 GROUPS = 50
@@ -50,7 +50,7 @@ class EditField:
 
 
 class FailurePages:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: ConsoleContext) -> None:
         self.console = console
 
     def _hook_words(self, hooks: dict[str, HookRecord], hook_id: str | None) -> str:

@@ -29,11 +29,11 @@ from relay.hooks.minting import (
 from relay.ui.html import form_text, form_texts
 
 if TYPE_CHECKING:
-    from relay.admin.console import Console
+    from relay.admin.context import ConsoleContext
 
 
 class HookPages:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: ConsoleContext) -> None:
         self.console = console
         self.s = console.s
         self.root = console.root

@@ -36,7 +36,7 @@ from relay.ui.html import page
 from relay.web.endpoints import read_body
 
 if TYPE_CHECKING:
-    from relay.admin.console import Console
+    from relay.admin.context import ConsoleContext
 
 UPLOAD_LIMIT = 20 * 1024 * 1024  # 50,000 members at 400 bytes a row, with room to spare
 SHOWN_PROBLEMS = 100  # bad rows listed on the page; all of them are in the failed-rows CSV
@@ -47,7 +47,7 @@ KEEP = 86_400.0  # seconds an import's files outlive their last change
 
 
 class ImportPage:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: ConsoleContext) -> None:
         self.console = console
         self.endpoints = console.endpoints
         self.root = console.root

@@ -1,0 +1,105 @@
+"""What the console's pages share (`ConsoleContext`): the services, the signed-in guard with its
+CSRF check, rendering, the store and the PassKit account cache. It sits below the pages and the
+console that routes to them (relay.admin.console), so nothing here imports a page."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from relay.admin.session import COOKIE, LoginLimiter, Session, SessionSigner, csrf_ok
+from relay.passkit.account import Account, AccountError, load_account
+from relay.store import Store
+from relay.ui.html import form_text, page
+from relay.web.endpoints import Endpoints
+
+log = logging.getLogger("relay")
+Handler = Callable[[Request, Session], Awaitable[Response]]
+ACCOUNT_TTL = 60.0  # seconds the mint form's pickers reuse the account read from PassKit
+ACCOUNT_TIMEOUT = 5.0  # seconds a page waits for PassKit's lists
+
+
+class ConsoleContext:
+    """What every console page shares: the services, the sign-in guard, rendering, the store and
+    the PassKit account cache. The pages are given this, not the console that routes to them, so
+    no page imports the console."""
+
+    def __init__(self, endpoints: Endpoints, root: str = "/admin") -> None:
+        self.endpoints = endpoints
+        self.s = endpoints.s
+        password = self.s.settings.admin_password
+        assert password is not None
+        self.sessions = SessionSigner(self.s.settings.secret_keys[0].reveal(), password.reveal())
+        self.limiter = LoginLimiter()
+        self.root = root
+        self._account: tuple[float, Account] | None = None  # the last one read, and when
+
+    def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """No session, or one that signed out: to the login page (a POST: 403). A POST without
+        the session's CSRF token: 403."""
+
+        async def endpoint(request: Request) -> Response:
+            session = await self.session(request)
+            if session is None:
+                if request.method != "GET":
+                    return self.refused("Your session has ended: sign in again.")
+                return RedirectResponse(f"{self.root}/login?next={request.url.path}", 303)
+            if request.method == "POST":
+                form = await request.form()
+                if not csrf_ok(session, form_text(form, "csrf")):
+                    return self.refused("The form's security token is missing or wrong.")
+            return await handler(request, session)
+
+        return endpoint
+
+    async def session(self, request: Request) -> Session | None:
+        """The request's session, unless its cookie is missing, forged, expired, signed with
+        another password, or signed out. The store is read on every admin request (there are
+        few) rather than cached, so a sign-out in one process counts in all of them at once."""
+        session = self.sessions.read(request.cookies.get(COOKIE))
+        if session is None or await (await self.store()).admin_session_ended(session.id):
+            return None
+        return session
+
+    def refused(self, why: str) -> Response:
+        return page("message.html", 403, title="Refused", heading="Refused", message=why,
+                    link=f"{self.root}/", root=self.root)  # fmt: skip
+
+    def render(self, name: str, session: Session, section: str, **context: Any) -> Response:
+        status = context.pop("status", 200)
+        return page(name, status, root=self.root, csrf=session.csrf, section=section, **context)
+
+    async def store(self) -> Store:
+        return await self.s.store.get()
+
+    def public_base(self, request: Request) -> str:
+        """Where minted URLs point: RELAY_PUBLIC_URL when it is set, else the address the
+        operator's browser used (its Host header; the scheme as the trusted proxy saw it, see
+        relay.web.proxies.TrustedHop), not the `http://localhost:$PORT` fallback."""
+        settings = self.s.settings
+        return settings.public_url if settings.public_url_set else str(request.base_url)
+
+    def last_account(self) -> Account | None:
+        """The PassKit account as last read (to name ids on a page), without reading it."""
+        return self._account[1] if self._account else None
+
+    async def account(self, *, fresh: bool = False) -> tuple[Account | None, str]:
+        """The PassKit account (relay.passkit.account), read again after ACCOUNT_TTL seconds or when
+        `fresh`; else None and the one line saying why not."""
+        now = time.monotonic()
+        if not fresh and self._account and now - self._account[0] < ACCOUNT_TTL:
+            return self._account[1], ""
+        try:
+            account = await load_account(self.s.client, timeout=ACCOUNT_TIMEOUT)
+        except AccountError as exc:
+            return None, str(exc)
+        except Exception:  # a page must show, PassKit read or not; the log keeps the why
+            log.exception("the PassKit account could not be read")
+            return None, "PassKit could not be read just now: try again in a moment."
+        self._account = (now, account)
+        return account, ""
