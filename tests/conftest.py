@@ -1,7 +1,7 @@
 """Shared fixtures: settings from a dict, a respx-backed PassKit, and the app over ASGI.
 
 The app is driven with `httpx.AsyncClient(transport=httpx.ASGITransport(app))` rather than
-Starlette's TestClient (see README "Testing"): no lifespan is needed because the factory builds
+Starlette's TestClient (see docs/testing.md): no lifespan is needed because the factory builds
 the PassKit client itself.
 """
 

@@ -1,7 +1,7 @@
 """What every page a person opens must pass in the browser tests: it fits the window without
 sideways scrolling, it has no serious or critical accessibility violation (axe-core through
-axe-playwright-python), and it is photographed for the README's screenshots folder. Failures
-name the page and list what is wrong, so a red test says what to fix."""
+axe-playwright-python), and it is photographed into the screenshots folder (docs/testing.md).
+Failures name the page and list what is wrong, so a red test says what to fix."""
 
 from __future__ import annotations
 
