@@ -131,13 +131,12 @@ def render_us(templates: Path, iterations: int) -> float:
     return statistics.median(batches)
 
 
-def profile(relay: ServerProcess, path: str, folder: Path, seconds: float) -> dict[str, float]:
+def profile(relay: ServerProcess, path: str, raw: Path, seconds: float) -> dict[str, float]:
     """py-spy samples the relay (every busy thread) while wrk loads it: each stage's share."""
     assert relay.process is not None
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not spy:
         raise SystemExit("--profile needs py-spy: pip install -e '.[bench]'")
-    raw = folder / "profile.txt"
     duration = max(2, round(seconds))
     sampler = subprocess.Popen([spy, "record", "--pid", str(relay.process.pid), "--format", "raw",
                                 "--output", str(raw), "--duration", str(duration), "--rate", "250",
@@ -176,6 +175,7 @@ def main() -> None:
         action="store_true",
         help="also sample the relay under load with py-spy: CPU by stage",
     )
+    parser.add_argument("--profile-raw", type=Path, help="--profile: keep py-spy's samples here")
     parser.add_argument(
         "--self-test-slowdown",
         type=float,
@@ -256,7 +256,8 @@ def main() -> None:
         figures.update(cpu.headline(bare_cpu, our_cpu))
         if args.profile:
             reset(sandbox)
-            figures["stages"] = profile(relay, path, folder, cpu_seconds)
+            raw = args.profile_raw or folder / "profile.txt"
+            figures["stages"] = profile(relay, path, raw, cpu_seconds)
         if args.cpu:
             proxy.stop()
             relay.stop()
