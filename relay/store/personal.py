@@ -54,10 +54,14 @@ def open_text(sealer: Sealer | None, stored: str | None) -> str | None:
         return None
 
 
+# Built once, not per call as json.dumps does for any non-default argument.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
 def dumps(value: Any) -> str | None:
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _ENCODE(value)
 
 
 def seal_json(sealer: Sealer | None, value: Any) -> str | None:
