@@ -56,8 +56,8 @@ QUICK_CPU_ROUNDS, QUICK_CPU_SECONDS = 7, 2.0
 
 
 @contextmanager
-def running(server: ServerProcess) -> Iterator[ServerProcess]:
-    server.start()
+def running(server: ServerProcess, timeout: float = 30.0) -> Iterator[ServerProcess]:
+    server.start(timeout)
     try:
         yield server
     finally:
@@ -254,6 +254,9 @@ def main() -> None:
                        errors=sum(r.errors for r in our_runs),
                        ratio_vs_proxy=relay_rps / bare_rps)  # fmt: skip
         figures.update(cpu.headline(bare_cpu, our_cpu))
+        say(f"CPU per delivery {figures['relay_cpu_us_per_delivery']:.0f} µs, proxy "
+            f"{figures['proxy_cpu_us_per_request']:.0f} µs a request: "
+            f"{figures['cpu_ratio_vs_proxy']:.2f}x")  # fmt: skip
         if args.profile:
             reset(sandbox)
             raw = args.profile_raw or folder / "profile.txt"
@@ -305,7 +308,8 @@ def main() -> None:
         rps: dict[str, list[float]] = {"shipped": [], "500": []}
         for _ in range(ROUNDS):
             for kind, templates in (("shipped", None), ("500", crowded)):
-                with running(relay_server(sandbox, folder, templates)) as each:
+                # 500 templates start in ~5 s alone, several times that on a busy machine.
+                with running(relay_server(sandbox, folder, templates), 180) as each:
                     if templates:
                         figures["startup_s_500"] = each.startup_s
                     each_path = hook_path(each)
