@@ -126,6 +126,7 @@ def test_an_event_is_flattened_to_the_keys_a_zap_maps() -> None:
         "first_name": "Mara", "last_name": "Quist", "email": "mara@example.com",
         "tier": "base", "points": "30", "program_id": "3iGxtXJd7x9fU2yYWcdBvQ",
         "installed_at": "2026-11-23T12:00:00Z", "meta_favouriteClass": "Spin",
+        "sample": False,  # the one key added beside them (relay.events.sample sends True)
     }  # fmt: skip
     assert sentence(flat) == "Pass installed by Mara Quist"
 

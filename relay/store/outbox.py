@@ -15,7 +15,7 @@ overwrite what another one did.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from relay.sealing import Sealer
 from relay.store.personal import (
@@ -79,7 +79,7 @@ class PassKitEvent:
     event: str
     received_at: float
     forward_to: str
-    body: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
     state: EventState = "pending"
     attempts: int = 0
     next_at: float = 0.0
