@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from relay import __version__
 from relay.access.tokens import Hook, HookSigner, token_from_url
+from relay.commands import events_sample
 from relay.delivery.templatecheck import unknown_fields
 from relay.delivery.templating import SkipDelivery, TemplateLibrary
 from relay.errors import RelayError
@@ -407,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     url.add_argument("--offline", action="store_true",
                      help="check the settings without looking the ids up at PassKit")  # fmt: skip
     url.set_defaults(handler=cmd_url)
+
+    events_sample.add_parser(sub)
 
     hooks = sub.add_parser("hooks", help="list minted hooks, their use and status")
     hooks.set_defaults(handler=cmd_hooks)
