@@ -25,6 +25,7 @@ from relay.hooks.minting import LiveCheck, MintError, mint, registered, settings
 from relay.logsetup import configure_logging
 from relay.settings import ConfigError, Settings, display_url, load_settings, templates_dir
 from relay.store import Store, open_store
+from relay.stripe.samples import SAMPLES as STRIPE_SAMPLES
 
 T = TypeVar("T")
 
@@ -384,9 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=cmd_demo)
 
     sample = sub.add_parser("stripe-sample", help="post a signed sample Stripe event to a relay")
-    sample.add_argument("event_type", metavar="EVENT_TYPE",
-                        help="checkout.session.completed, invoice.paid or "
-                             "customer.subscription.deleted")  # fmt: skip
+    sample.add_argument(
+        "event_type", metavar="EVENT_TYPE", help=", ".join(STRIPE_SAMPLES)
+    )  # every sample the command takes
     sample.add_argument("--to", required=True, metavar="URL", help="the relay's /stripe/… URL")
     sample.add_argument("--secret", default="", metavar="whsec_…",
                         help="signing secret (default: $STRIPE_WEBHOOK_SECRET)")  # fmt: skip
