@@ -9,22 +9,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from relay.app import create_app
 from relay.commands.cli import main
 from relay.events.flatten import RECORD_KEYS
-from relay.passkit.client import mint_jwt
-from relay.sandbox import DEMO_PROGRAM_ID, SandboxConfig, create_sandbox
 
-from .conftest import BASE_ENV, PASSKIT_KEY, PASSKIT_SECRET, make_settings
+from .conftest import BASE_ENV, make_settings
 from .servers import serve_in_thread
 from .test_event_families import body, new_events_path
 from .test_passkit_events import (  # noqa: F401 - receiver is a fixture
     ADMIN_PASSWORD,
     WEBHOOK_SECRET,
     Receiver,
+    enrol_and_install_at_the_sandbox,
     receiver,
     send,
     wait_for,
@@ -42,26 +40,6 @@ def relay_db(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         yield url, env
 
 
-def real_install_from_the_sandbox(hook_url: str, meta: dict[str, str]) -> None:
-    """A member enrolled at the sandbox with custom fields, and its pass installed: the
-    sandbox signs and sends PassKit's events to `hook_url`."""
-    sandbox = create_sandbox(SandboxConfig(api_key=PASSKIT_KEY, api_secret=PASSKIT_SECRET))
-    with serve_in_thread(sandbox) as sandbox_url:
-        httpx.post(f"{sandbox_url}/_sandbox/webhook", json={"url": hook_url,
-                   "secret": WEBHOOK_SECRET})  # fmt: skip
-        token = mint_jwt(PASSKIT_KEY, PASSKIT_SECRET, int(time.time()) - 10)
-        enrol = {"programId": DEMO_PROGRAM_ID, "tierId": "base", "externalId": "HS-7",
-                 "points": 12, "metaData": meta,
-                 "person": {"forename": "Mara", "surname": "Quist",
-                            "emailAddress": "mara@example.com"}}  # fmt: skip
-        made = httpx.post(f"{sandbox_url}/members/member", json=enrol,
-                          headers={"Authorization": token})  # fmt: skip
-        assert made.status_code == 200, made.text
-        fired = httpx.post(f"{sandbox_url}/_sandbox/events",
-                           json={"event": "installed", "external_id": "HS-7"})  # fmt: skip
-        assert fired.json()["status"] == 200
-
-
 def test_a_cli_sample_has_the_keys_of_a_real_event_and_its_custom_fields(
     relay_db: tuple[str, dict[str, str]],
     receiver: Receiver,  # noqa: F811
@@ -69,8 +47,8 @@ def test_a_cli_sample_has_the_keys_of_a_real_event_and_its_custom_fields(
 ) -> None:
     relay, env = relay_db
     hook_url = relay + new_events_path(receiver.url, events="installed")
-    real_install_from_the_sandbox(hook_url, {"lockerNumber": "17"})
-    wait_for(lambda: len(receiver.got) == 1)
+    enrol_and_install_at_the_sandbox(hook_url, lambda: len(receiver.got) == 1,
+                                     points=12, metaData={"lockerNumber": "17"})  # fmt: skip
     real = receiver.got[0]
     assert real["sample"] is False and real["meta_lockerNumber"] == "17"
     assert main(["events-sample", hook_url], env=env) == 0
