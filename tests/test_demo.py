@@ -92,6 +92,10 @@ def test_the_readme_demo_path_issues_passes_from_the_curl_and_the_stripe_sample(
     assert "HTTP 200" in ran.stdout and '"ok": true' in ran.stdout
     stripe_pass = re.search(r'"pass_url": "([^"]+)"', ran.stdout)
     assert stripe_pass and httpx.get(stripe_pass.group(1), timeout=10).status_code == 200
+    success = re.search(r"success page is (http://\S+/checkout/(cs_\S+))", ran.stdout)
+    assert success, ran.stdout  # the Checkout session id the success page needs
+    page = httpx.get(success.group(1), timeout=10)
+    assert page.status_code == 200 and stripe_pass.group(1) in page.text
     members = sandbox_members(base)
     emails = sorted(m["person"]["emailAddress"] for m in members)
     assert emails == sorted([fields["email"], "ana@example.com"])

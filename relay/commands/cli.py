@@ -125,6 +125,12 @@ def cmd_stripe_sample(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(json.dumps(answer.json(), indent=2, ensure_ascii=False))
     except ValueError:
         print(answer.text)
+    session = event["data"]["object"].get("id", "")
+    if args.event_type == "checkout.session.completed" and answer.is_success:
+        # The page Stripe's success_url sends the customer to shows this session's pass.
+        base = args.to.split("/stripe/")[0]
+        print(f"Checkout session {session}: the customer's success page is "
+              f"{base}/checkout/{session}")  # fmt: skip
     ok = answer.is_success and answer.headers.get("content-type", "").startswith("application/json")
     return 0 if ok and answer.json().get("ok") is not False else 1
 

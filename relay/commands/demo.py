@@ -236,6 +236,7 @@ Stripe, signed as Stripe signs it (the demo's endpoint and its signing secret):
 
   {command}
 
+It prints the Checkout session's id and the success page Stripe would send the customer to.
 With invoice.paid instead, the sample pays price_demo_gold: the endpoint's tier_for_price maps
 it to gold."""
 
