@@ -1,7 +1,9 @@
 """`relay events-sample HOOK_URL_OR_ID [--event installed]`: send a sample event to a PassKit
 events URL's Zapier Catch Hook or Make webhook, so the zap can map its fields before PassKit
 sends anything (relay.events.sample). The sample goes through the outbox and the forwarder like
-a real event; this command forwards it itself and says what the receiver answered."""
+a real event; this command forwards it itself (its worker takes whatever is due, as any relay
+process's does, so a running relay may take the sample first: alike) and says what the receiver
+answered."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from relay.errors import RelayError
 from relay.events.forwarder import Forwarder, where
 from relay.events.params import TEMPLATE
 from relay.events.sample import NotASampleEvent, send_sample
-from relay.settings import Settings, load_settings
+from relay.settings import ConfigError, Settings, load_settings
 from relay.store import PassKitEvent
 from relay.store.handle import StoreHandle
 
@@ -73,8 +75,8 @@ async def run(settings: Settings, given: str, event: str) -> PassKitEvent:
 def cmd_events_sample(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         settings = load_settings(env)
-    except Exception as exc:  # noqa: BLE001 - ConfigError's problems, one line each
-        for problem in getattr(exc, "problems", [str(exc)]):
+    except ConfigError as exc:
+        for problem in exc.problems:
             print(f"config: {problem}", file=sys.stderr)
         return 1
     try:
