@@ -156,7 +156,8 @@ def create_app(
     # PassKit's webhooks in, forwarded to Zapier or Make by the outbox's worker (one a process).
     forwarder = Forwarder(services.store, clock=services.timestamp,
                           first_retry=settings.forward_retry, give_up=settings.forward_give_up,
-                          retention=settings.retention_days * DAY)  # fmt: skip
+                          retention=settings.retention_days * DAY,
+                          alerts=services.alerts)  # fmt: skip
     passkit_events = PassKitEvents(endpoints, forwarder)
 
     async def healthz(request: Request) -> Response:

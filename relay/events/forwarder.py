@@ -7,6 +7,11 @@ failed, and the console's Resend starts it again. Each forward carries the event
 body's `event_id` and the `X-Relay-Event-Id` header) so a receiver can drop a repeat: a
 process killed after the receiver answered but before the row was updated forwards it again.
 
+What the receiver answers decides the next try: 410 Gone (a Zapier Catch Hook whose zap was
+deleted, a Make webhook deactivated) gives the event up at once and alerts once through
+RELAY_ALERT_URL (relay.delivery.alerts); 429 is tried again when its Retry-After says (seconds
+or a date), never sooner; anything else not 2xx as above.
+
 Every relay process runs one worker (started by the app's lifespan). Workers share the work
 through leases (relay.store.outbox): a claimed event is invisible to other claims for LEASE
 seconds, far longer than a forward may take (FORWARD_TIMEOUT), so no two processes forward one
@@ -20,10 +25,12 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import httpx
 
+from relay.delivery.alerts import Alerts
 from relay.ids import unique_hex
 from relay.store import DAY, EventState, PassKitEvent
 from relay.store.handle import StoreHandle
@@ -41,6 +48,20 @@ def next_delay(attempts: int, first: float, *, jitter: float = 0.1) -> float:
     so the events of one outage do not all return in the same second."""
     delay: float = min(first * 2.0 ** max(attempts - 1, 0), MAX_DELAY)
     return delay * (1 + random.uniform(-jitter, jitter))  # noqa: S311 - not a secret
+
+
+def retry_after(header: str | None, now: float) -> float | None:
+    """Seconds a 429's Retry-After asks to wait (a number or an HTTP date); None if unreadable."""
+    text = (header or "").strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        return max(parsedate_to_datetime(text).timestamp() - now, 0.0)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+GONE = "the Catch Hook is gone: turn the zap on or mint a new URL"
 
 
 def where(url: str) -> str:
@@ -63,8 +84,10 @@ class Forwarder:
         give_up: float = DAY,
         retention: float = 30 * DAY,
         transport: httpx.AsyncBaseTransport | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self.store = store
+        self.alerts = alerts
         self.clock = clock
         self.first_retry = first_retry
         self.give_up = give_up
@@ -124,6 +147,7 @@ class Forwarder:
 
     async def forward(self, event: PassKitEvent) -> None:
         status: int | None = None
+        wait: float | None = None  # a 429's Retry-After
         try:
             answer = await self.http().post(
                 event.forward_to, json=event.body,
@@ -131,6 +155,10 @@ class Forwarder:
             )  # fmt: skip
             status = answer.status_code
             error = None if answer.is_success else f"{where(event.forward_to)} answered {status}"
+            if status == 410:
+                error = f"{where(event.forward_to)} answered 410 Gone: {GONE}"
+            elif status == 429:
+                wait = retry_after(answer.headers.get("Retry-After"), self.clock())
         except httpx.TimeoutException:
             error = f"{where(event.forward_to)} did not answer within {FORWARD_TIMEOUT:.0f} s"
         except httpx.HTTPError:
@@ -147,9 +175,14 @@ class Forwarder:
                 status=status,
             )
             log.info("PassKit event %s %s forwarded (%d)", event.id, event.event, status)
+            if self.alerts is not None:
+                await self.alerts.forwarding_works(event.hook_id)
         else:
-            at = now + next_delay(event.attempts, self.first_retry)
+            delay = next_delay(event.attempts, self.first_retry)
+            at = now + (delay if wait is None else max(wait, delay))
             state: EventState = "failed" if at - event.due_since > self.give_up else "pending"
+            if status == 410:  # no retry reaches a deleted catch hook
+                state, at = "failed", now
             done = await store.finish_event(
                 event.id, self.owner, state=state, next_at=at, status=status, error=error
             )
@@ -158,3 +191,5 @@ class Forwarder:
                      error, then)  # fmt: skip
         if not done:
             log.warning("PassKit event %s: the lease ran out during the forward", event.id)
+        elif status == 410 and self.alerts is not None:
+            await self.alerts.receiver_gone(event.hook_id, where(event.forward_to), now)
