@@ -50,6 +50,7 @@ RPCS = {
     "event_tickets.EventTickets.getTicketByTicketNumber": "generic",
     "event_tickets.EventTickets.redeemTicket": "generic",
     "io.Distribution.sendWelcomeEmail": "generic",
+    "members.Members.listMembers": "generic",
     "members.Members.listPrograms": "generic",
     "members.Members.listTiers": "generic",
     "single_use_coupons.SingleUseCoupons.listCouponCampaigns": "generic",

@@ -43,7 +43,7 @@ def test_url_prints_a_working_url_last(capsys: pytest.CaptureFixture[str]) -> No
     assert url.startswith("https://relay.example.com/hooks/")
     hook = HookSigner([SECRET_KEY]).verify(token_from_url(url))
     assert hook.template == "member-upsert"
-    assert dict(hook.params) == {"program_id": PROGRAM, "tier_id": "base"}
+    assert dict(hook.params) == {"program_id": PROGRAM, "tier_id": "base", "v": "2"}
     assert "HubSpot" in out
 
 

@@ -175,6 +175,11 @@ for ident in IDS:
         ("pass-email", PROGRAM, ident),
     ]
 CASES += [
+    # Search steps minted from v2 on (a miss answers found: false), and member-find's list.
+    ("member-lookup", {**PROGRAM, "v": "2", "if_missing": "empty"}, IDS[0]),
+    ("member-find", {**PROGRAM, "v": "2"}, {"email": "Ana@Example.COM"}),
+    ("member-find", {**PROGRAM, "v": "2", "if_missing": "fail"},
+     {"email": "o'neil+gym@example.ie"}),
     ("coupon-redeem", {"campaign_id": COUPONS["campaign_id"]}, {"external_id": "C-1"}),
     ("coupon-redeem", {"campaign_id": COUPONS["campaign_id"]},
      {"coupon_id": "1xW", "reference": "till 2", "order_id": "O-9", "amount": "19.99"}),

@@ -444,7 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     imports.set_defaults(handler=cmd_import)
 
     erase = sub.add_parser("erase", help="remove one person from everything the relay keeps "
-                           "(delivery log, stored answers, events, spend, checkouts)")  # fmt: skip
+                           "(delivery log, stored answers, events, spend, checkouts)",
+                           epilog="exit status: 0 erased, 2 nothing asked or --passkit "
+                           "without credentials, 3 nothing found for them (nothing was "
+                           "erased)")  # fmt: skip
     erase.add_argument("who", metavar="EMAIL_OR_EXTERNAL_ID",
                        help="their email, external id or Stripe customer id")  # fmt: skip
     erase.add_argument("--passkit", action="store_true",

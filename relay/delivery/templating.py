@@ -110,6 +110,8 @@ WELL_KNOWN_PARAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "currency": ("currency", ()),
     "tier_for_price": ("price_tiers", ()),
     "tier_for_spend": ("spend_tiers", ()),
+    # A search step's miss (hooks minted from v2 on): 200 found: false, or the old 404.
+    "if_missing": ("choice", ("empty", "fail")),
 }
 # What a person reads for a well-known param; a template's `label` wins, other names are put
 # in words by plain_name.
@@ -127,9 +129,14 @@ WELL_KNOWN_LABELS = {
     "tier_for_price": "Tier for each Stripe price",
     "tier_for_spend": "Tier for what a customer has spent in all",
     "tier_down": "Move a pass down after a refund",
+    "if_missing": "When nobody is found",
 }
 WELL_KNOWN_CHOICE_LABELS = {
     "date_order": ("Day first (31/12/2026)", "Month first (12/31/2026)"),
+    "if_missing": (
+        "Answer found: false, and the zap goes on (a Filter step can stop it)",
+        "Fail the step (404)",
+    ),
 }
 
 

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 import phonenumbers
 import pycountry
 
-from relay.access.tokens import Hook, HookSigner, hook_url, new_hook_id
+from relay.access.tokens import (
+    CURRENT_VERSION,
+    VERSION_PARAM,
+    Hook,
+    HookSigner,
+    hook_url,
+    new_hook_id,
+)
 from relay.delivery.templating import ParamSpec, TemplateLibrary, check_params_of
 from relay.events import params as passkit_params
 from relay.forms import phones
@@ -149,6 +156,7 @@ def account_check(account: Account) -> LiveCheck:
 def check_params(target: Endpoint, given: Mapping[str, str]) -> dict[str, str]:
     """`given` as the hook will carry it (values normalised); MintError listing every problem,
     each with what would be accepted."""
+    given = {k: v for k, v in given.items() if k != VERSION_PARAM}  # the relay's, not a setting
     checked, wrong = check_params_of(target.params, given)
     problems = [str(problem) for problem in wrong]
     if target.kind == passkit_params.KIND:
@@ -162,6 +170,8 @@ def check_params(target: Endpoint, given: Mapping[str, str]) -> dict[str, str]:
             problems.append(f"{spec.title} ({spec.name}) is required: {spec.help}")
     if problems:
         raise MintError(problems)
+    if target.kind == "hooks":
+        checked[VERSION_PARAM] = str(CURRENT_VERSION)
     return checked
 
 
@@ -233,7 +243,7 @@ def settings_of(
     shown = []
     for name in [*specs, *sorted(set(params) - set(specs))]:
         stored = params.get(name, "")
-        if not stored:
+        if not stored or name == VERSION_PARAM:
             continue
         spec = specs.get(name) or ParamSpec(name)
         value = stored

@@ -1,0 +1,179 @@
+"""Issue 19, "a green step means the pass is right", through a real `relay serve` against the
+PassKit sandbox: hooks minted from now on (v2) answer truthfully, old URLs keep their answers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from relay.access.tokens import Hook, HookSigner
+from relay.commands.privacy import ERASE_NOTHING_FOUND
+from relay.delivery.templating import TemplateLibrary
+from relay.hooks import minting
+from relay.sandbox import DEMO_PROGRAM_ID, SandboxConfig, State, create_sandbox
+
+from .conftest import PASSKIT_KEY, PASSKIT_SECRET, ROOT, SECRET_KEY
+from .processes import ServerProcess
+from .servers import relay_process, serve_in_thread
+
+PROGRAM = {"program_id": DEMO_PROGRAM_ID}
+MEMBERS = {**PROGRAM, "tier_id": "base"}
+
+
+@pytest.fixture(scope="module")
+def sandbox_module() -> Iterator[tuple[str, State]]:
+    app = create_sandbox(SandboxConfig(api_key=PASSKIT_KEY, api_secret=PASSKIT_SECRET))
+    with serve_in_thread(app) as url:
+        yield url, app.state.sandbox
+
+
+@pytest.fixture(scope="module")
+def relay(
+    sandbox_module: tuple[str, State], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """`relay serve` as Heroku runs it, calling the sandbox, with a SQLite file `relay erase`
+    can open too."""
+    folder = tmp_path_factory.mktemp("relay")
+    env = {"PASSKIT_API_URL": sandbox_module[0], "DATABASE_URL": f"sqlite:///{folder / 'relay.db'}",
+           "RELAY_RETRY_BUDGET": "2"}  # fmt: skip
+    process = relay_process(env, folder / "relay.log").start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_module: tuple[str, State]) -> Iterator[State]:
+    """The module's sandbox, emptied of members and faults after each test."""
+    yield sandbox_module[1]
+    httpx.post(f"{sandbox_module[0]}/_sandbox/reset")
+    faults = {"drop_after_next": 0, "down": [], "next_429": 0}
+    httpx.post(f"{sandbox_module[0]}/_sandbox/faults", json=faults)
+
+
+def faults(sandbox_url: str, **changes: Any) -> None:
+    answer = httpx.post(f"{sandbox_url}/_sandbox/faults", json=changes)
+    assert answer.status_code == 200, answer.text
+
+
+def new_url(template: str, **params: str) -> str:
+    """A hook URL's path as `relay url` and the console mint it today (v2)."""
+    library = TemplateLibrary(ROOT / "templates")
+    _, _, url = minting.mint(HookSigner([SECRET_KEY]), library, template, params, "http://x")
+    return url.removeprefix("http://x")
+
+
+def old_url(template: str, **params: str) -> str:
+    """A hook URL as minted before v2: its params without the version marker."""
+    token = HookSigner([SECRET_KEY]).mint(Hook("hk_old0000001", template, params))
+    return f"/hooks/{token}"
+
+
+def post(relay: ServerProcess, path: str, **fields: Any) -> httpx.Response:
+    return httpx.post(relay.url + path, json=fields, timeout=30)
+
+
+def enrol(relay: ServerProcess, external_id: str, email: str) -> dict[str, Any]:
+    answer = post(relay, new_url("member-enrol", **MEMBERS), external_id=external_id,
+                  email=email, first_name="Ana")  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+# -- 5: searches succeed when they find nothing ---------------------------------------------
+
+
+def test_new_lookup_answers_a_miss_found_false_and_a_hit_found_true(
+    relay: ServerProcess, sandbox: State
+) -> None:
+    made = enrol(relay, "CRM-FOUND-1", "found@example.com")
+    lookup = new_url("member-lookup", **PROGRAM)
+    miss = post(relay, lookup, external_id="CRM-NOBODY")
+    assert miss.status_code == 200, miss.text
+    assert miss.json()["ok"] is True and miss.json()["found"] is False
+    hit = post(relay, lookup, external_id="CRM-FOUND-1")
+    assert hit.status_code == 200 and hit.json()["found"] is True
+    assert hit.json()["id"] == made["id"]
+
+
+def test_if_missing_fail_and_old_lookup_urls_keep_the_404(
+    relay: ServerProcess, sandbox: State
+) -> None:
+    failing = post(relay, new_url("member-lookup", **PROGRAM, if_missing="fail"),
+                   external_id="CRM-NOBODY")  # fmt: skip
+    assert failing.status_code == 404, failing.text
+    old = post(relay, old_url("member-lookup", **PROGRAM), external_id="CRM-NOBODY")
+    assert old.status_code == 404 and old.json()["error"]["code"] == "not_found"
+    assert "found" not in old.json()
+
+
+def test_member_find_by_email_within_the_program(relay: ServerProcess, sandbox: State) -> None:
+    made = enrol(relay, "CRM-FIND-1", "Finder@Example.com")
+    enrol(relay, "CRM-FIND-2", "someone.else@example.com")
+    find = new_url("member-find", **PROGRAM)
+    hit = post(relay, find, email="finder@example.com")
+    assert hit.status_code == 200, hit.text
+    assert hit.json()["found"] is True and hit.json()["id"] == made["id"]
+    assert hit.json()["result"]["externalId"] == "CRM-FIND-1"
+    miss = post(relay, find, email="nobody@example.com")
+    assert miss.status_code == 200 and miss.json()["found"] is False
+    failing = post(relay, new_url("member-find", **PROGRAM, if_missing="fail"),
+                   email="nobody@example.com")  # fmt: skip
+    assert failing.status_code == 404
+
+
+# -- 6: never "made outside this relay" for the relay's own create ---------------------------
+
+
+def test_lost_create_whose_lookup_fails_is_503_then_settles_with_the_members_id(
+    relay: ServerProcess, sandbox: State, sandbox_module: tuple[str, State]
+) -> None:
+    url = sandbox_module[0]
+    enrolling = new_url("member-enrol", **MEMBERS)
+    fields = {"external_id": "CRM-LOST-1", "email": "lost@example.com"}
+    # PassKit makes the member and the answer is lost; the client's retry is told it exists;
+    # the look-up that would settle it answers 503 throughout.
+    faults(url, drop_after_next=1, down=["getMemberRecordByExternalId"])
+    first = post(relay, enrolling, **fields)
+    assert first.status_code == 503, first.text
+    assert first.json()["error"]["code"] == "passkit_busy"
+    assert int(first.headers["Retry-After"]) > 0
+    assert len(sandbox.members) == 1
+    faults(url, down=[])
+    again = post(relay, enrolling, **fields)
+    assert again.status_code == 200, again.text
+    member_id = next(iter(sandbox.members))
+    assert again.json()["id"] == member_id
+    assert len(sandbox.members) == 1
+    third = post(relay, enrolling, **fields)
+    assert third.status_code == 200 and third.json()["id"] == member_id
+
+
+# -- 7: erase says when it found nothing ----------------------------------------------------
+
+
+def erase(relay: ServerProcess, who: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "relay", "erase", who]
+    return subprocess.run(argv, env=relay.env, capture_output=True, text=True, timeout=60)
+
+
+def test_erase_of_an_unknown_address_exits_3_and_erases_nothing(
+    relay: ServerProcess, sandbox: State
+) -> None:
+    enrol(relay, "CRM-ERASE-1", "erase.me@example.com")
+    misspelt = erase(relay, "erase.me@exmaple.com")
+    assert misspelt.returncode == ERASE_NOTHING_FOUND == 3, misspelt.stdout + misspelt.stderr
+    assert "nothing found for 'erase.me@exmaple.com' — check the spelling; nothing was erased" in (
+        misspelt.stderr
+    )
+    assert "Erased" not in misspelt.stdout
+    right = erase(relay, "erase.me@example.com")
+    assert right.returncode == 0, right.stderr
+    assert "Erased 'erase.me@example.com'" in right.stdout
+    assert erase(relay, "erase.me@example.com").returncode == 3  # nothing left the second time
