@@ -73,6 +73,7 @@ HOOK_DELIVERIES: list[tuple[str, dict[str, str], dict[str, str], str]] = [
                           "last_name": "Quist-Berg"},
      "Updated Mara Quist-Berg (HS-4242)"),
     ("member-lookup", P, {"external_id": "HS-4242"}, "Looked up Mara Quist-Berg (HS-4242)"),
+    ("member-find", P, {"email": MARA["email"]}, "Looked up Mara Quist-Berg (HS-4242)"),
     ("pass-email", P, {"external_id": "HS-4242"}, "Emailed HS-4242 their pass link"),
     ("coupon-issue", COUPON, {"external_id": "WELCOME-1", **ANA},
      "Issued coupon WELCOME-1 (10% off your next order) to Ana Díaz"),

@@ -177,3 +177,114 @@ def test_erase_of_an_unknown_address_exits_3_and_erases_nothing(
     assert right.returncode == 0, right.stderr
     assert "Erased 'erase.me@example.com'" in right.stdout
     assert erase(relay, "erase.me@example.com").returncode == 3  # nothing left the second time
+
+
+# -- 1: fields the template does not use ----------------------------------------------------
+
+
+def test_a_misspelt_field_is_refused_with_the_field_it_meant(
+    relay: ServerProcess, sandbox: State
+) -> None:
+    enrolling = new_url("member-enrol", **MEMBERS)
+    sent = {"external_id": "CRM-SPELL-1", "email": "spell@example.com"}
+    refused = httpx.post(relay.url + enrolling, data={**sent, "Frist Name": "Ana"}, timeout=30)
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["message"] == ("frist_name is not a field of this hook — did you mean first_name?")
+    points = post(relay, enrolling, **sent, first_name="Ana", Piont="50")
+    assert points.status_code == 422
+    assert "did you mean points?" in points.json()["error"]["message"]
+    assert sandbox.members == {}  # nothing was sent
+    # Sent with the field it resembles, the same name is only an extra: listed, not refused.
+    both = post(relay, enrolling, **sent, first_name="Ana", frist_name="Ana", shoe_size="42")
+    assert both.status_code == 200, both.text
+    assert both.json()["ignored_fields"] == ["frist_name", "shoe_size"]
+    assert "ignored" not in both.json()  # the old boolean keeps its meaning (a no-op delete)
+    [member] = sandbox.members.values()
+    assert member["person"]["forename"] == "Ana"
+
+
+def test_a_declared_alias_is_read_as_its_field(relay: ServerProcess, sandbox: State) -> None:
+    enrolling = new_url("member-enrol", **MEMBERS, country="GB")
+    answer = post(relay, enrolling, external_id="CRM-ALIAS-1", email="alias@example.com",
+                  phone="07911 123456")  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["ignored_fields"] == []
+    [member] = sandbox.members.values()
+    assert member["person"]["mobileNumber"] == "+447911123456"
+
+
+def test_an_old_url_still_takes_a_misspelt_field_and_now_lists_it(
+    relay: ServerProcess, sandbox: State
+) -> None:
+    enrolling = old_url("member-enrol", **MEMBERS)
+    answer = httpx.post(relay.url + enrolling, timeout=30, data={
+        "external_id": "CRM-OLD-1", "email": "old@example.com", "Frist Name": "Ana",
+        "phone": "+447911123456"})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["created"] if "created" in answer.json() else answer.json()["ok"]
+    assert answer.json()["ignored_fields"] == ["frist_name", "phone"]
+    [member] = sandbox.members.values()
+    assert "forename" not in member.get("person", {})  # as before: the old URL is unchanged
+    assert "mobileNumber" not in member.get("person", {})
+
+
+# -- 4: additive operations are recognised by the order -------------------------------------
+
+
+def test_the_same_order_sent_twice_through_points_earn_adds_once(
+    relay: ServerProcess, sandbox: State
+) -> None:
+    made = enrol(relay, "CRM-EARN-1", "earn@example.com")
+    earning = new_url("member-points-earn", **PROGRAM, key_field="Order ID")
+    order = {"external_id": "CRM-EARN-1", "points": "50", "order_id": "O-1001"}
+    first = post(relay, earning, **order)
+    assert first.status_code == 200, first.text
+    again = post(relay, earning, **order)  # Zapier's replay, a re-run, a double click
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert sandbox.members[made["id"]]["points"] == 50
+    other = post(relay, earning, **{**order, "order_id": "O-1002"})
+    assert other.status_code == 200
+    assert sandbox.members[made["id"]]["points"] == 100
+    reused = post(relay, earning, **{**order, "points": "70"})  # same order, other fields
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    assert reused.json()["error"]["message"].startswith("order_id 'O-1001' was already counted")
+    unnamed = post(relay, earning, external_id="CRM-EARN-1", points="5")
+    assert unnamed.status_code == 422 and unnamed.json()["error"]["field"] == "order_id"
+    explicit = post(relay, earning, **order, idempotency_key="manual-1")  # an explicit key wins
+    assert explicit.status_code == 200 and explicit.json()["duplicate"] is False
+    assert sandbox.members[made["id"]]["points"] == 150
+
+
+def test_key_field_none_counts_each_call_and_old_urls_count_each_call(
+    relay: ServerProcess, sandbox: State
+) -> None:
+    made = enrol(relay, "CRM-EARN-2", "earn2@example.com")
+    order = {"external_id": "CRM-EARN-2", "points": "10", "order_id": "O-1"}
+    for url in (new_url("member-points-earn", **PROGRAM, key_field="none"),
+                old_url("member-points-earn", **PROGRAM)):  # fmt: skip
+        for _ in range(2):
+            assert post(relay, url, **order).status_code == 200
+    assert sandbox.members[made["id"]]["points"] == 40
+
+
+def test_minting_an_additive_hook_needs_key_field_or_none() -> None:
+    for template in ("member-points-earn", "member-points-burn", "member-check-in",
+                     "member-check-out"):  # fmt: skip
+        with pytest.raises(minting.MintError) as refused:
+            new_url(template, **PROGRAM)
+        assert refused.value.problems == [minting.KEY_FIELD_NEEDED]
+        assert "What identifies one purchase" in minting.KEY_FIELD_NEEDED.replace("what", "What")
+    with pytest.raises(minting.MintError):
+        new_url("coupon-redeem", campaign_id="2bWzCmsbOSqOu8nLhYKQqV")
+    assert new_url("member-points-burn", **PROGRAM, key_field="none")
+    assert new_url("member-points-set", **PROGRAM)  # sets, adds nothing: no key_field asked
+
+
+def test_relay_url_refuses_a_points_earn_hook_without_key_field(relay: ServerProcess) -> None:
+    argv = [sys.executable, "-m", "relay", "url", "member-points-earn", "--offline",
+            "--param", f"program_id={DEMO_PROGRAM_ID}"]  # fmt: skip
+    refused = subprocess.run(argv, env=relay.env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert "what identifies one purchase, visit or order in your app?" in refused.stderr

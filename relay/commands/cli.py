@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from relay import __version__
 from relay.access.tokens import Hook, HookSigner, token_from_url
-from relay.delivery.templatecheck import unknown_fields
+from relay.delivery.templatecheck import alias_lines, unknown_fields
 from relay.delivery.templating import SkipDelivery, TemplateLibrary
 from relay.errors import RelayError
 from relay.forms.fields import FieldList, Fields, FieldValue
@@ -278,6 +278,9 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(f"ok: {len(library.templates)} templates in {settings.templates_dir}")
     print(f"ok: PassKit API at {settings.passkit_api_url}")
     print(f"ok: database {display_url(settings.database_url.reveal())}")
+    for template in library.templates.values():
+        for line in alias_lines(template):
+            print(f"ok: {line}")
     if not getattr(args, "live", False):
         return 0
     from relay.commands.account import check_live

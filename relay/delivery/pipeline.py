@@ -15,8 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from relay.access.tokens import Hook
+from relay.delivery import unused
 from relay.delivery.idempotency import ATTEMPTED, CREATE_SCOPE, OnceGuard, create_key
 from relay.delivery.templating import (
+    NO_KEY_FIELD,
     RequestTemplate,
     SkipDelivery,
     TemplateLibrary,
@@ -28,6 +30,7 @@ from relay.delivery.templating import (
 from relay.errors import (
     HookMisconfigured,
     InvalidRequest,
+    MissingFields,
     PassKitBusy,
     PassKitConflict,
     PassKitError,
@@ -100,8 +103,9 @@ class _Attempt:
     def failure(self, operation: Operation) -> PassKitError:
         """The create's own failure, as PassKit gave it; when the look-up that would have
         told "made already" from "refused" could not be made, a retryable 503 instead: never
-        a conflict for what may be this relay's own record."""
-        if self.unsettled:
+        a conflict for what may be this relay's own record. (With no answer at all, PassKit's
+        own 503, passkit_unavailable, already says to send it again.)"""
+        if self.unsettled and self.answer is not None:
             what = operation.kind or "record"
             return PassKitBusy(
                 f"PassKit did not confirm the new {what} and could not be asked whether it made "
@@ -169,6 +173,23 @@ class Relay:
         if (wrong := self._settings_checked[key]) is not None:
             raise HookMisconfigured(*wrong)
 
+    def order_key(self, hook: Hook, fields: Fields) -> tuple[str, str] | None:
+        """(key_field, its value) when this delivery's idempotency key comes from the order it
+        names: a hook minted from v2 on whose template adds or subtracts and whose key_field
+        is not none. MissingFields when that field was not sent."""
+        if hook.version < 2 or not self.template_for(hook).additive:
+            return None
+        name = hook.params.get("key_field", "")
+        if not name or name == NO_KEY_FIELD:
+            return None
+        value = fields.get(name)
+        text = (value[0] if value else "") if isinstance(value, list) else (value or "")
+        if not text.strip():
+            raise MissingFields([name], list(fields), hint=(
+                f"This hook counts each {name} once, so every delivery needs it: map {name} "
+                "to the order, purchase or visit id from an earlier step."))  # fmt: skip
+        return name, text.strip()
+
     def prepare(
         self,
         hook: Hook,
@@ -181,6 +202,9 @@ class Relay:
         """Check, render and validate: everything short of sending. Raises on any problem."""
         template = self.template_for(hook)
         self.check_settings(hook, template)
+        if hook.version >= 2:
+            fields = unused.with_aliases(template, fields)
+            unused.refuse_misspelling(template, fields)
         check_fields(template, fields, received)
         params = resolve_params(template, hook.params)
         body = render(template, fields, params, now=self.clock(), extra=extra, updating=updating)
@@ -382,6 +406,26 @@ class Relay:
         dry_run: bool = False,
         extra: Mapping[str, Any] | None = None,
         trace: Trace | None = None,
+    ) -> dict[str, Any]:
+        answer = await self._deliver(hook, fields, received, request_id=request_id,
+                                     dry_run=dry_run, extra=extra, trace=trace)  # fmt: skip
+        if extra is None:  # a hook's delivery (Stripe's events carry far more than is read)
+            template = self.template_for(hook)
+            current = hook.version >= 2
+            read = unused.with_aliases(template, fields) if current else fields
+            answer["ignored_fields"] = unused.ignored_fields(template, read, aliases=current)
+        return answer
+
+    async def _deliver(
+        self,
+        hook: Hook,
+        fields: Fields,
+        received: list[str],
+        *,
+        request_id: str,
+        dry_run: bool,
+        extra: Mapping[str, Any] | None,
+        trace: Trace | None,
     ) -> dict[str, Any]:
         try:
             request = self.prepare(hook, fields, received, extra)

@@ -37,6 +37,7 @@ from relay.forms import phones
 from relay.forms.fields import Fields
 from relay.forms.filters import FILTERS
 from relay.forms.imageurls import image_url_problem
+from relay.forms.payloads import normalise_key
 from relay.passkit.operations import CATALOG, Operation
 from relay.redact import mask_private
 from relay.stripe.spend_rules import parse_spend_tiers, spend_tiers_text
@@ -65,6 +66,9 @@ class FieldSpec:
     help: str = ""
     example: str = ""
     type: str = "text"
+    # Other names a sender may use for this field (`phone` for `mobile`), declared by the
+    # template, never guessed; read for hooks minted from v2 on (relay.delivery.unused).
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ class ParamSpec:
 # What a hook param's value may be. A template declares `kind` (and `choices`) under
 # [params.NAME]; a param declared without one gets the kind of its well-known name, else "text".
 PARAM_KINDS = ("text", "country", "choice", "passkit_id", "tier_id", "currency", "price_tiers",
-               "spend_tiers", "image_url")  # fmt: skip
+               "spend_tiers", "image_url", "key_field")  # fmt: skip
 WELL_KNOWN_PARAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "country": ("country", ()),
     "date_order": ("choice", ("DMY", "MDY")),
@@ -110,6 +114,8 @@ WELL_KNOWN_PARAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "currency": ("currency", ()),
     "tier_for_price": ("price_tiers", ()),
     "tier_for_spend": ("spend_tiers", ()),
+    # The field naming one purchase, visit or order, for hooks that add or subtract.
+    "key_field": ("key_field", ()),
     # A search step's miss (hooks minted from v2 on): 200 found: false, or the old 404.
     "if_missing": ("choice", ("empty", "fail")),
 }
@@ -130,6 +136,7 @@ WELL_KNOWN_LABELS = {
     "tier_for_spend": "Tier for what a customer has spent in all",
     "tier_down": "Move a pass down after a refund",
     "if_missing": "When nobody is found",
+    "key_field": "What identifies one purchase, visit or order in your app",
 }
 WELL_KNOWN_CHOICE_LABELS = {
     "date_order": ("Day first (31/12/2026)", "Month first (12/31/2026)"),
@@ -153,6 +160,9 @@ PASSKIT_KINDS = frozenset({"passkit_id"})
 _PASSKIT_ID = re.compile(r"[0-9A-Za-z]{22}")  # base62, as PassKit's ids (and the sandbox's)
 _TIER_ID = re.compile(r"[^\s,=]+")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
+_FIELD_NAME = re.compile(r"[^\W]{1,64}")  # a field's normalised name: letters, digits, _
+# key_field's value for "each call counts, even the same one twice"
+NO_KEY_FIELD = "none"
 
 
 class ParamProblem(ValueError):
@@ -171,6 +181,13 @@ def check_param(spec: ParamSpec, value: str) -> str:
     """`value` as the hook stores it (`mdy` → `MDY`), or ParamProblem listing what is valid."""
     text = value.strip()
     shown = f"{spec.name} {quote_value(value)}"
+    if spec.kind == "key_field":
+        name = normalise_key(text)
+        if not _FIELD_NAME.fullmatch(name):
+            raise ParamProblem(spec.name, f"{shown} is not a field name: name the field that "
+                               "identifies one purchase, visit or order (such as order_id), or "
+                               "none")  # fmt: skip
+        return name
     if spec.kind == "country":
         try:
             phones.region(text)
@@ -245,6 +262,9 @@ class RequestTemplate:
     # "ignore": PassKit's "no such member" acknowledges the delivery instead of failing it
     # (a Stripe cancellation for a pass that was never issued, a delete already done).
     if_missing: str = "fail"
+    # Adds or subtracts (points, visits, a redemption): hooks minted from v2 on must say which
+    # field names one purchase, visit or order (key_field), or key_field=none.
+    additive: bool = False
     title: str = ""  # the plain name on the mint form ("Enrol a new member"); else the summary
     group: str = "Other"  # where the mint form lists it: Members, Coupons, Tickets
 
@@ -413,7 +433,12 @@ def _build(name: str, path: Path, meta: dict[str, Any], jinja: Template) -> Requ
             help=str(raw.get("help", "")),
             example=str(raw.get("example", "")),
             type=str(raw.get("type", "text")),
+            aliases=tuple(str(alias) for alias in raw.get("aliases", ())),
         )
+    for spec in fields.values():
+        taken = [alias for alias in spec.aliases if alias in fields]
+        if taken:
+            raise ValueError(f"fields.{spec.name}: alias {taken[0]!r} is a field of its own")
     one_of = tuple(str(f) for f in meta.get("one_of", ()))
     for fname in one_of:
         if fname not in fields:
@@ -433,6 +458,7 @@ def _build(name: str, path: Path, meta: dict[str, Any], jinja: Template) -> Requ
         one_of=one_of,
         jinja=jinja,
         if_missing=if_missing,
+        additive=bool(meta.get("additive", False)),
         title=str(meta.get("title") or meta.get("summary") or name),
         group=str(meta.get("group") or GROUPS.get(str(op_name).split(".")[0], "Other")),
     )

@@ -45,6 +45,7 @@ class Endpoint:
     kind: str  # the URL's path segment: "hooks" or "stripe"
     title: str = ""  # its plain name ("Enrol a new member"), what the console shows first
     group: str = "Other"  # the mint form's group: Members, Coupons, Tickets or Stripe
+    additive: bool = False  # adds or subtracts: minted only with key_field (or key_field=none)
 
 
 class MintError(ValueError):
@@ -72,9 +73,14 @@ def endpoint(library: TemplateLibrary, name: str) -> Endpoint:
         there = ", ".join([*known, "stripe", passkit_params.TEMPLATE])
         raise MintError([f"no template named {name!r}; there are: {there}"])
     return Endpoint(name, template.summary, template.params, "hooks", template.title,
-                    template.group)  # fmt: skip
+                    template.group, template.additive)  # fmt: skip
 
 
+KEY_FIELD_NEEDED = (
+    "key_field is needed: what identifies one purchase, visit or order in your app? Set "
+    "key_field to that field (such as order_id), so the same order sent again counts once, or "
+    "key_field=none if each call should count, even the same one twice"
+)
 STRIPE_TITLE = "Passes from Stripe payments and subscriptions"
 EVENTS_GROUP = "Events from PassKit"
 GROUP_ORDER = ("Members", "Coupons", "Tickets", "Stripe", EVENTS_GROUP)
@@ -168,6 +174,8 @@ def check_params(target: Endpoint, given: Mapping[str, str]) -> dict[str, str]:
     for spec in target.params.values():
         if spec.required and spec.default is None and not given.get(spec.name):
             problems.append(f"{spec.title} ({spec.name}) is required: {spec.help}")
+    if target.additive and not given.get("key_field", "").strip():
+        problems.append(KEY_FIELD_NEEDED)
     if problems:
         raise MintError(problems)
     if target.kind == "hooks":
