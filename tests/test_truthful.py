@@ -288,3 +288,46 @@ def test_relay_url_refuses_a_points_earn_hook_without_key_field(relay: ServerPro
     refused = subprocess.run(argv, env=relay.env, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0
     assert "what identifies one purchase, visit or order in your app?" in refused.stderr
+
+
+# -- 2: one number reading per hook ---------------------------------------------------------
+
+
+def test_a_comma_joined_list_is_refused_and_read_as_a_decimal_only_under_1_234_56(
+    relay: ServerProcess, sandbox: State
+) -> None:
+    made = enrol(relay, "CRM-NUM-1", "num@example.com")
+    member = {"external_id": "CRM-NUM-1"}
+    default = new_url("member-points-earn", **PROGRAM, key_field="none")
+    listed = post(relay, default, **member, points="10,20")  # Zapier's two line items
+    assert listed.status_code == 422, listed.text
+    error = listed.json()["error"]
+    assert error["field"] == "points" and "'10,20'" in error["message"]
+    assert "looks like a list of numbers" in error["message"]
+    assert "add them up with Zapier's Formatter" in error["hint"]
+    wrong_mark = post(relay, default, **member, points="1.234,5")
+    assert wrong_mark.status_code == 422 and "1,234.56" in wrong_mark.json()["error"]["hint"]
+    assert sandbox.members[made["id"]].get("points", 0) == 0
+    assert post(relay, default, **member, points="1,250").status_code == 200
+    assert sandbox.members[made["id"]]["points"] == 1250
+    european = new_url("member-points-earn", **PROGRAM, key_field="none",
+                       number_format="1.234,56")  # fmt: skip
+    assert post(relay, european, **member, points="10,20").status_code == 200
+    assert sandbox.members[made["id"]]["points"] == pytest.approx(1260.2)
+    refused = post(relay, european, **member, points="12.5")  # a dot is for thousands here
+    assert refused.status_code == 422 and "1.234,56" in refused.json()["error"]["message"]
+    # An old URL reads as it always did: 10,20 is 10.2.
+    old = post(relay, old_url("member-points-earn", **PROGRAM), **member, points="10,20")
+    assert old.status_code == 200
+    assert sandbox.members[made["id"]]["points"] == pytest.approx(1270.4)
+
+
+def test_number_format_is_offered_in_words_and_checked_at_minting() -> None:
+    spec = minting.endpoint(TemplateLibrary(ROOT / "templates"), "member-points-earn").params[
+        "number_format"
+    ]
+    assert spec.default == "1,234.56" and spec.choices == ("1,234.56", "1.234,56")
+    assert "Shopify, Stripe" in spec.choice_label("1,234.56")
+    with pytest.raises(minting.MintError) as refused:
+        new_url("member-points-earn", **PROGRAM, key_field="none", number_format="1 234,56")
+    assert refused.value.problems[0].startswith("number_format '1 234,56' must be")

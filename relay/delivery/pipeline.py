@@ -41,6 +41,7 @@ from relay.errors import (
     quote_value,
 )
 from relay.forms.fields import Fields
+from relay.forms.filters import number_format
 from relay.passkit.client import PassKitAnswer, PassKitClient, error_for_answer, raise_for_answer
 from relay.passkit.operations import CATALOG, Operation, PassKitRequest, build_request, dig
 
@@ -207,7 +208,10 @@ class Relay:
             unused.refuse_misspelling(template, fields)
         check_fields(template, fields, received)
         params = resolve_params(template, hook.params)
-        body = render(template, fields, params, now=self.clock(), extra=extra, updating=updating)
+        reading = params.get("number_format") if hook.version >= 2 else None
+        with number_format(reading):
+            body = render(template, fields, params, now=self.clock(), extra=extra,
+                          updating=updating)  # fmt: skip
         operation = template.operation
         if updating and operation.on_conflict:
             operation = CATALOG[operation.on_conflict]

@@ -35,7 +35,7 @@ from relay.errors import (
 )
 from relay.forms import phones
 from relay.forms.fields import Fields
-from relay.forms.filters import FILTERS
+from relay.forms.filters import FILTERS, NUMBER_FORMATS
 from relay.forms.imageurls import image_url_problem
 from relay.forms.payloads import normalise_key
 from relay.passkit.operations import CATALOG, Operation
@@ -114,6 +114,9 @@ WELL_KNOWN_PARAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "currency": ("currency", ()),
     "tier_for_price": ("price_tiers", ()),
     "tier_for_spend": ("spend_tiers", ()),
+    # How the hook reads numbers (hooks minted from v2 on); every template with a number or
+    # money field takes it (NUMBER_FORMAT_PARAM).
+    "number_format": ("choice", NUMBER_FORMATS),
     # The field naming one purchase, visit or order, for hooks that add or subtract.
     "key_field": ("key_field", ()),
     # A search step's miss (hooks minted from v2 on): 200 found: false, or the old 404.
@@ -137,9 +140,15 @@ WELL_KNOWN_LABELS = {
     "tier_down": "Move a pass down after a refund",
     "if_missing": "When nobody is found",
     "key_field": "What identifies one purchase, visit or order in your app",
+    "number_format": "How your app writes numbers",
 }
 WELL_KNOWN_CHOICE_LABELS = {
     "date_order": ("Day first (31/12/2026)", "Month first (12/31/2026)"),
+    "number_format": (
+        "1,234.56: a dot before decimals (12.50), commas between thousands; what "
+        "Shopify, Stripe and most apps send in every country",
+        "1.234,56: a comma before decimals (12,50), dots between thousands",
+    ),
     "if_missing": (
         "Answer found: false, and the zap goes on (a Filter step can stop it)",
         "Fail the step (404)",
@@ -413,6 +422,15 @@ def _param_spec(name: str, raw: Any) -> ParamSpec:
     return spec
 
 
+# Every template with a number or money field takes the hook setting number_format (read by
+# hooks minted from v2 on; older URLs read numbers leniently, as they always did).
+NUMERIC_TYPES = ("number", "money")
+NUMBER_FORMAT_PARAM = _param_spec("number_format", {
+    "help": "How the numbers your app sends are written: every number and amount of this hook "
+            "is read this one way, and a list such as 10,20 is refused, never guessed",
+    "default": NUMBER_FORMATS[0], "required": False, "example": NUMBER_FORMATS[0]})  # fmt: skip
+
+
 # The mint form's groups, by what an operation works on (`group` in the front matter wins).
 GROUPS = {"members": "Members", "distribution": "Members", "coupons": "Coupons",
           "tickets": "Tickets"}  # fmt: skip
@@ -444,6 +462,8 @@ def _build(name: str, path: Path, meta: dict[str, Any], jinja: Template) -> Requ
         if fname not in fields:
             raise ValueError(f"one_of names {fname!r}, which is not under [fields]")
     params = {p: _param_spec(p, raw) for p, raw in (meta.get("params") or {}).items()}
+    if any(spec.type in NUMERIC_TYPES for spec in fields.values()):
+        params.setdefault("number_format", NUMBER_FORMAT_PARAM)
     if_missing = str(meta.get("if_missing", "fail"))
     if if_missing not in ("fail", "ignore"):
         raise ValueError(f'if_missing must be "fail" or "ignore" (got {if_missing!r})')
