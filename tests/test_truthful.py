@@ -6,7 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -15,7 +17,15 @@ from relay.access.tokens import Hook, HookSigner
 from relay.commands.privacy import ERASE_NOTHING_FOUND
 from relay.delivery.templating import TemplateLibrary
 from relay.hooks import minting
-from relay.sandbox import DEMO_PROGRAM_ID, SandboxConfig, State, create_sandbox
+from relay.sandbox import (
+    DEMO_PRODUCTION_ID,
+    DEMO_PROGRAM_ID,
+    DEMO_TICKET_TYPE_ID,
+    DEMO_VENUE_ID,
+    SandboxConfig,
+    State,
+    create_sandbox,
+)
 
 from .conftest import PASSKIT_KEY, PASSKIT_SECRET, ROOT, SECRET_KEY
 from .processes import ServerProcess
@@ -331,3 +341,52 @@ def test_number_format_is_offered_in_words_and_checked_at_minting() -> None:
     with pytest.raises(minting.MintError) as refused:
         new_url("member-points-earn", **PROGRAM, key_field="none", number_format="1 234,56")
     assert refused.value.problems[0].startswith("number_format '1 234,56' must be")
+
+
+# -- 3: local times -------------------------------------------------------------------------
+
+TICKETS = {"production_id": DEMO_PRODUCTION_ID, "venue_id": DEMO_VENUE_ID,
+           "ticket_type_id": DEMO_TICKET_TYPE_ID}  # fmt: skip
+
+
+def test_a_new_york_venues_evening_is_sent_in_new_york_time_and_old_urls_keep_utc(
+    relay: ServerProcess, sandbox: State
+) -> None:
+    # PassKit issues tickets for events within 90 days: the show is 20 days ahead.
+    day = (datetime.now(UTC) + timedelta(days=20)).date()
+    local = datetime.combine(day, time(19, 30), ZoneInfo("America/New_York"))
+    expected = local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # 00:30Z the next day
+    assert expected.startswith((day + timedelta(days=1)).isoformat())  # EST or EDT alike
+    new = new_url("ticket-issue", **TICKETS, timezone="America/New_York")
+    answer = post(relay, new, ticket_number="T-NY-1", event_start=f"{day} 19:30",
+                  email="ana@example.com")  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    starts = {e["scheduledStartDate"] for e in sandbox.events.values()}
+    assert starts == {expected}
+    old = post(relay, old_url("ticket-issue", **TICKETS), ticket_number="T-OLD-1",
+               event_start=f"{day} 19:30", email="ana@example.com")  # fmt: skip
+    assert old.status_code == 200, old.text
+    assert f"{day}T19:30:00Z" in {e["scheduledStartDate"] for e in sandbox.events.values()}
+    with_offset = post(relay, new, ticket_number="T-NY-2", event_start=f"{day}T19:30:00Z",
+                       email="ana@example.com")  # fmt: skip
+    assert with_offset.status_code == 200  # an offset or Z keeps it: the old URL's event
+    assert len(sandbox.events) == 2
+
+
+def test_a_time_the_clocks_skip_is_refused_and_one_they_pass_twice_is_the_earlier(
+    relay: ServerProcess, sandbox: State
+) -> None:
+    made = enrol(relay, "CRM-TZ-1", "tz@example.com")
+    updating = new_url("member-update", **PROGRAM, timezone="America/New_York")
+    member = {"external_id": "CRM-TZ-1"}
+    gap = post(relay, updating, **member, expiry="2027-03-14 02:30", dry_run="1")
+    assert gap.status_code == 422, gap.text
+    assert gap.json()["error"]["field"] == "expiry"
+    assert "does not exist in America/New_York" in gap.json()["error"]["message"]
+    overlap = post(relay, updating, **member, expiry="2026-11-01 01:30")
+    assert overlap.status_code == 200, overlap.text
+    assert sandbox.members[made["id"]]["expiryDate"] == "2026-11-01T05:30:00Z"  # EDT, -4
+    assert "happens twice in America/New_York" in overlap.json()["notes"][0]
+    with pytest.raises(minting.MintError) as refused:
+        new_url("ticket-issue", **TICKETS, timezone="New York")
+    assert "use an IANA name such as Europe/London" in refused.value.problems[0]

@@ -8,6 +8,7 @@ RelayError that the app renders as the friendly error.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from relay.errors import (
     quote_value,
 )
 from relay.forms.fields import Fields
-from relay.forms.filters import number_format
+from relay.forms.filters import number_format, time_zone
 from relay.passkit.client import PassKitAnswer, PassKitClient, error_for_answer, raise_for_answer
 from relay.passkit.operations import CATALOG, Operation, PassKitRequest, build_request, dig
 
@@ -208,14 +209,17 @@ class Relay:
             unused.refuse_misspelling(template, fields)
         check_fields(template, fields, received)
         params = resolve_params(template, hook.params)
-        reading = params.get("number_format") if hook.version >= 2 else None
-        with number_format(reading):
+        current = hook.version >= 2
+        reading = params.get("number_format") if current else None
+        zone = params.get("timezone") if current else None
+        with number_format(reading), time_zone(zone) as notes:
             body = render(template, fields, params, now=self.clock(), extra=extra,
                           updating=updating)  # fmt: skip
         operation = template.operation
         if updating and operation.on_conflict:
             operation = CATALOG[operation.on_conflict]
-        return build_request(operation, body, fields)
+        request = build_request(operation, body, fields)
+        return dataclasses.replace(request, notes=tuple(notes)) if notes else request
 
     async def send(
         self,
@@ -445,7 +449,7 @@ class Relay:
                 "dry_run": True,
                 "request_id": request_id,
                 "request": request.describe(),
-            }
+            } | ({"notes": list(request.notes)} if request.notes else {})
         try:
             sent = await self.send(
                 request, lambda: self.prepare(hook, fields, received, extra, updating=True), trace
@@ -463,6 +467,8 @@ class Relay:
             reason = f"nothing to do: {missing.message}"
             return {"ok": True, "ignored": True, "reason": reason, "request_id": request_id}
         answer = self.success(sent, request_id=request_id, operation=operation)
+        if request.notes:
+            answer["notes"] = list(request.notes)
         if operation.looks_up and hook.version >= 2:
             answer = {"ok": True, "found": True, **answer}
         return answer

@@ -33,6 +33,7 @@ from relay.errors import (
     TemplateProblem,
     quote_value,
 )
+from relay.forms import dates as humandates
 from relay.forms import phones
 from relay.forms.fields import Fields
 from relay.forms.filters import FILTERS, NUMBER_FORMATS
@@ -100,7 +101,7 @@ class ParamSpec:
 # What a hook param's value may be. A template declares `kind` (and `choices`) under
 # [params.NAME]; a param declared without one gets the kind of its well-known name, else "text".
 PARAM_KINDS = ("text", "country", "choice", "passkit_id", "tier_id", "currency", "price_tiers",
-               "spend_tiers", "image_url", "key_field")  # fmt: skip
+               "spend_tiers", "image_url", "key_field", "timezone")  # fmt: skip
 WELL_KNOWN_PARAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "country": ("country", ()),
     "date_order": ("choice", ("DMY", "MDY")),
@@ -117,6 +118,8 @@ WELL_KNOWN_PARAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     # How the hook reads numbers (hooks minted from v2 on); every template with a number or
     # money field takes it (NUMBER_FORMAT_PARAM).
     "number_format": ("choice", NUMBER_FORMATS),
+    # Where a date-time without an offset is read (hooks minted from v2 on; an IANA name).
+    "timezone": ("timezone", ()),
     # The field naming one purchase, visit or order, for hooks that add or subtract.
     "key_field": ("key_field", ()),
     # A search step's miss (hooks minted from v2 on): 200 found: false, or the old 404.
@@ -141,6 +144,7 @@ WELL_KNOWN_LABELS = {
     "if_missing": "When nobody is found",
     "key_field": "What identifies one purchase, visit or order in your app",
     "number_format": "How your app writes numbers",
+    "timezone": "Time zone of the times your app sends",
 }
 WELL_KNOWN_CHOICE_LABELS = {
     "date_order": ("Day first (31/12/2026)", "Month first (12/31/2026)"),
@@ -190,6 +194,11 @@ def check_param(spec: ParamSpec, value: str) -> str:
     """`value` as the hook stores it (`mdy` → `MDY`), or ParamProblem listing what is valid."""
     text = value.strip()
     shown = f"{spec.name} {quote_value(value)}"
+    if spec.kind == "timezone":
+        try:
+            return str(humandates.zone(text))
+        except ValueError as exc:
+            raise ParamProblem(spec.name, f"{shown}: {exc}") from None
     if spec.kind == "key_field":
         name = normalise_key(text)
         if not _FIELD_NAME.fullmatch(name):
@@ -431,6 +440,13 @@ NUMBER_FORMAT_PARAM = _param_spec("number_format", {
     "default": NUMBER_FORMATS[0], "required": False, "example": NUMBER_FORMATS[0]})  # fmt: skip
 
 
+TIMEZONE_PARAM = _param_spec("timezone", {
+    "help": "Where the times your app sends without an offset happen, as an IANA name such as "
+            "America/New_York: 2026-03-01 19:30 is read there (one with an offset or Z keeps "
+            "it). Unset: UTC",
+    "required": False, "example": "Europe/London"})  # fmt: skip
+
+
 # The mint form's groups, by what an operation works on (`group` in the front matter wins).
 GROUPS = {"members": "Members", "distribution": "Members", "coupons": "Coupons",
           "tickets": "Tickets"}  # fmt: skip
@@ -464,6 +480,8 @@ def _build(name: str, path: Path, meta: dict[str, Any], jinja: Template) -> Requ
     params = {p: _param_spec(p, raw) for p, raw in (meta.get("params") or {}).items()}
     if any(spec.type in NUMERIC_TYPES for spec in fields.values()):
         params.setdefault("number_format", NUMBER_FORMAT_PARAM)
+    if any(spec.type == "datetime" for spec in fields.values()):
+        params.setdefault("timezone", TIMEZONE_PARAM)
     if_missing = str(meta.get("if_missing", "fail"))
     if if_missing not in ("fail", "ignore"):
         raise ValueError(f'if_missing must be "fail" or "ignore" (got {if_missing!r})')

@@ -324,12 +324,31 @@ def to_date(value: object, order: str | None = None) -> dict[str, int] | None:
     return {"year": day.year, "month": day.month, "day": day.day}
 
 
+# The hook's time zone (the `timezone` setting of hooks minted from v2 on): a date-time without
+# an offset is read there. Unset (older URLs), UTC.
+_ZONE: ContextVar[str | None] = ContextVar("time_zone", default=None)
+
+
+@contextmanager
+def time_zone(name: str | None) -> Iterator[list[str]]:
+    """Read date-times without an offset in the IANA zone `name` (None: UTC) in this block;
+    yields the notes the readings leave (an ambiguous time read as the earlier)."""
+    notes: list[str] = []
+    zone_token, notes_token = _ZONE.set(name), humandates.NOTES.set(notes)
+    try:
+        yield notes
+    finally:
+        _ZONE.reset(zone_token)
+        humandates.NOTES.reset(notes_token)
+
+
 def to_datetime(
-    value: object, tz: str | None = "UTC", end_of_day: bool = False, order: str | None = None
+    value: object, tz: str | None = None, end_of_day: bool = False, order: str | None = None
 ) -> str | None:
-    """A moment → RFC 3339 UTC (`2026-12-31T23:59:59Z`). Values without an offset are in `tz`;
-    a bare date is midnight, or 23:59:59 with `end_of_day`; Unix seconds/milliseconds work."""
-    zone, key = humandates.zone(tz), _order(order)
+    """A moment → RFC 3339 UTC (`2026-12-31T23:59:59Z`). Values without an offset are in `tz`
+    (by default the hook's time zone, else UTC); a bare date is midnight, or 23:59:59 with
+    `end_of_day`; Unix seconds/milliseconds work."""
+    zone, key = humandates.zone(tz or _ZONE.get()), _order(order)
     item = _one(value)
     if item is None:
         return None

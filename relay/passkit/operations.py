@@ -86,6 +86,7 @@ class PassKitRequest:
     method: str
     path: str
     json: dict[str, Any] | None
+    notes: tuple[str, ...] = ()  # what reading the sender's values chose, for the answer
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "path": self.path, "json": self.json}
