@@ -3,6 +3,7 @@ PassKit sandbox: hooks minted from now on (v2) answer truthfully, old URLs keep 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ from relay.sandbox import (
 from .conftest import PASSKIT_KEY, PASSKIT_SECRET, ROOT, SECRET_KEY
 from .processes import ServerProcess
 from .servers import relay_process, serve_in_thread
+from .test_admin import PASSWORD
+from .test_admin_sessions import get, sign_in
 
 PROGRAM = {"program_id": DEMO_PROGRAM_ID}
 MEMBERS = {**PROGRAM, "tier_id": "base"}
@@ -50,7 +53,7 @@ def relay(
     can open too."""
     folder = tmp_path_factory.mktemp("relay")
     env = {"PASSKIT_API_URL": sandbox_module[0], "DATABASE_URL": f"sqlite:///{folder / 'relay.db'}",
-           "RELAY_RETRY_BUDGET": "2"}  # fmt: skip
+           "RELAY_RETRY_BUDGET": "2", "RELAY_ADMIN_PASSWORD": PASSWORD}  # fmt: skip
     process = relay_process(env, folder / "relay.log").start()
     try:
         yield process
@@ -390,3 +393,20 @@ def test_a_time_the_clocks_skip_is_refused_and_one_they_pass_twice_is_the_earlie
     with pytest.raises(minting.MintError) as refused:
         new_url("ticket-issue", **TICKETS, timezone="New York")
     assert "use an IANA name such as Europe/London" in refused.value.problems[0]
+
+
+def test_unused_fields_are_named_on_the_delivery_page_and_the_hook_pages_test_form(
+    relay: ServerProcess, sandbox: State
+) -> None:
+    enrolling = new_url("member-enrol", **MEMBERS)
+    sent = {"external_id": "CRM-PAGE-1", "email": "page@example.com", "shoe_size": "42"}
+    assert post(relay, enrolling, **sent).status_code == 200
+    cookie = sign_in(relay.url)
+    listing = get(relay.url, "/admin/deliveries", cookie).text
+    delivery = re.search(r'href="(/admin/deliveries/[^"/]+)"', listing)
+    assert delivery, listing[:500]
+    page = get(relay.url, delivery.group(1), cookie).text
+    assert "Not used by this hook, so not sent to PassKit: shoe_size." in page
+    tried = httpx.post(f"{relay.url}{enrolling}/try", data=sent, timeout=30)
+    assert tried.status_code == 200, tried.text
+    assert "Not used by this hook, so they would not reach PassKit: shoe_size." in tried.text

@@ -17,6 +17,8 @@ itself was not sent.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rapidfuzz.distance import DamerauLevenshtein
 
 from relay.delivery.templating import RequestTemplate
@@ -38,10 +40,13 @@ def reads(template: RequestTemplate, name: str, *, aliases: bool = True) -> bool
     return False
 
 
-def ignored_fields(template: RequestTemplate, fields: Fields, *, aliases: bool = True) -> list[str]:
-    """The names sent that the template does not read, in arrival order (`aliases`: whether
-    the hook reads declared aliases, as hooks minted from v2 on do)."""
-    return [name for name in fields if not reads(template, name, aliases=aliases)]
+def ignored_fields(
+    template: RequestTemplate, names: Iterable[str], *, aliases: bool = True
+) -> list[str]:
+    """The names sent (`names`, as a delivery's fields or its logged request hold them) that
+    the template does not read, in arrival order (`aliases`: whether the hook reads declared
+    aliases, as hooks minted from v2 on do)."""
+    return [name for name in names if not reads(template, name, aliases=aliases)]
 
 
 def with_aliases(template: RequestTemplate, fields: Fields) -> Fields:
