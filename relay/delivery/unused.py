@@ -29,15 +29,14 @@ MIN_LENGTH = 5  # received names shorter than this are never taken for a misspel
 MAX_EDITS = 2  # Damerau-Levenshtein distance, on the names without underscores
 
 
-def reads(template: RequestTemplate, name: str, *, aliases: bool = True) -> bool:
-    """The template reads field `name` (declared, under a `meta_*` pattern, or with `aliases`
-    one of its declared aliases)."""
-    for spec in template.fields.values():
-        if name == spec.name or (aliases and name in spec.aliases):
-            return True
-        if spec.name.endswith("*") and name.startswith(spec.name[:-1]):
-            return True
-    return False
+def _read(template: RequestTemplate, *, aliases: bool) -> tuple[set[str], tuple[str, ...]]:
+    """The names the template reads (with `aliases`, its declared aliases too), and the
+    prefixes of its patterns (`meta_` of `meta_*`)."""
+    names = {spec.name for spec in template.fields.values() if "*" not in spec.name}
+    if aliases:
+        names |= {alias for spec in template.fields.values() for alias in spec.aliases}
+    prefixes = tuple(s.name[:-1] for s in template.fields.values() if s.name.endswith("*"))
+    return names, prefixes
 
 
 def ignored_fields(
@@ -46,7 +45,8 @@ def ignored_fields(
     """The names sent (`names`, as a delivery's fields or its logged request hold them) that
     the template does not read, in arrival order (`aliases`: whether the hook reads declared
     aliases, as hooks minted from v2 on do)."""
-    return [name for name in names if not reads(template, name, aliases=aliases)]
+    read, prefixes = _read(template, aliases=aliases)
+    return [name for name in names if name not in read and not name.startswith(prefixes)]
 
 
 def with_aliases(template: RequestTemplate, fields: Fields) -> Fields:

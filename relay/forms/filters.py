@@ -158,7 +158,9 @@ def number_format(name: str | None) -> Iterator[None]:
 _LIST = re.compile(r"\d+(?:\s*[,;]\s*\d+)+")  # 10,20 or 10, 20, 30: Zapier's line items
 
 
-def _one_number(value: object, item: object, text: str, reading: str) -> Decimal:
+def _one_number(
+    value: object, item: object, text: str, reading: str, problem: str, hint: str
+) -> Decimal:
     """`text` read in `reading` alone: `1,234.56` (a comma between thousands, a dot before
     decimals) or `1.234,56` (the other way round). A 422 naming the field, the value and what
     to send when it cannot be one number in that format."""
@@ -170,6 +172,8 @@ def _one_number(value: object, item: object, text: str, reading: str) -> Decimal
         number = Decimal(sign + body)
         if abs(number.adjusted()) <= 100:
             return number
+    if not re.fullmatch(r"[\d.,;\s]+", body) or not any(c.isdigit() for c in body):
+        raise _invalid(value, item, problem, hint)  # words, not a number in any format
     whole, _, fraction = body.partition(mark)
     grouped = rf"\d{{1,3}}(?:\{group}\d{{3}})+"
     whole_ok = re.fullmatch(rf"\d+|{grouped}", whole) or (not whole and fraction)
@@ -197,8 +201,8 @@ def _number(value: object, item: object, problem: str, *, dot_groups: bool) -> D
     number = None
     reading = _READING.get()
     if isinstance(item, str) and reading:
-        return _one_number(value, item, _numeric_text(value, item, "a number", _NUMBER_HINT),
-                           reading)  # fmt: skip
+        text = _numeric_text(value, item, "a number", _NUMBER_HINT)
+        return _one_number(value, item, text, reading, problem, _NUMBER_HINT)
     if isinstance(item, str):
         number = _decimal(
             _numeric_text(value, item, "a number", _NUMBER_HINT), dot_groups=dot_groups
@@ -266,8 +270,8 @@ def money(value: object) -> float | None:
         suffix = re.sub(r"^[.,]-", "", suffix)  # "12,- €": whole euros
         amount = text[digits[0] : digits[-1] + 1]
         reading = _READING.get()
-        parsed = (_one_number(value, item, amount, reading) if reading else
-                  _decimal(amount, dot_groups=True))  # fmt: skip
+        parsed = (_one_number(value, item, amount, reading, problem, _MONEY_HINT) if reading
+                  else _decimal(amount, dot_groups=True))  # fmt: skip
         if parsed is None or not (_AFFIX.fullmatch(prefix) and _AFFIX.fullmatch(suffix)):
             raise _invalid(value, item, problem, _MONEY_HINT)
         negative = negative or "-" in prefix + suffix
