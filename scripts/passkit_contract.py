@@ -53,6 +53,7 @@ RPCS = {
     "event_tickets.EventTickets.getTicketById": "generic",
     "event_tickets.EventTickets.redeemTicket": "generic",
     "io.Distribution.sendWelcomeEmail": "generic",
+    "members.Members.listMembers": "generic",
     "members.Members.listPrograms": "generic",
     "members.Members.listTiers": "generic",
     "single_use_coupons.SingleUseCoupons.listCouponCampaigns": "generic",

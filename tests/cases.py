@@ -105,6 +105,31 @@ CASES = [
         answer={"id": "2h8DsbNuHkxSsyGbFvQQGl", "externalId": "CRM 123/7", "points": 40},
     ),
     Case(
+        "member-find",
+        PROGRAM,
+        {"email": "Ana@Example.COM"},
+        "POST",
+        "/members/member/list/3iGxtXJd7x9fU2yYWcdBvQ",
+        {
+            "filters": {
+                "limit": 2,
+                "filterGroups": [
+                    {
+                        "condition": "AND",
+                        "fieldFilters": [
+                            {
+                                "filterField": "person.emailAddress",
+                                "filterValue": "Ana@example.com",
+                                "filterOperator": "eq",
+                            }
+                        ],
+                    }
+                ],
+            }
+        },
+        answer={"id": "2h8DsbNuHkxSsyGbFvQQGl", "externalId": "CRM-123", "points": 40},
+    ),
+    Case(
         "member-points-earn",
         PROGRAM,
         {"external_id": "CRM-123", "points": "25", "reference": "order-991", "notes": "Online"},

@@ -135,7 +135,8 @@ async def test_mint_revoke_and_logout(admin: httpx.AsyncClient, store: Store) ->
     assert "HTTP › Make a request" in minted.text
     url = re.search(r'id="minted-url">([^<]+)<', minted.text).group(1)  # type: ignore[union-attr]
     assert url.startswith("https://relay.example.com/hooks/")
-    assert hook.label == "HubSpot" and hook.params == {"program_id": PROGRAM, "tier_id": "base"}
+    assert hook.label == "HubSpot"
+    assert hook.params == {"program_id": PROGRAM, "tier_id": "base", "v": "2"}
 
     confirm = await admin.get(f"/admin/hooks/{hook.id}/revoke")
     assert "cannot be undone" in confirm.text

@@ -43,7 +43,7 @@ def test_url_prints_a_working_url_last(capsys: pytest.CaptureFixture[str]) -> No
     assert url.startswith("https://relay.example.com/hooks/")
     hook = HookSigner([SECRET_KEY]).verify(token_from_url(url))
     assert hook.template == "member-upsert"
-    assert dict(hook.params) == {"program_id": PROGRAM, "tier_id": "base"}
+    assert dict(hook.params) == {"program_id": PROGRAM, "tier_id": "base", "v": "2"}
     assert "HubSpot" in out
 
 
@@ -76,6 +76,8 @@ def test_check_passes_and_fails_readably(
 ) -> None:
     code, out, _ = run(capsys, "check")
     assert code == 0 and f"{SHIPPED_TEMPLATES} templates" in out
+    # Declared aliases are shown, so an operator knows `phone` reaches the pass as `mobile`.
+    assert "ok: member-enrol reads phone, phone_number as mobile (hooks minted from v2 on)" in out
     (tmp_path / "bad.json.j2").write_text("{ no front matter }")
     code, out, _ = run(capsys, "check", env={"RELAY_TEMPLATES": str(tmp_path), "PORT": "x"})
     assert code == 1

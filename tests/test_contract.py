@@ -176,6 +176,20 @@ for ident in IDS:
         ("member-expiry-update", PROGRAM, {**ident, "expiry": "2027-12-31"}),
     ]
 CASES += [
+    # Search steps minted from v2 on (a miss answers found: false), and member-find's list.
+    ("member-lookup", {**PROGRAM, "v": "2", "if_missing": "empty"}, IDS[0]),
+    ("member-find", {**PROGRAM, "v": "2"}, {"email": "Ana@Example.COM"}),
+    # v2 readings: numbers in 1.234,56, local times, aliases, an order's key.
+    ("member-points-earn", {**PROGRAM, "v": "2", "number_format": "1.234,56",
+                            "key_field": "order_id"}, {**IDS[0], "points": "10,20",
+                                                       "order_id": "O-1"}),
+    ("ticket-issue", {**TICKETS, "v": "2", "timezone": "America/New_York"},
+     {**PEOPLE[0], "ticket_number": "T-NY", "event_start": "2026-12-24 19:30", "price": "45.00"}),
+    ("member-enrol", {**MEMBER, "v": "2", "timezone": "Europe/London"},
+     {"external_id": "CRM-9", "email": "a@example.com", "phone": "07911 123456",
+      "expiry": "2026-12-31"}),
+    ("member-find", {**PROGRAM, "v": "2", "if_missing": "fail"},
+     {"email": "o'neil+gym@example.ie"}),
     ("coupon-redeem", {"campaign_id": COUPONS["campaign_id"]}, {"external_id": "C-1"}),
     ("coupon-redeem", {"campaign_id": COUPONS["campaign_id"]},
      {"coupon_id": "1xW", "reference": "till 2", "order_id": "O-9", "amount": "19.99"}),

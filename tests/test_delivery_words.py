@@ -75,6 +75,7 @@ HOOK_DELIVERIES: list[tuple[str, dict[str, str], dict[str, str], str]] = [
     ("member-lookup", P, {"external_id": "HS-4242"}, "Looked up Mara Quist-Berg (HS-4242)"),
     ("member-expiry-update", P, {"external_id": "HS-4242", "expiry": "2027-12-31"},
      "Set the expiry of HS-4242 to 2027-12-31"),
+    ("member-find", P, {"email": MARA["email"]}, "Looked up Mara Quist-Berg (HS-4242)"),
     ("pass-email", P, {"external_id": "HS-4242"}, "Emailed HS-4242 their pass link"),
     ("coupon-issue", COUPON, {"external_id": "WELCOME-1", **ANA},
      "Issued coupon WELCOME-1 (10% off your next order) to Ana Díaz"),

@@ -23,8 +23,11 @@ async def test_delivery_sends_exact_request_and_answers_flat(
     case: Case, passkit: respx.MockRouter, relay_client: httpx.AsyncClient
 ) -> None:
     # respx matches the decoded path; the raw, percent-encoded one is asserted below.
+    listed = case.path.startswith("/members/member/list/")  # a server-streamed list
+    reply = (httpx.Response(200, content=json.dumps({"result": case.answer}).encode() + b"\n")
+             if listed else httpx.Response(200, json=case.answer))  # fmt: skip
     route = passkit.route(method=case.method, path=httpx.URL(case.path).path).mock(
-        return_value=httpx.Response(200, json=case.answer)
+        return_value=reply
     )
     before = int(time.time())
     answer = await relay_client.post(mint(case.template, **case.params), data=case.fields)

@@ -103,7 +103,7 @@ async def test_the_date_order_and_country_chosen_are_what_the_hook_carries(
     assert minted.status_code == 303
     [hook] = await store.list_hooks()
     assert hook.params == {"program_id": PROGRAM, "tier_id": "base", "country": "GB",
-                           "date_order": "MDY"}  # fmt: skip
+                           "date_order": "MDY", "v": "2"}  # fmt: skip
     # Its page and the list show the settings by name, the stored value second.
     page = text_of((await admin.get(f"/admin/hooks/{hook.id}")).text)
     assert "Country for local phone numbers United Kingdom GB" in page

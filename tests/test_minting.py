@@ -114,7 +114,7 @@ def test_minting_refuses_every_wrong_setting_at_once() -> None:
     ]
     settings = {**given, "program_id": PROGRAM, "country": "us", "date_order": "mdy"}
     hook, _, _ = mint(signer, LIBRARY, "member-upsert", settings, "https://relay.example.com")
-    assert hook.params == {**settings, "country": "US", "date_order": "MDY"}
+    assert hook.params == {**settings, "country": "US", "date_order": "MDY", "v": "2"}
     assert endpoint(LIBRARY, "stripe").params["tier_for_price"].kind == "price_tiers"
 
 

@@ -199,6 +199,13 @@ async def test_the_console_erases_a_person_after_saying_what_goes(
             listing = (await console.get("/admin/deliveries")).text
             assert found(listing.encode(), ORIANE_WORDS) == []
             assert "Teodor" in listing  # the others stay
+            # A misspelt address (or the same one again) finds nothing: said in words, not
+            # "erased: 0 records".
+            again = await console.post("/admin/erase", data={
+                "csrf": csrf, "who": ORIANE["email"], "confirmed": "yes"})  # fmt: skip
+            assert "Nothing found for <b>" in again.text
+            assert "check the spelling; nothing was erased" in again.text
+            assert "is erased from the relay" not in again.text
 
 
 async def test_forwarded_events_and_stored_answers_are_sealed_and_erased(database_url: str) -> None:

@@ -296,7 +296,8 @@ async def test_creates_whose_answers_are_lost_make_one_pass_each(
             answer = await zap.post(template, params, **fields)
             if answer.status_code != 503:
                 break
-            assert answer.json()["error"]["code"] == "passkit_unavailable"
+            # passkit_busy: the look-up that would settle a refused create could not be made
+            assert answer.json()["error"]["code"] in ("passkit_unavailable", "passkit_busy")
         return answer
 
     answers = [await deliver(n) for n in range(10)]

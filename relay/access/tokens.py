@@ -23,6 +23,12 @@ from relay.errors import InvalidToken
 
 SALT = "passkit-relay.hook.v1"
 VERIFIED_CACHE = 1024
+# Hooks minted from now on carry `v=2` among their params (signed like them, stored in the
+# hooks table like them): what a URL does only changes for URLs minted after the change, and a
+# URL without it (every URL minted before) keeps behaving exactly as it did. See
+# docs/truthful-answers.md.
+VERSION_PARAM = "v"
+CURRENT_VERSION = 2
 _TOKEN_IN_URL = re.compile(r"/(?:hooks|stripe|passkit)/([A-Za-z0-9_\-.]+)/?(?:[?#].*)?$")
 
 
@@ -31,6 +37,12 @@ class Hook:
     id: str
     template: str
     params: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        """2 for hooks minted with the truthful answers (relay 2026-12), 1 for older URLs."""
+        value = str(self.params.get(VERSION_PARAM, ""))
+        return int(value) if value.isdigit() else 1
 
 
 def new_hook_id() -> str:

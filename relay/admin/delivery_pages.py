@@ -11,10 +11,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from relay.access.tokens import Hook
 from relay.admin.replay import CannotReplay, replay
 from relay.admin.sentences import OUTCOME_WORDS, Lexicon, lexicon, rows
 from relay.admin.session import Session
 from relay.admin.technical import card_preview, masked_count, masked_json, privacy_note
+from relay.delivery.unused import ignored_fields
 from relay.passkit.operations import CATALOG, dig
 from relay.passkit.passcheck import PassChecker, PassCheckError, PassReading
 from relay.store import OUTCOMES, DeliveryRecord
@@ -79,12 +81,16 @@ class DeliveryPages:
         [row] = rows([record], {hook.id: hook} if hook else {}, words, self.s.library)
         pass_url = self.pass_url(record)
         settings = self.s.settings
+        template = self.s.library.get(record.template) if record.source == "hook" else None
+        current = hook is not None and Hook(hook.id, hook.template, hook.params).version >= 2
+        sent = record.request if isinstance(record.request, dict) else {}
+        ignored = ignored_fields(template, sent, aliases=current) if template else []
         logged = (record.request, record.passkit_request, record.passkit_response)
         return self.render("delivery.html", session, "deliveries", title=row.sentence.text,
                            d=record, row=row, failure=failure_of(record), pass_url=pass_url,
                            preview=card_preview(pass_url), masked=masked_count(*logged),
                            privacy=privacy_note(settings.log_payloads, settings.retention_days),
-                           kept=settings.log_payloads,
+                           kept=settings.log_payloads, ignored=ignored,
                            json=masked_json, problem=request.query_params.get("problem", ""),
                            **checked)  # fmt: skip
 

@@ -45,6 +45,7 @@ class ErasePage:
             else:
                 client = services.client if passkit else None
                 erased = await erase(store, services.sealer, who, client=client)
-                context.update(step="done", lines=erased.lines(), total=erased.total)
+                context.update(step="done", lines=erased.lines(), total=erased.total,
+                               found=erased.found)  # fmt: skip
         return self.console.render("erase.html", session, "erase", title="Erase a person",
                                    **context)  # fmt: skip

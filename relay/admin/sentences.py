@@ -238,6 +238,7 @@ def _other(op: str, f: Facts, words: Lexicon, member: str, tier: str, points: st
     phrases: dict[str, Phrase] = {
         "members.delete": ("Deleted", "delete", f"{member} and their pass"),
         "members.lookup": ("Looked up", "look up", member),
+        "members.find": ("Looked up", "look up", member),
         "members.points.earn": ("Added", "add", f"{_points(points)} to {member}"),
         "members.points.burn": ("Took", "take", f"{_points(points)} from {member}"),
         "members.points.set": ("Set", "set", f"the points of {member} to {points or '?'}"),

@@ -16,7 +16,7 @@ from typing import TypeVar
 from relay import __version__
 from relay.access.tokens import Hook, HookSigner, token_from_url
 from relay.commands import events_sample
-from relay.delivery.templatecheck import unknown_fields
+from relay.delivery.templatecheck import alias_lines, unknown_fields
 from relay.delivery.templating import SkipDelivery, TemplateLibrary
 from relay.errors import RelayError
 from relay.forms.fields import FieldList, Fields, FieldValue
@@ -286,6 +286,9 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(f"ok: {len(library.templates)} templates in {settings.templates_dir}")
     print(f"ok: PassKit API at {settings.passkit_api_url}")
     print(f"ok: database {display_url(settings.database_url.reveal())}")
+    for template in library.templates.values():
+        for line in alias_lines(template):
+            print(f"ok: {line}")
     if not getattr(args, "live", False):
         return 0
     from relay.commands.account import check_live
@@ -454,7 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     imports.set_defaults(handler=cmd_import)
 
     erase = sub.add_parser("erase", help="remove one person from everything the relay keeps "
-                           "(delivery log, stored answers, events, spend, checkouts)")  # fmt: skip
+                           "(delivery log, stored answers, events, spend, checkouts)",
+                           epilog="exit status: 0 erased, 2 nothing asked or --passkit "
+                           "without credentials, 3 nothing found for them (nothing was "
+                           "erased)")  # fmt: skip
     erase.add_argument("who", metavar="EMAIL_OR_EXTERNAL_ID",
                        help="their email, external id or Stripe customer id")  # fmt: skip
     erase.add_argument("--passkit", action="store_true",

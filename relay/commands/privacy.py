@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import sys
 
-from relay.delivery.erase import erase
+from relay.delivery.erase import erase, nothing_found
 from relay.delivery.services import build_services
 from relay.sealing import SealError
 from relay.settings import Settings, display_url
 from relay.store.privacy import PLACES
+
+# `relay erase`'s exit status when nothing matched (documented in its --help and in
+# docs/truthful-answers.md): not 0, so a script or a DPO's checklist never reads "done".
+ERASE_NOTHING_FOUND = 3
 
 
 async def erase_command(settings: Settings, identifier: str, *, passkit: bool) -> int:
@@ -28,6 +32,11 @@ async def erase_command(settings: Settings, identifier: str, *, passkit: bool) -
         erased = await erase(store, services.sealer, identifier, client=client)
     finally:
         await services.aclose()
+    if not erased.found:
+        print(f"relay: {nothing_found(identifier)}", file=sys.stderr)
+        for line in erased.passkit:
+            print(f"  {line}", file=sys.stderr)
+        return ERASE_NOTHING_FOUND
     print(f"Erased {identifier.strip()!r} from the relay ({erased.total} rows):")
     for line in erased.lines():
         print(f"  {line}")

@@ -32,12 +32,23 @@ class Erasure:
     def total(self) -> int:
         return sum(self.removed.values())
 
+    @property
+    def found(self) -> bool:
+        """Anything of the person was found to erase (0 rows everywhere: most likely a
+        misspelt address, and a legal request not carried out: never reported as done)."""
+        return self.total > 0
+
     def lines(self) -> list[str]:
         # "Place: count" reads right for 1 and for 3 ("1 deliveries" did not).
         lines = [
             f"{place[:1].upper()}{place[1:]}: {count}" for place, count in self.removed.items()
         ]
         return lines + self.passkit
+
+
+def nothing_found(identifier: str) -> str:
+    """The sentence for an erase that found nothing, the terminal's and the console's."""
+    return f"nothing found for {identifier.strip()!r} — check the spelling; nothing was erased"
 
 
 async def erase(

@@ -8,6 +8,7 @@ RelayError that the app renders as the friendly error.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,8 +16,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from relay.access.tokens import Hook
+from relay.delivery import unused
 from relay.delivery.idempotency import ATTEMPTED, CREATE_SCOPE, OnceGuard, create_key
 from relay.delivery.templating import (
+    NO_KEY_FIELD,
     RequestTemplate,
     SkipDelivery,
     TemplateLibrary,
@@ -28,6 +31,7 @@ from relay.delivery.templating import (
 from relay.errors import (
     HookMisconfigured,
     InvalidRequest,
+    MissingFields,
     PassKitBusy,
     PassKitConflict,
     PassKitError,
@@ -38,6 +42,7 @@ from relay.errors import (
     quote_value,
 )
 from relay.forms.fields import Fields
+from relay.forms.filters import number_format, time_zone
 from relay.passkit.client import PassKitAnswer, PassKitClient, error_for_answer, raise_for_answer
 from relay.passkit.operations import CATALOG, Operation, PassKitRequest, build_request, dig
 
@@ -50,6 +55,8 @@ NOT_ABOUT_EXISTENCE = frozenset({401, 403, 404, 429})
 # The lookup follows a call that may have used most of RELAY_RETRY_BUDGET: bounded so that,
 # together, they stay inside Zapier's 30 s. A lookup that fails or takes longer finds nothing.
 LOOKUP_TIMEOUT = 5.0
+# Seconds a sender is asked to wait (Retry-After) when a create could not be settled by look-up.
+UNSETTLED_RETRY = 30
 # How far PassKit's clock may be behind ours when its `created` date says whether a record found
 # after a lost answer is younger than the call that may have made it.
 CLOCK_SKEW = timedelta(minutes=1)
@@ -79,6 +86,9 @@ class _Attempt:
     found: PassKitAnswer | None = None  # the record PassKit has: `{"id"}`
     created: datetime | None = None  # when PassKit says it made that record, if it says
     unavailable: PassKitUnavailable | None = None  # why there is no answer
+    # The look-up that would settle it could not be made (PassKit busy, down or slow): `found`
+    # None then means "not known", never "PassKit has none".
+    unsettled: bool = False
 
     @property
     def ok(self) -> bool:
@@ -93,7 +103,19 @@ class _Attempt:
         return maybe and (self.created is None or self.created >= self.started - CLOCK_SKEW)
 
     def failure(self, operation: Operation) -> PassKitError:
-        """The create's own failure, as PassKit gave it."""
+        """The create's own failure, as PassKit gave it; when the look-up that would have
+        told "made already" from "refused" could not be made, a retryable 503 instead: never
+        a conflict for what may be this relay's own record. (With no answer at all, PassKit's
+        own 503, passkit_unavailable, already says to send it again.)"""
+        if self.unsettled and self.answer is not None:
+            what = operation.kind or "record"
+            return PassKitBusy(
+                f"PassKit did not confirm the new {what} and could not be asked whether it made "
+                "it: nothing is settled yet, and nothing is lost.",
+                hint="Send it again (Zapier's autoreplay or Make's Break handler do): the relay "
+                "looks it up then and answers with its id; it is never made twice.",
+                retry_after=UNSETTLED_RETRY,
+            )
         if self.answer is None:
             assert self.unavailable is not None
             return self.unavailable
@@ -153,6 +175,23 @@ class Relay:
         if (wrong := self._settings_checked[key]) is not None:
             raise HookMisconfigured(*wrong)
 
+    def order_key(self, hook: Hook, fields: Fields) -> tuple[str, str] | None:
+        """(key_field, its value) when this delivery's idempotency key comes from the order it
+        names: a hook minted from v2 on whose template adds or subtracts and whose key_field
+        is not none. MissingFields when that field was not sent."""
+        if hook.version < 2 or not self.template_for(hook).additive:
+            return None
+        name = hook.params.get("key_field", "")
+        if not name or name == NO_KEY_FIELD:
+            return None
+        value = fields.get(name)
+        text = (value[0] if value else "") if isinstance(value, list) else (value or "")
+        if not text.strip():
+            raise MissingFields([name], list(fields), hint=(
+                f"This hook counts each {name} once, so every delivery needs it: map {name} "
+                "to the order, purchase or visit id from an earlier step."))  # fmt: skip
+        return name, text.strip()
+
     def prepare(
         self,
         hook: Hook,
@@ -165,13 +204,22 @@ class Relay:
         """Check, render and validate: everything short of sending. Raises on any problem."""
         template = self.template_for(hook)
         self.check_settings(hook, template)
+        if hook.version >= 2:
+            fields = unused.with_aliases(template, fields)
+            unused.refuse_misspelling(template, fields)
         check_fields(template, fields, received)
         params = resolve_params(template, hook.params)
-        body = render(template, fields, params, now=self.clock(), extra=extra, updating=updating)
+        current = hook.version >= 2
+        reading = params.get("number_format") if current else None
+        zone = params.get("timezone") if current else None
+        with number_format(reading), time_zone(zone) as notes:
+            body = render(template, fields, params, now=self.clock(), extra=extra,
+                          updating=updating)  # fmt: skip
         operation = template.operation
         if updating and operation.on_conflict:
             operation = CATALOG[operation.on_conflict]
-        return build_request(operation, body, fields)
+        request = build_request(operation, body, fields)
+        return dataclasses.replace(request, notes=tuple(notes)) if notes else request
 
     async def send(
         self,
@@ -222,9 +270,11 @@ class Relay:
             await guard.remember_create(claim, attempt.answer.json)
             return Sent(request, attempt.answer, created=True)
         found = attempt.found
-        if found is None:  # PassKit has no such record: its failure stands
-            if claim.won and attempt.answer is None:
-                await guard.remember_attempt(claim)  # 5xx throughout: it may land yet
+        if found is None:  # PassKit has no such record (or could not say): its failure stands
+            if claim.won and (attempt.answer is None or attempt.unsettled):
+                # 5xx throughout, or a refusal the look-up could not settle: it may be ours,
+                # so the claim is kept and the next retry settles it by look-up.
+                await guard.remember_attempt(claim)
             elif claim.won:
                 await guard.release(claim)
             raise attempt.failure(request.operation)
@@ -256,21 +306,24 @@ class Relay:
             # 5xx to the end of the retries. PassKit may be down, or answer a duplicate with 500
             # ("unexpected error") every time: then retrying can never succeed and a 503 would
             # have Zapier, Make or Stripe replay it for days. One bounded lookup tells them apart.
-            found, created = await self._look_up(request, trace)
-            return _Attempt(started, None, found, created, unavailable)
+            found, created, unsettled = await self._look_up(request, trace)
+            return _Attempt(started, None, found, created, unavailable, unsettled)
         if answer.ok or answer.status in NOT_ABOUT_EXISTENCE:
             return _Attempt(started, answer)
-        return _Attempt(started, answer, *await self._look_up(request, trace))
+        found, created, unsettled = await self._look_up(request, trace)
+        return _Attempt(started, answer, found, created, unsettled=unsettled)
 
     async def _look_up(
         self, request: PassKitRequest, trace: Trace | None
-    ) -> tuple[PassKitAnswer | None, datetime | None]:
+    ) -> tuple[PassKitAnswer | None, datetime | None, bool]:
         """The record `request` creates, looked up by its external id (PassKit's documented 200
-        or 404): `{"id"}` and its `created` date, or None when PassKit has none, or when the
-        lookup cannot be made, fails or takes longer than LOOKUP_TIMEOUT. Only a found record
-        replaces the create's exchange in the trace (for the log); otherwise the create's
-        failure is what it shows."""
-        nothing = (None, None)
+        or 404): `{"id"}` and its `created` date, or None when PassKit has none (404) or there
+        is nothing to look it up by. The third value is True when the look-up could not be
+        made (PassKit busy, down, another failure, or slower than LOOKUP_TIMEOUT): then
+        nothing is known, which is not the same as "none". Only a found record replaces the
+        create's exchange in the trace (for the log); otherwise the create's failure shows."""
+        nothing = (None, None, False)
+        unknown = (None, None, True)
         source = _finds_for(request.operation)
         if source is None or request.json is None or source.find_with is None:
             return nothing
@@ -286,25 +339,38 @@ class Relay:
             async with asyncio.timeout(budget):
                 found = await self._call(lookup, None)
         except (PassKitError, TimeoutError):
-            return nothing
+            return unknown
         record = found.json
-        if not (found.ok and isinstance(record, dict) and isinstance(record.get("id"), str)):
+        if found.status == 404:
             return nothing
+        if not (found.ok and isinstance(record, dict) and isinstance(record.get("id"), str)):
+            return unknown
         if trace is not None:
             trace.passkit_request = lookup.describe()
             trace.passkit_status = found.status
             trace.passkit_response = record
         answer = PassKitAnswer(200, {"id": record["id"]}, found.headers, found.attempts)
-        return answer, _timestamp(record.get("created"))
+        return answer, _timestamp(record.get("created")), False
 
     async def _call(self, request: PassKitRequest, trace: Trace | None) -> PassKitAnswer:
         if trace is not None:
             trace.passkit_request = request.describe()
-        answer = await self.client.send(request)
+        answer = await (self._list(request) if request.operation.streams else
+                        self.client.send(request))  # fmt: skip
         if trace is not None:
             trace.passkit_status = answer.status
             trace.passkit_response = answer.json
         return answer
+
+    async def _list(self, request: PassKitRequest) -> PassKitAnswer:
+        """A search through one of PassKit's lists (members.find): its first record as the
+        answer, or PassKit's 404 shape when the list is empty (found nothing)."""
+        listed = await self.client.list_records(request.method, request.path, request.json or {})
+        if not listed.ok:
+            return PassKitAnswer(listed.status, listed.json, {})
+        if not listed.records:
+            return PassKitAnswer(404, {"message": "no record matches what was sent"}, {})
+        return PassKitAnswer(200, listed.records[0], {})
 
     def success(self, sent: Sent, *, request_id: str, operation: Operation) -> dict[str, Any]:
         request, answer = sent.request, sent.answer
@@ -349,6 +415,26 @@ class Relay:
         extra: Mapping[str, Any] | None = None,
         trace: Trace | None = None,
     ) -> dict[str, Any]:
+        answer = await self._deliver(hook, fields, received, request_id=request_id,
+                                     dry_run=dry_run, extra=extra, trace=trace)  # fmt: skip
+        if extra is None:  # a hook's delivery (Stripe's events carry far more than is read)
+            template = self.template_for(hook)
+            current = hook.version >= 2
+            read = unused.with_aliases(template, fields) if current else fields
+            answer["ignored_fields"] = unused.ignored_fields(template, read, aliases=current)
+        return answer
+
+    async def _deliver(
+        self,
+        hook: Hook,
+        fields: Fields,
+        received: list[str],
+        *,
+        request_id: str,
+        dry_run: bool,
+        extra: Mapping[str, Any] | None,
+        trace: Trace | None,
+    ) -> dict[str, Any]:
         try:
             request = self.prepare(hook, fields, received, extra)
         except SkipDelivery as skip:
@@ -363,19 +449,37 @@ class Relay:
                 "dry_run": True,
                 "request_id": request_id,
                 "request": request.describe(),
-            }
+            } | ({"notes": list(request.notes)} if request.notes else {})
         try:
             sent = await self.send(
                 request, lambda: self.prepare(hook, fields, received, extra, updating=True), trace
             )
         except PassKitNotFound as missing:
-            if self.template_for(hook).if_missing != "ignore":
+            searching = self._search_answers_miss(hook, operation)
+            if not searching and self.template_for(hook).if_missing != "ignore":
                 raise
             if trace is not None:
                 trace.error = missing  # the log's copy of the reason, PassKit's words masked
+            if searching:
+                return {"ok": True, "found": False, "operation": operation.name, "id": None,
+                        "reason": "PassKit has no record matching what was sent",
+                        "request_id": request_id}  # fmt: skip
             reason = f"nothing to do: {missing.message}"
             return {"ok": True, "ignored": True, "reason": reason, "request_id": request_id}
-        return self.success(sent, request_id=request_id, operation=operation)
+        answer = self.success(sent, request_id=request_id, operation=operation)
+        if request.notes:
+            answer["notes"] = list(request.notes)
+        if operation.looks_up and hook.version >= 2:
+            answer = {"ok": True, "found": True, **answer}
+        return answer
+
+    def _search_answers_miss(self, hook: Hook, operation: Operation) -> bool:
+        """A search step that answers a miss with 200 found: false: a look-up of a hook minted
+        from v2 on whose if_missing is not "fail" (older URLs keep their 404)."""
+        if not operation.looks_up or hook.version < 2:
+            return False
+        params = resolve_params(self.template_for(hook), hook.params)
+        return params.get("if_missing") != "fail"
 
 
 def _finds_for(operation: Operation) -> Operation | None:

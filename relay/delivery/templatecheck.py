@@ -32,6 +32,12 @@ SAMPLES = {
 _EXAMPLE_NOW = datetime(2026, 12, 1, tzinfo=UTC)  # fixed, so a check reads the same every day
 
 
+def alias_lines(template: RequestTemplate) -> list[str]:
+    """One line per field with declared aliases: what `relay check` shows of them."""
+    return [f"{template.name} reads {', '.join(spec.aliases)} as {spec.name} (hooks minted "
+            "from v2 on)" for spec in template.fields.values() if spec.aliases]  # fmt: skip
+
+
 def unknown_fields(template: RequestTemplate) -> list[str]:
     """One line per field the template sends that PassKit does not define."""
     if template.name.startswith("stripe/"):

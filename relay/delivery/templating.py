@@ -33,10 +33,12 @@ from relay.errors import (
     TemplateProblem,
     quote_value,
 )
+from relay.forms import dates as humandates
 from relay.forms import phones
 from relay.forms.fields import Fields
-from relay.forms.filters import FILTERS
+from relay.forms.filters import FILTERS, NUMBER_FORMATS
 from relay.forms.imageurls import image_url_problem
+from relay.forms.payloads import normalise_key
 from relay.forms.spend_tiers import parse_spend_tiers, spend_tiers_text
 from relay.passkit.operations import CATALOG, Operation
 from relay.redact import mask_private
@@ -65,6 +67,9 @@ class FieldSpec:
     help: str = ""
     example: str = ""
     type: str = "text"
+    # Other names a sender may use for this field (`phone` for `mobile`), declared by the
+    # template, never guessed; read for hooks minted from v2 on (relay.delivery.unused).
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ class ParamSpec:
 # What a hook param's value may be. A template declares `kind` (and `choices`) under
 # [params.NAME]; a param declared without one gets the kind of its well-known name, else "text".
 PARAM_KINDS = ("text", "country", "choice", "passkit_id", "tier_id", "currency", "price_tiers",
-               "spend_tiers", "image_url")  # fmt: skip
+               "spend_tiers", "image_url", "key_field", "timezone")  # fmt: skip
 WELL_KNOWN_PARAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "country": ("country", ()),
     "date_order": ("choice", ("DMY", "MDY")),
@@ -110,6 +115,15 @@ WELL_KNOWN_PARAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "currency": ("currency", ()),
     "tier_for_price": ("price_tiers", ()),
     "tier_for_spend": ("spend_tiers", ()),
+    # How the hook reads numbers (hooks minted from v2 on); every template with a number or
+    # money field takes it (NUMBER_FORMAT_PARAM).
+    "number_format": ("choice", NUMBER_FORMATS),
+    # Where a date-time without an offset is read (hooks minted from v2 on; an IANA name).
+    "timezone": ("timezone", ()),
+    # The field naming one purchase, visit or order, for hooks that add or subtract.
+    "key_field": ("key_field", ()),
+    # A search step's miss (hooks minted from v2 on): 200 found: false, or the old 404.
+    "if_missing": ("choice", ("empty", "fail")),
 }
 # What a person reads for a well-known param; a template's `label` wins, other names are put
 # in words by plain_name.
@@ -127,9 +141,22 @@ WELL_KNOWN_LABELS = {
     "tier_for_price": "Tier for each Stripe price",
     "tier_for_spend": "Tier for what a customer has spent in all",
     "tier_down": "Move a pass down after a refund",
+    "if_missing": "When nobody is found",
+    "key_field": "What identifies one purchase, visit or order in your app",
+    "number_format": "How your app writes numbers",
+    "timezone": "Time zone of the times your app sends",
 }
 WELL_KNOWN_CHOICE_LABELS = {
     "date_order": ("Day first (31/12/2026)", "Month first (12/31/2026)"),
+    "number_format": (
+        "1,234.56: a dot before decimals (12.50), commas between thousands; what "
+        "Shopify, Stripe and most apps send in every country",
+        "1.234,56: a comma before decimals (12,50), dots between thousands",
+    ),
+    "if_missing": (
+        "Answer found: false, and the zap goes on (a Filter step can stop it)",
+        "Fail the step (404)",
+    ),
 }
 
 
@@ -146,6 +173,9 @@ PASSKIT_KINDS = frozenset({"passkit_id"})
 _PASSKIT_ID = re.compile(r"[0-9A-Za-z]{22}")  # base62, as PassKit's ids (and the sandbox's)
 _TIER_ID = re.compile(r"[^\s,=]+")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
+_FIELD_NAME = re.compile(r"[^\W]{1,64}")  # a field's normalised name: letters, digits, _
+# key_field's value for "each call counts, even the same one twice"
+NO_KEY_FIELD = "none"
 
 
 class ParamProblem(ValueError):
@@ -164,6 +194,18 @@ def check_param(spec: ParamSpec, value: str) -> str:
     """`value` as the hook stores it (`mdy` → `MDY`), or ParamProblem listing what is valid."""
     text = value.strip()
     shown = f"{spec.name} {quote_value(value)}"
+    if spec.kind == "timezone":
+        try:
+            return str(humandates.zone(text))
+        except ValueError as exc:
+            raise ParamProblem(spec.name, f"{shown}: {exc}") from None
+    if spec.kind == "key_field":
+        name = normalise_key(text)
+        if not _FIELD_NAME.fullmatch(name):
+            raise ParamProblem(spec.name, f"{shown} is not a field name: name the field that "
+                               "identifies one purchase, visit or order (such as order_id), or "
+                               "none")  # fmt: skip
+        return name
     if spec.kind == "country":
         try:
             phones.region(text)
@@ -238,6 +280,9 @@ class RequestTemplate:
     # "ignore": PassKit's "no such member" acknowledges the delivery instead of failing it
     # (a Stripe cancellation for a pass that was never issued, a delete already done).
     if_missing: str = "fail"
+    # Adds or subtracts (points, visits, a redemption): hooks minted from v2 on must say which
+    # field names one purchase, visit or order (key_field), or key_field=none.
+    additive: bool = False
     title: str = ""  # the plain name on the mint form ("Enrol a new member"); else the summary
     group: str = "Other"  # where the mint form lists it: Members, Coupons, Tickets
 
@@ -391,6 +436,22 @@ def _param_spec(name: str, raw: Any) -> ParamSpec:
     return spec
 
 
+# Every template with a number or money field takes the hook setting number_format (read by
+# hooks minted from v2 on; older URLs read numbers leniently, as they always did).
+NUMERIC_TYPES = ("number", "money")
+NUMBER_FORMAT_PARAM = _param_spec("number_format", {
+    "help": "How the numbers your app sends are written: every number and amount of this hook "
+            "is read this one way, and a list such as 10,20 is refused, never guessed",
+    "default": NUMBER_FORMATS[0], "required": False, "example": NUMBER_FORMATS[0]})  # fmt: skip
+
+
+TIMEZONE_PARAM = _param_spec("timezone", {
+    "help": "Where the times your app sends without an offset happen, as an IANA name such as "
+            "America/New_York: 2026-03-01 19:30 is read there (one with an offset or Z keeps "
+            "it). Unset: UTC",
+    "required": False, "example": "Europe/London"})  # fmt: skip
+
+
 # The mint form's groups, by what an operation works on (`group` in the front matter wins).
 GROUPS = {"members": "Members", "distribution": "Members", "coupons": "Coupons",
           "tickets": "Tickets"}  # fmt: skip
@@ -411,12 +472,21 @@ def _build(name: str, path: Path, meta: dict[str, Any], jinja: Template) -> Requ
             help=str(raw.get("help", "")),
             example=str(raw.get("example", "")),
             type=str(raw.get("type", "text")),
+            aliases=tuple(str(alias) for alias in raw.get("aliases", ())),
         )
+    for spec in fields.values():
+        taken = [alias for alias in spec.aliases if alias in fields]
+        if taken:
+            raise ValueError(f"fields.{spec.name}: alias {taken[0]!r} is a field of its own")
     one_of = tuple(str(f) for f in meta.get("one_of", ()))
     for fname in one_of:
         if fname not in fields:
             raise ValueError(f"one_of names {fname!r}, which is not under [fields]")
     params = {p: _param_spec(p, raw) for p, raw in (meta.get("params") or {}).items()}
+    if any(spec.type in NUMERIC_TYPES for spec in fields.values()):
+        params.setdefault("number_format", NUMBER_FORMAT_PARAM)
+    if any(spec.type == "datetime" for spec in fields.values()):
+        params.setdefault("timezone", TIMEZONE_PARAM)
     if_missing = str(meta.get("if_missing", "fail"))
     if if_missing not in ("fail", "ignore"):
         raise ValueError(f'if_missing must be "fail" or "ignore" (got {if_missing!r})')
@@ -431,6 +501,7 @@ def _build(name: str, path: Path, meta: dict[str, Any], jinja: Template) -> Requ
         one_of=one_of,
         jinja=jinja,
         if_missing=if_missing,
+        additive=bool(meta.get("additive", False)),
         title=str(meta.get("title") or meta.get("summary") or name),
         group=str(meta.get("group") or GROUPS.get(str(op_name).split(".")[0], "Other")),
     )

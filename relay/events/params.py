@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from relay.access.tokens import VERSION_PARAM
 from relay.delivery.templating import ParamSpec
 from relay.events.flatten import ALL_EVENT_NAMES, chosen_events
 
 TEMPLATE = "passkit-events"  # what the URL's token names as its template
 KIND = "passkit"  # the URL's path segment
-VERSION = ("v", "2")  # the param minting adds (see above)
+VERSION = (VERSION_PARAM, "2")  # the param minting adds (see above): the first version to take them
 TITLE = "Send pass events (added to a wallet, removed …) to Zapier or Make"
 SUMMARY = "PassKit events: passes created, installed, removed … forwarded to Zapier or Make"
 PARAMS = {

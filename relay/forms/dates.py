@@ -15,6 +15,7 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
+from contextvars import ContextVar
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -102,9 +103,36 @@ def parse_datetime(
     if clock is None:
         clock = time(23, 59, 59) if end_of_day else time(0)
     try:
+        if offset is None and tz is not UTC:
+            return _local(datetime.combine(day, clock, tz)).astimezone(UTC)
         return datetime.combine(day, clock, offset or tz).astimezone(UTC)
     except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
         raise DateProblem("is too far in the past or future") from None
+
+
+# What a reading in a zone with daylight saving said about the clock (the overlap's choice),
+# for the answer to say: None when nobody is listening.
+NOTES: ContextVar[list[str] | None] = ContextVar("date_notes", default=None)
+
+
+def _local(moment: datetime) -> datetime:
+    """A wall-clock time in its zone: refused when the clocks skip it (the spring gap), the
+    earlier of the two when they pass it twice (the autumn overlap), said in NOTES."""
+    there = moment.astimezone(UTC).astimezone(moment.tzinfo)
+    if there.replace(tzinfo=None) != moment.replace(tzinfo=None):
+        raise DateProblem(
+            f"is a time that does not exist in {moment.tzinfo}: the clocks skip it when "
+            "summer time starts; send the time after the change, or one with its offset"
+        )
+    later = moment.replace(fold=1)
+    if later.utcoffset() != moment.utcoffset():
+        notes = NOTES.get()
+        if notes is not None:
+            notes.append(
+                f"{moment:%Y-%m-%d %H:%M} happens twice in {moment.tzinfo} (the clocks go back): "
+                f"read as the earlier, {moment.isoformat()}; send an offset to choose the later"
+            )
+    return moment
 
 
 def from_unix(seconds: float) -> datetime:

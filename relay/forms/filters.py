@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -135,12 +137,72 @@ def _decimal(text: str, *, dot_groups: bool = False) -> Decimal | None:
     return Decimal(f"{sign}{whole.replace(group, '') or 0}.{fraction or 0}")
 
 
+# One number reading per hook (the `number_format` setting of hooks minted from v2 on): the
+# decimal mark and the thousands mark, with nothing read two ways by its digit count. Unset
+# (older URLs) the lenient reading above applies.
+NUMBER_FORMATS = ("1,234.56", "1.234,56")
+_READING: ContextVar[str | None] = ContextVar("number_format", default=None)
+
+
+@contextmanager
+def number_format(name: str | None) -> Iterator[None]:
+    """Read every number in this block in the format `name` (one of NUMBER_FORMATS), or
+    leniently (None)."""
+    token = _READING.set(name)
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
+_LIST = re.compile(r"\d+(?:\s*[,;]\s*\d+)+")  # 10,20 or 10, 20, 30: Zapier's line items
+
+
+def _one_number(
+    value: object, item: object, text: str, reading: str, problem: str, hint: str
+) -> Decimal:
+    """`text` read in `reading` alone: `1,234.56` (a comma between thousands, a dot before
+    decimals) or `1.234,56` (the other way round). A 422 naming the field, the value and what
+    to send when it cannot be one number in that format."""
+    group, mark = (",", ".") if reading == NUMBER_FORMATS[0] else (".", ",")
+    text = _SPACED_GROUPS.sub("", humandates.normalise_digits(text).strip())
+    sign = text[:1] if text[:1] in ("+", "-") else ""
+    body = text[len(sign) :].strip()
+    if _SCIENTIFIC.fullmatch(body) and mark == ".":
+        number = Decimal(sign + body)
+        if abs(number.adjusted()) <= 100:
+            return number
+    if not re.fullmatch(r"[\d.,;\s]+", body) or not any(c.isdigit() for c in body):
+        raise _invalid(value, item, problem, hint)  # words, not a number in any format
+    whole, _, fraction = body.partition(mark)
+    grouped = rf"\d{{1,3}}(?:\{group}\d{{3}})+"
+    whole_ok = re.fullmatch(rf"\d+|{grouped}", whole) or (not whole and fraction)
+    if whole_ok and re.fullmatch(r"\d*", fraction):
+        return Decimal(f"{sign}{whole.replace(group, '') or 0}.{fraction or 0}")
+    if _LIST.fullmatch(body):
+        other = NUMBER_FORMATS[1] if mark == "." else NUMBER_FORMATS[0]
+        raise _invalid(value, item, "looks like a list of numbers, not one number",
+                       "Map one line item, or add them up with Zapier's Formatter › Numbers "
+                       "(Make: sum()) and map the total. If it is one number, ask for a hook URL "
+                       f"with number format {other}.")  # fmt: skip
+    example = "1,234.56 or 12.50" if mark == "." else "1.234,56 or 12,50"
+    raise _invalid(value, item, f"is not one number as this hook reads them ({reading})",
+                   f"Send it as {example}: {'a dot' if mark == '.' else 'a comma'} before the "
+                   f"decimals, {'commas' if group == ',' else 'dots'} between thousands. If "
+                   "your app writes numbers the other way, ask for a hook URL with the other "
+                   "number format.")  # fmt: skip
+
+
 def _number(value: object, item: object, problem: str, *, dot_groups: bool) -> Decimal:
     if isinstance(item, bool):  # True is an int to Python, not a number to a form user
         raise _invalid(value, item, problem, _NUMBER_HINT)
     if isinstance(item, int | float) and math.isfinite(item):
         return Decimal(str(item))
     number = None
+    reading = _READING.get()
+    if isinstance(item, str) and reading:
+        text = _numeric_text(value, item, "a number", _NUMBER_HINT)
+        return _one_number(value, item, text, reading, problem, _NUMBER_HINT)
     if isinstance(item, str):
         number = _decimal(
             _numeric_text(value, item, "a number", _NUMBER_HINT), dot_groups=dot_groups
@@ -206,7 +268,10 @@ def money(value: object) -> float | None:
             raise _invalid(value, item, problem, _MONEY_HINT)
         prefix, suffix = text[: digits[0]], text[digits[-1] + 1 :]
         suffix = re.sub(r"^[.,]-", "", suffix)  # "12,- €": whole euros
-        parsed = _decimal(text[digits[0] : digits[-1] + 1], dot_groups=True)
+        amount = text[digits[0] : digits[-1] + 1]
+        reading = _READING.get()
+        parsed = (_one_number(value, item, amount, reading, problem, _MONEY_HINT) if reading
+                  else _decimal(amount, dot_groups=True))  # fmt: skip
         if parsed is None or not (_AFFIX.fullmatch(prefix) and _AFFIX.fullmatch(suffix)):
             raise _invalid(value, item, problem, _MONEY_HINT)
         negative = negative or "-" in prefix + suffix
@@ -263,12 +328,31 @@ def to_date(value: object, order: str | None = None) -> dict[str, int] | None:
     return {"year": day.year, "month": day.month, "day": day.day}
 
 
+# The hook's time zone (the `timezone` setting of hooks minted from v2 on): a date-time without
+# an offset is read there. Unset (older URLs), UTC.
+_ZONE: ContextVar[str | None] = ContextVar("time_zone", default=None)
+
+
+@contextmanager
+def time_zone(name: str | None) -> Iterator[list[str]]:
+    """Read date-times without an offset in the IANA zone `name` (None: UTC) in this block;
+    yields the notes the readings leave (an ambiguous time read as the earlier)."""
+    notes: list[str] = []
+    zone_token, notes_token = _ZONE.set(name), humandates.NOTES.set(notes)
+    try:
+        yield notes
+    finally:
+        _ZONE.reset(zone_token)
+        humandates.NOTES.reset(notes_token)
+
+
 def to_datetime(
-    value: object, tz: str | None = "UTC", end_of_day: bool = False, order: str | None = None
+    value: object, tz: str | None = None, end_of_day: bool = False, order: str | None = None
 ) -> str | None:
-    """A moment → RFC 3339 UTC (`2026-12-31T23:59:59Z`). Values without an offset are in `tz`;
-    a bare date is midnight, or 23:59:59 with `end_of_day`; Unix seconds/milliseconds work."""
-    zone, key = humandates.zone(tz), _order(order)
+    """A moment → RFC 3339 UTC (`2026-12-31T23:59:59Z`). Values without an offset are in `tz`
+    (by default the hook's time zone, else UTC); a bare date is midnight, or 23:59:59 with
+    `end_of_day`; Unix seconds/milliseconds work."""
+    zone, key = humandates.zone(tz or _ZONE.get()), _order(order)
     item = _one(value)
     if item is None:
         return None

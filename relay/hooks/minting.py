@@ -19,7 +19,14 @@ from dataclasses import dataclass
 import phonenumbers
 import pycountry
 
-from relay.access.tokens import Hook, HookSigner, hook_url, new_hook_id
+from relay.access.tokens import (
+    CURRENT_VERSION,
+    VERSION_PARAM,
+    Hook,
+    HookSigner,
+    hook_url,
+    new_hook_id,
+)
 from relay.delivery.templating import ParamSpec, TemplateLibrary, check_params_of
 from relay.events import params as passkit_params
 from relay.forms import phones
@@ -38,6 +45,7 @@ class Endpoint:
     kind: str  # the URL's path segment: "hooks" or "stripe"
     title: str = ""  # its plain name ("Enrol a new member"), what the console shows first
     group: str = "Other"  # the mint form's group: Members, Coupons, Tickets or Stripe
+    additive: bool = False  # adds or subtracts: minted only with key_field (or key_field=none)
 
 
 class MintError(ValueError):
@@ -65,9 +73,14 @@ def endpoint(library: TemplateLibrary, name: str) -> Endpoint:
         there = ", ".join([*known, "stripe", passkit_params.TEMPLATE])
         raise MintError([f"no template named {name!r}; there are: {there}"])
     return Endpoint(name, template.summary, template.params, "hooks", template.title,
-                    template.group)  # fmt: skip
+                    template.group, template.additive)  # fmt: skip
 
 
+KEY_FIELD_NEEDED = (
+    "key_field is needed: what identifies one purchase, visit or order in your app? Set "
+    "key_field to that field (such as order_id), so the same order sent again counts once, or "
+    "key_field=none if each call should count, even the same one twice"
+)
 STRIPE_TITLE = "Passes from Stripe payments and subscriptions"
 EVENTS_GROUP = "Events from PassKit"
 GROUP_ORDER = ("Members", "Coupons", "Tickets", "Stripe", EVENTS_GROUP)
@@ -149,6 +162,7 @@ def account_check(account: Account) -> LiveCheck:
 def check_params(target: Endpoint, given: Mapping[str, str]) -> dict[str, str]:
     """`given` as the hook will carry it (values normalised); MintError listing every problem,
     each with what would be accepted."""
+    given = {k: v for k, v in given.items() if k != VERSION_PARAM}  # the relay's, not a setting
     checked, wrong = check_params_of(target.params, given)
     problems = [str(problem) for problem in wrong]
     if target.kind == passkit_params.KIND:
@@ -160,8 +174,12 @@ def check_params(target: Endpoint, given: Mapping[str, str]) -> dict[str, str]:
     for spec in target.params.values():
         if spec.required and spec.default is None and not given.get(spec.name):
             problems.append(f"{spec.title} ({spec.name}) is required: {spec.help}")
+    if target.additive and not given.get("key_field", "").strip():
+        problems.append(KEY_FIELD_NEEDED)
     if problems:
         raise MintError(problems)
+    if target.kind == "hooks":
+        checked[VERSION_PARAM] = str(CURRENT_VERSION)
     return checked
 
 
@@ -235,7 +253,7 @@ def settings_of(
     shown = []
     for name in [*specs, *sorted(set(params) - set(specs))]:
         stored = params.get(name, "")
-        if not stored or (name, stored) == passkit_params.VERSION:  # not a setting: a version
+        if not stored or name == VERSION_PARAM:
             continue
         spec = specs.get(name) or ParamSpec(name)
         value = stored

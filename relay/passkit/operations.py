@@ -50,6 +50,16 @@ class Operation:
     identity: Sequence[Sequence[str]] = ()
 
     @property
+    def streams(self) -> bool:
+        """A server-streamed list (`{"result": …}` a line), read with the client's list call."""
+        return rpc(self.rpcs[0]).stream
+
+    @property
+    def looks_up(self) -> bool:
+        """A search step: reads one record and changes nothing (found or not found)."""
+        return self.name.endswith((".lookup", ".find"))
+
+    @property
     def method(self) -> str:
         return rpc(self.rpcs[0]).method
 
@@ -76,6 +86,7 @@ class PassKitRequest:
     method: str
     path: str
     json: dict[str, Any] | None
+    notes: tuple[str, ...] = ()  # what reading the sender's values chose, for the answer
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "path": self.path, "json": self.json}
@@ -115,6 +126,9 @@ CATALOG: dict[str, Operation] = {
             "getMemberRecordByExternalId",
             identity=MEMBER_ID,
         ),
+        # A look-up by email: PassKit's member list with an io.Filters (email is not unique
+        # in a program, so the first of at most two is answered and `matches` says if more).
+        _member("members.find", "listMembers", required=("programId",)),
         _member("members.points.earn", "earnPoints", identity=MEMBER_ID),
         _member("members.points.burn", "burnPoints", identity=MEMBER_ID),
         _member("members.points.set", "setPoints", identity=MEMBER_ID),

@@ -100,6 +100,7 @@ API: tuple[tuple[str, Operation], ...] = (
     (M + "deleteMember", members.delete),
     (M + "getMemberRecordById", members.get_by_id),
     (M + "getMemberRecordByExternalId", members.get_by_external_id),
+    (M + "listMembers", members.list_members),
     (M + "earnPoints", members.earn),
     (M + "burnPoints", members.burn),
     (M + "setPoints", members.set_points),
@@ -180,7 +181,7 @@ class ApiCall:
         faults = state.faults
         if faults.latency_ms:
             await anyio.sleep(faults.latency_ms / 1000)
-        fault = state.choose_fault()
+        fault = state.choose_fault(self.call.name.rsplit(".", 1)[1])
         faults = state.faults  # next_429 counted down
         if fault:
             state.faults_injected[fault] += 1

@@ -7,7 +7,9 @@ call draws one number from the state's seeded RNG and the rates are consecutive 
 overlap. 429/503 and `drop` happen before the operation runs (nothing changes, a retry is
 safe); `drop_after` runs the operation and then loses the answer, the case idempotency keys
 exist for. `next_429` answers the next N API calls 429 (with `retry_after`) whatever the rates,
-then counts down to 0: one rate-limit answer at a moment a test chooses.
+then counts down to 0: one rate-limit answer at a moment a test chooses; `drop_after_next`
+does the same with `drop_after`, and `down` answers 503 to every call of the RPCs it names
+(by method name) until it is set to [] again: a look-up that cannot be made.
 
 A drop must look like a broken connection to the client, not like an HTTP answer. ASGI has no
 "close the socket" message, so `drop_connection` starts a response (with a Content-Length)
@@ -53,6 +55,8 @@ class Faults:
     retry_after: int = 1  # seconds, sent in Retry-After with each 429
     next_429: int = 0  # the next N API calls answer 429, before any rate is drawn
     duplicates: str = "conflict"  # how a duplicate create is answered: DUPLICATE_STYLES
+    drop_after_next: int = 0  # the next N API calls are carried out and their answers lost
+    down: tuple[str, ...] = ()  # RPCs (getMemberRecordByExternalId…) answering 503 while listed
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,7 +72,12 @@ def update_faults(current: Faults, changes: Any) -> tuple[Faults, int | None]:
     if unknown:
         raise ValueError(f"unknown fault setting {unknown[0]!r}; known: {sorted(known)}")
     values: dict[str, Any] = {}
-    for key in ("latency_ms", "retry_after", "next_429"):
+    if "down" in changes:
+        down = changes["down"]
+        if not isinstance(down, list) or not all(isinstance(name, str) for name in down):
+            raise ValueError("down must be a list of RPC names, such as getMemberRecordById")
+        values["down"] = tuple(down)
+    for key in ("latency_ms", "retry_after", "next_429", "drop_after_next"):
         if key in changes:
             value = changes[key]
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 60_000:

@@ -21,7 +21,7 @@ from relay.sandbox import proto
 from relay.sandbox.errors import invalid, not_found, precondition
 from relay.sandbox.faults import duplicate
 from relay.sandbox.messages import EVENT_MEMBER, MEMBER_EVENT, MEMBER_OUT, MEMBER_POINTS
-from relay.sandbox.state import Record, State, new_id, required
+from relay.sandbox.state import Record, State, new_id, page_of, required
 
 READ_ONLY = frozenset({"id", "created", "updated", "currentTierAwarded", "currentTierExpires"})
 IMMUTABLE = ("externalId", "programId")
@@ -231,3 +231,55 @@ def _check(state: State, message: Record, status: str) -> Record:
     member["status"] = status
     state.touch(member)
     return _event(state, member, f"EVENT_MEMBER_{status}", message)
+
+
+# io.FieldFilter operators the sandbox carries out (PassKit's filtering article names these for
+# text fields); any other is refused, so a client never reads "no match" for "not understood".
+_OPERATORS = ("eq", "neq", "like")
+
+
+def _passes(operator: str, have: str, want: str) -> bool:
+    if operator == "eq":
+        return have == want
+    if operator == "neq":
+        return have != want
+    return want.casefold() in have.casefold()
+
+
+def _field_value(member: Record, path: str) -> str:
+    value: Any = member
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+def _matches(member: Record, group: Record) -> bool:
+    """One io.FilterGroup: its field filters joined by its condition (AND, the default, or
+    OR). Email addresses compare without case, as PassKit stores them lower-cased."""
+    results = []
+    for each in group.get("fieldFilters") or []:
+        operator = str(each.get("filterOperator") or "eq")
+        if operator not in _OPERATORS:
+            raise invalid(f"filterOperator {operator!r} is not one the sandbox knows")
+        field = str(each.get("filterField") or "")
+        have, want = _field_value(member, field), str(each.get("filterValue") or "")
+        if field.endswith("emailAddress"):
+            have, want = have.casefold(), want.casefold()
+        results.append(_passes(operator, have, want))
+    condition = group.get("condition") or "AND"
+    return any(results) if condition in ("OR", 1) else all(results)
+
+
+def list_members(state: State, message: Record) -> list[Record]:
+    """POST /members/member/list/{programId}: the program's members whose fields pass every
+    filter group (io.Filters), paged by its offset and limit."""
+    required(message, "programId")
+    state.program(message["programId"])
+    filters = message.get("filters") or {}
+    found = [
+        proto.render(MEMBER_OUT, member)
+        for member in state.members.values()
+        if member["programId"] == message["programId"]
+        and all(_matches(member, group) for group in filters.get("filterGroups") or [])
+    ]
+    return page_of(filters, found)

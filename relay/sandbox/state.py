@@ -221,36 +221,36 @@ class State:
     # -- lists: PassKit's server-streamed list calls, each record rendered as PassKit prints it
 
     def list_programs(self, message: Record) -> list[Record]:
-        return _page(message, [proto.render(PROGRAM, r) for r in self.programs.values()])
+        return page_of(message, [proto.render(PROGRAM, r) for r in self.programs.values()])
 
     def list_tiers(self, message: Record) -> list[Record]:
         self.program(message.get("programId", ""))
         tiers = [r for (p, _), r in self.tiers.items() if p == message["programId"]]
         tiers.sort(key=lambda tier: tier.get("tierIndex", 0))
-        return _page(message.get("filters"), [proto.render(TIER, r) for r in tiers])
+        return page_of(message.get("filters"), [proto.render(TIER, r) for r in tiers])
 
     def list_campaigns(self, message: Record) -> list[Record]:
-        return _page(message, [proto.render(CAMPAIGN, r) for r in self.campaigns.values()])
+        return page_of(message, [proto.render(CAMPAIGN, r) for r in self.campaigns.values()])
 
     def list_offers(self, message: Record) -> list[Record]:
         if message.get("campaignId") not in self.campaigns:
             raise not_found("campaign")
         offers = [r for r in self.offers.values() if r["campaignId"] == message["campaignId"]]
-        return _page(message.get("filters"), [proto.render(OFFER, r) for r in offers])
+        return page_of(message.get("filters"), [proto.render(OFFER, r) for r in offers])
 
     def list_productions(self, message: Record) -> list[Record]:
         productions = self.productions.values()
-        return _page(message, [proto.render(PRODUCTION, r) for r in productions])
+        return page_of(message, [proto.render(PRODUCTION, r) for r in productions])
 
     def list_venues(self, message: Record) -> list[Record]:
-        return _page(message, [proto.render(VENUE, r) for r in self.venues.values()])
+        return page_of(message, [proto.render(VENUE, r) for r in self.venues.values()])
 
     def list_ticket_types(self, message: Record) -> list[Record]:
         if message.get("productionId") not in self.productions:
             raise not_found("production")
         production_id = message["productionId"]
         types = [r for r in self.ticket_types.values() if r["productionId"] == production_id]
-        return _page(message.get("filters"), [proto.render(TICKET_TYPE, r) for r in types])
+        return page_of(message.get("filters"), [proto.render(TICKET_TYPE, r) for r in types])
 
     @staticmethod
     def _unique(table: dict[str, Record], record_id: str, what: str) -> None:
@@ -265,11 +265,18 @@ class State:
         self.calls[key] += 1
         self.call_log.append((time.monotonic(), key))
 
-    def choose_fault(self) -> str | None:
-        """The fault for the call just counted: one of `next_429`'s, else a seeded draw."""
-        if self.faults.next_429 > 0:
+    def choose_fault(self, rpc: str = "") -> str | None:
+        """The fault for the call just counted (to the RPC method named `rpc`): 503 when
+        `down` names it, one of `next_429`'s or `drop_after_next`'s, else a seeded draw."""
+        fault: str | None
+        if rpc and rpc in self.faults.down:
+            fault = "503"
+        elif self.faults.next_429 > 0:
             self.faults = replace(self.faults, next_429=self.faults.next_429 - 1)
-            fault: str | None = "429"
+            fault = "429"
+        elif self.faults.drop_after_next > 0:
+            self.faults = replace(self.faults, drop_after_next=self.faults.drop_after_next - 1)
+            fault = "drop_after"
         else:
             fault = choose_fault(self.faults, self.rng)
         if fault:
@@ -324,7 +331,7 @@ class State:
         }
 
 
-def _page(filters: Record | None, records: list[Record]) -> list[Record]:
+def page_of(filters: Record | None, records: list[Record]) -> list[Record]:
     """io.Filters' `offset` and `limit` (0: no limit) over a list."""
     filters = filters or {}
     start = max(int(filters.get("offset") or 0), 0)

@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from relay.access.tokens import Hook
-from relay.delivery.idempotency import fields_digest
+from relay.delivery.idempotency import KeyReused, fields_digest
 from relay.delivery.journal import delivery_record, fields_for_log
 from relay.delivery.pipeline import Trace
 from relay.delivery.services import Services
@@ -33,6 +33,7 @@ from relay.errors import (
     RelayError,
     TemplateProblem,
     WrongEndpoint,
+    quote_value,
 )
 from relay.forms.fields import Fields
 from relay.forms.payloads import RESERVED, is_yes, normalise_key, parse_payload
@@ -262,9 +263,25 @@ class Endpoints:
                     f"The idempotency key is {len(key):,} characters long; at most {MAX_KEY}.",
                     hint="Map the trigger record's id as idempotency_key, not a whole record.",
                 )
-            entry.answer = await self.run_hook(hook, payload.fields, payload.received,
-                                               request_id=request_id, trace=entry.trace,
-                                               dry_run=entry.dry_run, key=key)  # fmt: skip
+            order = None
+            if not key:  # an explicit idempotency_key wins over the hook's key_field
+                order = self.s.relay.order_key(hook, payload.fields)
+                key = f"{order[0]}={order[1]}" if order else None
+            try:
+                entry.answer = await self.run_hook(hook, payload.fields, payload.received,
+                                                   request_id=request_id, trace=entry.trace,
+                                                   dry_run=entry.dry_run, key=key)  # fmt: skip
+            except KeyReused:
+                if order is None:
+                    raise
+                raise KeyReused(
+                    f"{order[0]} {quote_value(order[1])} was already counted, with other "
+                    "fields; nothing was sent to PassKit.",
+                    field=order[0],
+                    hint=f"This hook counts each {order[0]} once: map {order[0]} to the id of "
+                    "one order, purchase or visit, not a value many share.",
+                    private=[quote_value(order[1])],
+                ) from None
             entry.status = 200
         return JSONResponse(entry.answer)
 

@@ -1,0 +1,101 @@
+"""Fields a delivery sent that its template does not read.
+
+Every unused field is listed in the answer as `ignored_fields` (old URLs too: it adds to the
+answer and refuses nothing). For hooks minted from v2 on, an unused name that is plainly a
+misspelling of a field the template reads, when that field was not sent, is refused: a pass
+going out without the name or points the zap meant to send is a green step for a wrong result.
+
+"Plainly a misspelling": the received name has five or more characters and, with `_` taken out
+of both (so `frist_name`, `Frist Name` and `fristname` read alike), is within Damerau-Levenshtein
+distance 2 of the field's name or one of its declared aliases (a swap of two neighbouring
+letters counts as one edit: `frist` → `first`). Shorter names are too close to everything.
+
+Aliases (`phone` for `mobile`) are declared in the template's front matter (`aliases = [...]`
+under `[fields.mobile]`), never guessed: a v2 hook reads an alias as its field when the field
+itself was not sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rapidfuzz.distance import DamerauLevenshtein
+
+from relay.delivery.templating import RequestTemplate
+from relay.errors import InvalidField
+from relay.forms.fields import Fields
+
+MIN_LENGTH = 5  # received names shorter than this are never taken for a misspelling
+MAX_EDITS = 2  # Damerau-Levenshtein distance, on the names without underscores
+
+
+def _read(template: RequestTemplate, *, aliases: bool) -> tuple[set[str], tuple[str, ...]]:
+    """The names the template reads (with `aliases`, its declared aliases too), and the
+    prefixes of its patterns (`meta_` of `meta_*`)."""
+    names = {spec.name for spec in template.fields.values() if "*" not in spec.name}
+    if aliases:
+        names |= {alias for spec in template.fields.values() for alias in spec.aliases}
+    prefixes = tuple(s.name[:-1] for s in template.fields.values() if s.name.endswith("*"))
+    return names, prefixes
+
+
+def ignored_fields(
+    template: RequestTemplate, names: Iterable[str], *, aliases: bool = True
+) -> list[str]:
+    """The names sent (`names`, as a delivery's fields or its logged request hold them) that
+    the template does not read, in arrival order (`aliases`: whether the hook reads declared
+    aliases, as hooks minted from v2 on do)."""
+    read, prefixes = _read(template, aliases=aliases)
+    return [name for name in names if name not in read and not name.startswith(prefixes)]
+
+
+def with_aliases(template: RequestTemplate, fields: Fields) -> Fields:
+    """`fields` with each declared alias read as its field, when the field itself was not sent
+    (the first alias sent wins)."""
+    renamed = dict(fields)
+    for spec in template.fields.values():
+        if spec.name in renamed:
+            continue
+        for alias in spec.aliases:
+            if alias in renamed:
+                renamed[spec.name] = renamed.pop(alias)
+                break
+    return renamed
+
+
+def _squashed(name: str) -> str:
+    return name.replace("_", "").casefold()
+
+
+def misspelling(template: RequestTemplate, fields: Fields) -> tuple[str, str] | None:
+    """(the name sent, the field it plainly meant) for the first unused name that is a
+    misspelling of a field the template reads which was not sent; None when there is none.
+    Of several such fields, the nearest for its length is meant (`piont` is 2 edits from
+    both `phone` and `points`: it means points)."""
+    unsent = [spec for spec in template.fields.values()
+              if "*" not in spec.name and spec.name not in fields
+              and not any(alias in fields for alias in spec.aliases)]  # fmt: skip
+    for name in ignored_fields(template, fields):
+        sent = _squashed(name)
+        if len(sent) < MIN_LENGTH:
+            continue
+        near = [(DamerauLevenshtein.normalized_similarity(sent, _squashed(known)), spec.name)
+                for spec in unsent for known in (spec.name, *spec.aliases)
+                if DamerauLevenshtein.distance(sent, _squashed(known)) <= MAX_EDITS]  # fmt: skip
+        if near:
+            return name, max(near, key=lambda pair: pair[0])[1]
+    return None
+
+
+def refuse_misspelling(template: RequestTemplate, fields: Fields) -> None:
+    """InvalidField naming both when a sent name is plainly a misspelt field (see above)."""
+    found = misspelling(template, fields)
+    if found is None:
+        return
+    sent, meant = found
+    raise InvalidField(
+        f"{sent} is not a field of this hook — did you mean {meant}?",
+        field=sent,
+        hint=f"Rename the row {sent} to {meant} in Zapier's Data section (or Make's request "
+        "body); nothing was sent to PassKit.",
+    )
