@@ -23,17 +23,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Message
 
-from relay.admin.session import Session
-from relay.errors import RelayError
+from relay.admin.session import Session, csrf_ok
 from relay.imports.csvfile import CsvProblem, ImportRunning, MemberFile, Progress
 from relay.imports.importer import Importer, ImportRefused, Tally, import_rows, resolve_hook
-from relay.ui.html import page
-from relay.web.endpoints import read_body
+from relay.ui.html import form_text, page
 
 if TYPE_CHECKING:
     from relay.admin.context import ConsoleContext
@@ -57,45 +57,50 @@ class ImportPage:
     def routes(self) -> list[BaseRoute]:
         r, guarded = f"{self.console.root}/import", self.console.guarded
         return [
-            Route(r, self.bounded(guarded(self.start)), methods=["GET", "POST"]),
+            Route(r, self.upload(), methods=["GET", "POST"]),
             Route(f"{r}/{{job}}", guarded(self.job_page), methods=["GET"]),
             Route(f"{r}/{{job}}/progress", guarded(self.progress), methods=["GET"]),
             Route(f"{r}/{{job}}/run", guarded(self.run), methods=["POST"]),
             Route(f"{r}/{{job}}/failed.csv", guarded(self.failed_rows), methods=["GET"]),
         ]
 
-    def bounded(self, handler: Callable[[Request], Awaitable[Response]]) -> Any:
-        """The upload read whole, at most UPLOAD_LIMIT bytes, before the form is parsed."""
+    def upload(self) -> Callable[[Request], Awaitable[Response]]:
+        """The upload's door: the session is checked before a byte of the body is read (a
+        stranger's 20 MB is never taken in), then the form is parsed as it streams, the file
+        spooled to disk by Starlette past 1 MB, and refused the moment it passes UPLOAD_LIMIT;
+        only then the form's CSRF token is checked, as `guarded` does."""
+        guarded = self.console.guarded(self.start)
 
         async def endpoint(request: Request) -> Response:
             if request.method != "POST":
-                return await handler(request)
+                return await guarded(request)
+            session = await self.console.session(request)
+            if session is None:
+                return self.console.refused("Your session has ended: sign in again.")
             try:
-                body = await read_body(request, UPLOAD_LIMIT + 64 * 1024)
-            except RelayError:
+                form = await read_upload(request, UPLOAD_LIMIT)
+            except UploadTooLarge:
                 why = f"The file is larger than {UPLOAD_LIMIT // 1024 // 1024} MB: split it in two."
                 return page("message.html", 413, title="File too large", heading="File too large",
                             message=why, link=f"{self.root}/import", root=self.root)  # fmt: skip
-            sent = False
-
-            async def replay() -> dict[str, Any]:
-                nonlocal sent
-                if sent:
-                    return {"type": "http.disconnect"}
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            inner = Request(request.scope, replay)
+            except (MultiPartException, ClientDisconnect):
+                return page("message.html", 400, title="Upload broken", heading="Upload broken",
+                            message="The upload did not arrive whole: choose the file again.",
+                            link=f"{self.root}/import", root=self.root)  # fmt: skip
             try:
-                return await handler(inner)
+                if not csrf_ok(session, form_text(form, "csrf")):
+                    return self.console.refused("The form's security token is missing or wrong.")
+                return await self.start(request, session, form)
             finally:
-                await inner.close()  # the uploaded file's spooled copy
+                await form.close()  # the uploaded file's spooled copy
 
         return endpoint
 
     # -- pages -------------------------------------------------------------------------------
 
-    async def start(self, request: Request, session: Session, problem: str = "") -> Response:
+    async def start(
+        self, request: Request, session: Session, form: FormData | None = None, problem: str = ""
+    ) -> Response:
         sweep(time.time())
         store = await self.console.store()
         # The hooks a row can go through (a template's, not Stripe's or PassKit events'), each
@@ -103,15 +108,14 @@ class ImportPage:
         library = self.console.s.library
         hooks = [(h, template.title) for h in await store.list_hooks(include_revoked=False)
                  if (template := library.get(h.template)) is not None]  # fmt: skip
-        if request.method == "POST" and not problem:
-            form = await request.form()
+        if form is not None and not problem:
             upload, hook_id = form.get("file"), str(form.get("hook") or "")
             if not isinstance(upload, UploadFile) or not upload.filename:
-                return await self.start(request, session, "Choose the CSV file to upload.")
+                return await self.start(request, session, form, "Choose the CSV file to upload.")
             try:
                 return await self.create(hook_id, upload)
             except (ImportRefused, CsvProblem) as exc:
-                return await self.start(request, session, _sentence(str(exc)))
+                return await self.start(request, session, form, _sentence(str(exc)))
         return self.console.render("imports.html", session, "import", title="Import members",
                                    hooks=hooks, problem=problem, jobs=recent_jobs(),
                                    limit_mb=UPLOAD_LIMIT // 1024 // 1024)  # fmt: skip
@@ -238,6 +242,32 @@ class ImportPage:
 
     def held(self, job: dict[str, Any]) -> bool:
         return Progress(JOBS / job["id"] / "upload.csv").held_elsewhere()
+
+
+class UploadTooLarge(Exception):
+    """The upload passed its cap while it was being read."""
+
+
+async def read_upload(request: Request, limit: int) -> FormData:
+    """The multipart form, parsed as the body streams in: UploadTooLarge as soon as more than
+    `limit` bytes arrived (or were announced), so at most one read chunk is ever held besides
+    Starlette's 1 MB spool per file; a single file and a few small fields only."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UploadTooLarge
+    received = 0
+
+    async def capped() -> Message:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise UploadTooLarge
+        return message
+
+    return await Request(request.scope, capped).form(
+        max_files=1, max_fields=8, max_part_size=64 * 1024
+    )
 
 
 def save(job: dict[str, Any]) -> None:
