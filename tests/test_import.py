@@ -16,8 +16,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import pytest
-
 from relay.imports.importer import IN_FLIGHT
 from relay.sandbox import DEMO_PROGRAM_ID, State
 from relay.sandbox.faults import Faults
@@ -236,19 +234,3 @@ def test_console_upload_checks_then_imports_with_a_progress_bar(
         "csrf": "forged", "hook": "hk_0", "file": {"name": "m.csv", "mimeType": "text/csv",
                                                     "buffer": b"Email\na@b.c\n"}})  # fmt: skip
     assert forged.status == 403
-
-
-def test_console_uploads_are_deleted_a_day_after_their_last_change(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from relay.admin import imports
-
-    monkeypatch.setattr(imports, "JOBS", tmp_path)
-    old, fresh = tmp_path / ("a" * 16), tmp_path / ("b" * 16)
-    for folder in (old, fresh):
-        folder.mkdir()
-        (folder / "upload.csv").write_text("email\nana@example.com\n")
-    day_ago = time.time() - imports.KEEP - 60
-    os.utime(old / "upload.csv", (day_ago, day_ago))
-    imports.sweep(time.time())
-    assert not old.exists() and (fresh / "upload.csv").exists()

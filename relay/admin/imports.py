@@ -2,22 +2,18 @@
 problem by their line, then import the rest with a live progress bar, and download the rows
 that failed. The work is `relay import`'s (relay.imports.importer), run in this server process.
 
-An import's files live in a folder of its own under the system's temporary folder (the upload,
-`job.json` with its state, the failed rows, the progress file), so any relay process on the
-machine can show its progress, and a run whose process died can be carried on (resumed). They
-hold members' names and emails, so the folders are private to the relay's user and are deleted
-a day after they last changed (`KEEP`): long enough to download the failed rows."""
+An import's files (the upload, its state, the failed rows, the rows done) live sealed in the
+relay's own database (relay.imports.stored), so every process of this relay can show its
+progress and carry on a run whose process died, and no other relay (even on the same machine)
+can list or read them. They hold members' names and emails: deleted a day after they last
+changed (`KEEP`, long enough to download the failed rows), or by `relay erase`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import re
 import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,13 +22,16 @@ from typing import TYPE_CHECKING, Any
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message
 
+from relay.access.tokens import Hook
 from relay.admin.session import Session, csrf_ok
-from relay.imports.csvfile import CsvProblem, ImportRunning, MemberFile, Progress
+from relay.imports.csvfile import CsvProblem, ImportRunning
 from relay.imports.importer import Importer, ImportRefused, Tally, import_rows, resolve_hook
+from relay.imports.stored import StoredFailedRows, StoredLedger, store_upload, working_copy
+from relay.store.imports import KEEP
 from relay.ui.html import form_text, page
 
 if TYPE_CHECKING:
@@ -41,9 +40,8 @@ if TYPE_CHECKING:
 UPLOAD_LIMIT = 20 * 1024 * 1024  # 50,000 members at 400 bytes a row, with room to spare
 SHOWN_PROBLEMS = 100  # bad rows listed on the page; all of them are in the failed-rows CSV
 WRITE_EVERY = 0.25  # seconds between saves of a running job's state
-JOBS = Path(tempfile.gettempdir()) / "relay-imports"
 _JOB_ID = re.compile(r"[0-9a-f]{16}")
-KEEP = 86_400.0  # seconds an import's files outlive their last change
+BEAT = 2.0  # seconds between a running job's heartbeats
 
 
 class ImportPage:
@@ -101,8 +99,8 @@ class ImportPage:
     async def start(
         self, request: Request, session: Session, form: FormData | None = None, problem: str = ""
     ) -> Response:
-        sweep(time.time())
         store = await self.console.store()
+        await store.purge_imports(time.time() - KEEP)
         # The hooks a row can go through (a template's, not Stripe's or PassKit events'), each
         # with what it does in words, as the mint form names it.
         library = self.console.s.library
@@ -117,46 +115,50 @@ class ImportPage:
             except (ImportRefused, CsvProblem) as exc:
                 return await self.start(request, session, form, _sentence(str(exc)))
         return self.console.render("imports.html", session, "import", title="Import members",
-                                   hooks=hooks, problem=problem, jobs=recent_jobs(),
+                                   hooks=hooks, problem=problem,
+                                   jobs=await store.recent_imports(),
                                    limit_mb=UPLOAD_LIMIT // 1024 // 1024)  # fmt: skip
 
     async def create(self, hook_id: str, upload: UploadFile) -> Response:
         hook = await resolve_hook(self.endpoints, hook_id)
-        record = await (await self.console.store()).get_hook(hook.id)
+        store = await self.console.store()
+        record = await store.get_hook(hook.id)
         job_id = secrets.token_hex(8)
-        folder = JOBS / job_id
-        JOBS.mkdir(mode=0o700, exist_ok=True)
-        folder.mkdir(mode=0o700)
-        with (folder / "upload.csv").open("wb") as out:
-            while chunk := await upload.read(64 * 1024):
-                out.write(chunk)
-        file = MemberFile(folder / "upload.csv")
-        job = {"id": job_id, "hook": hook.id, "label": record.label if record else hook.id,
-               "name": Path(upload.filename or "members.csv").name, "phase": "checking",
-               "created": time.time(), "total": 0, "bad": [], "bad_count": 0}  # fmt: skip
-        save(job)
-        self.spawn(job_id, self.check(job, Importer(self.endpoints, hook, file)))
+        job: dict[str, Any] = {
+            "id": job_id, "hook": hook.id, "label": record.label if record else hook.id,
+            "name": Path(upload.filename or "members.csv").name, "phase": "checking",
+            "created": time.time(), "total": 0, "bad": [], "bad_count": 0,
+        }  # fmt: skip
+        await store.save_import(job, time.time())
+        try:
+            await store_upload(store, job_id, upload)
+            async with working_copy(store, job_id, job["name"]):
+                pass  # its header is read: an empty or unreadable file is refused here
+        except CsvProblem:
+            await store.delete_import(job_id)
+            raise
+        self.spawn(job_id, self.check(job, hook))
         return RedirectResponse(f"{self.root}/import/{job_id}", 303)
 
     async def job_page(self, request: Request, session: Session) -> Response:
-        job = load(request.path_params["job"])
+        job = await self.load(request.path_params["job"])
         if job is None:
-            return self.console.refused("There is no such import (they are kept until restart).")
-        state = self.state(job)
+            return self.console.refused("There is no such import (they are kept for a day).")
+        state = await self.state(job)
         return self.console.render("import_job.html", session, "import", title="Import",
                                    job=job, state=state)  # fmt: skip
 
     async def progress(self, request: Request, session: Session) -> Response:
-        job = load(request.path_params["job"])
+        job = await self.load(request.path_params["job"])
         if job is None:
             return JSONResponse({"phase": "gone"}, status_code=404)
-        return JSONResponse(self.state(job), headers={"Cache-Control": "no-store"})
+        return JSONResponse(await self.state(job), headers={"Cache-Control": "no-store"})
 
     async def run(self, request: Request, session: Session) -> Response:
-        job = load(request.path_params["job"])
+        job = await self.load(request.path_params["job"])
         if job is None:
             return self.console.refused("There is no such import.")
-        state = self.state(job)
+        state = await self.state(job)
         if state["phase"] in ("checked", "stopped"):
             resume = state["phase"] == "stopped"
             try:
@@ -164,19 +166,19 @@ class ImportPage:
             except ImportRefused as exc:
                 return self.console.refused(_sentence(str(exc)))
             job.update(phase="running", started=time.time(), error="")
-            save(job)
-            file = MemberFile(JOBS / job["id"] / "upload.csv")
-            importer = Importer(self.endpoints, hook, file)
-            self.spawn(job["id"], self.send(job, importer, resume=resume))
+            await self.save(job)
+            self.spawn(job["id"], self.send(job, hook, resume=resume))
         return RedirectResponse(f"{self.root}/import/{job['id']}", 303)
 
     async def failed_rows(self, request: Request, session: Session) -> Response:
-        job = load(request.path_params["job"])
-        path = JOBS / job["id"] / "failed.csv" if job else None
-        if job is None or path is None or not path.exists():
+        job = await self.load(request.path_params["job"])
+        store = await self.console.store()
+        if job is None or not await store.has_import_part(job["id"], "failed"):
             return self.console.refused("This import has no failed rows to download.")
         name = re.sub(r"[^\w.-]", "_", Path(job["name"]).stem) + "-failed.csv"
-        return FileResponse(path, media_type="text/csv", filename=name)
+        return StreamingResponse(store.import_parts(job["id"], "failed"), media_type="text/csv",
+                                 headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                          "Cache-Control": "no-store"})  # fmt: skip
 
     # -- the work, in this process -----------------------------------------------------------
 
@@ -191,43 +193,73 @@ class ImportPage:
 
         task.add_done_callback(done)
 
-    async def check(self, job: dict[str, Any], importer: Importer) -> None:
+    async def check(self, job: dict[str, Any], hook: Hook) -> None:
+        store = await self.console.store()
         try:
-            async for row, reason in importer.check():
-                job["bad_count"] += 1
-                if len(job["bad"]) < SHOWN_PROBLEMS:
-                    job["bad"].append([row.line, reason])
-            job.update(phase="checked", total=importer.file.count())
+            async with working_copy(store, job["id"], job["name"]) as file:
+                importer = Importer(self.endpoints, hook, file)
+                async for row, reason in importer.check():
+                    job["bad_count"] += 1
+                    if len(job["bad"]) < SHOWN_PROBLEMS:
+                        job["bad"].append([row.line, reason])
+                job.update(phase="checked", total=file.count())
         except CsvProblem as exc:
             job.update(phase="unreadable", error=_sentence(str(exc)))
-        save(job)
+        await self.save(job)
 
-    async def send(self, job: dict[str, Any], importer: Importer, *, resume: bool) -> None:
+    async def send(self, job: dict[str, Any], hook: Hook, *, resume: bool) -> None:
+        store = await self.console.store()
         saved = 0.0
+        pending: set[asyncio.Task[None]] = set()
+
+        def save_soon() -> None:  # the callbacks are not async: the save runs beside the work
+            task = asyncio.ensure_future(self.save(job))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
 
         def started(tally: Tally) -> None:
             job.update(tally.as_dict(), done_at_start=tally.done)
-            save(job)
+            save_soon()
 
         def advanced(tally: Tally) -> None:
             nonlocal saved
             job.update(tally.as_dict())
             if time.monotonic() - saved >= WRITE_EVERY:
                 saved = time.monotonic()
-                save(job)
+                save_soon()
 
+        beat = asyncio.ensure_future(self.heartbeat(job["id"]))
         try:
-            tally = await import_rows(importer, failed_to=JOBS / job["id"] / "failed.csv",
-                                      resume=resume, on_start=started, on_row=advanced)  # fmt: skip
+            async with working_copy(store, job["id"], job["name"]) as file:
+                importer = Importer(self.endpoints, hook, file)
+                failed = StoredFailedRows(store, job["id"], file.header)
+                stamp = {"hook": hook.id, "job": job["id"]}
+                tally = await import_rows(
+                    importer, failed_to=lambda append: failed.start(append=append),
+                    resume=resume, on_start=started, on_row=advanced,
+                    ledger=StoredLedger(store, job), stamp=stamp,
+                )  # fmt: skip
             job.update(tally.as_dict(), phase="finished", finished=time.time())
         except (ImportRefused, ImportRunning, CsvProblem) as exc:
             job.update(phase="stopped", error=_sentence(str(exc)))
-        save(job)
+        finally:
+            beat.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        await self.save(job)
 
-    def state(self, job: dict[str, Any]) -> dict[str, Any]:
+    async def heartbeat(self, job_id: str) -> None:
+        """While this process runs the job, its row says so every BEAT seconds."""
+        store = await self.console.store()
+        while True:
+            await asyncio.sleep(BEAT)
+            with contextlib.suppress(Exception):  # a missed beat only risks a "stopped" shown
+                await store.touch_import(job_id, time.time())
+
+    async def state(self, job: dict[str, Any]) -> dict[str, Any]:
         """What the page and its progress poll show: counts, rate and time left in words."""
         phase = job["phase"]
-        if phase == "running" and job["id"] not in self.here and not self.held(job):
+        if phase == "running" and job["id"] not in self.here and not await self.held(job):
             phase = "stopped"  # the process running it is gone: it can be carried on
         total, done = job.get("total", 0), job.get("done", 0)
         elapsed = time.time() - job.get("started", time.time())
@@ -240,8 +272,18 @@ class ImportPage:
                 "imported": job.get("imported", 0), "already": job.get("already", 0),
                 "words": words}  # fmt: skip
 
-    def held(self, job: dict[str, Any]) -> bool:
-        return Progress(JOBS / job["id"] / "upload.csv").held_elsewhere()
+    async def held(self, job: dict[str, Any]) -> bool:
+        """Another process runs the job while its heartbeat is fresh."""
+        changed = await (await self.console.store()).import_changed_at(job["id"])
+        return changed is not None and changed > time.time() - 3 * BEAT
+
+    async def load(self, job_id: str) -> dict[str, Any] | None:
+        if not _JOB_ID.fullmatch(job_id):
+            return None
+        return await (await self.console.store()).get_import(job_id)
+
+    async def save(self, job: dict[str, Any]) -> None:
+        await (await self.console.store()).save_import(dict(job), time.time())
 
 
 class UploadTooLarge(Exception):
@@ -268,40 +310,6 @@ async def read_upload(request: Request, limit: int) -> FormData:
     return await Request(request.scope, capped).form(
         max_files=1, max_fields=8, max_part_size=64 * 1024
     )
-
-
-def save(job: dict[str, Any]) -> None:
-    """Written whole, then renamed: a reader never sees half a file."""
-    folder = JOBS / job["id"]
-    temporary = folder / f"job.json.{os.getpid()}"
-    temporary.write_text(json.dumps(job), encoding="utf-8")
-    os.replace(temporary, folder / "job.json")
-
-
-def load(job_id: str) -> dict[str, Any] | None:
-    if not _JOB_ID.fullmatch(job_id):
-        return None
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        job: dict[str, Any] = json.loads((JOBS / job_id / "job.json").read_text(encoding="utf-8"))
-        return job
-    return None
-
-
-def sweep(now: float) -> None:
-    """Delete the imports nobody has touched for KEEP seconds (a running one saves its state
-    every moment, so it is never among them)."""
-    for folder in JOBS.glob("*"):
-        if not _JOB_ID.fullmatch(folder.name):
-            continue
-        with contextlib.suppress(OSError):  # another process may be sweeping it right now
-            changed = max((f.stat().st_mtime for f in folder.iterdir()), default=0.0)
-            if changed < now - KEEP:
-                shutil.rmtree(folder, ignore_errors=True)
-
-
-def recent_jobs(count: int = 10) -> list[dict[str, Any]]:
-    found = [job for folder in JOBS.glob("*") if (job := load(folder.name)) is not None]
-    return sorted(found, key=lambda job: job["created"], reverse=True)[:count]
 
 
 def _duration(seconds: float | None) -> str:

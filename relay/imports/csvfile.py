@@ -44,14 +44,16 @@ class MemberFile:
     """A CSV with a header row. Rows are read afresh on each pass, never all kept."""
 
     path: Path
+    name: str = ""  # the file's name in messages (its path's, unless told)
     header: list[str] = field(default_factory=list)
     dialect: str = ","
 
     def __post_init__(self) -> None:
+        self.name = self.name or self.path.name
         with self._open() as text:
             first = text.readline()
         if not first.strip():
-            raise CsvProblem(f"{self.path.name} is empty: it needs a header row naming the columns")
+            raise CsvProblem(f"{self.name} is empty: it needs a header row naming the columns")
         self.dialect = max(_DELIMITERS, key=first.count)
         with self._open() as text:
             self.header = next(csv.reader(text, delimiter=self.dialect))
@@ -73,11 +75,11 @@ class MemberFile:
                         yield Row(start, cells)  # not the header, nor a blank line
             except UnicodeDecodeError:
                 raise CsvProblem(
-                    f"{self.path.name} is not UTF-8 text (near line {read_up_to + 1}): in Excel "
+                    f"{self.name} is not UTF-8 text (near line {read_up_to + 1}): in Excel "
                     "use Save As › CSV UTF-8"
                 ) from None
             except csv.Error as exc:
-                raise CsvProblem(f"{self.path.name} line {read_up_to + 1}: {exc}") from None
+                raise CsvProblem(f"{self.name} line {read_up_to + 1}: {exc}") from None
 
     def count(self) -> int:
         return sum(1 for _ in self.rows())
@@ -96,6 +98,23 @@ class MemberFile:
         return parse_payload(urlencode(pairs).encode(), "application/x-www-form-urlencoded")
 
 
+class FailedShape:
+    """The failed-rows CSV's shape: the input's columns plus REASON_COLUMN (or the input's own
+    REASON_COLUMN, when a failed-rows file is imported again)."""
+
+    def __init__(self, header: list[str]) -> None:
+        reasons = [normalise_key(name) for name in header]
+        self.reason_at = reasons.index(_REASON_KEY) if _REASON_KEY in reasons else len(header)
+        self.width = max(len(header), self.reason_at + 1)
+        named = self.reason_at < len(header)
+        self.header = header if named else [*header, REASON_COLUMN]
+
+    def cells(self, row: Row, reason: str) -> list[str]:
+        cells = (row.cells + [""] * self.width)[: self.width]
+        cells[self.reason_at] = reason
+        return cells
+
+
 class FailedRows:
     """The rows that failed, as a CSV shaped like the input plus REASON_COLUMN, written as they
     fail (flushed: a crash keeps what was written). Fix them and import the file as it is."""
@@ -104,22 +123,17 @@ class FailedRows:
         keep = append and path.exists() and path.stat().st_size > 0
         self.file = path.open("a" if keep else "w", encoding="utf-8", newline="")
         self.writer = csv.writer(self.file)
-        reasons = [normalise_key(name) for name in header]
-        self.reason_at = reasons.index(_REASON_KEY) if _REASON_KEY in reasons else len(header)
-        self.width = max(len(header), self.reason_at + 1)
+        self.shape = FailedShape(header)
         self.count = 0
         if not keep:
-            named = self.reason_at < len(header)
-            self.writer.writerow(header if named else [*header, REASON_COLUMN])
+            self.writer.writerow(self.shape.header)
 
-    def add(self, row: Row, reason: str) -> None:
-        cells = (row.cells + [""] * self.width)[: self.width]
-        cells[self.reason_at] = reason
-        self.writer.writerow(cells)
+    async def add(self, row: Row, reason: str) -> None:
+        self.writer.writerow(self.shape.cells(row, reason))
         self.file.flush()
         self.count += 1
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.file.close()
 
 
@@ -136,11 +150,12 @@ class Progress:
         self.path = csv_path.with_name(csv_path.name + ".import-progress")
         self.file: IO[str] | None = None
 
-    def stamp(self, csv_path: Path, hook_id: str) -> dict[str, Any]:
+    @staticmethod
+    def stamp(csv_path: Path, hook_id: str) -> dict[str, Any]:
         info = csv_path.stat()
         return {"hook": hook_id, "size": info.st_size, "mtime_ns": info.st_mtime_ns}
 
-    def read(self) -> tuple[dict[str, Any], dict[int, bool], set[int]]:
+    async def read(self) -> tuple[dict[str, Any], dict[int, bool], set[int]]:
         """(stamp, finished line → succeeded, lines started but never finished)."""
         finished: dict[int, bool] = {}
         started: set[int] = set()
@@ -158,7 +173,7 @@ class Progress:
                     finished[int(line)] = what == "ok"
         return stamp, finished, started - finished.keys()
 
-    def open(self, stamp: dict[str, Any], *, resume: bool) -> None:
+    async def open(self, stamp: dict[str, Any], *, resume: bool) -> None:
         self.file = self.path.open("a" if resume else "w", encoding="utf-8")
         try:
             fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -172,7 +187,7 @@ class Progress:
             self.file.write(json.dumps(stamp) + "\n")
             self.file.flush()
 
-    def held_elsewhere(self) -> bool:
+    async def held_elsewhere(self) -> bool:
         """True while another process's run holds the lock (it is alive)."""
         if not self.path.exists():
             return False
@@ -183,12 +198,12 @@ class Progress:
                 return True
         return False
 
-    def note(self, what: str, line: int) -> None:
+    async def note(self, what: str, line: int) -> None:
         assert self.file is not None
         self.file.write(f"{what} {line}\n")
         self.file.flush()
 
-    def finish(self, *, remove: bool) -> None:
+    async def finish(self, *, remove: bool) -> None:
         if self.file is not None:
             self.file.close()
             self.file = None
