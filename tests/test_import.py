@@ -85,7 +85,7 @@ def members(state: State) -> list[str]:
 
 
 def failed_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as file:
+    with path.open(encoding="utf-8-sig", newline="") as file:  # written with a byte-order mark
         return list(csv.DictReader(file))
 
 
@@ -124,11 +124,11 @@ def test_dry_run_then_import_then_rerun(sandbox: tuple[str, State], tmp_path: Pa
     assert sum(state.calls.values()) == calls  # a rerun issues nothing
 
     # The failed rows, fixed in place and imported as they are (the problem column ignored).
-    with failed_csv.open(encoding="utf-8", newline="") as file:
+    with failed_csv.open(encoding="utf-8-sig", newline="") as file:
         rows = list(csv.reader(file))
     for row in rows[1:]:
         row[1], row[4] = f"{row[0].lower()}@example.com", "5"
-    with failed_csv.open("w", encoding="utf-8", newline="") as file:
+    with failed_csv.open("w", encoding="utf-8-sig", newline="") as file:
         csv.writer(file).writerows(rows)
     fixed = relay(env, "import", str(failed_csv), "--hook", hook_url)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr

@@ -28,7 +28,7 @@ from starlette.types import Message
 
 from relay.access.tokens import Hook
 from relay.admin.session import Session, csrf_ok
-from relay.imports.csvfile import CsvProblem, ImportRunning
+from relay.imports.csvfile import CsvProblem, ImportRunning, NotUtf8
 from relay.imports.importer import Importer, ImportRefused, Tally, import_rows, resolve_hook
 from relay.imports.stored import StoredFailedRows, StoredLedger, store_upload, working_copy
 from relay.store.imports import KEEP
@@ -59,6 +59,7 @@ class ImportPage:
             Route(f"{r}/{{job}}", guarded(self.job_page), methods=["GET"]),
             Route(f"{r}/{{job}}/progress", guarded(self.progress), methods=["GET"]),
             Route(f"{r}/{{job}}/run", guarded(self.run), methods=["POST"]),
+            Route(f"{r}/{{job}}/encoding", guarded(self.confirm_encoding), methods=["POST"]),
             Route(f"{r}/{{job}}/failed.csv", guarded(self.failed_rows), methods=["GET"]),
         ]
 
@@ -134,11 +135,34 @@ class ImportPage:
             await store_upload(store, job_id, upload)
             async with working_copy(store, job_id, job["name"]):
                 pass  # its header is read: an empty or unreadable file is refused here
+        except NotUtf8 as exc:
+            if not exc.preview:  # not text in any encoding the relay reads
+                await store.delete_import(job_id)
+                raise CsvProblem(f"{exc}: it cannot be read as text") from None
+            # Shown its first rows as Windows-1252, the operator says whether they read right.
+            job.update(phase="encoding", error=_sentence(str(exc)), preview=exc.preview)
+            await self.save(job)
+            return RedirectResponse(f"{self.root}/import/{job_id}", 303)
         except CsvProblem:
             await store.delete_import(job_id)
             raise
         self.spawn(job_id, self.check(job, hook))
         return RedirectResponse(f"{self.root}/import/{job_id}", 303)
+
+    async def confirm_encoding(self, request: Request, session: Session) -> Response:
+        """The operator read the first rows as Windows-1252 and says they read right."""
+        job = await self.load(request.path_params["job"])
+        if job is None:
+            return self.console.refused("There is no such import.")
+        if job["phase"] == "encoding":
+            try:
+                hook = await resolve_hook(self.endpoints, job["hook"])
+            except ImportRefused as exc:
+                return self.console.refused(_sentence(str(exc)))
+            job.update(phase="checking", encoding="cp1252", error="", preview=[])
+            await self.save(job)
+            self.spawn(job["id"], self.check(job, hook))
+        return RedirectResponse(f"{self.root}/import/{job['id']}", 303)
 
     async def job_page(self, request: Request, session: Session) -> Response:
         job = await self.load(request.path_params["job"])
@@ -196,7 +220,7 @@ class ImportPage:
     async def check(self, job: dict[str, Any], hook: Hook) -> None:
         store = await self.console.store()
         try:
-            async with working_copy(store, job["id"], job["name"]) as file:
+            async with working_copy(store, job["id"], job["name"], job.get("encoding", "")) as file:
                 importer = Importer(self.endpoints, hook, file)
                 async for row, reason in importer.check():
                     job["bad_count"] += 1
@@ -230,7 +254,7 @@ class ImportPage:
 
         beat = asyncio.ensure_future(self.heartbeat(job["id"]))
         try:
-            async with working_copy(store, job["id"], job["name"]) as file:
+            async with working_copy(store, job["id"], job["name"], job.get("encoding", "")) as file:
                 importer = Importer(self.endpoints, hook, file)
                 failed = StoredFailedRows(store, job["id"], file.header)
                 stamp = {"hook": hook.id, "job": job["id"]}

@@ -349,7 +349,8 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     _library(settings)
     failed_to = Path(args.failed_to) if args.failed_to else None
     return asyncio.run(import_csv(settings, Path(args.file), args.hook, dry_run=args.dry_run,
-                                  failed_to=failed_to, resume=args.resume))  # fmt: skip
+                                  failed_to=failed_to, resume=args.resume,
+                                  encoding=args.encoding))  # fmt: skip
 
 
 def cmd_erase(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -441,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--failed-to", default="", metavar="FILE", help=failed_help)
     resume_help = "carry on a run that stopped, skipping the rows it finished"
     imports.add_argument("--resume", action="store_true", help=resume_help)
+    encoding_help = ("read a file that is not UTF-8 as Windows-1252 (cp1252), once its first "
+                     "rows, shown by a run without it, read right")  # fmt: skip
+    imports.add_argument("--encoding", choices=["cp1252"], default="", help=encoding_help)
     imports.set_defaults(handler=cmd_import)
 
     erase = sub.add_parser("erase", help="remove one person from everything the relay keeps "

@@ -11,7 +11,7 @@ from typing import NoReturn
 from tqdm import tqdm
 
 from relay.delivery.services import build_services
-from relay.imports.csvfile import CsvProblem, ImportRunning, MemberFile
+from relay.imports.csvfile import CsvProblem, ImportRunning, MemberFile, NotUtf8
 from relay.imports.importer import Importer, ImportRefused, Tally, import_rows, resolve_hook
 from relay.settings import Settings
 from relay.web.endpoints import Endpoints
@@ -23,23 +23,39 @@ def _say(line: str) -> None:
 
 async def import_csv(
     settings: Settings, path: Path, hook_given: str, *, dry_run: bool, failed_to: Path | None,
-    resume: bool,
+    resume: bool, encoding: str = "",
 ) -> int:  # fmt: skip
     services = build_services(settings)
     try:
         try:
-            file = MemberFile(path)
+            file = MemberFile(path, encoding=encoding)
             endpoints = Endpoints(services)
             hook = await resolve_hook(endpoints, hook_given)
             importer = Importer(endpoints, hook, file)
             if dry_run:
                 return await _dry_run(importer)
             return await _real_run(importer, failed_to, resume=resume)
+        except NotUtf8 as exc:
+            _not_utf8(exc)
+            return 1
         except (ImportRefused, ImportRunning, CsvProblem) as exc:
             _say(f"relay: {exc}")
             return 1
+        except OSError as exc:  # not there, a folder, not readable
+            _say(f"relay: cannot read {path}: {exc.strerror or exc}")
+            return 1
     finally:
         await services.aclose()
+
+
+def _not_utf8(exc: NotUtf8) -> None:
+    if not exc.preview:
+        _say(f"relay: {exc} (it cannot be read as Windows-1252 either).")
+        return
+    _say(f"relay: {exc}. Read as Windows-1252 (Excel's CSV on Windows), its first rows are:")
+    for row in exc.preview:
+        _say("  " + " | ".join(row))
+    _say("If they read right, run the same command again with --encoding cp1252.")
 
 
 async def _dry_run(importer: Importer) -> int:

@@ -5,10 +5,21 @@ that lets a crashed run resume.
 Nothing here holds more than one row at a time, so 50,000 rows cost what one does. A row is read
 the way a Zapier or Make body is (`relay.forms.payloads`): "First Name" and "first_name" are one
 field.
+
+Encodings: UTF-8 (with or without Excel's byte-order mark) and UTF-16 with its mark are read as
+they are. Any other file is Windows-1252 at best (Excel's "CSV" on Windows): it is read only when
+the operator, shown its first rows that way, says they read right (`encoding="cp1252"`);
+otherwise `NotUtf8` says so in words, with those rows.
+
+The failed-rows file is UTF-8 with a byte-order mark (Excel opens it right), and a cell that a
+spreadsheet would run as a formula (starting with `= + - @`, a tab or a carriage return) is
+written with a leading `'`, which a spreadsheet shows as text; reading drops that `'` again, so
+the file imports as it is (`+44…` phones and `-5` points included).
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import fcntl
@@ -29,8 +40,71 @@ _REASON_KEY = normalise_key(REASON_COLUMN)
 _DELIMITERS = ",;\t"  # Excel in much of Europe saves CSV with semicolons
 
 
+ENCODINGS = {"cp1252": "Windows-1252"}  # what an operator may confirm a file is in
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+PREVIEW_ROWS = 5
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
 class CsvProblem(Exception):
     """The file as a whole cannot be read as a CSV (said in words, with the line when known)."""
+
+
+class NotUtf8(CsvProblem):
+    """The file is not UTF-8 or UTF-16: `preview` holds its first rows read as Windows-1252
+    (empty when it cannot be read that way either), for the operator to judge."""
+
+    def __init__(self, message: str, preview: list[list[str]]) -> None:
+        super().__init__(message)
+        self.preview = preview
+
+
+def escape_cell(cell: str) -> str:
+    """A cell as the failed-rows file writes it: never run as a formula by a spreadsheet."""
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+
+
+def unescape_cell(cell: str) -> str:
+    """A cell as read: the `'` escape_cell put before a formula-looking cell dropped."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_START) else cell
+
+
+def sniff_encoding(path: Path, confirmed: str = "") -> str:
+    """The encoding to read `path` in: its byte-order mark's, UTF-8 when every byte is, else
+    `confirmed` (one of ENCODINGS) when the operator said the rows read right that way."""
+    with path.open("rb") as binary:
+        head = binary.read(4)
+        for mark, encoding in _BOMS:
+            if head.startswith(mark):
+                return encoding
+        binary.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            while chunk := binary.read(1024 * 1024):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+            return "utf-8"
+        except UnicodeDecodeError:
+            pass
+    if confirmed in ENCODINGS:
+        return confirmed
+    raise NotUtf8(
+        f"{path.name} is not saved as UTF-8, so its letters may read wrong. In Excel use "
+        "Save As › CSV UTF-8 and upload that",
+        _preview(path),
+    )
+
+
+def _preview(path: Path) -> list[list[str]]:
+    """The first rows read as Windows-1252; [] when even that fails (bytes it has no letter for)."""
+    try:
+        with path.open(encoding="cp1252", newline="") as text:
+            first = text.readline()
+            text.seek(0)
+            reader = csv.reader(text, delimiter=max(_DELIMITERS, key=first.count))
+            return [row for _, row in zip(range(PREVIEW_ROWS), reader, strict=False)]
+    except (UnicodeDecodeError, csv.Error):
+        return []
 
 
 @dataclass(frozen=True)
@@ -45,22 +119,33 @@ class MemberFile:
 
     path: Path
     name: str = ""  # the file's name in messages (its path's, unless told)
+    encoding: str = ""  # "cp1252" once the operator confirmed it; else found (sniff_encoding)
     header: list[str] = field(default_factory=list)
     dialect: str = ","
 
     def __post_init__(self) -> None:
         self.name = self.name or self.path.name
-        with self._open() as text:
-            first = text.readline()
+        try:
+            self.encoding = sniff_encoding(self.path, self.encoding)
+        except NotUtf8 as exc:
+            raise NotUtf8(str(exc).replace(self.path.name, self.name, 1), exc.preview) from None
+        try:
+            with self._open() as text:
+                first = text.readline()
+        except UnicodeDecodeError as exc:  # a UTF-16 mark before bytes that are not UTF-16
+            raise CsvProblem(f"{self.name} cannot be read as text: {exc.reason}") from None
         if not first.strip():
             raise CsvProblem(f"{self.name} is empty: it needs a header row naming the columns")
         self.dialect = max(_DELIMITERS, key=first.count)
         with self._open() as text:
-            self.header = next(csv.reader(text, delimiter=self.dialect))
+            try:
+                first_row = next(csv.reader(text, delimiter=self.dialect))
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise CsvProblem(f"{self.name} line 1 cannot be read: {exc}") from None
+        self.header = [unescape_cell(cell) for cell in first_row]
 
     def _open(self) -> IO[str]:
-        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark
-        return self.path.open(encoding="utf-8-sig", newline="")
+        return self.path.open(encoding=self.encoding, newline="")
 
     def rows(self) -> Iterator[Row]:
         """Every non-blank row after the header, with the line it starts on (a quoted cell may
@@ -72,11 +157,11 @@ class MemberFile:
                 for cells in reader:
                     start, read_up_to = read_up_to + 1, reader.line_num
                     if start > 1 and any(cell.strip() for cell in cells):
-                        yield Row(start, cells)  # not the header, nor a blank line
-            except UnicodeDecodeError:
+                        yield Row(start, [unescape_cell(cell) for cell in cells])
+            except UnicodeDecodeError:  # the file changed since it was looked at
                 raise CsvProblem(
-                    f"{self.name} is not UTF-8 text (near line {read_up_to + 1}): in Excel "
-                    "use Save As › CSV UTF-8"
+                    f"{self.name} has a character that cannot be read near line "
+                    f"{read_up_to + 1}: in Excel use Save As › CSV UTF-8"
                 ) from None
             except csv.Error as exc:
                 raise CsvProblem(f"{self.name} line {read_up_to + 1}: {exc}") from None
@@ -107,12 +192,13 @@ class FailedShape:
         self.reason_at = reasons.index(_REASON_KEY) if _REASON_KEY in reasons else len(header)
         self.width = max(len(header), self.reason_at + 1)
         named = self.reason_at < len(header)
-        self.header = header if named else [*header, REASON_COLUMN]
+        self.header = [escape_cell(c) for c in (header if named else [*header, REASON_COLUMN])]
 
     def cells(self, row: Row, reason: str) -> list[str]:
+        """The row as written: padded to the header, its reason in, formulas defused."""
         cells = (row.cells + [""] * self.width)[: self.width]
         cells[self.reason_at] = reason
-        return cells
+        return [escape_cell(cell) for cell in cells]
 
 
 class FailedRows:
@@ -121,7 +207,9 @@ class FailedRows:
 
     def __init__(self, path: Path, header: list[str], *, append: bool = False) -> None:
         keep = append and path.exists() and path.stat().st_size > 0
-        self.file = path.open("a" if keep else "w", encoding="utf-8", newline="")
+        # utf-8-sig: a byte-order mark first, so Excel reads the file as UTF-8
+        self.file = path.open("a" if keep else "w", encoding="utf-8" if keep else "utf-8-sig",
+                              newline="")  # fmt: skip
         self.writer = csv.writer(self.file)
         self.shape = FailedShape(header)
         self.count = 0

@@ -34,13 +34,16 @@ async def store_upload(store: Store, job_id: str, upload: Readable) -> int:
 
 
 @asynccontextmanager
-async def working_copy(store: Store, job_id: str, name: str) -> AsyncIterator[MemberFile]:
-    """The upload as a MemberFile, read from a nameless temporary file while the block runs."""
+async def working_copy(
+    store: Store, job_id: str, name: str, encoding: str = ""
+) -> AsyncIterator[MemberFile]:
+    """The upload as a MemberFile, read from a nameless temporary file while the block runs
+    (`encoding`: one the operator confirmed, see csvfile.sniff_encoding)."""
     with tempfile.TemporaryFile() as copy:
         async for part in store.import_parts(job_id, "upload"):
             copy.write(part)
         copy.flush()
-        yield MemberFile(_fd_path(copy), name=name)
+        yield MemberFile(_fd_path(copy), name=name, encoding=encoding)
 
 
 def _fd_path(file: IO[bytes]) -> Path:
@@ -58,7 +61,9 @@ class StoredFailedRows:
     async def start(self, *, append: bool) -> StoredFailedRows:
         if not (append and await self.store.has_import_part(self.job_id, "failed")):
             await self.store.drop_import_parts(self.job_id, "failed")
-            await self.store.add_import_part(self.job_id, "failed", csv_line(self.shape.header))
+            # A byte-order mark first, so Excel reads the file as UTF-8.
+            header = b"\xef\xbb\xbf" + csv_line(self.shape.header)
+            await self.store.add_import_part(self.job_id, "failed", header)
         return self
 
     async def add(self, row: Row, reason: str) -> None:
