@@ -28,7 +28,8 @@ from starlette.types import Message
 
 from relay.access.tokens import Hook
 from relay.admin.session import Session, csrf_ok
-from relay.imports.csvfile import CsvProblem, ImportRunning, NotUtf8
+from relay.imports.columns import columns_of, guess, importable
+from relay.imports.csvfile import CsvProblem, ImportRunning, MemberFile, NotUtf8
 from relay.imports.importer import Importer, ImportRefused, Tally, import_rows, resolve_hook
 from relay.imports.stored import StoredFailedRows, StoredLedger, store_upload, working_copy
 from relay.store.imports import KEEP
@@ -60,6 +61,7 @@ class ImportPage:
             Route(f"{r}/{{job}}/progress", guarded(self.progress), methods=["GET"]),
             Route(f"{r}/{{job}}/run", guarded(self.run), methods=["POST"]),
             Route(f"{r}/{{job}}/encoding", guarded(self.confirm_encoding), methods=["POST"]),
+            Route(f"{r}/{{job}}/columns", guarded(self.match_columns), methods=["POST"]),
             Route(f"{r}/{{job}}/failed.csv", guarded(self.failed_rows), methods=["GET"]),
         ]
 
@@ -133,8 +135,8 @@ class ImportPage:
         await store.save_import(job, time.time())
         try:
             await store_upload(store, job_id, upload)
-            async with working_copy(store, job_id, job["name"]):
-                pass  # its header is read: an empty or unreadable file is refused here
+            async with working_copy(store, job_id, job["name"]) as file:
+                self.to_matching(job, hook, file)  # an empty or unreadable file is refused here
         except NotUtf8 as exc:
             if not exc.preview:  # not text in any encoding the relay reads
                 await store.delete_import(job_id)
@@ -146,8 +148,59 @@ class ImportPage:
         except CsvProblem:
             await store.delete_import(job_id)
             raise
-        self.spawn(job_id, self.check(job, hook))
+        await self.save(job)
         return RedirectResponse(f"{self.root}/import/{job_id}", 303)
+
+    def to_matching(self, job: dict[str, Any], hook: Hook, file: MemberFile) -> None:
+        """The matching step: each field of the hook's template with the column that best
+        matches it preselected (relay.imports.columns), a few values of each column shown."""
+        fields = importable(self.console.s.relay.template_for(hook).fields)
+        columns = columns_of(file.header, file.sample())
+        guessed = guess(fields, columns)
+        job.update(phase="matching", columns=[
+            {"header": c.header, "samples": list(dict.fromkeys(c.samples))[:3]} for c in columns
+        ], fields=[
+            {"name": spec.name, "required": spec.required, "help": spec.help,
+             "title": spec.name.replace("_", " ").capitalize(),
+             "column": file.header[i] if (i := guessed[spec.name]) is not None else ""}
+            for spec in fields
+        ])  # fmt: skip
+
+    async def match_columns(self, request: Request, session: Session) -> Response:
+        """The operator's matching: every required field needs a column, a column fills one
+        field at most; then the rows are checked with it."""
+        job = await self.load(request.path_params["job"])
+        if job is None:
+            return self.console.refused("There is no such import.")
+        if job["phase"] != "matching":
+            return RedirectResponse(f"{self.root}/import/{job['id']}", 303)
+        form = await request.form()
+        headers = [column["header"] for column in job["columns"]]
+        chosen = {f["name"]: str(form.get(f"column:{f['name']}") or "") for f in job["fields"]}
+        problems: dict[str, str] = {}
+        for f in job["fields"]:
+            column = chosen[f["name"]]
+            f["column"] = column if column in headers else ""
+            if column and column not in headers:
+                problems[f["name"]] = "That column is not in the file."
+            elif not column and f["required"]:
+                problems[f["name"]] = "Every row needs this: choose the column that has it."
+        used = [c for c in chosen.values() if c]
+        for f in job["fields"]:
+            if chosen[f["name"]] and used.count(chosen[f["name"]]) > 1:
+                problems[f["name"]] = "This column is chosen for another field too."
+        if problems:
+            return self.console.render("import_job.html", session, "import", title="Import",
+                                       job=job, state=await self.state(job), problems=problems,
+                                       status=422)  # fmt: skip
+        try:
+            hook = await resolve_hook(self.endpoints, job["hook"])
+        except ImportRefused as exc:
+            return self.console.refused(_sentence(str(exc)))
+        job.update(phase="checking", mapping={k: v for k, v in chosen.items() if v})
+        await self.save(job)
+        self.spawn(job["id"], self.check(job, hook))
+        return RedirectResponse(f"{self.root}/import/{job['id']}", 303)
 
     async def confirm_encoding(self, request: Request, session: Session) -> Response:
         """The operator read the first rows as Windows-1252 and says they read right."""
@@ -159,9 +212,14 @@ class ImportPage:
                 hook = await resolve_hook(self.endpoints, job["hook"])
             except ImportRefused as exc:
                 return self.console.refused(_sentence(str(exc)))
-            job.update(phase="checking", encoding="cp1252", error="", preview=[])
+            job.update(encoding="cp1252", error="", preview=[])
+            store = await self.console.store()
+            try:
+                async with working_copy(store, job["id"], job["name"], "cp1252") as file:
+                    self.to_matching(job, hook, file)
+            except CsvProblem as exc:
+                job.update(phase="unreadable", error=_sentence(str(exc)))
             await self.save(job)
-            self.spawn(job["id"], self.check(job, hook))
         return RedirectResponse(f"{self.root}/import/{job['id']}", 303)
 
     async def job_page(self, request: Request, session: Session) -> Response:
@@ -220,12 +278,14 @@ class ImportPage:
     async def check(self, job: dict[str, Any], hook: Hook) -> None:
         store = await self.console.store()
         try:
-            async with working_copy(store, job["id"], job["name"], job.get("encoding", "")) as file:
+            async with working_copy(
+                store, job["id"], job["name"], job.get("encoding", ""), job.get("mapping")
+            ) as file:
                 importer = Importer(self.endpoints, hook, file)
-                async for row, reason in importer.check():
+                async for row, problems in importer.check():
                     job["bad_count"] += 1
                     if len(job["bad"]) < SHOWN_PROBLEMS:
-                        job["bad"].append([row.line, reason])
+                        job["bad"].append([row.line, problems])
                 job.update(phase="checked", total=file.count())
         except CsvProblem as exc:
             job.update(phase="unreadable", error=_sentence(str(exc)))
@@ -254,10 +314,12 @@ class ImportPage:
 
         beat = asyncio.ensure_future(self.heartbeat(job["id"]))
         try:
-            async with working_copy(store, job["id"], job["name"], job.get("encoding", "")) as file:
+            async with working_copy(
+                store, job["id"], job["name"], job.get("encoding", ""), job.get("mapping")
+            ) as file:
                 importer = Importer(self.endpoints, hook, file)
                 failed = StoredFailedRows(store, job["id"], file.header)
-                stamp = {"hook": hook.id, "job": job["id"]}
+                stamp = {"hook": hook.id, "job": job["id"]}  # and the mapping (import_rows)
                 tally = await import_rows(
                     importer, failed_to=lambda append: failed.start(append=append),
                     resume=resume, on_start=started, on_row=advanced,

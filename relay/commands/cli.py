@@ -350,7 +350,7 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     failed_to = Path(args.failed_to) if args.failed_to else None
     return asyncio.run(import_csv(settings, Path(args.file), args.hook, dry_run=args.dry_run,
                                   failed_to=failed_to, resume=args.resume,
-                                  encoding=args.encoding))  # fmt: skip
+                                  encoding=args.encoding, columns=args.map))  # fmt: skip
 
 
 def cmd_erase(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -445,6 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
     encoding_help = ("read a file that is not UTF-8 as Windows-1252 (cp1252), once its first "
                      "rows, shown by a run without it, read right")  # fmt: skip
     imports.add_argument("--encoding", choices=["cp1252"], default="", help=encoding_help)
+    map_help = ('match one of your columns to a hook field, e.g. --map "Member No=external_id" '
+                "(repeat for each); then only matched columns are sent, a column named exactly "
+                "as a field matching it")  # fmt: skip
+    imports.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD",
+                         help=map_help)  # fmt: skip
     imports.set_defaults(handler=cmd_import)
 
     erase = sub.add_parser("erase", help="remove one person from everything the relay keeps "

@@ -120,6 +120,9 @@ class MemberFile:
     path: Path
     name: str = ""  # the file's name in messages (its path's, unless told)
     encoding: str = ""  # "cp1252" once the operator confirmed it; else found (sniff_encoding)
+    # Template field → the column that fills it (relay.imports.columns): only these are sent.
+    # Empty: every column is sent under its header's name, as a zap's field.
+    mapping: dict[str, str] = field(default_factory=dict)
     header: list[str] = field(default_factory=list)
     dialect: str = ","
 
@@ -143,6 +146,10 @@ class MemberFile:
             except (csv.Error, UnicodeDecodeError) as exc:
                 raise CsvProblem(f"{self.name} line 1 cannot be read: {exc}") from None
         self.header = [unescape_cell(cell) for cell in first_row]
+        missing = [column for column in self.mapping.values() if column not in self.header]
+        if missing:
+            raise CsvProblem(f"{self.name} has no column {missing[0]!r} any more")
+        self._mapped = [(name, self.header.index(column)) for name, column in self.mapping.items()]
 
     def _open(self) -> IO[str]:
         return self.path.open(encoding=self.encoding, newline="")
@@ -166,6 +173,10 @@ class MemberFile:
             except csv.Error as exc:
                 raise CsvProblem(f"{self.name} line {read_up_to + 1}: {exc}") from None
 
+    def sample(self, rows: int = 20) -> list[list[str]]:
+        """The first rows' cells (what a column matching guesses from)."""
+        return [row.cells for _, row in zip(range(rows), self.rows(), strict=False)]
+
     def count(self) -> int:
         return sum(1 for _ in self.rows())
 
@@ -178,8 +189,12 @@ class MemberFile:
                 f"this row has {len(row.cells)} cells but the header names {len(self.header)} "
                 "columns: a comma inside a value needs quotes around the value"
             )
-        pairs = [(name, cell) for name, cell in zip(self.header, row.cells, strict=False)
-                 if normalise_key(name) != _REASON_KEY]  # fmt: skip
+        if self.mapping:
+            cells = row.cells + [""] * len(self.header)
+            pairs = [(name, cells[index]) for name, index in self._mapped]
+        else:
+            pairs = [(name, cell) for name, cell in zip(self.header, row.cells, strict=False)
+                     if normalise_key(name) != _REASON_KEY]  # fmt: skip
         return parse_payload(urlencode(pairs).encode(), "application/x-www-form-urlencoded")
 
 

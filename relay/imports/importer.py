@@ -24,8 +24,10 @@ from relay.access.tokens import Hook, token_from_url
 from relay.delivery.idempotency import CREATE_SCOPE, create_key, fields_digest
 from relay.delivery.journal import fields_for_log
 from relay.delivery.pipeline import Trace
-from relay.delivery.templating import SkipDelivery
+from relay.delivery.templatecheck import SAMPLES
+from relay.delivery.templating import FieldSpec, SkipDelivery
 from relay.errors import InternalError, RelayError
+from relay.forms.fields import Fields, FieldValue
 from relay.forms.payloads import Payload
 from relay.imports.csvfile import FailedRows, ImportRunning, MemberFile, Progress, Row
 from relay.stripe.events import PARAMS_TEMPLATE
@@ -88,6 +90,10 @@ def reason(answer: dict[str, Any]) -> str:
     return str(error.get("message") or "the relay could not deliver this row")
 
 
+def _sample(spec: FieldSpec) -> str:
+    return spec.example or SAMPLES.get(spec.type, "Sample")
+
+
 def row_key(fields: dict[str, Any]) -> str:
     """The row's idempotency key (the hook is the scope): its fields, not its line, so the same
     member in a re-exported or reordered file is still recognised."""
@@ -128,21 +134,41 @@ class Importer:
 
     # -- the dry run -------------------------------------------------------------------------
 
-    async def check(self) -> AsyncIterator[tuple[Row, str]]:
-        """Each bad row with the reason, in file order; nothing is sent or logged."""
+    async def check(self) -> AsyncIterator[tuple[Row, list[str]]]:
+        """Each bad row with every one of its problems, in file order; nothing is sent or
+        logged."""
         for n, row in enumerate(self.file.rows()):
             if n % 100 == 99:
                 await asyncio.sleep(0)  # rendering is all CPU: let a server answer meanwhile
             try:
                 payload = self.file.payload(row)
             except RelayError as exc:
-                yield row, reason(exc.answer())
+                yield row, [reason(exc.answer())]
                 continue
-            answer = await self.s.relay.try_out(
-                self.hook, payload.fields, payload.received, request_id=new_request_id()
-            )
-            if not answer.get("ok"):
-                yield row, reason(answer)
+            problems = await self.problems(payload.fields, payload.received)
+            if problems:
+                yield row, problems
+
+    async def problems(self, fields: Fields, received: list[str]) -> list[str]:
+        """Every problem of one row: a dry run stops at the first, so each field found wrong
+        is set to its template's example and the row tried again, until it passes or a
+        problem names no field (at most once per field)."""
+        template = self.s.relay.template_for(self.hook)
+        fields, received = dict(fields), list(received)
+        found: list[str] = []
+        for _ in range(len(template.fields) + 1):
+            answer = await self.s.relay.try_out(self.hook, fields, received,
+                                                request_id=new_request_id())  # fmt: skip
+            if answer.get("ok"):
+                break
+            found.append(reason(answer))
+            name = str((answer.get("error") or {}).get("field") or "")
+            spec = template.fields.get(name)
+            if spec is None or (name in fields and fields[name] == _sample(spec)):
+                break
+            fields[name] = FieldValue(_sample(spec), name)
+            received = [*received, name] if name not in received else received
+        return found
 
     # -- the real run ------------------------------------------------------------------------
 
@@ -270,6 +296,8 @@ async def import_rows(
         raise ImportRunning(f"an import of {file.name} is still running")
     before, finished, in_flight = await progress.read()
     current = stamp or Progress.stamp(file.path, importer.hook.id)
+    if file.mapping:  # another matching of the columns is another run
+        current = {**current, "mapping": file.mapping}
     if before == current:
         await importer.free_claims(in_flight)
     elif resume and before:

@@ -35,7 +35,7 @@ async def store_upload(store: Store, job_id: str, upload: Readable) -> int:
 
 @asynccontextmanager
 async def working_copy(
-    store: Store, job_id: str, name: str, encoding: str = ""
+    store: Store, job_id: str, name: str, encoding: str = "", mapping: dict[str, str] | None = None
 ) -> AsyncIterator[MemberFile]:
     """The upload as a MemberFile, read from a nameless temporary file while the block runs
     (`encoding`: one the operator confirmed, see csvfile.sniff_encoding)."""
@@ -43,7 +43,7 @@ async def working_copy(
         async for part in store.import_parts(job_id, "upload"):
             copy.write(part)
         copy.flush()
-        yield MemberFile(_fd_path(copy), name=name, encoding=encoding)
+        yield MemberFile(_fd_path(copy), name=name, encoding=encoding, mapping=mapping or {})
 
 
 def _fd_path(file: IO[bytes]) -> Path:
