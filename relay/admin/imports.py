@@ -1,6 +1,7 @@
-"""The console's Import page (`/admin/import`): upload a CSV of members, see the rows with a
-problem by their line, then import the rest with a live progress bar, and download the rows
-that failed. The work is `relay import`'s (relay.imports.importer), run in this server process.
+"""The console's Import page (`/admin/import`): upload a CSV of members, match its columns to
+the hook's fields (relay.imports.columns), see every problem of the bad rows by their line, then
+import the rest with a live progress bar, and download the rows that failed. The work is
+`relay import`'s (relay.imports.importer), run in this server process.
 
 An import's files (the upload, its state, the failed rows, the rows done) live sealed in the
 relay's own database (relay.imports.stored), so every process of this relay can show its
