@@ -20,7 +20,7 @@ from relay.sandbox import DEMO_PROGRAM_ID, State
 from .servers import relay_on_sandbox
 from .test_admin import PASSWORD, token_in
 from .test_import import environment, members, mint_hook, relay
-from .test_import_private import signed_in, upload, wait_for
+from .test_import_private import confirm_columns, signed_in, upload, wait_for
 
 HEADER = ["External ID", "Email", "First Name", "Mobile", "Points"]
 AWKWARD = [  # cells a spreadsheet would run as formulas, a phone and negative points
@@ -153,12 +153,14 @@ def test_console_never_answers_500_for_an_encoding(
     with (relay_on_sandbox(sandbox[0], tmp_path, RELAY_ADMIN_PASSWORD=PASSWORD) as base,
           closing(signed_in(base)) as client):  # fmt: skip
         job = upload(base, client, utf16, "utf16.csv")
+        confirm_columns(client, job)
         assert wait_for(client, job, "checked")["total"] == 1
 
         job = upload(base, client, windows, "windows.csv")
         page = client.get(job)
         assert page.status_code == 200 and "José" in page.text and "Windows-1252" in page.text
         client.post(f"{job}/encoding", data={"csrf": token_in(page.text)})
+        confirm_columns(client, job)
         assert wait_for(client, job, "checked")["total"] == 1
 
         html = client.get("/admin/import").text

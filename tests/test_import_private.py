@@ -166,6 +166,18 @@ def upload(base: str, client: httpx.Client, members: bytes, name: str = "m.csv")
     return str(sent.headers["location"])
 
 
+def confirm_columns(client: httpx.Client, job: str) -> None:
+    """Accept the matching step as the relay guessed it (each select's chosen column)."""
+    html = client.get(job).text
+    form = {"csrf": token_in(html)}
+    for name, options in re.findall(r'<select [^>]*name="(column:\w+)"[^>]*>(.*?)</select>', html,
+                                    re.S):  # fmt: skip
+        chosen = re.search(r'<option value="([^"]*)" selected>', options)
+        form[name] = chosen.group(1) if chosen else ""
+    answer = client.post(f"{job}/columns", data=form)
+    assert answer.status_code == 303, answer.text
+
+
 def signed_in(base: str) -> httpx.Client:
     client = httpx.Client(base_url=base, timeout=30)
     form = client.get("/admin/login")
@@ -202,6 +214,15 @@ def test_two_relays_on_one_machine_never_see_each_others_imports_and_erase_reach
           closing(signed_in(a)) as at_a, closing(signed_in(b)) as at_b):  # fmt: skip
         job = upload(a, at_a, members, "front desk.csv")
         other = upload(a, at_a, b"External ID,Email,First Name\nGYM-3,cy@example.com,Cy\n")
+        # A required field left unmatched, a column chosen twice: said beside the fields.
+        csrf = token_in(at_a.get(job).text)
+        refused = at_a.post(f"{job}/columns", data={
+            "csrf": csrf, "column:external_id": "", "column:email": "Email",
+            "column:first_name": "Email"})  # fmt: skip
+        assert refused.status_code == 422
+        assert refused.text.count('aria-invalid="true" aria-describedby') == 3, refused.text
+        assert "Every row needs this" in refused.text and "another field too" in refused.text
+        confirm_columns(at_a, job)
         wait_for(at_a, job, "checked")
         at_a.post(f"{job}/run", data={"csrf": token_in(at_a.get(job).text)})
         assert wait_for(at_a, job, "finished")["failed"] == 1  # Ana's points are bad
