@@ -91,6 +91,16 @@ class Sealer:
         except InvalidToken:
             raise SealError("no key opens this value (was its key removed?)") from None
 
+    def seal_bytes(self, data: bytes) -> str:
+        """Bytes sealed as text (an uploaded file's part): Fernet's token is text already."""
+        return PREFIX + self._fernet.encrypt(data).decode()
+
+    def open_bytes(self, stored: str) -> bytes:
+        try:
+            return self._fernet.decrypt(stored.removeprefix(PREFIX).encode())
+        except InvalidToken:
+            raise SealError("no key opens this value (was its key removed?)") from None
+
     def reseal(self, stored: str) -> str:
         """`stored` sealed under the first key (done by `relay reencrypt` after a rotation)."""
         return self.seal(self.open(stored))

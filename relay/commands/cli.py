@@ -360,7 +360,8 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     _library(settings)
     failed_to = Path(args.failed_to) if args.failed_to else None
     return asyncio.run(import_csv(settings, Path(args.file), args.hook, dry_run=args.dry_run,
-                                  failed_to=failed_to, resume=args.resume))  # fmt: skip
+                                  failed_to=failed_to, resume=args.resume,
+                                  encoding=args.encoding, columns=args.map))  # fmt: skip
 
 
 def cmd_erase(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -454,6 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--failed-to", default="", metavar="FILE", help=failed_help)
     resume_help = "carry on a run that stopped, skipping the rows it finished"
     imports.add_argument("--resume", action="store_true", help=resume_help)
+    encoding_help = ("read a file that is not UTF-8 as Windows-1252 (cp1252), once its first "
+                     "rows, shown by a run without it, read right")  # fmt: skip
+    imports.add_argument("--encoding", choices=["cp1252"], default="", help=encoding_help)
+    map_help = ('match one of your columns to a hook field, e.g. --map "Member No=external_id" '
+                "(repeat for each); then only matched columns are sent, a column named exactly "
+                "as a field matching it")  # fmt: skip
+    imports.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD",
+                         help=map_help)  # fmt: skip
     imports.set_defaults(handler=cmd_import)
 
     erase = sub.add_parser("erase", help="remove one person from everything the relay keeps "

@@ -5,13 +5,17 @@ line. Exit 0 only when every row is fine (dry run) or succeeded (real run)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from tqdm import tqdm
 
-from relay.delivery.services import build_services
-from relay.imports.csvfile import CsvProblem, ImportRunning, MemberFile
+from relay.access.tokens import Hook
+from relay.delivery.services import Services, build_services
+from relay.forms.payloads import normalise_key
+from relay.imports.columns import MappingProblem, importable, parse_map
+from relay.imports.csvfile import CsvProblem, ImportRunning, MemberFile, NotUtf8
 from relay.imports.importer import Importer, ImportRefused, Tally, import_rows, resolve_hook
 from relay.settings import Settings
 from relay.web.endpoints import Endpoints
@@ -23,30 +27,68 @@ def _say(line: str) -> None:
 
 async def import_csv(
     settings: Settings, path: Path, hook_given: str, *, dry_run: bool, failed_to: Path | None,
-    resume: bool,
+    resume: bool, encoding: str = "", columns: Sequence[str] = (),
 ) -> int:  # fmt: skip
     services = build_services(settings)
     try:
         try:
-            file = MemberFile(path)
+            file = MemberFile(path, encoding=encoding)
             endpoints = Endpoints(services)
             hook = await resolve_hook(endpoints, hook_given)
+            if columns:
+                file = MemberFile(path, encoding=encoding,
+                                  mapping=_mapping(file, columns, services, hook))  # fmt: skip
             importer = Importer(endpoints, hook, file)
             if dry_run:
                 return await _dry_run(importer)
             return await _real_run(importer, failed_to, resume=resume)
+        except MappingProblem as exc:
+            _say(f"relay: {exc}")
+            return 2
+        except NotUtf8 as exc:
+            _not_utf8(exc)
+            return 1
         except (ImportRefused, ImportRunning, CsvProblem) as exc:
             _say(f"relay: {exc}")
+            return 1
+        except OSError as exc:  # not there, a folder, not readable
+            _say(f"relay: cannot read {path}: {exc.strerror or exc}")
             return 1
     finally:
         await services.aclose()
 
 
+def _mapping(
+    file: MemberFile, given: Sequence[str], services: Services, hook: Hook
+) -> dict[str, str]:
+    """--map's columns, plus each column named exactly as a field the map left out."""
+    fields = importable(services.relay.template_for(hook).fields)
+    names = [spec.name for spec in fields]
+    mapping = parse_map(given, file.header, names)
+    used = set(mapping.values())
+    for column in file.header:
+        name = normalise_key(column)
+        if name in names and name not in mapping and column not in used:
+            mapping[name] = column
+    return mapping
+
+
+def _not_utf8(exc: NotUtf8) -> None:
+    if not exc.preview:
+        _say(f"relay: {exc} (it cannot be read as Windows-1252 either).")
+        return
+    _say(f"relay: {exc}. Read as Windows-1252 (Excel's CSV on Windows), its first rows are:")
+    for row in exc.preview:
+        _say("  " + " | ".join(row))
+    _say("If they read right, run the same command again with --encoding cp1252.")
+
+
 async def _dry_run(importer: Importer) -> int:
     bad = 0
-    async for row, reason in importer.check():
+    async for row, problems in importer.check():
         bad += 1
-        print(f"line {row.line}: {reason}")
+        for problem in problems:
+            print(f"line {row.line}: {problem}")
     total = importer.file.count()
     if bad:
         _say(f"{bad:,} of {total:,} rows have a problem (listed above by their line in the file); "

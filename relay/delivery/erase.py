@@ -1,6 +1,7 @@
 """Erasing one person (`relay erase`, the console's Erase page): their deliveries, stored answers
 and forwarded PassKit events (relay.store.privacy), their spend ledger and checkout records,
-and with `passkit=True` their member record at PassKit.
+the console imports whose files name them (relay.store.imports), and with `passkit=True` their
+member record at PassKit.
 
 PassKit's delete needs the member's program: the relay knows it only from what it sent PassKit
 for that person (their logged PassKit requests), so those are read before the rows go. With
@@ -75,6 +76,10 @@ async def erase(
     blinds = [blind for who in every for blind in sealer.blinds(who)]
     result.removed["spend ledger entries"] = await store.erase_spend(blinds)
     result.removed["checkout records"] = await store.erase_checkouts(blinds)
+    # The console's imports: every upload or failed-rows file naming them, whole.
+    result.removed["import files (uploads and failed rows)"] = sum(
+        [await store.erase_imports(who) for who in every]
+    )
     if client is not None:
         result.passkit = await delete_members(client, members)
     return result

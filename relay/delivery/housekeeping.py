@@ -14,6 +14,7 @@ from collections.abc import Callable
 from relay.settings import ADMIN_SESSION_MAX_AGE, Settings
 from relay.store import DAY, Store
 from relay.store.handle import StoreHandle
+from relay.store.imports import KEEP as IMPORT_KEEP
 
 log = logging.getLogger("relay")
 EVERY = 3600.0
@@ -27,6 +28,8 @@ async def purge_expired(store: Store, settings: Settings, now: float) -> tuple[i
     await store.purge_checkouts(now - settings.retention_days * DAY)
     # A session that ended longer ago than a cookie lives has no cookie left to refuse.
     await store.purge_ended_admin_sessions(now - ADMIN_SESSION_MAX_AGE)
+    # An import's files (names, emails) outlive its last change by a day, no more.
+    await store.purge_imports(now - IMPORT_KEEP)
     return deliveries, keys
 
 

@@ -15,17 +15,19 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from relay.access.tokens import Hook, token_from_url
 from relay.delivery.idempotency import CREATE_SCOPE, create_key, fields_digest
 from relay.delivery.journal import fields_for_log
 from relay.delivery.pipeline import Trace
-from relay.delivery.templating import SkipDelivery
+from relay.delivery.templatecheck import SAMPLES
+from relay.delivery.templating import FieldSpec, SkipDelivery
 from relay.errors import InternalError, RelayError
+from relay.forms.fields import Fields, FieldValue
 from relay.forms.payloads import Payload
 from relay.imports.csvfile import FailedRows, ImportRunning, MemberFile, Progress, Row
 from relay.stripe.events import PARAMS_TEMPLATE
@@ -34,6 +36,30 @@ from relay.web.endpoints import Endpoints, new_request_id
 log = logging.getLogger("relay")
 IN_FLIGHT = 4  # rows sent at once: enough to hide PassKit's latency, few enough to be polite
 _HOOK_ID = re.compile(r"hk_[0-9a-f]+")
+
+
+class Ledger(Protocol):
+    """Where a run notes the rows it started and finished (`csvfile.Progress` beside a CSV;
+    `relay.imports.stored.StoredLedger` in the relay's database), so a stopped run resumes."""
+
+    async def held_elsewhere(self) -> bool: ...
+
+    async def read(self) -> tuple[dict[str, Any], dict[int, bool], set[int]]:
+        """(stamp, finished line → succeeded, lines started but never finished)."""
+
+    async def open(self, stamp: dict[str, Any], *, resume: bool) -> None: ...
+
+    async def note(self, what: str, line: int) -> None: ...
+
+    async def finish(self, *, remove: bool) -> None: ...
+
+
+class FailedSink(Protocol):
+    """Where failed rows go, with their reason (a CSV file, or the job's stored file)."""
+
+    async def add(self, row: Row, reason: str) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class ImportRefused(Exception):
@@ -62,6 +88,10 @@ def reason(answer: dict[str, Any]) -> str:
     """A failed row's answer in words (the field first, as the relay's errors say it)."""
     error = answer.get("error") or {}
     return str(error.get("message") or "the relay could not deliver this row")
+
+
+def _sample(spec: FieldSpec) -> str:
+    return spec.example or SAMPLES.get(spec.type, "Sample")
 
 
 def row_key(fields: dict[str, Any]) -> str:
@@ -104,29 +134,49 @@ class Importer:
 
     # -- the dry run -------------------------------------------------------------------------
 
-    async def check(self) -> AsyncIterator[tuple[Row, str]]:
-        """Each bad row with the reason, in file order; nothing is sent or logged."""
+    async def check(self) -> AsyncIterator[tuple[Row, list[str]]]:
+        """Each bad row with every one of its problems, in file order; nothing is sent or
+        logged."""
         for n, row in enumerate(self.file.rows()):
             if n % 100 == 99:
                 await asyncio.sleep(0)  # rendering is all CPU: let a server answer meanwhile
             try:
                 payload = self.file.payload(row)
             except RelayError as exc:
-                yield row, reason(exc.answer())
+                yield row, [reason(exc.answer())]
                 continue
-            answer = await self.s.relay.try_out(
-                self.hook, payload.fields, payload.received, request_id=new_request_id()
-            )
-            if not answer.get("ok"):
-                yield row, reason(answer)
+            problems = await self.problems(payload.fields, payload.received)
+            if problems:
+                yield row, problems
+
+    async def problems(self, fields: Fields, received: list[str]) -> list[str]:
+        """Every problem of one row: a dry run stops at the first, so each field found wrong
+        is set to its template's example and the row tried again, until it passes or a
+        problem names no field (at most once per field)."""
+        template = self.s.relay.template_for(self.hook)
+        fields, received = dict(fields), list(received)
+        found: list[str] = []
+        for _ in range(len(template.fields) + 1):
+            answer = await self.s.relay.try_out(self.hook, fields, received,
+                                                request_id=new_request_id())  # fmt: skip
+            if answer.get("ok"):
+                break
+            found.append(reason(answer))
+            name = str((answer.get("error") or {}).get("field") or "")
+            spec = template.fields.get(name)
+            if spec is None or (name in fields and fields[name] == _sample(spec)):
+                break
+            fields[name] = FieldValue(_sample(spec), name)
+            received = [*received, name] if name not in received else received
+        return found
 
     # -- the real run ------------------------------------------------------------------------
 
     async def run(
         self,
         tally: Tally,
-        progress: Progress,
-        failed: FailedRows | None,
+        progress: Ledger,
+        failed: FailedSink | None,
         *,
         skip: Iterable[int] = (),
         on_row: Callable[[Tally], None] = lambda tally: None,
@@ -136,12 +186,12 @@ class Importer:
         pending: set[asyncio.Task[None]] = set()
 
         async def one(row: Row) -> None:
-            progress.note("start", row.line)
+            await progress.note("start", row.line)
             answer = await self.deliver(row)
             ok = bool(answer.get("ok"))
             if not ok and failed is not None:
-                failed.add(row, reason(answer))  # before "failed" is noted: never lost
-            progress.note("ok" if ok else "failed", row.line)
+                await failed.add(row, reason(answer))  # before "failed" is noted: never lost
+            await progress.note("ok" if ok else "failed", row.line)
             tally.done += 1
             if not ok:
                 tally.failed += 1
@@ -228,41 +278,51 @@ class Importer:
 async def import_rows(
     importer: Importer,
     *,
-    failed_to: Path | None,
+    failed_to: Path | Callable[[bool], Awaitable[FailedSink]] | None,
     resume: bool,
     on_start: Callable[[Tally], None] = lambda tally: None,
     on_row: Callable[[Tally], None] = lambda tally: None,
+    ledger: Ledger | None = None,
+    stamp: dict[str, Any] | None = None,
 ) -> Tally:
     """A whole run: what a stopped run left settled first, then every row not yet finished
     (`resume`) or every row (a rerun: rows done before are answered from the idempotency store
-    and sent nowhere). The progress file goes once every row is finished."""
+    and sent nowhere). The ledger (by default the progress file beside the CSV, stamped with
+    the file's size and time) is cleared once every row is finished. `failed_to`: a CSV path,
+    or a sink made for a fresh run (False) or one carried on (True)."""
     file = importer.file
-    progress = Progress(file.path)
-    if progress.held_elsewhere():
-        raise ImportRunning(f"an import of {file.path.name} is still running")
-    stamp, finished, in_flight = progress.read()
-    current = progress.stamp(file.path, importer.hook.id)
-    if stamp == current:
+    progress: Ledger = ledger or Progress(file.path)
+    if await progress.held_elsewhere():
+        raise ImportRunning(f"an import of {file.name} is still running")
+    before, finished, in_flight = await progress.read()
+    current = stamp or Progress.stamp(file.path, importer.hook.id)
+    if file.mapping:  # another matching of the columns is another run
+        current = {**current, "mapping": file.mapping}
+    if before == current:
         await importer.free_claims(in_flight)
-    elif resume and stamp:
+    elif resume and before:
         raise ImportRefused(
-            f"{file.path.name} or the hook changed since the stopped run: run it again without "
+            f"{file.name} or the hook changed since the stopped run: run it again without "
             "--resume (rows imported before are recognised and not sent twice)"
         )
-    resume = resume and stamp == current
+    resume = resume and before == current
     tally = Tally(total=file.count())
     if resume:
         tally.done = len(finished)
         tally.failed = sum(1 for ok in finished.values() if not ok)
         tally.already = tally.done - tally.failed
-    progress.open(current, resume=resume)
-    failed = FailedRows(failed_to, file.header, append=resume) if failed_to else None
+    await progress.open(current, resume=resume)
+    failed: FailedSink | None = None
+    if isinstance(failed_to, Path):
+        failed = FailedRows(failed_to, file.header, append=resume)
+    elif failed_to is not None:
+        failed = await failed_to(resume)
     on_start(tally)
     try:
         await importer.run(tally, progress, failed, skip=finished if resume else (),
                            on_row=on_row)  # fmt: skip
     finally:
-        progress.finish(remove=tally.done >= tally.total)
+        await progress.finish(remove=tally.done >= tally.total)
         if failed is not None:
-            failed.close()
+            await failed.close()
     return tally

@@ -21,8 +21,8 @@ Stripe delivery (released) never marks its event as seen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from relay.redact import redact
 from relay.store.checkouts import CheckoutRecord
@@ -274,6 +274,46 @@ class Store(Protocol):
 
     async def erase_spend(self, person_blinds: Sequence[str]) -> int:
         """Delete the ledger of the person with any of these blind indexes; rows deleted."""
+
+    # -- the console's imports (relay.store.imports) --
+
+    async def save_import(self, job: dict[str, Any], now: float) -> None:
+        """Write an import job's state (sealed), keyed by `job["id"]`."""
+
+    async def get_import(self, job_id: str) -> dict[str, Any] | None: ...
+
+    async def import_changed_at(self, job_id: str) -> float | None: ...
+
+    async def touch_import(self, job_id: str, at: float) -> None:
+        """A running job's heartbeat."""
+
+    async def recent_imports(self, count: int = 10) -> list[dict[str, Any]]:
+        """The newest jobs' states, newest first."""
+
+    async def add_import_part(self, job_id: str, kind: str, data: bytes) -> None:
+        """Append `data` (sealed) to the job's `kind` file ("upload" or "failed")."""
+
+    def import_parts(self, job_id: str, kind: str) -> AsyncIterator[bytes]:
+        """The job's `kind` file, a part at a time."""
+
+    async def has_import_part(self, job_id: str, kind: str) -> bool: ...
+
+    async def drop_import_parts(self, job_id: str, kind: str) -> None: ...
+
+    async def note_import_line(self, job_id: str, line: int, state: str) -> None:
+        """Note that a run started ("start") or finished ("ok", "failed") a row."""
+
+    async def import_lines(self, job_id: str) -> dict[int, str]: ...
+
+    async def clear_import_lines(self, job_id: str) -> None: ...
+
+    async def delete_import(self, job_id: str) -> None: ...
+
+    async def purge_imports(self, before: float) -> int:
+        """Delete the jobs unchanged since `before`; how many."""
+
+    async def erase_imports(self, identifier: str) -> int:
+        """Delete every job whose upload or failed rows name `identifier`; files removed."""
 
     # -- PassKit's rate (relay.passkit.outbound) --
 

@@ -227,6 +227,35 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE passkit_events ADD COLUMN person TEXT",
         ],
     ),
+    (
+        12,
+        [
+            # The console's imports (relay.store.imports): each job's state, its files (the
+            # upload and the failed rows, in sealed parts) and which rows a run started and
+            # finished. In the relay's own database, so every process of this relay sees them
+            # and no other relay does; deleted a day after their last change.
+            """CREATE TABLE import_jobs (
+                id TEXT PRIMARY KEY,
+                created_at {float} NOT NULL,
+                changed_at {float} NOT NULL,
+                state TEXT NOT NULL
+            )""",
+            "CREATE INDEX import_jobs_changed ON import_jobs (changed_at)",
+            """CREATE TABLE import_parts (
+                job_id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                body TEXT NOT NULL,
+                PRIMARY KEY (job_id, kind, seq)
+            )""",
+            """CREATE TABLE import_lines (
+                job_id TEXT NOT NULL,
+                line INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                PRIMARY KEY (job_id, line)
+            )""",
+        ],
+    ),
 ]
 
 

@@ -21,6 +21,7 @@ from relay.sealing import Sealer
 from relay.store import queries as q
 from relay.store.batch import GroupCommit
 from relay.store.checkouts import CheckoutRecords
+from relay.store.imports import ImportFiles
 from relay.store.outbox import EventOutbox
 from relay.store.personal import open_text, person_column, seal_text
 from relay.store.privacy import PersonalData
@@ -39,7 +40,7 @@ from relay.store.records import (
 from relay.store.spend import SpendLedger
 
 
-class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ABC):
+class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFiles, ABC):
     """Everything but the connection handling; see `relay.store.Store` for the contract."""
 
     def __init__(self) -> None:
