@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from relay.admin.context import ConsoleContext
 
 UPLOAD_LIMIT = 20 * 1024 * 1024  # 50,000 members at 400 bytes a row, with room to spare
+UPLOAD_FORM = UPLOAD_LIMIT + 64 * 1024  # the file and the form around it
 SHOWN_PROBLEMS = 100  # bad rows listed on the page; all of them are in the failed-rows CSV
 WRITE_EVERY = 0.25  # seconds between saves of a running job's state
 JOBS = Path(tempfile.gettempdir()) / "relay-imports"
@@ -57,7 +58,11 @@ class ImportPage:
     def routes(self) -> list[BaseRoute]:
         r, guarded = f"{self.console.root}/import", self.console.guarded
         return [
-            Route(r, self.bounded(guarded(self.start)), methods=["GET", "POST"]),
+            Route(
+                r,
+                self.bounded(guarded(self.start, form_limit=UPLOAD_FORM, files=1)),
+                methods=["GET", "POST"],
+            ),
             Route(f"{r}/{{job}}", guarded(self.job_page), methods=["GET"]),
             Route(f"{r}/{{job}}/progress", guarded(self.progress), methods=["GET"]),
             Route(f"{r}/{{job}}/run", guarded(self.run), methods=["POST"]),
@@ -71,7 +76,7 @@ class ImportPage:
             if request.method != "POST":
                 return await handler(request)
             try:
-                body = await read_body(request, UPLOAD_LIMIT + 64 * 1024)
+                body = await read_body(request, UPLOAD_FORM)
             except RelayError:
                 why = f"The file is larger than {UPLOAD_LIMIT // 1024 // 1024} MB: split it in two."
                 return page("message.html", 413, title="File too large", heading="File too large",

@@ -27,6 +27,8 @@ async def purge_expired(store: Store, settings: Settings, now: float) -> tuple[i
     await store.purge_checkouts(now - settings.retention_days * DAY)
     # A session that ended longer ago than a cookie lives has no cookie left to refuse.
     await store.purge_ended_admin_sessions(now - ADMIN_SESSION_MAX_AGE)
+    # Sign-in attempts count within a few minutes; a day-old count limits nothing.
+    await store.purge_login_attempts(now - DAY)
     return deliveries, keys
 
 

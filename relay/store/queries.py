@@ -131,6 +131,23 @@ PURGE_ENDED_ADMIN_SESSIONS = (
     "DELETE FROM admin_sessions_ended WHERE session_id IN "
     "(SELECT session_id FROM admin_sessions_ended WHERE ended_at < :before LIMIT :chunk)"
 )
+# One sign-in attempt from an address, counted before its password is checked: the first in a
+# window inserts the row, later ones add one; a window that ended starts again at :now. The row
+# comes back, so the caller knows how many attempts this one is within its window.
+COUNT_LOGIN_ATTEMPT = (
+    "INSERT INTO login_attempts (address, window_start, attempts) VALUES (:address, :now, 1) "
+    "ON CONFLICT (address) DO UPDATE SET "
+    "attempts = CASE WHEN login_attempts.window_start <= :ended_before THEN 1 "
+    "ELSE login_attempts.attempts + 1 END, "
+    "window_start = CASE WHEN login_attempts.window_start <= :ended_before THEN :now "
+    "ELSE login_attempts.window_start END "
+    "RETURNING attempts, window_start"
+)
+FORGET_LOGIN_ATTEMPTS = "DELETE FROM login_attempts WHERE address = :address"
+PURGE_LOGIN_ATTEMPTS = (
+    "DELETE FROM login_attempts WHERE address IN "
+    "(SELECT address FROM login_attempts WHERE window_start < :before LIMIT :chunk)"
+)
 
 # A failure of a hook that alerts: the first one inserts the row (and alerts); later ones count,
 # and alert again once the last alert is older than :realert_before. The row comes back, and
