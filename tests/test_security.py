@@ -5,14 +5,36 @@ events cannot be replayed."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
 import re
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import respx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from .servers import relay_process
+from relay.access.tokens import Hook, HookSigner
+from relay.access.urlguard import UrlGuard, UrlRefused, checked_transport
+from relay.app import create_app
+from relay.delivery.services import sealer_for
+from relay.delivery.templating import TemplateLibrary
+from relay.events.signature import sign
+from relay.hooks.minting import MintError, mint
+from relay.store import HookRecord, open_store
+
+from .conftest import API, BASE_ENV, ROOT, SECRET_KEY, make_settings
+from .conftest import mint as mint_url
+from .servers import relay_process, serve_in_thread
 
 PASSWORD = "correct horse battery staple"
 LIMIT = 5  # relay.admin.session.LoginLimiter.attempts
@@ -147,3 +169,208 @@ def test_the_login_form_is_bounded_in_fields(tmp_path: Path) -> None:
         assert right.status_code == 303
     finally:
         server.stop()
+
+
+# -- where the relay may send (relay.access.urlguard) --------------------------------------------
+
+# Loopback in every spelling a resolver reads, a private address, link-local, and the rest.
+REFUSED_HOSTS = [
+    "127.0.0.1", "127.1", "2130706433", "0x7f000001", "0177.0.0.1", "0x7f.0.0.1", "127.0.1",
+    "[::1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "10.0.0.5", "192.168.1.20", "172.16.0.1",
+    "169.254.169.254", "[fe80::1]", "[fd00::1]", "224.0.0.1", "0.0.0.0", "240.0.0.1",
+    "localhost", "vm", "metadata.internal",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("host", REFUSED_HOSTS)
+def test_a_bad_forward_to_is_refused_at_minting_in_words(host: str) -> None:
+
+    library = TemplateLibrary(ROOT / "templates")
+    with pytest.raises(MintError) as refused:
+        mint(HookSigner([SECRET_KEY]), library, "passkit-events",
+             {"forward_to": f"https://{host}:8443/catch"}, "https://relay.example.com")  # fmt: skip
+    said = str(refused.value)
+    assert "forward_to is refused" in said and "public addresses" in said, said
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://hooks.zapier.com/hooks/catch/1/a/", "must start with https://"),
+        ("https://me:secret@hooks.zapier.com/hooks/catch/1/a/", "user name or password"),
+    ],
+)
+def test_plain_http_and_credentials_are_refused(url: str, words: str) -> None:
+
+    problem = UrlGuard().problem(url)
+    assert problem is not None and words in problem
+    assert "secret" not in problem  # never the URL's credentials
+    assert UrlGuard().problem("https://hooks.zapier.com/hooks/catch/1/a/") is None
+
+
+def test_allow_urls_match_host_and_port_not_a_string_prefix() -> None:
+
+    guard = UrlGuard(allow=("http://10.0.0.5:8080/hooks/",))
+    assert guard.problem("http://10.0.0.5:8080/hooks/catch") is None
+    for other in ("http://10.0.0.5:8080.evil.net/hooks/x", "http://10.0.0.5:8081/hooks/x",
+                  "http://10.0.0.5:8080/admin", "http://x@10.0.0.5:8080/hooks/x"):  # fmt: skip
+        assert guard.problem(other) is not None, other
+    assert UrlGuard(allow=("http://127.0.0.1",)).problem("http://127.0.0.1.nip.io/") is not None
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[bytes]]]:
+    """Anything on loopback the relay must never reach: its base URL and what it received."""
+    got: list[bytes] = []
+
+    async def catch(request: Request) -> Response:
+        got.append(await request.body())
+        return JSONResponse({"status": "success"})
+
+    app = Starlette(routes=[Route("/{path:path}", catch, methods=["GET", "POST"])])
+    with serve_in_thread(app) as url:
+        yield url, got
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["localhost", "vm"])  # /etc/hosts: both lead to 127.0.0.1
+async def test_a_name_leading_to_loopback_is_refused_where_it_connects(
+    name: str, receiver: tuple[str, list[bytes]]
+) -> None:
+    """The connection's own check: the name is looked up when connecting and the address is
+    judged there (the URL's text alone would pass this transport), so a name pointed at
+    loopback after any earlier look (DNS rebinding) is refused all the same."""
+
+    port = int(receiver[0].rsplit(":", 1)[1])
+    async with httpx.AsyncClient(transport=checked_transport()) as client:
+        with pytest.raises(UrlRefused) as refused:
+            await client.post(f"http://{name}:{port}/catch", json={"x": 1})
+    assert "loopback" in str(refused.value) and name in str(refused.value)
+    assert receiver[1] == []
+
+
+WEBHOOK_SECRET = "pk-webhook-signing-secret-0123456789"
+EVENT = json.dumps({"event": "PASS_EVENT_INSTALLED", "pass": {"id": "p1", "personDetails":
+                    {"emailAddress": "mara@example.com"}}}).encode()  # fmt: skip
+
+
+def _events_path(forward_to: str, hook_id: str) -> str:
+
+    hook = Hook(id=hook_id, template="passkit-events", params={"forward_to": forward_to})
+    return "/passkit/" + HookSigner([SECRET_KEY]).mint(hook)
+
+
+def _signed(body: bytes, nonce: str | None = None) -> dict[str, str]:
+    return {"content-type": "application/json",
+            "x-passkit-signature": sign(body, WEBHOOK_SECRET, nonce=nonce)}  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_forward_to_loopback_private_or_link_local_sends_nothing(
+    receiver: tuple[str, list[bytes]], tmp_path: Path
+) -> None:
+    """PassKit events URLs minted before the guard, pointing at the receiver on loopback (every
+    spelling), a private address, link-local, a local name: the relay starts and names the
+    registered one, each event fails at once saying why, and the receiver gets nothing."""
+
+    port = int(receiver[0].rsplit(":", 1)[1])
+    targets = [f"https://{host}:{port}/catch" for host in REFUSED_HOSTS]
+    targets += [f"{receiver[0]}/catch", "https://u:p@hooks.zapier.com/x"]
+    database = f"sqlite:///{tmp_path / 'relay.db'}"
+    store = await open_store(database)
+    await store.add_hook(HookRecord("hk_ssrf000000", "passkit-events",
+                                    {"forward_to": targets[0]}, label="Old zap"))  # fmt: skip
+    await store.close()
+    env = {"DATABASE_URL": database, "PASSKIT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+           "RELAY_ADMIN_PASSWORD": PASSWORD}  # fmt: skip
+    relay = relay_process(env, tmp_path / "relay.log").start()
+    try:
+        async with httpx.AsyncClient(base_url=relay.url, timeout=30) as client:
+            for n, target in enumerate(targets):
+                body = EVENT.replace(b'"p1"', f'"p{n}"'.encode())
+                answer = await client.put(_events_path(target, f"hk_ssrf{n:07d}"),
+                                          content=body, headers=_signed(body))  # fmt: skip
+                assert answer.status_code == 200, answer.text
+            await _until_failed(database, len(targets))
+        await asyncio.sleep(0.5)
+        assert receiver[1] == []
+        said = (tmp_path / "relay.log").read_text()
+        assert "hook hk_ssrf000000 (Old zap): nothing is sent to its forward_to" in said, said
+        assert "/catch" not in said.split("nothing is sent", 1)[1].split("\n", 1)[0]
+        csrf = _csrf(relay.url)
+        with httpx.Client(base_url=relay.url, timeout=10) as browser:
+            browser.post("/admin/login", data={"csrf": csrf, "password": PASSWORD})
+            page = browser.get("/admin/events").text
+        assert "public addresses" in page and "not forwarded" in page
+    finally:
+        relay.stop()
+
+
+async def _until_failed(database: str, count: int) -> None:
+
+    store = await open_store(database, sealer=sealer_for(make_settings()))
+    try:
+        for _ in range(200):
+            events = await store.list_events(limit=100)
+            if len(events) == count and all(e.state == "failed" for e in events):
+                errors = [e.last_error or "" for e in events]
+                assert all(e.startswith("Not sent") for e in errors), errors
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError([(e.state, e.last_error) for e in events])
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("host", ["127.0.0.1", "2130706433", "[::ffff:127.0.0.1]", "10.0.0.5",
+                                  "169.254.169.254", "localhost"])  # fmt: skip
+async def test_an_alert_url_at_loopback_or_private_sends_nothing(
+    host: str, receiver: tuple[str, list[bytes]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RELAY_ALERT_URL refused: the relay starts, says alerts are off and why (never the URL),
+    a failing hook alerts nobody; `relay check` names it."""
+
+    port = int(receiver[0].rsplit(":", 1)[1])
+    for scheme in ("https", "http"):
+        alert_url = f"{scheme}://{host}:{port}/hook-secret-path"
+        settings = make_settings(RELAY_ALERT_URL=alert_url, RELAY_RETRY_BUDGET="0.1")
+        passkit = respx.MockRouter(base_url=API, assert_all_called=False)
+        passkit.route().mock(return_value=httpx.Response(503))  # every delivery fails
+        app = create_app(settings, transport=httpx.MockTransport(passkit.async_handler))
+        with caplog.at_level(logging.WARNING), serve_in_thread(app, lifespan="on") as url:
+            enrol = mint_url("member-enrol", "hk_alerts0001", program_id="p1", tier_id="base")
+            for _ in range(3):
+                answer = httpx.post(url + enrol, json={"external_id": "A", "email": "a@b.co"})
+                assert answer.status_code >= 500
+            await asyncio.sleep(0.5)
+        assert receiver[1] == []
+        said = [r.getMessage() for r in caplog.records if "RELAY_ALERT_URL" in r.getMessage()]
+        assert said and "alerts: off" in said[0], said
+        assert all("hook-secret-path" not in line for line in said)
+        caplog.clear()
+    check = subprocess.run([sys.executable, "-m", "relay", "check"], capture_output=True,
+                           text=True, env={**os.environ, **BASE_ENV, "RELAY_ALERT_URL": alert_url},
+                           cwd=tmp_path, timeout=60)  # fmt: skip
+    assert check.returncode == 1
+    assert "RELAY_ALERT_URL is refused, no alert is sent" in check.stdout, check.stdout
+    assert "hook-secret-path" not in check.stdout
+
+
+def test_relay_check_names_a_registered_forward_to_it_will_not_send_to(tmp_path: Path) -> None:
+
+    database = f"sqlite:///{tmp_path / 'relay.db'}"
+
+    async def register() -> None:
+        store = await open_store(database)
+        metadata = {"forward_to": "https://169.254.169.254/latest"}
+        await store.add_hook(HookRecord("hk_ssrf000001", "passkit-events", metadata))
+        await store.close()
+
+    asyncio.run(register())
+    check = subprocess.run([sys.executable, "-m", "relay", "check"], capture_output=True,
+                           text=True, env={**os.environ, **BASE_ENV, "DATABASE_URL": database},
+                           cwd=tmp_path, timeout=60)  # fmt: skip
+    assert check.returncode == 1
+    assert "hook hk_ssrf000001" in check.stdout and "169.254.169.254" in check.stdout
+    assert "nothing is sent there" in check.stdout

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from relay import __version__
 from relay.access.tokens import Hook, HookSigner, token_from_url
+from relay.access.urlguard import guard_of
 from relay.delivery.templatecheck import unknown_fields
 from relay.delivery.templating import SkipDelivery, TemplateLibrary
 from relay.errors import RelayError
@@ -150,9 +151,8 @@ def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
         live = live_check(settings)
     try:
-        hook, target, url = mint(
-            signer, library, args.template, _params(args.param), base, live=live
-        )
+        hook, target, url = mint(signer, library, args.template, _params(args.param), base,
+                                 live=live, guard=guard_of(settings))  # fmt: skip
     except MintError as exc:
         for problem in exc.problems:
             print(f"relay: {problem}", file=sys.stderr)
@@ -269,6 +269,10 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         problems += unknown_fields(template)
     if settings is not None and library is not None and not problems:
         problems += _hook_problems(settings, library)
+        if settings.alert_url and (
+            refused := guard_of(settings).problem(settings.alert_url.reveal())
+        ):
+            problems.append(f"RELAY_ALERT_URL is refused, no alert is sent: {refused}")
     for problem in problems:
         print(f"problem: {problem}")
     if problems or settings is None or library is None:
@@ -296,7 +300,7 @@ def _hook_problems(settings: Settings, library: TemplateLibrary) -> list[str]:
             await store.close()
         lines = []
         for hook in hooks:
-            wrong = settings_problems(library, hook.template, hook.params)
+            wrong = settings_problems(library, hook.template, hook.params, guard_of(settings))
             if wrong:
                 label = f" ({hook.label})" if hook.label else ""
                 lines.append(f"hook {hook.id}{label}, {hook.template}: {wrong}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from relay.access.urlguard import UrlGuard
 from relay.delivery.templating import ParamSpec
 from relay.events.flatten import EVENT_NAMES, chosen_events
 
@@ -31,8 +32,9 @@ PARAMS = {
 }
 
 
-def param_problems(given: dict[str, str]) -> list[str]:
-    """What is wrong with a passkit-events URL's params (minting's check, beyond required)."""
+def param_problems(given: dict[str, str], guard: UrlGuard) -> list[str]:
+    """What is wrong with a passkit-events URL's params (minting's check, beyond required):
+    `forward_to` must pass the URL guard (relay.access.urlguard) as far as its text shows."""
     problems = []
     target = given.get("forward_to", "").strip()
     parts = urlsplit(target)
@@ -41,6 +43,8 @@ def param_problems(given: dict[str, str]) -> list[str]:
             "forward_to must be a web address starting with https://, such as the URL of a "
             "Zapier Catch Hook trigger or a Make custom webhook"
         )
+    elif target and (problem := guard.problem(target)):
+        problems.append(f"forward_to is refused: {problem}")
     unknown = [e for e in chosen_events(given.get("events", "")) if e not in EVENT_NAMES]
     if unknown:
         problems.append(

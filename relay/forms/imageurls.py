@@ -28,7 +28,7 @@ LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".localdoma
 _NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]*))*", re.I)
 
 
-def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The IP address `host` names literally (as a resolver would read it), else None."""
     try:
         return ipaddress.ip_address(host)
@@ -42,7 +42,7 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return None
 
 
-def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_global and not (address.is_multicast or address.is_unspecified)
@@ -63,9 +63,9 @@ def image_url_problem(url: str) -> str | None:
         return "has no host name: use a public https://… address of the image"
     if parts.username is not None or parts.password is not None:
         return "must not carry a user name or password: use a public address of the image"
-    address = _address(host)
+    address = literal_address(host)
     if address is not None:
-        if _public(address):
+        if public_address(address):
             return None
         return "names a private or local network address: use the image's public address"
     if host == "localhost" or host.endswith(LOCAL_SUFFIXES) or "." not in host:
