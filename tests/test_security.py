@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from relay.access.urlguard import UrlGuard, UrlRefused, checked_transport
 from relay.app import create_app
 from relay.delivery.services import sealer_for
 from relay.delivery.templating import TemplateLibrary
-from relay.events.signature import sign
+from relay.events.signature import nonce_time, sign
 from relay.hooks.minting import MintError, mint
 from relay.store import HookRecord, open_store
 
@@ -374,3 +375,104 @@ def test_relay_check_names_a_registered_forward_to_it_will_not_send_to(tmp_path:
     assert check.returncode == 1
     assert "hook hk_ssrf000001" in check.stdout and "169.254.169.254" in check.stdout
     assert "nothing is sent there" in check.stdout
+
+
+# -- PassKit events cannot be replayed -------------------------------------------------------------
+
+
+@pytest.fixture
+def catcher() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    """A Zapier catch hook stand-in on loopback: its URL and the events it received."""
+    got: list[dict[str, object]] = []
+
+    async def catch(request: Request) -> Response:
+        got.append(await request.json())
+        return JSONResponse({"status": "success"})
+
+    with serve_in_thread(Starlette(routes=[Route("/catch", catch, methods=["POST"])])) as url:
+        yield f"{url}/catch", got
+
+
+EVENTS_ENV = {
+    "RELAY_FORWARD_RETRY": "0.2",
+    "PASSKIT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    "RELAY_ALLOW_URLS": "http://127.0.0.1",
+}  # the catcher is on loopback
+
+
+def _json(signature: str) -> dict[str, str]:
+    return {"content-type": "application/json", "x-passkit-signature": signature}
+
+
+def _shifted(header: str) -> str:
+    """The separator of the signed text moved into the nonce: `t=<nonce>.,v1=<same>`."""
+    nonce, signature = header.split(",")
+    return f"{nonce}.,{signature}"
+
+
+@pytest.mark.anyio
+async def test_a_stale_event_with_its_separator_moved_into_the_nonce_is_refused(
+    catcher: tuple[str, list[dict[str, object]]], tmp_path: Path
+) -> None:
+    env = {**EVENTS_ENV, "DATABASE_URL": f"sqlite:///{tmp_path / 'relay.db'}"}
+    path = _events_path(catcher[0], "hk_replay00001")
+    old = _signed(EVENT, nonce=str(int(time.time()) - 3600))["x-passkit-signature"]
+    relay = relay_process(env, tmp_path / "relay.log").start()
+    try:
+        async with httpx.AsyncClient(base_url=relay.url, timeout=10) as client:
+            for header in (old, _shifted(old)):
+                answer = await client.put(path, content=EVENT, headers=_json(header))
+                assert answer.status_code == 401, (header, answer.text)
+                assert "minutes from this server's time" in answer.text
+        await asyncio.sleep(0.8)
+        assert catcher[1] == []
+    finally:
+        relay.stop()
+
+
+@pytest.mark.anyio
+async def test_a_signature_seen_before_is_a_replay_in_every_process(
+    database_url: str, catcher: tuple[str, list[dict[str, object]]], tmp_path: Path
+) -> None:
+    """A fresh event forwarded once; the same request again, and its shifted-nonce twin, sent
+    to another process on the same database: 200, not forwarded again. An undated nonce too."""
+    env = {**EVENTS_ENV, "DATABASE_URL": database_url}
+    path = _events_path(catcher[0], "hk_replay00002")
+    first = relay_process(env, tmp_path / "one.log").start()
+    second = relay_process(env, tmp_path / "two.log").start()
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            for nonce in (None, "a1b2c3d4e5f60718293a4b5c6d7e8f90"):  # dated, and not
+                body = EVENT.replace(b'"p1"', f'"{nonce}"'.encode())
+                header = _signed(body, nonce=nonce)["x-passkit-signature"]
+                answers = []
+                shifted = _shifted(header)
+                sends = [(first, header), (second, header), (second, shifted), (first, shifted)]
+                for relay, sent in sends:
+                    answer = await client.put(relay.url + path, content=body, headers=_json(sent))
+                    assert answer.status_code == 200, answer.text
+                    answers.append(answer.json())
+                assert "duplicate" not in answers[0]
+                assert all(a["duplicate"] is True for a in answers[1:]), answers
+                assert {a["event_id"] for a in answers} == {answers[0]["event_id"]}
+        for _ in range(100):
+            if len(catcher[1]) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # a second forward would have arrived by now
+        assert len(catcher[1]) == 2, catcher[1]
+        assert len({e["event_id"] for e in catcher[1]}) == 2
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.mark.parametrize(
+    ("nonce", "dated"),
+    [("1700000000", True), ("1700000000.", True), ("1700000000000", True),
+     ('1700000000.{"event"', True), (" 1700000000 .", True), ("17000-00000", True),
+     ("1234567890abcdef", False), ("3f2c9a1e-8b7d-4c6e-9f01-23456789abcd", False),
+     ("a1b2c3", False), ("123", False)],
+)  # fmt: skip
+def test_a_nonce_carries_a_time_once_separators_are_stripped(nonce: str, dated: bool) -> None:
+    assert (nonce_time(nonce) is not None) is dated
