@@ -377,7 +377,7 @@ def test_relay_check_names_a_registered_forward_to_it_will_not_send_to(tmp_path:
     assert "nothing is sent there" in check.stdout
 
 
-# -- PassKit events cannot be replayed -------------------------------------------------------------
+# -- PassKit events cannot be replayed ------------------------------------------------------------
 
 
 @pytest.fixture
@@ -476,3 +476,125 @@ async def test_a_signature_seen_before_is_a_replay_in_every_process(
 )  # fmt: skip
 def test_a_nonce_carries_a_time_once_separators_are_stripped(nonce: str, dated: bool) -> None:
     assert (nonce_time(nonce) is not None) is dated
+
+
+# -- the smaller items ---------------------------------------------------------------------------
+
+
+def test_a_stripe_signature_dated_ten_years_ahead_is_refused() -> None:
+    from relay.stripe.events import InvalidSignature, sign, verify
+
+    secret = "whsec_test_" + "a" * 24
+    body = json.dumps({"id": "evt_1", "type": "invoice.paid",
+                       "data": {"object": {"id": "in_1"}}}).encode()  # fmt: skip
+    assert verify(body, sign(body, secret), [secret])["id"] == "evt_1"
+    assert verify(body, sign(body, secret, int(time.time()) + 200), [secret])  # clocks drift
+    for ahead in (10 * 365 * 86_400, 3600):
+        with pytest.raises(InvalidSignature) as refused:
+            verify(body, sign(body, secret, int(time.time()) + ahead), [secret])
+        assert "ahead of this server's time" in refused.value.message
+    with pytest.raises(InvalidSignature) as stale:
+        verify(body, sign(body, secret, int(time.time()) - 3600), [secret])
+    assert "more than 5 minutes old" in stale.value.message
+
+
+def test_a_stripe_event_dated_ahead_is_refused_by_a_real_relay(tmp_path: Path) -> None:
+    from relay.stripe.events import sign as stripe_sign
+
+    secret = "whsec_test_" + "b" * 24
+    env = {"STRIPE_WEBHOOK_SECRET": secret}
+    relay = relay_process(env, tmp_path / "relay.log").start()
+    try:
+        path = mint_url("stripe", "hk_stripe00001", program_id="p1", tier_id="base")
+        path = path.replace("/hooks/", "/stripe/")
+        body = json.dumps({"id": "evt_future", "type": "invoice.paid", "object": "event",
+                           "data": {"object": {"id": "in_1"}}}).encode()  # fmt: skip
+        header = stripe_sign(body, secret, int(time.time()) + 10 * 365 * 86_400)
+        answer = httpx.post(relay.url + path, content=body, timeout=10,
+                            headers={"stripe-signature": header,
+                                     "content-type": "application/json"})  # fmt: skip
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["code"] == "invalid_signature"
+        assert "ahead of this server's time" in answer.json()["error"]["message"]
+    finally:
+        relay.stop()
+
+
+@pytest.mark.anyio
+async def test_a_bad_passkit_signature_alerts_in_passkit_words_not_stripes(
+    tmp_path: Path,
+) -> None:
+    texts: list[str] = []
+
+    async def inbox(request: Request) -> Response:
+        texts.append((await request.json())["text"])
+        return JSONResponse({"ok": True})
+
+    with serve_in_thread(Starlette(routes=[Route("/hook", inbox, methods=["POST"])])) as alerts:
+        settings = make_settings(
+            RELAY_ALERT_URL=f"{alerts}/hook", RELAY_ALLOW_URLS=alerts,
+            PASSKIT_WEBHOOK_SECRET=WEBHOOK_SECRET, DATABASE_URL=f"sqlite:///{tmp_path / 'r.db'}",
+        )  # fmt: skip
+        app = create_app(settings, transport=httpx.MockTransport(lambda r: httpx.Response(503)))
+        with serve_in_thread(app, lifespan="on") as url:
+            path = _events_path("https://hooks.zapier.com/hooks/catch/1/a/", "hk_pkalert0001")
+            bad = sign(EVENT, "not-the-secret")
+            answer = httpx.put(url + path, content=EVENT, headers=_json(bad), timeout=10)
+            assert answer.status_code == 401
+            for _ in range(100):
+                if texts:
+                    break
+                await asyncio.sleep(0.05)
+    assert len(texts) == 1, texts
+    assert "PassKit's signature" in texts[0] and "PASSKIT_WEBHOOK_SECRET" in texts[0]
+    assert "Stripe" not in texts[0] and "whsec_" not in texts[0]
+
+
+@pytest.mark.anyio
+async def test_a_hook_minted_by_another_database_is_registered_with_its_settings(
+    tmp_path: Path,
+) -> None:
+    """Used on a database that did not mint it: registered with the settings its token
+    carries, so its console page shows a URL that works (the same settings signed again)."""
+    database = f"sqlite:///{tmp_path / 'relay.db'}"
+    env = {"RELAY_ADMIN_PASSWORD": PASSWORD, "DATABASE_URL": database}
+    relay = relay_process(env, tmp_path / "relay.log").start()
+    params = {"program_id": "prog_gym", "tier_id": "gold"}
+    try:
+        path = mint_url("member-enrol", "hk_elsewhere01", **params)
+        answer = httpx.post(relay.url + path + "?dry_run=1", json={"external_id": "A-1"},
+                            timeout=10)  # fmt: skip
+        assert answer.status_code < 500, answer.text
+        with httpx.Client(base_url=relay.url, timeout=10) as browser:
+            browser.post("/admin/login", data={"csrf": _csrf(relay.url), "password": PASSWORD})
+            page = browser.get("/admin/hooks/hk_elsewhere01").text
+        shown = re.search(r"(/hooks/[A-Za-z0-9._-]+)", page)
+        assert shown, page[:500]
+        assert HookSigner([SECRET_KEY]).verify(shown.group(1)[7:]).params == params
+    finally:
+        relay.stop()
+    store = await open_store(database)
+    try:
+        hook = await store.get_hook("hk_elsewhere01")
+    finally:
+        await store.close()
+    assert hook is not None and dict(hook.params) == params
+
+
+@pytest.mark.parametrize("command", ["serve", "sandbox"])
+def test_a_busy_port_is_said_at_once_and_nothing_starts(command: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        began = time.monotonic()
+        ran = subprocess.run(
+            [sys.executable, "-m", "relay", command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path, env={**os.environ, **BASE_ENV}, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        took = time.monotonic() - began
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert ran.stderr.strip() == f"port {port} is in use: relay {command} --port {port + 10}"
+    assert "http://" not in ran.stdout  # no banner, no URL that cannot work
+    assert took < 15

@@ -65,10 +65,15 @@ def _library(settings: Settings) -> TemplateLibrary:
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import uvicorn
 
-    from relay.web.serving import uvicorn_options
+    from relay.web.serving import busy_port, uvicorn_options
 
     settings = _settings(env)
     _library(settings)
+    port = args.port or settings.port
+    # Said at once, before the app opens its database and starts its background work.
+    if problem := busy_port(args.host, port, "relay serve"):
+        print(problem, file=sys.stderr)
+        return 1
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     configure_logging()
@@ -79,7 +84,7 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         "relay.app:app_from_environ",
         factory=True,
         host=args.host,
-        port=args.port or settings.port,
+        port=port,
         workers=workers,
         log_level="info",
         **uvicorn_options(settings),
@@ -88,10 +93,11 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from relay.commands.demo import busy_port, serve_demo
+    from relay.commands.demo import serve_demo
+    from relay.web.serving import busy_port
 
     port = args.port or int(env.get("PORT", "") or 8000)
-    problem = busy_port(args.host, port)
+    problem = busy_port(args.host, port, "relay demo")
     if problem:  # said before a banner whose URLs could not work
         print(problem, file=sys.stderr)
         return 1
@@ -130,8 +136,13 @@ def cmd_stripe_sample(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def cmd_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from relay.sandbox.serve import serve_sandbox
+    from relay.web.serving import busy_port
 
-    serve_sandbox(args.host, args.port or int(env.get("PORT", "") or 8001), env)
+    port = args.port or int(env.get("PORT", "") or 8001)
+    if problem := busy_port(args.host, port, "relay sandbox"):
+        print(problem, file=sys.stderr)
+        return 1
+    serve_sandbox(args.host, port, env)
     return 0
 
 

@@ -12,11 +12,9 @@ every demo starts clean and leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
-import errno
 import secrets
 import shlex
 import signal
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -61,20 +59,6 @@ class Demo:
     base_url: str
     stripe_secret: str = ""  # the demo's own whsec_…, for `relay stripe-sample --secret`
     events_secret: str = ""  # signs the sandbox's PassKit events (PASSKIT_WEBHOOK_SECRET)
-
-
-def busy_port(host: str, port: int) -> str | None:
-    """What to say when `port` cannot be bound, before a banner prints URLs that cannot work."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                return f"cannot listen on {host}:{port}: {exc.strerror}"
-            return f"port {port} is in use: relay demo --port {port + 10}"
-    return None
 
 
 def demo_config(env: Mapping[str, str], port: int, folder: Path) -> Demo:

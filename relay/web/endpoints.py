@@ -215,6 +215,7 @@ class Endpoints:
             request=request,
             log_payloads=self.s.settings.log_payloads,
             replay_of=replay_of,
+            hook_params=hook.params,
         )
         delivery_id = await (await self.s.store.get()).record_delivery(entry)
         self.s.alerts.observe(entry, dry_run=dry_run)
