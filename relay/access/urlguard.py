@@ -31,10 +31,20 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from relay.forms.imageurls import LOCAL_SUFFIXES, literal_address, public_address
+from relay.forms.imageurls import Fault, public_address, public_https_fault
 from relay.settings import Settings
 
 HOW_TO_ALLOW = "RELAY_ALLOW_URLS lets a receiver on your own network through"
+_WORDS: dict[Fault, str] = {
+    "unreadable": "It is not a web address: use an https://… URL.",
+    "scheme": "It must start with https:// (the relay sends only over HTTPS; {allow}).",
+    "no_host": "It has no host name: use an https://… URL.",
+    "credentials": "It must not carry a user name or password in the address.",
+    "private": "{host} is a private or local network address: the relay sends only to public "
+    "addresses ({allow}).",
+    "local": "{host} names a machine on a local network: the relay sends only to public "
+    "addresses ({allow}).",
+}
 
 
 class UrlRefused(httpx.ConnectError):
@@ -80,32 +90,11 @@ class UrlGuard:
         as can be told without the network: a name's addresses are checked when connecting)."""
         if self.allowed(url):
             return None
-        try:
-            parts = urlsplit(url.strip())
-            host = (parts.hostname or "").rstrip(".")
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        except ValueError:
-            return "It is not a web address: use an https://… URL."
-        if parts.scheme.lower() != "https":
-            return f"It must start with https:// (the relay sends only over HTTPS; {HOW_TO_ALLOW})."
-        if not host:
-            return "It has no host name: use an https://… URL."
-        if parts.username is not None or parts.password is not None:
-            return "It must not carry a user name or password in the address."
-        address = literal_address(host)
-        if address is not None:
-            if public_address(address):
-                return None
-            return (
-                f"{host} is a private or local network address: the relay sends only to "
-                f"public addresses ({HOW_TO_ALLOW})."
-            )
-        if host == "localhost" or host.endswith(LOCAL_SUFFIXES) or "." not in host:
-            return (
-                f"{host} names a machine on a local network: the relay sends only to public "
-                f"addresses ({HOW_TO_ALLOW})."
-            )
-        return None
+        fault = public_https_fault(url)
+        if fault is None:
+            return None
+        kind, host = fault
+        return _WORDS[kind].format(host=host, allow=HOW_TO_ALLOW)
 
     def transport(self, inner: httpx.AsyncBaseTransport | None = None) -> GuardedTransport:
         return GuardedTransport(self, inner)
