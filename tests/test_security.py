@@ -598,3 +598,36 @@ def test_a_busy_port_is_said_at_once_and_nothing_starts(command: str, tmp_path: 
     assert ran.stderr.strip() == f"port {port} is in use: relay {command} --port {port + 10}"
     assert "http://" not in ran.stdout  # no banner, no URL that cannot work
     assert took < 15
+
+
+def test_console_forms_are_read_after_the_session_check_and_bounded(tmp_path: Path) -> None:
+    """Without a session a console POST is refused before its body is read (a 50 MB one
+    answered at once, memory unmoved); signed in, a form over 512 KiB is refused with 413."""
+    env = {"RELAY_ADMIN_PASSWORD": PASSWORD}
+    server = relay_process(env, tmp_path / "relay.log").start()
+    try:
+        assert server.process is not None
+        before = _peak_rss_mb(server.process.pid)
+        head = (
+            "POST /admin/templates/member-enrol HTTP/1.1\r\nHost: relay\r\n"
+            f"Content-Length: {50 * 1024 * 1024}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+        ).encode()
+        said = _post_raw(server.port, head, 50 * 1024 * 1024, b"a=" + b"x" * 65534)
+        assert said.startswith(b"HTTP/1.1 403"), said[:200]
+        assert _peak_rss_mb(server.process.pid) - before < 30
+        with httpx.Client(base_url=server.url, timeout=30) as browser:
+            form = {"csrf": _csrf(server.url), "password": PASSWORD}
+            signed_in = browser.post("/admin/login", data=form)
+            assert signed_in.status_code == 303
+            page = browser.get("/admin/templates/member-enrol").text
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+            assert csrf
+            too_much = {"csrf": csrf.group(1), "field:notes": "x" * 600_000}
+            big = browser.post("/admin/templates/member-enrol", data=too_much)
+            assert big.status_code == 413 and "The form was not sent" in big.text
+            fine = browser.post("/admin/templates/member-enrol",
+                                data={"csrf": csrf.group(1), "field:email": "a@b.co"})  # fmt: skip
+            assert fine.status_code == 200
+    finally:
+        server.stop()
