@@ -3,7 +3,8 @@
 The delivery routes live in `endpoints`; this module builds the services, renders errors and
 runs the lifespan. Every answer is JSON with a `request_id`; every failure uses
 the one error shape from SPEC "Answers" and is never a 200. Unexpected exceptions are logged
-with their traceback and answered with a JSON 500 by `AccessLog`.
+with their traceback and answered with a JSON 500 by `Front`, the one ASGI layer in front of
+the routes (trusted hop, request id and access log, body deadline, last word on errors).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -43,8 +45,8 @@ from relay.ui.html import FAVICON_SVG, page
 from relay.web.checkout import CheckoutPage
 from relay.web.endpoints import Endpoints, new_request_id, request_id_of
 from relay.web.event_endpoint import PassKitEvents
-from relay.web.proxies import TrustedHop
-from relay.web.serving import BodyDeadline
+from relay.web.proxies import take_trusted_hop
+from relay.web.serving import within_body_deadline
 
 log = logging.getLogger("relay")
 
@@ -54,22 +56,32 @@ def error_response(exc: RelayError, request_id: str) -> JSONResponse:
     return JSONResponse(exc.answer(request_id), status_code=exc.status, headers=headers)
 
 
-class AccessLog:
-    """Request id on every request and answer; one log line per request with the hook token
-    cut short, because a full token in a log is a working credential.
+class Front:
+    """The one ASGI layer in front of the routes, doing in one call what four middlewares did
+    (one closure for `send`, one for `receive`, instead of a stack of them on every request):
 
-    Also the last word on failures: an unexpected exception is logged once with its traceback
-    and answered with the JSON 500 (x-request-id included) instead of reaching Starlette's
-    server-error middleware, which would answer in plain text and then re-raise to the server,
-    dropping the keep-alive connection. A sender that hung up is one line, not a traceback."""
+    - the trusted hop: the client address and scheme as the `hops` trusted proxies saw them
+      (relay.web.proxies);
+    - the request id on every request and answer, and one log line per request with the hook
+      token cut short, because a full token in a log is a working credential;
+    - the body deadline: at most `body_seconds` in all for the body (relay.web.serving);
+    - the last word on failures: an unexpected exception is logged once with its traceback and
+      answered with the JSON 500 (x-request-id included), so nothing reaches the server, which
+      would answer in plain text and drop the keep-alive connection (Starlette's own
+      server-error middleware is left out: it had nothing left to catch). A sender that hung up
+      is one line, not a traceback."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, hops: int, body_seconds: float) -> None:
         self.app = app
+        self.hops = hops
+        self.body_seconds = body_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.hops > 0:
+            take_trusted_hop(scope, self.hops)
         started = time.perf_counter()
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
@@ -89,7 +101,8 @@ class AccessLog:
                 refused = InvalidBody("The address holds a NUL character (%00).")
                 await error_response(refused, request_id)(scope, receive, send_with_id)
             else:
-                await self.app(scope, receive, send_with_id)
+                await within_body_deadline(self.app, self.body_seconds, scope, receive,
+                                           send_with_id)  # fmt: skip
         except ClientDisconnect:
             status = ClientGone.status
             scope["state"]["log_note"] = "the sender hung up before its request arrived"
@@ -112,6 +125,19 @@ class AccessLog:
             )
 
 
+class RelayApp(Starlette):
+    """Starlette with `Front` as its one layer before the exception handlers and routes."""
+
+    front: dict[str, Any]
+
+    def build_middleware_stack(self) -> ASGIApp:
+        handlers = {key: handler for key, handler in self.exception_handlers.items()
+                    if key not in (500, Exception)}  # fmt: skip
+        assert not self.user_middleware, "the relay's layers live in Front"
+        inner = ExceptionMiddleware(self.router, handlers=handlers, debug=self.debug)
+        return Front(inner, **self.front)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -132,7 +158,7 @@ def create_app(
     forwarder = Forwarder(services.store, clock=services.timestamp,
                           first_retry=settings.forward_retry, give_up=settings.forward_give_up,
                           retention=settings.retention_days * DAY,
-                          guard=guard_of(settings))  # fmt: skip
+                          guard=guard_of(settings), alerts=services.alerts)  # fmt: skip
     passkit_events = PassKitEvents(endpoints, forwarder)
 
     async def healthz(request: Request) -> Response:
@@ -208,7 +234,7 @@ def create_app(
         if settings.admin_password
         else [Route("/admin", admin_off), Route("/admin/{rest:path}", admin_off)]
     )
-    app = Starlette(
+    app = RelayApp(
         routes=[
             *admin,
             Route("/hooks/{token}", endpoints.hook_by_path, methods=["GET", "POST", "PUT"]),
@@ -227,13 +253,9 @@ def create_app(
             RelayError: relay_error,
             HTTPException: http_error,
         },
-        middleware=[
-            Middleware(TrustedHop, hops=settings.trusted_proxies),
-            Middleware(AccessLog),
-            Middleware(BodyDeadline, seconds=settings.body_timeout),
-        ],
         lifespan=lifespan,
     )
+    app.front = {"hops": settings.trusted_proxies, "body_seconds": settings.body_timeout}
     app.state.services = services
     app.state.forwarder = forwarder
     return app

@@ -42,12 +42,15 @@ RPCS = {
     "members.Members.changeMemberTier": "generic",
     "members.Members.checkInMember": "generic",
     "members.Members.checkOutMember": "generic",
+    "members.Members.updateMemberExpiry": "update",
     "single_use_coupons.SingleUseCoupons.createCoupon": "create",
     "single_use_coupons.SingleUseCoupons.getCouponByExternalId": "generic",
+    "single_use_coupons.SingleUseCoupons.getCouponById": "generic",
     "single_use_coupons.SingleUseCoupons.redeemCoupon": "update",
     "single_use_coupons.SingleUseCoupons.voidCoupon": "update",
     "event_tickets.EventTickets.issueTicket": "create",
     "event_tickets.EventTickets.getTicketByTicketNumber": "generic",
+    "event_tickets.EventTickets.getTicketById": "generic",
     "event_tickets.EventTickets.redeemTicket": "generic",
     "io.Distribution.sendWelcomeEmail": "generic",
     "members.Members.listPrograms": "generic",
@@ -57,17 +60,15 @@ RPCS = {
     "event_tickets.EventTickets.listProductions": "generic",
     "event_tickets.EventTickets.listVenues": "generic",
     "event_tickets.EventTickets.listTicketTypes": "generic",
-    # What the sandbox serves besides: setting up programs, campaigns and events, and reading a
-    # coupon or ticket by id. Types only ("types"): their Go tags are not transcribed.
+    # What the sandbox serves besides: setting up programs, campaigns and events. Types only
+    # ("types"): their Go tags are not transcribed.
     "members.Members.createProgram": "types",
     "members.Members.createTier": "types",
     "single_use_coupons.SingleUseCoupons.createCouponCampaign": "types",
     "single_use_coupons.SingleUseCoupons.createCouponOffer": "types",
-    "single_use_coupons.SingleUseCoupons.getCouponById": "generic",
     "event_tickets.EventTickets.createProduction": "types",
     "event_tickets.EventTickets.createVenue": "types",
     "event_tickets.EventTickets.createTicketType": "types",
-    "event_tickets.EventTickets.getTicketById": "generic",
 }
 # Which of the Go tag sets an RPC is checked with is not published: creates use validateCreate,
 # changes validateUpdate (whose `id` is "-", so a change by external id passes, as PassKit's docs
@@ -295,6 +296,13 @@ RULES.update(
             "programId": {"generic": "omitempty", "create": "required", "update": "omitempty"},
             "created": {"generic": "isdefault", "create": "isdefault", "update": "isdefault"},
             "updated": {"generic": "isdefault", "create": "isdefault", "update": "isdefault"},
+        },
+        # io/members/member.pb.go
+        "members.MemberExpiry": {
+            "id": {"update": "required_without=externalId"},
+            "externalId": {"update": "required_without=id"},
+            "programId": {"update": "required_without=id"},
+            "expiryDate": {"update": "required"},
         },
         # io/members/member.pb.go
         "members.MemberCheckInOutRequest": {

@@ -23,6 +23,35 @@ def free_port() -> int:
         return port
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (field 3, the state, first)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone since the listing
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def tree_cpu_s(root: int) -> float:
+    """utime + stime of `root` and all its live descendants, plus what its reaped children
+    used (cutime + cstime), in seconds."""
+    parents: dict[int, int] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))):
+            parents[int(entry.name)], stats[int(entry.name)] = int(fields[1]), fields
+    family, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    ticks = sum(sum(int(n) for n in stats[pid][11:15]) for pid in family if pid in stats)
+    return ticks / TICKS
+
+
 class ServerProcess:
     """`argv` (where `{port}` is replaced by a free port) with `env` on top of this process's
     environment; ready once `ready_path` answers below 500 (`method`, default GET)."""
@@ -80,6 +109,12 @@ class ServerProcess:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
         return kb / 1024
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the OS has counted for this server and every process it
+        started (a multi-worker server's workers too), from /proc: not wall time."""
+        assert self.process is not None
+        return tree_cpu_s(self.process.pid)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush."""

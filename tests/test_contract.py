@@ -173,6 +173,7 @@ for ident in IDS:
         ("member-check-in", PROGRAM, {**ident, "location": "Main St gym", "device": "door-2"}),
         ("member-check-out", PROGRAM, {**ident, "location": "Main St gym"}),
         ("pass-email", PROGRAM, ident),
+        ("member-expiry-update", PROGRAM, {**ident, "expiry": "2027-12-31"}),
     ]
 CASES += [
     ("coupon-redeem", {"campaign_id": COUPONS["campaign_id"]}, {"external_id": "C-1"}),
@@ -185,6 +186,12 @@ CASES += [
      {"ticket_id": "7yT", "reference": "gate 4", "source": "scanner"}),
     ("ticket-redeem", {"production_id": TICKETS["production_id"]},
      {"ticket_id": "7yT", "ticket_number": "T-1"}),
+    ("coupon-lookup", {"campaign_id": COUPONS["campaign_id"]}, {"external_id": "C 1/2"}),
+    ("coupon-lookup", {"campaign_id": COUPONS["campaign_id"]}, {"coupon_id": "1xW"}),
+    ("ticket-lookup", {"production_id": TICKETS["production_id"]}, {"ticket_number": "T-1"}),
+    ("ticket-lookup", {"production_id": TICKETS["production_id"]}, {"ticket_id": "7yT"}),
+    ("member-expiry-update", PROGRAM, {"member_id": "2h8DsbNuHkxSsyGbFvQQGl",
+                                       "expiry": "2027-06-30T18:00:00+01:00"}),
 ]  # fmt: skip
 STRIPE = [
     (path.name.removesuffix(".json"), json.loads(path.read_bytes()))

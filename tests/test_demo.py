@@ -75,10 +75,13 @@ def test_the_readme_demo_path_issues_passes_from_the_curl_and_the_stripe_sample(
     assert card.status_code == 200 and fields["First Name"] in card.text
     assert "Sandbox Coffee Club" in card.text
 
-    # The Stripe command, exactly as printed (`relay` run from this interpreter).
-    [command] = [line.strip() for line in lines if line.strip().startswith("relay stripe-sample")]
-    argv = shlex.split(command)
-    assert argv[1:3] == ["stripe-sample", "checkout.session.completed"]
+    # The Stripe command, exactly as printed: this interpreter's `-m relay` (the demo runs as
+    # `python -m relay` here; tests/test_demo_paste.py pastes it into a shell as printed).
+    [command] = [line.strip() for line in lines if " stripe-sample " in line]
+    printed = shlex.split(command)
+    assert printed[:2] == [sys.executable, "-m"]
+    argv = printed[2:]
+    assert argv[:3] == ["relay", "stripe-sample", "checkout.session.completed"]
     assert re.fullmatch(r"http://localhost:\d+/stripe/\S+", argv[argv.index("--to") + 1])
     assert argv[argv.index("--secret") + 1].startswith("whsec_")
     ran = subprocess.run(
@@ -89,6 +92,10 @@ def test_the_readme_demo_path_issues_passes_from_the_curl_and_the_stripe_sample(
     assert "HTTP 200" in ran.stdout and '"ok": true' in ran.stdout
     stripe_pass = re.search(r'"pass_url": "([^"]+)"', ran.stdout)
     assert stripe_pass and httpx.get(stripe_pass.group(1), timeout=10).status_code == 200
+    success = re.search(r"success page is (http://\S+/checkout/(cs_\S+))", ran.stdout)
+    assert success, ran.stdout  # the Checkout session id the success page needs
+    page = httpx.get(success.group(1), timeout=10)
+    assert page.status_code == 200 and stripe_pass.group(1) in page.text
     members = sandbox_members(base)
     emails = sorted(m["person"]["emailAddress"] for m in members)
     assert emails == sorted([fields["email"], "ana@example.com"])
@@ -108,8 +115,8 @@ def test_the_readme_demo_path_issues_passes_from_the_curl_and_the_stripe_sample(
 
 def test_a_wrong_secret_is_said_and_exits_1(demo: tuple[str, list[str]], tmp_path: Path) -> None:
     _, lines = demo
-    [command] = [line.strip() for line in lines if line.strip().startswith("relay stripe-sample")]
-    argv = shlex.split(command)
+    [command] = [line.strip() for line in lines if " stripe-sample " in line]
+    argv = shlex.split(command)[2:]  # `python -m` relay …
     argv[argv.index("--secret") + 1] = "whsec_not_the_demos"
     ran = subprocess.run(
         [sys.executable, "-m", "relay", *argv[1:]],

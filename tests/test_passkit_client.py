@@ -123,7 +123,7 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after_seconds(None, 0) is None
 
 
-def test_credentials_mint_a_new_short_lived_token_for_every_call() -> None:
+def test_credentials_reuse_a_token_under_15_seconds_old_and_mint_anew_after() -> None:
     clock = FakeClock(start=1_800_000_000.7)
     credentials = Credentials(make_settings(), clock.time)
     first = credentials.header()
@@ -134,13 +134,17 @@ def test_credentials_mint_a_new_short_lived_token_for_every_call() -> None:
     assert claims == {"uid": PASSKIT_KEY, "iat": 1_799_999_990, "exp": 1_800_000_060}
     signing_input = first.rsplit(".", 1)[0].encode()
     assert signature == hmac.new(PASSKIT_SECRET.encode(), signing_input, hashlib.sha256).digest()
-    for step in (1, 59, 3000):  # never the token of an earlier call: PassKit refuses at 60 s
+    clock.now += 14.9  # under 15 s old: its iat 25 s back at most, PassKit refuses at 60 s
+    assert credentials.header() == first
+    for step in (0.1, 59, 3000):  # 15 s old or more: never the token of an earlier call
         clock.now += step
         token = credentials.header()
         assert token is not None and token != first
         claims = decode_jwt(token)[1]
         assert claims["iat"] == int(clock.now) - 10 and claims["exp"] == claims["iat"] + 70
         first = token
+    clock.now += 1
+    assert credentials.header(fresh=True) != first  # after a refusal for its age: minted anew
 
 
 async def test_each_attempt_carries_a_fresh_jwt(passkit: respx.MockRouter) -> None:

@@ -11,7 +11,7 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,7 @@ def test_an_event_is_flattened_to_the_keys_a_zap_maps() -> None:
         "first_name": "Mara", "last_name": "Quist", "email": "mara@example.com",
         "tier": "base", "points": "30", "program_id": "3iGxtXJd7x9fU2yYWcdBvQ",
         "installed_at": "2026-11-23T12:00:00Z", "meta_favouriteClass": "Spin",
+        "sample": False,  # the one key added beside them (relay.events.sample sends True)
     }  # fmt: skip
     assert sentence(flat) == "Pass installed by Mara Quist"
 
@@ -311,25 +312,34 @@ def test_the_console_says_what_happened_and_resends(relay: str, receiver: Receiv
     assert receiver.ids() == [event_id, event_id]  # the same id: the receiver can tell
 
 
-def test_the_sandbox_fires_created_and_installed_signed_as_passkit_does(
-    relay: str, receiver: Receiver
+def enrol_and_install_at_the_sandbox(
+    hook_url: str, wait: Callable[[], bool], **member: Any
 ) -> None:
+    """A member (HS-7, Mara Quist, with `member`'s extra fields) enrolled at a sandbox whose
+    webhooks go to `hook_url`, and its pass installed: the sandbox signs and sends PassKit's
+    events ("created", then "installed") as PassKit would; `wait` until they arrived."""
     sandbox_app = create_sandbox(SandboxConfig(api_key=PASSKIT_KEY, api_secret=PASSKIT_SECRET))
     with serve_in_thread(sandbox_app) as sandbox_url:
-        hook_url = relay + events_path(receiver.url)
         httpx.post(f"{sandbox_url}/_sandbox/webhook",
                    json={"url": hook_url, "secret": WEBHOOK_SECRET})  # fmt: skip
         token = mint_jwt(PASSKIT_KEY, PASSKIT_SECRET, int(time.time()) - 10)
         enrol = {"programId": DEMO_PROGRAM_ID, "tierId": "base", "externalId": "HS-7",
                  "person": {"forename": "Mara", "surname": "Quist",
-                            "emailAddress": "mara@example.com"}}  # fmt: skip
+                            "emailAddress": "mara@example.com"}} | member  # fmt: skip
         made = httpx.post(f"{sandbox_url}/members/member", json=enrol,
                           headers={"Authorization": token})  # fmt: skip
         assert made.status_code == 200, made.text
         fired = httpx.post(f"{sandbox_url}/_sandbox/events",
                            json={"event": "installed", "external_id": "HS-7"})  # fmt: skip
         assert fired.json()["status"] == 200
-        wait_for(lambda: len(receiver.got) == 2)
+        wait_for(wait)
+
+
+def test_the_sandbox_fires_created_and_installed_signed_as_passkit_does(
+    relay: str, receiver: Receiver
+) -> None:
+    enrol_and_install_at_the_sandbox(relay + events_path(receiver.url),
+                                     lambda: len(receiver.got) == 2)  # fmt: skip
     got = {body["event"]: body for body in receiver.got}
     assert set(got) == {"created", "installed"}
     assert got["installed"]["external_id"] == "HS-7"

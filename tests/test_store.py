@@ -564,3 +564,16 @@ def test_relays_opening_one_new_sqlite_file_together_all_get_in(tmp_path: Path) 
         for thread in threads:
             thread.join()
         assert not failures, (trial, failures)
+
+
+async def test_the_last_real_event_of_a_hook_is_not_a_sample(store: Store) -> None:
+    from relay.store import PassKitEvent
+
+    assert await store.last_real_event("hk_a") is None
+    for ident, hook, at in (("evt_1", "hk_a", T0), ("evt_2", "hk_a", T0 + 5),
+                            ("smp_3", "hk_a", T0 + 9), ("evt_4", "hk_b", T0 + 9)):  # fmt: skip
+        event = PassKitEvent(ident, hook, "installed", at, "https://x.example/c", {"points": 5})
+        assert await store.enqueue_event(event)
+    last = await store.last_real_event("hk_a")
+    assert last is not None and last.id == "evt_2"  # the sample and the other hook's left out
+    assert last.body == {"points": 5}  # a number stays a number

@@ -20,6 +20,7 @@ from relay.admin.erase import ErasePage
 from relay.admin.events import EventsPage
 from relay.admin.failure_pages import FailurePages
 from relay.admin.hook_pages import HookPages
+from relay.admin.hook_samples import HookSamples
 from relay.admin.imports import ImportPage
 from relay.admin.replay import fields_from_log
 from relay.admin.sentences import Lexicon, lexicon, rows
@@ -51,6 +52,7 @@ class Console(ConsoleContext):
             Route(f"{r}/", self.guarded(self.overview), methods=["GET"]),
             Route(r, self.guarded(self.overview), methods=["GET"]),
             *HookPages(self).routes(),  # /admin/hooks: list, mint, one hook, revoke
+            *HookSamples(self).routes(),  # /admin/hooks/{id}/sample: a PassKit events sample
             # /admin/deliveries: list, one, replay, check pass
             *DeliveryPages(self, self.failure_pages).routes(),
             Route(f"{r}/deliveries/{{id}}/edit", self.guarded(self.failure_pages.edit),

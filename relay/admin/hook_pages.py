@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from relay.access.tokens import Hook, hook_url
 from relay.access.urlguard import guard_of
+from relay.admin.hook_samples import last_event_words
 from relay.admin.sentences import Lexicon, lexicon, rows
 from relay.admin.session import Session
 from relay.hooks.minting import (
@@ -161,10 +162,15 @@ class HookPages:
         specs = target.params if target else {}
         settings = settings_of(specs, hook.params, self.last_account())
         title = record.label or (target.title if target else record.template)
+        last_event = ""
+        if kind == "passkit":  # when PassKit last sent an event (samples: relay.admin.hook_samples)
+            last_event = last_event_words(await store.last_real_event(record.id))
         return self.render("hook_minted.html", session, "hooks", title=title,
                            hook=hook, record=record, target=target, url=url, minted=minted,
                            label=record.label, template=self.s.library.get(record.template),
-                           drafts=drafts, recent=recent_rows, settings=settings)  # fmt: skip
+                           drafts=drafts, recent=recent_rows, settings=settings,
+                           last_event=last_event,
+                           notice=request.query_params.get("notice", ""))  # fmt: skip
 
     def no_such_hook(self, session: Session) -> Response:
         return self.render("message.html", session, "hooks", title="No such hook",

@@ -232,6 +232,8 @@ def _other(op: str, f: Facts, words: Lexicon, member: str, tier: str, points: st
     number = f.first("ticketNumber", "ticket.ticketNumber.ticketNumber", "form:ticket_number")
     ticket = f"ticket {number or f.first('ticket.ticketId', 'form:ticket_id')}".rstrip()
     offer = f.first("offerId", "param:offer_id")
+    # An expiry given as a day is the end of that day: said as the day.
+    expiry = f.first("form:expiry", "expiryDate").removesuffix("T23:59:59Z") or "a new date"
     kind = f.first("ticketTypeId", "param:ticket_type_id")
     phrases: dict[str, Phrase] = {
         "members.delete": ("Deleted", "delete", f"{member} and their pass"),
@@ -242,6 +244,7 @@ def _other(op: str, f: Facts, words: Lexicon, member: str, tier: str, points: st
         "members.tier.change": ("Moved", "move", f"{member} to {tier or 'another tier'}"),
         "members.check_in": ("Checked in", "check in", member + at),
         "members.check_out": ("Checked out", "check out", member + at),
+        "members.expiry.update": ("Set", "set", f"the expiry of {member} to {expiry}"),
         "coupons.issue": ("Issued", "issue", coupon + _of(words, offer) + to),
         "coupons.lookup": ("Looked up", "look up", coupon),
         "coupons.redeem": ("Redeemed", "redeem", coupon),

@@ -16,6 +16,7 @@ from typing import TypeVar
 from relay import __version__
 from relay.access.tokens import Hook, HookSigner, token_from_url
 from relay.access.urlguard import guard_of
+from relay.commands import events_sample
 from relay.delivery.templatecheck import unknown_fields
 from relay.delivery.templating import SkipDelivery, TemplateLibrary
 from relay.errors import RelayError
@@ -25,6 +26,7 @@ from relay.hooks.minting import LiveCheck, MintError, mint, registered, settings
 from relay.logsetup import configure_logging
 from relay.settings import ConfigError, Settings, display_url, load_settings, templates_dir
 from relay.store import Store, open_store
+from relay.stripe.samples import SAMPLES as STRIPE_SAMPLES
 
 T = TypeVar("T")
 
@@ -130,6 +132,12 @@ def cmd_stripe_sample(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(json.dumps(answer.json(), indent=2, ensure_ascii=False))
     except ValueError:
         print(answer.text)
+    session = event["data"]["object"].get("id", "")
+    if args.event_type == "checkout.session.completed" and answer.is_success:
+        # The page Stripe's success_url sends the customer to shows this session's pass.
+        base = args.to.split("/stripe/")[0]
+        print(f"Checkout session {session}: the customer's success page is "
+              f"{base}/checkout/{session}")  # fmt: skip
     ok = answer.is_success and answer.headers.get("content-type", "").startswith("application/json")
     return 0 if ok and answer.json().get("ok") is not False else 1
 
@@ -398,9 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=cmd_demo)
 
     sample = sub.add_parser("stripe-sample", help="post a signed sample Stripe event to a relay")
-    sample.add_argument("event_type", metavar="EVENT_TYPE",
-                        help="checkout.session.completed, invoice.paid or "
-                             "customer.subscription.deleted")  # fmt: skip
+    sample.add_argument(
+        "event_type", metavar="EVENT_TYPE", help=", ".join(STRIPE_SAMPLES)
+    )  # every sample the command takes
     sample.add_argument("--to", required=True, metavar="URL", help="the relay's /stripe/… URL")
     sample.add_argument("--secret", default="", metavar="whsec_…",
                         help="signing secret (default: $STRIPE_WEBHOOK_SECRET)")  # fmt: skip
@@ -422,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     url.add_argument("--offline", action="store_true",
                      help="check the settings without looking the ids up at PassKit")  # fmt: skip
     url.set_defaults(handler=cmd_url)
+
+    events_sample.add_parser(sub)
 
     hooks = sub.add_parser("hooks", help="list minted hooks, their use and status")
     hooks.set_defaults(handler=cmd_hooks)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shlex
+import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -195,17 +197,35 @@ PassKit events URL; the relay checks the signature and forwards it to a stand-in
 On a pass card, "Add to a wallet" sends "installed". See what arrived: {base}{catch}"""
 
 
+def relay_command(
+    argv0: str | None = None, executable: str | None = None, on_path: str | None = None
+) -> list[str]:
+    """How to run this very relay from a new terminal: `relay` when the PATH finds this
+    program, else the program's full path (`.venv/bin/relay` not on the PATH), else this
+    Python with `-m relay`. What the banner prints must work when pasted anywhere."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    executable = sys.executable if executable is None else executable
+    found = shutil.which("relay") if on_path is None else on_path
+    program = Path(argv0).resolve() if argv0 and Path(argv0).name == "relay" else None
+    if program is not None and program.is_file():
+        if found and Path(found).resolve() == program:
+            return ["relay"]
+        return [str(program)]
+    return [executable, "-m", "relay"]
+
+
 def stripe_part(demo: Demo, stripe_url: str) -> str:
     """The banner's Stripe lines: the command that posts a signed sample event."""
     if not stripe_url:
         return ""
-    command = shlex.join(["relay", "stripe-sample", "checkout.session.completed",
+    command = shlex.join([*relay_command(), "stripe-sample", "checkout.session.completed",
                           "--to", stripe_url, "--secret", demo.stripe_secret])  # fmt: skip
     return f"""
 Stripe, signed as Stripe signs it (the demo's endpoint and its signing secret):
 
   {command}
 
+It prints the Checkout session's id and the success page Stripe would send the customer to.
 With invoice.paid instead, the sample pays price_demo_gold: the endpoint's tier_for_price maps
 it to gold."""
 

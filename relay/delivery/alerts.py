@@ -66,6 +66,12 @@ def _times(n: int) -> str:
     return f"{n} failure{'s' if n != 1 else ''}"
 
 
+def forwarding(hook_id: str) -> str:
+    """Where a PassKit events URL's forwarding failures are counted: apart from the URL's own
+    deliveries (PassKit reaching the relay works while the Catch Hook is gone)."""
+    return f"{hook_id}:forward"
+
+
 class Alerts:
     """Started and stopped by the app's lifespan; without `RELAY_ALERT_URL` it does nothing."""
 
@@ -263,6 +269,42 @@ class Alerts:
             f"{_when(state.failing_since)}. Failed deliveries: {self.link(record.hook_id)} "
             f"(technical: {record.error_code or 'error'}, HTTP {record.status})"
         )
+
+    # -- PassKit events URLs (relay.events.forwarder) --------------------------------------
+
+    async def receiver_gone(self, hook_id: str, receiver: str, at: float) -> None:
+        """A PassKit events URL's receiver answered 410 Gone: alert once (again at most once
+        an hour while it stays gone, as a failing hook is). Never raises."""
+        if not self.running:
+            return
+        try:
+            state = await (await self.store.get()).note_hook_failure(
+                forwarding(hook_id), at, realert_after=REALERT_AFTER
+            )
+            self.suspects.add(forwarding(hook_id))
+            if state.alert:
+                hook = await (await self.store.get()).get_hook(hook_id)
+                name = f"“{hook.label.strip()}”" if hook and hook.label.strip() else hook_id
+                self._post(
+                    f"PassKit events URL {name}: {receiver} answered that the Catch Hook is "
+                    "gone: turn the zap on or mint a new URL. Its events are not retried; "
+                    f"Resend them once it works: {self.public_url}/admin/events (technical: "
+                    f"HTTP 410, {_times(state.failures)} since {_when(state.failing_since)})"
+                )
+        except Exception as exc:  # noqa: BLE001 - an alert never takes anything down
+            log.warning("alerts: could not note hook %s (%s)", hook_id, type(exc).__name__)
+
+    async def forwarding_works(self, hook_id: str) -> None:
+        """An event reached its receiver: a gone receiver is back (a cheap set lookup else)."""
+        if forwarding(hook_id) not in self.suspects:
+            return
+        try:
+            cleared = await (await self.store.get()).clear_hook_failure(forwarding(hook_id))
+            self.suspects.discard(forwarding(hook_id))
+            if cleared is not None:
+                self._post(f"PassKit events URL {hook_id} forwards again.")
+        except Exception as exc:  # noqa: BLE001
+            log.warning("alerts: could not clear hook %s (%s)", hook_id, type(exc).__name__)
 
     async def recovered_text(self, record: DeliveryRecord, state: HookFailing) -> str:
         assert record.hook_id is not None

@@ -207,8 +207,11 @@ def replay_copy(answer: Mapping[str, Any]) -> dict[str, Any]:
     return copy
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # once, not per call as json.dumps does
+
+
 def _stored(value: Any) -> str:
-    return json.dumps(redact(value), ensure_ascii=False)
+    return _ENCODE(redact(value))
 
 
 def replayed(claim: Claim) -> dict[str, Any]:

@@ -246,13 +246,18 @@ class RequestTemplate:
         return [f.name for f in self.fields.values() if f.required]
 
 
+# Built once: json.dumps with any argument other than its defaults builds a new encoder per call
+# (~0.6 µs of the ~0.75 a value costs); a template writes a dozen values a delivery.
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _json_out(value: Any) -> str:
     if isinstance(value, JsonText):
         return value
     if isinstance(value, datetime):
         value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        return json.dumps(value, ensure_ascii=False)
+        return _ENCODE(value)
     except TypeError:
         raise TemplateError(f"cannot write a {type(value).__name__} into JSON") from None
 

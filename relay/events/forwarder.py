@@ -9,6 +9,11 @@ carries the event's id (in the body's `event_id` and the `X-Relay-Event-Id` head
 receiver can drop a repeat: a process killed after the receiver answered but before the row
 was updated forwards it again.
 
+What the receiver answers decides the next try: 410 Gone (a Zapier Catch Hook whose zap was
+deleted, a Make webhook deactivated) gives the event up at once and alerts once through
+RELAY_ALERT_URL (relay.delivery.alerts); 429 is tried again when its Retry-After says (seconds
+or a date), never sooner; anything else not 2xx as above.
+
 Every relay process runs one worker (started by the app's lifespan). Workers share the work
 through leases (relay.store.outbox): a claimed event is invisible to other claims for LEASE
 seconds, far longer than a forward may take (FORWARD_TIMEOUT), so no two processes forward one
@@ -22,11 +27,13 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import httpx
 
 from relay.access.urlguard import UrlGuard, UrlRefused
+from relay.delivery.alerts import Alerts
 from relay.events.params import TEMPLATE
 from relay.ids import unique_hex
 from relay.store import DAY, EventState, PassKitEvent, Store
@@ -45,6 +52,20 @@ def next_delay(attempts: int, first: float, *, jitter: float = 0.1) -> float:
     so the events of one outage do not all return in the same second."""
     delay: float = min(first * 2.0 ** max(attempts - 1, 0), MAX_DELAY)
     return delay * (1 + random.uniform(-jitter, jitter))  # noqa: S311 - not a secret
+
+
+def retry_after(header: str | None, now: float) -> float | None:
+    """Seconds a 429's Retry-After asks to wait (a number or an HTTP date); None if unreadable."""
+    text = (header or "").strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        return max(parsedate_to_datetime(text).timestamp() - now, 0.0)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+GONE = "the Catch Hook is gone: turn the zap on or mint a new URL"
 
 
 def where(url: str) -> str:
@@ -78,11 +99,13 @@ class Forwarder:
         first_retry: float = 10.0,
         give_up: float = DAY,
         retention: float = 30 * DAY,
-        guard: UrlGuard | None = None,
+        guard: UrlGuard,
         transport: httpx.AsyncBaseTransport | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self.store = store
-        self.guard = guard or UrlGuard()
+        self.guard = guard  # where it may send (relay.access.urlguard)
+        self.alerts = alerts
         self.clock = clock
         self.first_retry = first_retry
         self.give_up = give_up
@@ -144,6 +167,7 @@ class Forwarder:
     async def forward(self, event: PassKitEvent) -> None:
         status: int | None = None
         refused = self.guard.problem(event.forward_to)
+        wait: float | None = None  # a 429's Retry-After
         try:
             if refused:  # seen in the URL itself: no request is even built
                 raise UrlRefused(refused)
@@ -153,6 +177,10 @@ class Forwarder:
             )  # fmt: skip
             status = answer.status_code
             error = None if answer.is_success else f"{where(event.forward_to)} answered {status}"
+            if status == 410:
+                error = f"{where(event.forward_to)} answered 410 Gone: {GONE}"
+            elif status == 429:
+                wait = retry_after(answer.headers.get("Retry-After"), self.clock())
         except UrlRefused as exc:  # not a public https address: no try will do better
             error, refused = f"Not sent. {exc}", str(exc)
         except httpx.InvalidURL:
@@ -174,10 +202,14 @@ class Forwarder:
                 status=status,
             )
             log.info("PassKit event %s %s forwarded (%d)", event.id, event.event, status)
+            if self.alerts is not None:
+                await self.alerts.forwarding_works(event.hook_id)
         else:
-            at = now + next_delay(event.attempts, self.first_retry)
-            gave_up = refused or at - event.due_since > self.give_up
-            state: EventState = "failed" if gave_up else "pending"
+            delay = next_delay(event.attempts, self.first_retry)
+            at = now + (delay if wait is None else max(wait, delay))
+            state: EventState = "failed" if at - event.due_since > self.give_up else "pending"
+            if status == 410 or refused:  # no retry reaches a deleted catch hook or a refused URL
+                state, at = "failed", now
             done = await store.finish_event(
                 event.id, self.owner, state=state, next_at=at, status=status, error=error
             )
@@ -186,3 +218,5 @@ class Forwarder:
                      error, then)  # fmt: skip
         if not done:
             log.warning("PassKit event %s: the lease ran out during the forward", event.id)
+        elif status == 410 and self.alerts is not None:
+            await self.alerts.receiver_gone(event.hook_id, where(event.forward_to), now)

@@ -216,6 +216,8 @@ def mint(
     checked = check_params(target, params, guard)
     if live is not None and (problems := live(target, checked)):
         raise MintError(problems)
+    if target.name == passkit_params.TEMPLATE:
+        checked[passkit_params.VERSION[0]] = passkit_params.VERSION[1]
     hook = Hook(id=new_hook_id(), template=target.name, params=checked)
     return hook, target, hook_url(base, signer.mint(hook), kind=target.kind)
 
@@ -249,7 +251,7 @@ def settings_of(
     shown = []
     for name in [*specs, *sorted(set(params) - set(specs))]:
         stored = params.get(name, "")
-        if not stored:
+        if not stored or (name, stored) == passkit_params.VERSION:  # not a setting: a version
             continue
         spec = specs.get(name) or ParamSpec(name)
         value = stored

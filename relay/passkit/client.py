@@ -12,7 +12,9 @@ carried out, and the caller's idempotency key or create protection decides what 
 
 Tokens: live PassKit refuses a JWT whose `iat` is 60 s or more in the past ("jwt was issued too
 long ago") and one whose `iat` is ahead of its clock ("Token used before issued"), so every
-attempt carries a freshly minted JWT dated a few seconds back. A 401 about the token's age or
+attempt carries a fresh JWT dated a few seconds back: minted for it, or minted for another call
+less than `JWT_REUSE` seconds before (an HMAC and a JSON dump saved per call; its `iat` is then
+at most 25 s old, far from PassKit's 60). A 401 about the token's age or
 expiry is answered by minting anew and trying once more; any other 401 (wrong key or secret)
 is PassKit's final word.
 
@@ -69,6 +71,7 @@ JWT_LIFETIME = 3600  # what PassKit's generators write by default (mint_jwt's de
 # PassKit refuses any token issued 60 s or more ago whatever its `exp`.
 JWT_BACKDATE = 10
 JWT_REQUEST_LIFETIME = 70  # exp = iat + 70 = now + 60
+JWT_REUSE = 15  # a token minted less than this many seconds ago still counts as fresh
 # PassKit's words for a token refused for its age or dates rather than its key or signature
 # ("jwt was issued too long ago", "token is expired", "Token used before issued", …).
 STALE_TOKEN = re.compile(
@@ -97,12 +100,14 @@ def mint_jwt(key: str, secret: str, now: int, lifetime: int = JWT_LIFETIME) -> s
 
 
 class Credentials:
-    """Produces the Authorization header: a bare JWT minted afresh for every request (one HMAC),
-    or `Bearer <long-lived token>`."""
+    """Produces the Authorization header: a bare JWT minted less than `JWT_REUSE` seconds ago
+    (or afresh when `fresh`: after PassKit refused one for its age), or `Bearer <long-lived
+    token>`."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._clock = clock
+        self._minted: tuple[float, str] | None = None  # when, and the token
 
     @property
     def mints(self) -> bool:
@@ -112,19 +117,23 @@ class Credentials:
             settings.passkit_api_key and settings.passkit_api_secret
         )
 
-    def header(self) -> str | None:
+    def header(self, *, fresh: bool = False) -> str | None:
         settings = self._settings
         if settings.passkit_token:
             return "Bearer " + settings.passkit_token.reveal()
         if not (settings.passkit_api_key and settings.passkit_api_secret):
             return None
-        issued = int(self._clock()) - JWT_BACKDATE
-        return mint_jwt(
+        now = self._clock()
+        if not fresh and self._minted and 0 <= now - self._minted[0] < JWT_REUSE:
+            return self._minted[1]
+        token = mint_jwt(
             settings.passkit_api_key,
             settings.passkit_api_secret.reveal(),
-            issued,
+            int(now) - JWT_BACKDATE,
             JWT_REQUEST_LIFETIME,
         )
+        self._minted = (now, token)
+        return token
 
 
 def is_stale_token(status: int, body: Any) -> bool:
@@ -249,7 +258,7 @@ class PassKitClient:
                     f"free for another try after {attempt} attempts.",
                     retry_after=busy.retry_after,
                 ) from busy
-            auth = self.credentials.header()  # a fresh JWT for every attempt
+            auth = self.credentials.header(fresh=reminted)  # fresh: minted under 15 s ago
             if auth:
                 headers["Authorization"] = auth
             remaining = max(deadline - self._clock(), 0.1)
@@ -306,7 +315,7 @@ class PassKitClient:
         headers = {"Content-Type": "application/json"}
         for attempt in range(2):
             await self.limiter.acquire(self.settings.passkit_timeout)
-            auth = self.credentials.header()
+            auth = self.credentials.header(fresh=attempt > 0)
             if auth:
                 headers["Authorization"] = auth
             try:

@@ -121,6 +121,7 @@ CATALOG: dict[str, Operation] = {
         _member("members.tier.change", "changeMemberTier", **_MEMBER_EVENT),
         _member("members.check_in", "checkInMember", **_MEMBER_EVENT),
         _member("members.check_out", "checkOutMember", **_MEMBER_EVENT),
+        _member("members.expiry.update", "updateMemberExpiry", identity=MEMBER_ID),
         Operation(
             "coupons.issue",
             (C + "createCoupon",),
@@ -130,7 +131,12 @@ CATALOG: dict[str, Operation] = {
             find_keys=(("externalId", "externalId"), ("campaignId", "couponCampaignId")),
             required=("campaignId", "offerId", "externalId"),
         ),
-        Operation("coupons.lookup", (C + "getCouponByExternalId",), kind="coupon"),
+        Operation(
+            "coupons.lookup",
+            (C + "getCouponById", C + "getCouponByExternalId"),
+            kind="coupon",
+            identity=(("id",), ("externalId", "couponCampaignId")),
+        ),
         Operation("coupons.redeem", (C + "redeemCoupon",), kind="coupon", identity=COUPON_ID),
         Operation(
             "coupons.void", (C + "voidCoupon",), kind="coupon", identity=COUPON_ID, pass_gone=True
@@ -147,8 +153,9 @@ CATALOG: dict[str, Operation] = {
         ),
         Operation(
             "tickets.lookup",
-            (T + "getTicketByTicketNumber",),
+            (T + "getTicketById", T + "getTicketByTicketNumber"),
             kind="ticket",
+            identity=(("id",), ("ticketNumber", "productionId")),
             external_id_in_request=("ticketNumber",),
         ),
         Operation(

@@ -106,6 +106,7 @@ API: tuple[tuple[str, Operation], ...] = (
     (M + "changeMemberTier", members.change_tier),
     (M + "checkInMember", members.check_in),
     (M + "checkOutMember", members.check_out),
+    (M + "updateMemberExpiry", members.update_expiry),
     (C + "createCouponCampaign", State.create_campaign),
     (C + "createCouponOffer", State.create_offer),
     (C + "createCoupon", coupons.create),

@@ -2,12 +2,16 @@
 (relay.events.signature) and sent to a URL, as PassKit's Integrations › Webhooks does.
 
     POST /_sandbox/webhook  {"url": …, "secret": …}      where to send events (GET: the URL, sent)
-    POST /_sandbox/events   {"event": "installed", "pass_id": … | "external_id": …}
+    POST /_sandbox/events   {"event": "installed", "pass_id": … | "external_id": …,
+                             "wallet": "apple" | "google"}  (or member.enrolled, coupon.redeemed …)
     POST /pass/{id}/wallet  event=installed|uninstalled: the pass card's wallet buttons
 
 "created" is sent by itself when a member, coupon or ticket is created. The body is PassKit's
 SinkSubscriptionPayload shape: {"event": "PASS_EVENT_…", "pass": {id, classId, protocol,
 externalId, personDetails, metadata, recordData}}; installs are sent as PUT, as PassKit does.
+Membership and coupon events (MEMBER_EVENT_ENROLLED, COUPON_EVENT_REDEEMED …) come in the same
+payload; their HTTP verbs are not published (created and enrolled are sent as POST here, deleted
+as DELETE, the others as PUT).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
@@ -24,19 +29,34 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from relay.events.flatten import EVENTS
+from relay.events.flatten import EVENTS, FAMILY_EVENTS
 from relay.events.signature import HEADER, sign
 from relay.sandbox.state import Record, State
 
-NAMES = {short: long for long, short in EVENTS.items()}
-METHODS = {"created": "POST", "deleted": "DELETE"}  # the others are PUT
+NAMES = {short: long for long, short in (EVENTS | FAMILY_EVENTS).items()}
+METHODS = {
+    "created": "POST",
+    "deleted": "DELETE",
+    "member.enrolled": "POST",
+    "coupon.created": "POST",
+    "coupon.deleted": "DELETE",
+}  # the others are PUT
+STATUS = {
+    "installed": "PASS_INSTALLED",
+    "uninstalled": "PASS_UNINSTALLED",
+    "invalidated": "PASS_INVALIDATED",
+}  # metadata.status after the event; else issued
+WALLET = {"apple": "INSTALLED_APPLE", "google": "INSTALLED_GOOGLE"}
+INSTALLED_AT = "2026-11-23T12:00:00Z"  # the sandbox's first install; the last one is now
 CREATES = {"members.Members.enrolMember": "members",
            "single_use_coupons.SingleUseCoupons.createCoupon": "coupons",
            "event_tickets.EventTickets.issueTicket": "tickets"}  # fmt: skip
 PROTOCOLS = {"members": "MEMBERSHIP", "coupons": "SINGLE_USE_COUPON", "tickets": "EVENT_TICKETING"}
 
 
-def payload(event: str, kind: str, record: Record) -> dict[str, Any]:
+def payload(
+    event: str, kind: str, record: Record, wallet: str = "apple", now: str = INSTALLED_AT
+) -> dict[str, Any]:
     person = record.get("person") or {}
     data = {"person.emailAddress": person.get("emailAddress"),
             "person.displayName": person.get("displayName")}  # fmt: skip
@@ -54,9 +74,20 @@ def payload(event: str, kind: str, record: Record) -> dict[str, Any]:
         "externalId": record.get("externalId") or record.get("ticketNumber"),
         "personDetails": {k: person[k] for k in ("forename", "surname", "displayName",
                                                   "emailAddress", "mobileNumber") if k in person},
-        "metadata": {"status": "PASS_ISSUED"},
+        "metadata": metadata(event, wallet, now),
         "recordData": {k: str(v) for k, v in data.items() if v is not None},
     }}  # fmt: skip
+
+
+def metadata(event: str, wallet: str, now: str) -> dict[str, Any]:
+    """PassKit's io.Metadata after `event`: an install names its wallet and times."""
+    data: dict[str, Any] = {"status": STATUS.get(event, "PASS_ISSUED")}
+    if event in ("installed", "uninstalled"):
+        data |= {"firstInstalledAt": INSTALLED_AT, "lastInstalledAt": now,
+                 "lifecycleEvents": ["RENDERED", WALLET.get(wallet, WALLET["apple"])]}  # fmt: skip
+    if event == "uninstalled":
+        data |= {"lastUninstalledAt": now}
+    return data
 
 
 @dataclass
@@ -80,8 +111,11 @@ class EventSink:
                     return kind, record
         return None
 
-    async def fire(self, event: str, kind: str, record: Record) -> dict[str, Any]:
-        body = json.dumps(payload(event, kind, record)).encode()
+    async def fire(
+        self, event: str, kind: str, record: Record, wallet: str = "apple"
+    ) -> dict[str, Any]:
+        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        body = json.dumps(payload(event, kind, record, wallet, now)).encode()
         note: dict[str, Any] = {"event": event, "pass_id": record["id"]}
         try:
             async with httpx.AsyncClient(timeout=10) as client:
@@ -143,7 +177,8 @@ class EventSink:
                     "external_id), and POST /_sandbox/webhook must set a URL"
                 )
                 return JSONResponse({"error": why}, status_code=400)
-            return JSONResponse(await self.fire(event, *found))
+            wallet = str(given.get("wallet") or "apple").lower()
+            return JSONResponse(await self.fire(event, *found, wallet=wallet))
 
         async def wallet(request: Request) -> Response:
             pass_id = request.path_params["id"]

@@ -113,6 +113,15 @@ def update(state: State, message: Record) -> Record:
     return {"id": member["id"]}
 
 
+def update_expiry(state: State, message: Record) -> Record:
+    """updateMemberExpiry (members.MemberExpiry): one member's expiry date, nothing else."""
+    required(message, "expiryDate")
+    member = find_member(state, message)
+    member["expiryDate"] = message["expiryDate"]
+    state.touch(member)
+    return {"id": member["id"]}
+
+
 def get_by_id(state: State, message: Record) -> Record:
     required(message, "id")
     return proto.render(MEMBER_OUT, find_member(state, message))

@@ -240,6 +240,9 @@ class Store(Protocol):
     ) -> list[PassKitEvent]:
         """Newest first."""
 
+    async def last_real_event(self, hook_id: str) -> PassKitEvent | None:
+        """The newest event PassKit sent to `hook_id` (not a sample), while it is kept."""
+
     async def purge_events(self, before: float, chunk: int = 5_000) -> int:
         """Forget forwarded and failed events received before `before`; how many."""
 

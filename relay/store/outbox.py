@@ -15,7 +15,7 @@ overwrite what another one did.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from relay.sealing import Sealer
 from relay.store.personal import (
@@ -63,6 +63,11 @@ LIST_STATE = (
     f"SELECT {COLUMNS} FROM passkit_events WHERE state = :state "
     "ORDER BY received_at DESC, id DESC LIMIT :limit"
 )
+# Real events' ids start evt_ (relay.web.event_endpoint); samples' smp_ (relay.events.sample).
+LAST_REAL = (
+    f"SELECT {COLUMNS} FROM passkit_events WHERE hook_id = :hook_id AND id LIKE 'evt%' "
+    "ORDER BY received_at DESC, id DESC LIMIT 1"
+)
 PURGE = (
     "DELETE FROM passkit_events WHERE id IN (SELECT id FROM passkit_events "
     "WHERE state <> 'pending' AND received_at < :before LIMIT :chunk)"
@@ -79,7 +84,7 @@ class PassKitEvent:
     event: str
     received_at: float
     forward_to: str
-    body: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
     state: EventState = "pending"
     attempts: int = 0
     next_at: float = 0.0
@@ -157,6 +162,11 @@ class EventOutbox(Statements):
             return [_event(r, self.sealer) for r in await self._read(LIST, {"limit": limit})]
         rows = await self._read(LIST_STATE, {"state": state, "limit": limit})
         return [_event(r, self.sealer) for r in rows]
+
+    async def last_real_event(self, hook_id: str) -> PassKitEvent | None:
+        """The newest event PassKit sent to `hook_id` (not a sample), while it is kept."""
+        rows = await self._read(LAST_REAL, {"hook_id": hook_id})
+        return _event(rows[0], self.sealer) if rows else None
 
     async def purge_events(self, before: float, chunk: int = 5_000) -> int:
         """Forget forwarded and failed events received before `before`; how many."""

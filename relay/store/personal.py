@@ -13,6 +13,7 @@ as they are.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -53,10 +54,14 @@ def open_text(sealer: Sealer | None, stored: str | None) -> str | None:
         return None
 
 
+# Built once, not per call as json.dumps does for any non-default argument.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
 def dumps(value: Any) -> str | None:
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _ENCODE(value)
 
 
 def seal_json(sealer: Sealer | None, value: Any) -> str | None:
@@ -76,8 +81,7 @@ def people_in(*values: Any) -> tuple[str, ...]:
     def walk(value: Any) -> None:
         if isinstance(value, Mapping):
             for key, item in value.items():
-                name = _NOT_A_LETTER.sub("", str(key)).lower()
-                if name in _PERSON_KEYS and isinstance(item, str) and item.strip():
+                if _names_a_person(str(key)) and isinstance(item, str) and item.strip():
                     found[item.strip()] = None
                 walk(item)
         elif isinstance(value, list | tuple):
@@ -87,6 +91,16 @@ def people_in(*values: Any) -> tuple[str, ...]:
     for value in values:
         walk(value)
     return tuple(found)
+
+
+def _names_a_person(key: str) -> bool:
+    # Field names repeat from delivery to delivery: short ones are remembered.
+    return _person_key(key) if len(key) <= 64 else _person_key.__wrapped__(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _person_key(key: str) -> bool:
+    return _NOT_A_LETTER.sub("", key).lower() in _PERSON_KEYS
 
 
 def person_column(sealer: Sealer | None, people: Iterable[str]) -> str | None:

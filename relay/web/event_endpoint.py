@@ -27,7 +27,7 @@ from relay.errors import InvalidBody, NotConfigured, WrongEndpoint
 from relay.events import signature as passkit_signature
 from relay.events.flatten import NotAnEvent, flatten, wanted
 from relay.events.forwarder import Forwarder
-from relay.events.params import TEMPLATE
+from relay.events.params import TEMPLATE, every_family
 from relay.store import DAY, PassKitEvent
 from relay.web.endpoints import Endpoints, read_body, request_id_of
 
@@ -102,15 +102,19 @@ class PassKitEvents:
         if BROKEN_ESCAPE.search(body):  # half an emoji can be neither sealed nor forwarded
             event = mend(event)
         ident = event_id(hook_id, nonce, body)
+        typed = every_family(params)
         try:
-            flat = flatten(event, event_id=ident, received_at=iso(now), method=method)
+            flat = flatten(event, event_id=ident, received_at=iso(now), method=method,
+                           typed=typed)  # fmt: skip
         except NotAnEvent as exc:
             raise InvalidBody(str(exc)) from None
         trace.operation = f"passkit.{flat['event']}"
         answer: dict[str, Any] = {"ok": True, "event": flat["event"], "event_id": ident}
         chosen = str(params.get("events") or "")
-        if not wanted(flat, chosen):
-            return answer | {"ignored": True, "reason": f"this URL forwards only {chosen}"}
+        if not wanted(flat, chosen, every_family=typed):
+            only = chosen or "the six pass events (it was made before membership and coupon "
+            only += "" if chosen else "events were forwarded: make a new URL for them)"
+            return answer | {"ignored": True, "reason": f"this URL forwards only {only}"}
         store = await self.s.store.get()
         # Remembered in the store, so every process knows it; as long as idempotency keys.
         seen = await store.claim(f"{SIGNATURE_SCOPE}:{hook_id}", signature.hex(), now,

@@ -65,17 +65,23 @@ class TrustedHop:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.hops > 0 and scope["type"] == "http":
-            forwarded_for: list[str] = []
-            forwarded_proto: list[str] = []
-            for name, value in scope["headers"]:
-                if name == b"x-forwarded-for":
-                    forwarded_for.append(value.decode("latin-1"))
-                elif name == b"x-forwarded-proto":
-                    forwarded_proto.append(value.decode("latin-1"))
-            client = trusted_client(forwarded_for, self.hops)
-            scheme = trusted_scheme(forwarded_proto, self.hops)
-            if client is not None:
-                scope["client"] = (client, 0)  # the port a proxy saw is not passed on
-            if scheme is not None:
-                scope["scheme"] = scheme
+            take_trusted_hop(scope, self.hops)
         await self.app(scope, receive, send)
+
+
+def take_trusted_hop(scope: Scope, hops: int) -> None:
+    """`scope["client"]` and `scope["scheme"]` of one HTTP request as the `hops` (> 0) trusted
+    proxies saw them (`TrustedHop`; the relay's app does it in its one front layer)."""
+    forwarded_for: list[str] = []
+    forwarded_proto: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            forwarded_for.append(value.decode("latin-1"))
+        elif name == b"x-forwarded-proto":
+            forwarded_proto.append(value.decode("latin-1"))
+    client = trusted_client(forwarded_for, hops)
+    scheme = trusted_scheme(forwarded_proto, hops)
+    if client is not None:
+        scope["client"] = (client, 0)  # the port a proxy saw is not passed on
+    if scheme is not None:
+        scope["scheme"] = scheme

@@ -59,12 +59,17 @@ def rows(f: dict[str, Any], rate: int) -> list[tuple[str, str, str]]:
                 f"p99 +{each['p99_ms'] - direct['p99_ms']:.2f} ms")  # fmt: skip
 
     out = []
+    if f.get("sqlite_limited_cpu_us"):
+        out.append(("7. relay on SQLite, limiter on: CPU per delivery",
+                    f"{f['sqlite_limited_cpu_us']:.0f} µs", ""))  # fmt: skip
     for name, label in (("postgres", "relay on PostgreSQL, 1 worker"),
                         ("postgres_2", "relay on PostgreSQL, 2 workers"),
                         ("postgres_limited", "relay on PostgreSQL, limiter on")):  # fmt: skip
         each = pg[name]
         out.append((f"7. {label}", f"{each['rps']:.0f} req/s, {each['errors']} errors; "
-                    f"added at {rate} req/s {latency(each)}", ""))  # fmt: skip
+                    f"{each['cpu_us_per_delivery']:.0f} µs CPU per delivery "
+                    f"({each['cpu_us_per_delivery'] / f['proxy_cpu_us_per_request']:.2f}x the "
+                    f"proxy's); added at {rate} req/s {latency(each)}", ""))  # fmt: skip
     cost = pg["postgres"]["rps"] / pg["postgres_limited"]["rps"]
     out.append(("7. limiter's cost on PostgreSQL (off / on)", f"{cost:.2f}x", ""))
     if f.get("sqlite_limited_rps"):
