@@ -29,13 +29,14 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay.access.tokens import redact_token
+from relay.access.urlguard import guard_of
 from relay.admin.console import Console
 from relay.delivery import housekeeping
 from relay.delivery.pipeline import utc_now
 from relay.delivery.services import build_services
 from relay.delivery.templating import TemplateLibrary
 from relay.errors import ClientGone, InternalError, InvalidBody, RelayError
-from relay.events.forwarder import Forwarder
+from relay.events.forwarder import Forwarder, refused_forwards
 from relay.passkit.account import AccountError, load_account
 from relay.passkit.client import PassKitClient
 from relay.settings import Settings, load_settings
@@ -157,7 +158,7 @@ def create_app(
     forwarder = Forwarder(services.store, clock=services.timestamp,
                           first_retry=settings.forward_retry, give_up=settings.forward_give_up,
                           retention=settings.retention_days * DAY,
-                          alerts=services.alerts)  # fmt: skip
+                          guard=guard_of(settings), alerts=services.alerts)  # fmt: skip
     passkit_events = PassKitEvents(endpoints, forwarder)
 
     async def healthz(request: Request) -> Response:
@@ -211,6 +212,8 @@ def create_app(
         checker = PassKitClient(settings, transport=transport, limiter=services.client.limiter)
         connection = asyncio.create_task(log_connection(checker, close=True))
         await services.alerts.start()  # RELAY_ALERT_URL: its sender runs until shutdown
+        for line in await refused_forwards(await services.store.get(), guard_of(settings)):
+            log.warning("PassKit events: %s", line)
         forwarder.start()
         try:
             yield

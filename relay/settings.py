@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from relay.sealing import Sealer
 
@@ -104,6 +105,11 @@ class Settings:
     # Fernet keys sealing personal data at rest (relay.sealing), first seals, all open; empty:
     # keys derived from RELAY_SECRET_KEY.
     encryption_keys: tuple[Secret, ...] = ()
+    # URL prefixes the relay may send to although they are not public https (relay.access.
+    # urlguard): a receiver on the operator's own network; and whole URLs the relay itself
+    # trusts (set by `relay demo` for its catch page, never from the environment).
+    allow_urls: tuple[str, ...] = ()
+    allow_exact_urls: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -289,6 +295,15 @@ def load_settings(
     if alert_url and not alert_url.startswith(("http://", "https://")):
         problems.append("RELAY_ALERT_URL must start with http:// or https://.")
 
+    allow_urls = _split(env.get("RELAY_ALLOW_URLS"))
+    for prefix in allow_urls:
+        parts = urlsplit(prefix)
+        if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+            problems.append(
+                "RELAY_ALLOW_URLS must be comma-separated web addresses (or their beginnings), "
+                f"such as http://10.0.0.5:8080/hooks/, without a password (got {prefix!r})."
+            )
+
     passkit_webhook_secrets = _split(env.get("PASSKIT_WEBHOOK_SECRET"))
     forward_retry = _number(env, "RELAY_FORWARD_RETRY", 10.0, problems)
     forward_give_up = _number(env, "RELAY_FORWARD_GIVE_UP_HOURS", 24.0, problems) * 3600
@@ -342,5 +357,6 @@ def load_settings(
         forward_give_up=forward_give_up,
         passkit_rate_limit=passkit_rate_limit,
         encryption_keys=tuple(Secret(k) for k in encryption_keys),
+        allow_urls=tuple(allow_urls),
         warnings=tuple(warnings),
     )

@@ -58,7 +58,9 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 def relay_app(passkit: respx.MockRouter, **env: str) -> Starlette:
-    return create_app(make_settings(**env), transport=httpx.MockTransport(passkit.async_handler))
+    """The relay, its alerts let through to the loopback inbox (RELAY_ALLOW_URLS)."""
+    settings = make_settings(RELAY_ALLOW_URLS="http://127.0.0.1", **env)
+    return create_app(settings, transport=httpx.MockTransport(passkit.async_handler))
 
 
 def asgi(app: Starlette) -> httpx.AsyncClient:

@@ -67,6 +67,7 @@ def relay_with_alerts(
     app = create_app(make_settings(
         DATABASE_URL=database, PASSKIT_WEBHOOK_SECRET=WEBHOOK_SECRET, RELAY_FORWARD_RETRY="0.2",
         PASSKIT_API_URL="http://127.0.0.1:9", RELAY_ALERT_URL=alert_url,
+        RELAY_ALLOW_URLS="http://127.0.0.1",  # the receiver and the alert inbox are on loopback
     ))  # fmt: skip
     with serve_in_thread(app, lifespan="on") as url:
         yield url, database, texts

@@ -20,6 +20,7 @@ from .servers import serve_in_thread
 from .test_event_families import body, new_events_path
 from .test_passkit_events import (  # noqa: F401 - receiver is a fixture
     ADMIN_PASSWORD,
+    LOOPBACK,
     WEBHOOK_SECRET,
     Receiver,
     enrol_and_install_at_the_sandbox,
@@ -35,7 +36,8 @@ def relay_db(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     env = BASE_ENV | {"DATABASE_URL": f"sqlite:///{tmp_path / 'relay.db'}",
                       "PASSKIT_WEBHOOK_SECRET": WEBHOOK_SECRET, "RELAY_FORWARD_RETRY": "0.2",
                       "PASSKIT_API_URL": "http://127.0.0.1:9",
-                      "RELAY_ADMIN_PASSWORD": ADMIN_PASSWORD}  # fmt: skip
+                      "RELAY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                      "RELAY_ALLOW_URLS": LOOPBACK}  # the receiver is on loopback  # fmt: skip
     with serve_in_thread(create_app(make_settings(**env)), lifespan="on") as url:
         yield url, env
 

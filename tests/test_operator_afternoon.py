@@ -36,7 +36,11 @@ def console(
     sandbox: tuple[str, State], inbox: tuple[str, list[str]], tmp_path: Path
 ) -> Iterator[str]:
     """The relay on the sandbox, posting its alerts to the test's receiver."""
-    settings = {"RELAY_ADMIN_PASSWORD": PASSWORD, "RELAY_ALERT_URL": inbox[0]}
+    settings = {
+        "RELAY_ADMIN_PASSWORD": PASSWORD,
+        "RELAY_ALERT_URL": inbox[0],
+        "RELAY_ALLOW_URLS": "http://127.0.0.1",
+    }  # the inbox is on loopback
     with relay_on_sandbox(sandbox[0], tmp_path, **settings) as url:
         yield url
 

@@ -193,6 +193,9 @@ def receiver() -> Iterator[Receiver]:
         yield seen
 
 
+LOOPBACK = "http://127.0.0.1"  # the receivers' address, let past the URL guard
+
+
 def events_path(forward_to: str, events: str = "", hook_id: str = "hk_passkit0001") -> str:
     params = {"forward_to": forward_to} | ({"events": events} if events else {})
     hook = Hook(id=hook_id, template="passkit-events", params=params)
@@ -204,7 +207,7 @@ def relay(tmp_path: Path) -> Iterator[str]:
     app = create_app(make_settings(
         DATABASE_URL=f"sqlite:///{tmp_path / 'relay.db'}", PASSKIT_WEBHOOK_SECRET=WEBHOOK_SECRET,
         RELAY_FORWARD_RETRY="0.2", PASSKIT_API_URL="http://127.0.0.1:9",
-        RELAY_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        RELAY_ADMIN_PASSWORD=ADMIN_PASSWORD, RELAY_ALLOW_URLS=LOOPBACK,
     ))  # fmt: skip
     with serve_in_thread(app, lifespan="on") as url:
         yield url
@@ -353,7 +356,8 @@ async def test_two_processes_never_forward_one_event_twice(
     database_url: str, receiver: Receiver, tmp_path: Path
 ) -> None:
     env = {"DATABASE_URL": database_url, "PASSKIT_WEBHOOK_SECRET": WEBHOOK_SECRET,
-           "RELAY_FORWARD_RETRY": "0.1", "PASSKIT_API_URL": "http://127.0.0.1:9"}  # fmt: skip
+           "RELAY_FORWARD_RETRY": "0.1", "PASSKIT_API_URL": "http://127.0.0.1:9",
+           "RELAY_ALLOW_URLS": LOOPBACK}  # fmt: skip
     relays: list[ServerProcess] = [relay_process(env, tmp_path / f"r{n}.log") for n in (1, 2)]
     try:
         for each in relays:

@@ -25,10 +25,15 @@ from relay.admin.imports import ImportPage
 from relay.admin.replay import fields_from_log
 from relay.admin.sentences import Lexicon, lexicon, rows
 from relay.admin.session import COOKIE, MAX_AGE, Session
+from relay.errors import RelayError
 from relay.hooks.public_page import form_result
 from relay.ui.fixes import label as field_label
 from relay.ui.html import form_text, form_texts, page
-from relay.web.endpoints import Endpoints, new_request_id
+from relay.web.endpoints import Endpoints, new_request_id, read_form
+
+LOGIN_FORM_LIMIT = 4 * 1024  # bytes: a password, the form's token and where to go next
+LOGIN_FORM_FIELDS = 8
+NOT_THE_FORM = "That was not the sign-in form: please try again."
 
 
 class Console(ConsoleContext):
@@ -74,23 +79,37 @@ class Console(ConsoleContext):
         notice = "You are signed out." if request.query_params.get("signed_out") else ""
         if request.method == "POST":
             address = request.client.host if request.client else "unknown"
-            wait = self.limiter.retry_after(address)
-            form = await request.form()
+            store = await self.store()
+            # Counted before anything is read or checked, in one statement in the store: every
+            # guess, however many arrive at once and in whichever process, spends the budget.
+            wait = await self.limiter.attempt(store, address)
             if wait:
-                error, status = f"Too many wrong passwords: try again in {int(wait)} s.", 429
-            elif not self.sessions.login_token_ok(form_text(form, "csrf")):
-                error, status = "The sign-in form expired: please try again.", 403
-            elif self.sessions.password_matches(form_text(form, "password")):
-                self.limiter.succeeded(address)
-                _, cookie = self.sessions.new_session()
-                response = RedirectResponse(target, 303)
-                response.set_cookie(COOKIE, cookie, max_age=MAX_AGE, path=self.root,
-                                    httponly=True, samesite="lax",
-                                    secure=request.url.scheme == "https")  # fmt: skip
-                return response
+                error, status = f"Too many sign-in attempts: try again in {int(wait)} s.", 429
             else:
-                self.limiter.failed(address)
-                error, status = "That password is not right.", 401
+                try:
+                    form = await read_form(request, LOGIN_FORM_LIMIT, fields=LOGIN_FORM_FIELDS)
+                except RelayError as exc:
+                    return page(
+                        "login.html",
+                        exc.status,
+                        root=self.root,
+                        next=target,
+                        csrf=self.sessions.login_token(),
+                        notice="",
+                        error=NOT_THE_FORM,
+                    )
+                if not self.sessions.login_token_ok(form_text(form, "csrf")):
+                    error, status = "The sign-in form expired: please try again.", 403
+                elif self.sessions.password_matches(form_text(form, "password")):
+                    await self.limiter.succeeded(store, address)
+                    _, cookie = self.sessions.new_session()
+                    response = RedirectResponse(target, 303)
+                    response.set_cookie(COOKIE, cookie, max_age=MAX_AGE, path=self.root,
+                                        httponly=True, samesite="lax",
+                                        secure=request.url.scheme == "https")  # fmt: skip
+                    return response
+                else:
+                    error, status = "That password is not right.", 401
         return page("login.html", status, root=self.root, csrf=self.sessions.login_token(),
                     next=target, error=error, notice=notice)  # fmt: skip
 

@@ -13,15 +13,20 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from relay.admin.session import COOKIE, LoginLimiter, Session, SessionSigner, csrf_ok
+from relay.errors import RelayError
 from relay.passkit.account import Account, AccountError, load_account
 from relay.store import Store
 from relay.ui.html import form_text, page
-from relay.web.endpoints import Endpoints
+from relay.web.endpoints import Endpoints, read_form
 
 log = logging.getLogger("relay")
 Handler = Callable[[Request, Session], Awaitable[Response]]
 ACCOUNT_TTL = 60.0  # seconds the mint form's pickers reuse the account read from PassKit
 ACCOUNT_TIMEOUT = 5.0  # seconds a page waits for PassKit's lists
+# A console form (a template tried, a delivery edited): its fields, never files, a few hundred
+# at most. The import's upload asks for more (relay.admin.imports).
+FORM_LIMIT = 512 * 1024
+FORM_FIELDS = 1000
 
 
 class ConsoleContext:
@@ -39,9 +44,13 @@ class ConsoleContext:
         self.root = root
         self._account: tuple[float, Account] | None = None  # the last one read, and when
 
-    def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        """No session, or one that signed out: to the login page (a POST: 403). A POST without
-        the session's CSRF token: 403."""
+    def guarded(
+        self, handler: Handler, *, form_limit: int = FORM_LIMIT, files: int = 0
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """No session, or one that signed out: to the login page (a POST: 403), before any of
+        the body is read. A POST's form is read only then, at most `form_limit` bytes,
+        FORM_FIELDS fields and `files` files (413 beyond); without the session's CSRF token:
+        403."""
 
         async def endpoint(request: Request) -> Response:
             session = await self.session(request)
@@ -50,7 +59,12 @@ class ConsoleContext:
                     return self.refused("Your session has ended: sign in again.")
                 return RedirectResponse(f"{self.root}/login?next={request.url.path}", 303)
             if request.method == "POST":
-                form = await request.form()
+                try:
+                    form = await read_form(request, form_limit, fields=FORM_FIELDS, files=files)
+                except RelayError as exc:
+                    return page("message.html", exc.status, title="Not sent",
+                                heading="The form was not sent", message=exc.message,
+                                link=f"{self.root}/", root=self.root)  # fmt: skip
                 if not csrf_ok(session, form_text(form, "csrf")):
                     return self.refused("The form's security token is missing or wrong.")
             return await handler(request, session)

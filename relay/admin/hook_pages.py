@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from relay.access.tokens import Hook, hook_url
+from relay.access.urlguard import guard_of
 from relay.admin.hook_samples import last_event_words
 from relay.admin.sentences import Lexicon, lexicon, rows
 from relay.admin.session import Session
@@ -95,7 +96,8 @@ class HookPages:
             try:
                 if taken := await self._label_taken(label):
                     raise MintError([taken])
-                hook, _, _ = mint(self.s.signer, self.s.library, name, values, base, live=live)
+                hook, _, _ = mint(self.s.signer, self.s.library, name, values, base, live=live,
+                                  guard=guard_of(self.s.settings))  # fmt: skip
             except MintError as exc:
                 problems = exc.problems
             else:

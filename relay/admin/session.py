@@ -9,8 +9,9 @@
   A cookie without a session id (signed before ids existed) is no session.
 - Every form carries the session's CSRF token; a POST without the right one is refused (403).
   The login form, which has no session yet, uses a short-lived signed token of its own.
-- Wrong passwords are limited per client address (`LoginLimiter`), so the password cannot be
-  guessed at network speed.
+- Sign-in attempts are limited per client address (`LoginLimiter`), counted in the store
+  before the password is checked, so the password cannot be guessed at network speed, however
+  many guesses arrive at once.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from relay.settings import ADMIN_SESSION_MAX_AGE
+from relay.store import Store
 
 COOKIE = "relay_admin"
 MAX_AGE = ADMIN_SESSION_MAX_AGE
@@ -87,30 +88,21 @@ def csrf_ok(session: Session, given: str | None) -> bool:
 
 @dataclass
 class LoginLimiter:
-    """At most `attempts` failed logins per `window` seconds from one address."""
+    """At most `attempts` sign-in attempts per `window` seconds from one address, counted in the
+    store before the password is checked: concurrent guesses share one budget, in every process
+    on the database. Once the budget is spent, even the right password waits for the window."""
 
     attempts: int = 5
     window: float = 300.0
-    clock: Callable[[], float] = time.monotonic
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
 
-    def retry_after(self, address: str) -> float:
-        """Seconds until `address` may try again (0: now)."""
-        failures = self._recent(address)
-        if len(failures) < self.attempts:
+    async def attempt(self, store: Store, address: str) -> float:
+        """Count one attempt from `address`; the seconds it must wait (0: check its password)."""
+        now = self.clock()
+        count, started = await store.count_login_attempt(address, now, self.window)
+        if count <= self.attempts:
             return 0.0
-        return max(1.0, failures[0] + self.window - self.clock())
+        return max(1.0, started + self.window - now)
 
-    def failed(self, address: str) -> None:
-        self._recent(address).append(self.clock())
-        if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
-            self._failures.pop(next(iter(self._failures)))
-
-    def succeeded(self, address: str) -> None:
-        self._failures.pop(address, None)
-
-    def _recent(self, address: str) -> deque[float]:
-        failures = self._failures.setdefault(address, deque())
-        while failures and failures[0] <= self.clock() - self.window:
-            failures.popleft()
-        return failures
+    async def succeeded(self, store: Store, address: str) -> None:
+        await store.forget_login_attempts(address)

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from relay import __version__
 from relay.access.tokens import Hook, HookSigner, token_from_url
+from relay.access.urlguard import guard_of
 from relay.commands import events_sample
 from relay.delivery.templatecheck import alias_lines, unknown_fields
 from relay.delivery.templating import SkipDelivery, TemplateLibrary
@@ -66,10 +67,15 @@ def _library(settings: Settings) -> TemplateLibrary:
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import uvicorn
 
-    from relay.web.serving import uvicorn_options
+    from relay.web.serving import busy_port, uvicorn_options
 
     settings = _settings(env)
     _library(settings)
+    port = args.port or settings.port
+    # Said at once, before the app opens its database and starts its background work.
+    if problem := busy_port(args.host, port, "relay serve"):
+        print(problem, file=sys.stderr)
+        return 1
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     configure_logging()
@@ -80,7 +86,7 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         "relay.app:app_from_environ",
         factory=True,
         host=args.host,
-        port=args.port or settings.port,
+        port=port,
         workers=workers,
         log_level="info",
         **uvicorn_options(settings),
@@ -89,10 +95,11 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from relay.commands.demo import busy_port, serve_demo
+    from relay.commands.demo import serve_demo
+    from relay.web.serving import busy_port
 
     port = args.port or int(env.get("PORT", "") or 8000)
-    problem = busy_port(args.host, port)
+    problem = busy_port(args.host, port, "relay demo")
     if problem:  # said before a banner whose URLs could not work
         print(problem, file=sys.stderr)
         return 1
@@ -137,8 +144,13 @@ def cmd_stripe_sample(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def cmd_sandbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from relay.sandbox.serve import serve_sandbox
+    from relay.web.serving import busy_port
 
-    serve_sandbox(args.host, args.port or int(env.get("PORT", "") or 8001), env)
+    port = args.port or int(env.get("PORT", "") or 8001)
+    if problem := busy_port(args.host, port, "relay sandbox"):
+        print(problem, file=sys.stderr)
+        return 1
+    serve_sandbox(args.host, port, env)
     return 0
 
 
@@ -158,9 +170,8 @@ def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
         live = live_check(settings)
     try:
-        hook, target, url = mint(
-            signer, library, args.template, _params(args.param), base, live=live
-        )
+        hook, target, url = mint(signer, library, args.template, _params(args.param), base,
+                                 live=live, guard=guard_of(settings))  # fmt: skip
     except MintError as exc:
         for problem in exc.problems:
             print(f"relay: {problem}", file=sys.stderr)
@@ -277,6 +288,10 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         problems += unknown_fields(template)
     if settings is not None and library is not None and not problems:
         problems += _hook_problems(settings, library)
+        if settings.alert_url and (
+            refused := guard_of(settings).problem(settings.alert_url.reveal())
+        ):
+            problems.append(f"RELAY_ALERT_URL is refused, no alert is sent: {refused}")
     for problem in problems:
         print(f"problem: {problem}")
     if problems or settings is None or library is None:
@@ -307,7 +322,7 @@ def _hook_problems(settings: Settings, library: TemplateLibrary) -> list[str]:
             await store.close()
         lines = []
         for hook in hooks:
-            wrong = settings_problems(library, hook.template, hook.params)
+            wrong = settings_problems(library, hook.template, hook.params, guard_of(settings))
             if wrong:
                 label = f" ({hook.label})" if hook.label else ""
                 lines.append(f"hook {hook.id}{label}, {hook.template}: {wrong}")

@@ -12,17 +12,15 @@ every demo starts clean and leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
-import errno
 import secrets
 import shlex
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
@@ -31,6 +29,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from relay.access.tokens import HookSigner
+from relay.access.urlguard import guard_of
 from relay.app import create_app
 from relay.commands.demo_catch import PATH as CATCH_PATH
 from relay.commands.demo_catch import CatchBox
@@ -64,20 +63,6 @@ class Demo:
     events_secret: str = ""  # signs the sandbox's PassKit events (PASSKIT_WEBHOOK_SECRET)
 
 
-def busy_port(host: str, port: int) -> str | None:
-    """What to say when `port` cannot be bound, before a banner prints URLs that cannot work."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                return f"cannot listen on {host}:{port}: {exc.strerror}"
-            return f"port {port} is in use: relay demo --port {port + 10}"
-    return None
-
-
 def demo_config(env: Mapping[str, str], port: int, folder: Path) -> Demo:
     """Settings for a relay pointed at its own sandbox; PassKit credentials are made up here
     because the sandbox checks them like PassKit does."""
@@ -103,7 +88,10 @@ def demo_config(env: Mapping[str, str], port: int, folder: Path) -> Demo:
         "STRIPE_WEBHOOK_SECRET": stripe_secret,
         "PASSKIT_WEBHOOK_SECRET": events_secret,
     }
-    return Demo(load_settings(demo_env), sandbox, base_url, stripe_secret, events_secret)
+    # The one loopback URL PassKit's events go to: the catch page, that exact URL.
+    catch = f"http://127.0.0.1:{port}{CATCH_PATH}"
+    settings = replace(load_settings(demo_env), allow_exact_urls=(catch,))
+    return Demo(settings, sandbox, base_url, stripe_secret, events_secret)
 
 
 def demo_app(demo: Demo) -> Starlette:
@@ -148,7 +136,8 @@ async def mint_demo_hooks(settings: Settings, library: TemplateLibrary) -> tuple
     # Both legs stay inside this process's server: 127.0.0.1, as PASSKIT_API_URL is.
     inside = f"http://127.0.0.1:{settings.port}"
     catch = {"forward_to": inside + CATCH_PATH}
-    events_hook, _, events_url = mint(signer, library, "passkit-events", catch, inside)
+    events_hook, _, events_url = mint(signer, library, "passkit-events", catch, inside,
+                                      guard=guard_of(settings))  # fmt: skip
     store = await open_store(settings.database_url.reveal())
     try:
         await store.add_hook(registered(hook, "relay demo"))

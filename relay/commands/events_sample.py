@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 
 from relay.access.tokens import HookSigner, token_from_url
+from relay.access.urlguard import guard_of
 from relay.delivery.services import sealer_for
 from relay.errors import RelayError
 from relay.events.forwarder import Forwarder, where
@@ -34,7 +35,7 @@ class Refused(Exception):
 async def run(settings: Settings, given: str, event: str) -> PassKitEvent:
     handle = StoreHandle(settings.database_url.reveal(), sealer=sealer_for(settings))
     forwarder = Forwarder(handle, clock=time.time, first_retry=settings.forward_retry,
-                          give_up=settings.forward_give_up)  # fmt: skip
+                          give_up=settings.forward_give_up, guard=guard_of(settings))  # fmt: skip
     try:
         store = await handle.get()
         if re.fullmatch(r"hk_[0-9a-f]+", given):

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from relay.access.urlguard import UrlRefused, guard_of
 from relay.delivery.templating import TemplateLibrary
 from relay.settings import Settings
 from relay.store import DeliveryRecord, HookFailing
@@ -86,6 +87,7 @@ class Alerts:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = settings.alert_url
+        self.guard = guard_of(settings)
         self.public_url = settings.public_url
         self.store = store
         self.library = library
@@ -127,13 +129,23 @@ class Alerts:
             log.warning("alerts: queue full, %d %s not checked for alerts so far", self.dropped,
                         what)  # fmt: skip
 
+    def refused(self) -> str | None:
+        """Why RELAY_ALERT_URL may not be called (relay.access.urlguard); None when it may."""
+        return self.guard.problem(self.url.reveal()) if self.url is not None else None
+
     async def start(self) -> None:
         if self.url is None or self.running:
+            return
+        if problem := self.refused():
+            log.warning("alerts: off, nothing is sent to RELAY_ALERT_URL: %s", problem)
             return
         self._events = asyncio.Queue(self.queue_size)
         self._outbox = asyncio.Queue(100)
         self._client = httpx.AsyncClient(
-            timeout=self.timeout, transport=self.transport, follow_redirects=False
+            timeout=self.timeout,
+            transport=self.guard.transport(self.transport),
+            follow_redirects=False,
+            trust_env=False,
         )
         self._tasks = [
             asyncio.create_task(self._decide(), name="relay-alerts-decide"),
@@ -208,6 +220,8 @@ class Alerts:
                 answer = await client.post(self.url.reveal(), json={"text": text})
                 if answer.status_code >= 300:
                     log.warning("alerts: RELAY_ALERT_URL answered %d", answer.status_code)
+            except UrlRefused as exc:  # its name leads to a private address: names the host
+                log.warning("alerts: not sent to RELAY_ALERT_URL: %s", exc)
             except Exception as exc:  # noqa: BLE001 - never the URL: it is a credential
                 log.warning("alerts: RELAY_ALERT_URL unreachable (%s)", type(exc).__name__)
             finally:

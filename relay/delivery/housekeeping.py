@@ -30,6 +30,8 @@ async def purge_expired(store: Store, settings: Settings, now: float) -> tuple[i
     await store.purge_ended_admin_sessions(now - ADMIN_SESSION_MAX_AGE)
     # An import's files (names, emails) outlive its last change by a day, no more.
     await store.purge_imports(now - IMPORT_KEEP)
+    # Sign-in attempts count within a few minutes; a day-old count limits nothing.
+    await store.purge_login_attempts(now - DAY)
     return deliveries, keys
 
 

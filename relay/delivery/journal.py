@@ -62,6 +62,7 @@ def delivery_record(
     request: Any,
     log_payloads: bool,
     replay_of: str | None = None,
+    hook_params: Mapping[str, str] | None = None,
 ) -> DeliveryRecord:
     error = answer.get("error")
     error_code = error.get("code") if isinstance(error, Mapping) else None
@@ -84,6 +85,7 @@ def delivery_record(
         error_field=field_of(failure),
         error_hint=redact_text(shorten(failure.hint, 400)) if failure and failure.hint else None,
         replay_of=replay_of,
+        hook_params=hook_params,
         request=redact(request, store_payloads=log_payloads),
         passkit_request=redact(trace.passkit_request, store_payloads=log_payloads),
         passkit_response=redact(

@@ -3,9 +3,11 @@
 At least once: an event leaves the outbox only when its receiver answered 2xx. A failure (any
 other status, a timeout, a refused connection) is retried after `first_retry` seconds, doubling
 up to MAX_DELAY, until `give_up` seconds have passed since it became due; then it is marked
-failed, and the console's Resend starts it again. Each forward carries the event's id (in the
-body's `event_id` and the `X-Relay-Event-Id` header) so a receiver can drop a repeat: a
-process killed after the receiver answered but before the row was updated forwards it again.
+failed, and the console's Resend starts it again. A `forward_to` the URL guard refuses
+(relay.access.urlguard: not a public https address) fails at once, saying why. Each forward
+carries the event's id (in the body's `event_id` and the `X-Relay-Event-Id` header) so a
+receiver can drop a repeat: a process killed after the receiver answered but before the row
+was updated forwards it again.
 
 What the receiver answers decides the next try: 410 Gone (a Zapier Catch Hook whose zap was
 deleted, a Make webhook deactivated) gives the event up at once and alerts once through
@@ -30,9 +32,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from relay.access.urlguard import UrlGuard, UrlRefused
 from relay.delivery.alerts import Alerts
+from relay.events.params import TEMPLATE
 from relay.ids import unique_hex
-from relay.store import DAY, EventState, PassKitEvent
+from relay.store import DAY, EventState, PassKitEvent, Store
 from relay.store.handle import StoreHandle
 
 log = logging.getLogger("relay.passkit_events")
@@ -74,6 +78,18 @@ def where(url: str) -> str:
     return host
 
 
+async def refused_forwards(store: Store, guard: UrlGuard) -> list[str]:
+    """One line per unrevoked PassKit events URL whose `forward_to` the guard refuses (minted
+    before it did): the relay starts, names them, and sends them nothing."""
+    lines = []
+    for hook in await store.list_hooks(include_revoked=False):
+        target = hook.params.get("forward_to", "") if hook.template == TEMPLATE else ""
+        if target and (problem := guard.problem(target)):
+            label = f" ({hook.label})" if hook.label else ""
+            lines.append(f"hook {hook.id}{label}: nothing is sent to its forward_to: {problem}")
+    return lines
+
+
 class Forwarder:
     def __init__(
         self,
@@ -83,10 +99,12 @@ class Forwarder:
         first_retry: float = 10.0,
         give_up: float = DAY,
         retention: float = 30 * DAY,
+        guard: UrlGuard,
         transport: httpx.AsyncBaseTransport | None = None,
         alerts: Alerts | None = None,
     ) -> None:
         self.store = store
+        self.guard = guard  # where it may send (relay.access.urlguard)
         self.alerts = alerts
         self.clock = clock
         self.first_retry = first_retry
@@ -116,7 +134,8 @@ class Forwarder:
     def http(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
-                timeout=FORWARD_TIMEOUT, follow_redirects=False, transport=self._transport,
+                timeout=FORWARD_TIMEOUT, follow_redirects=False, trust_env=False,
+                transport=self.guard.transport(self._transport),
                 headers={"User-Agent": "passkit-relay (PassKit events)"},
             )  # fmt: skip
         return self._client
@@ -147,8 +166,11 @@ class Forwarder:
 
     async def forward(self, event: PassKitEvent) -> None:
         status: int | None = None
+        refused = self.guard.problem(event.forward_to)
         wait: float | None = None  # a 429's Retry-After
         try:
+            if refused:  # seen in the URL itself: no request is even built
+                raise UrlRefused(refused)
             answer = await self.http().post(
                 event.forward_to, json=event.body,
                 headers={"X-Relay-Event-Id": event.id, "Idempotency-Key": event.id},
@@ -159,6 +181,11 @@ class Forwarder:
                 error = f"{where(event.forward_to)} answered 410 Gone: {GONE}"
             elif status == 429:
                 wait = retry_after(answer.headers.get("Retry-After"), self.clock())
+        except UrlRefused as exc:  # not a public https address: no try will do better
+            error, refused = f"Not sent. {exc}", str(exc)
+        except httpx.InvalidURL:
+            refused = "the forward_to address could not be read"
+            error = f"Not sent: {refused}."
         except httpx.TimeoutException:
             error = f"{where(event.forward_to)} did not answer within {FORWARD_TIMEOUT:.0f} s"
         except httpx.HTTPError:
@@ -181,7 +208,7 @@ class Forwarder:
             delay = next_delay(event.attempts, self.first_retry)
             at = now + (delay if wait is None else max(wait, delay))
             state: EventState = "failed" if at - event.due_since > self.give_up else "pending"
-            if status == 410:  # no retry reaches a deleted catch hook
+            if status == 410 or refused:  # no retry reaches a deleted catch hook or a refused URL
                 state, at = "failed", now
             done = await store.finish_event(
                 event.id, self.owner, state=state, next_at=at, status=status, error=error

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from relay.access.tokens import VERSION_PARAM
+from relay.access.urlguard import UrlGuard
 from relay.delivery.templating import ParamSpec
 from relay.events.flatten import ALL_EVENT_NAMES, chosen_events
 
@@ -38,8 +39,9 @@ PARAMS = {
 }
 
 
-def param_problems(given: dict[str, str]) -> list[str]:
-    """What is wrong with a passkit-events URL's params (minting's check, beyond required)."""
+def param_problems(given: dict[str, str], guard: UrlGuard) -> list[str]:
+    """What is wrong with a passkit-events URL's params (minting's check, beyond required):
+    `forward_to` must pass the URL guard (relay.access.urlguard) as far as its text shows."""
     problems = []
     target = given.get("forward_to", "").strip()
     parts = urlsplit(target)
@@ -48,6 +50,8 @@ def param_problems(given: dict[str, str]) -> list[str]:
             "forward_to must be a web address starting with https://, such as the URL of a "
             "Zapier Catch Hook trigger or a Make custom webhook"
         )
+    elif target and (problem := guard.problem(target)):
+        problems.append(f"forward_to is refused: {problem}")
     unknown = [e for e in chosen_events(given.get("events", "")) if e not in ALL_EVENT_NAMES]
     if unknown:
         problems.append(

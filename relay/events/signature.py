@@ -13,9 +13,12 @@ the first part's two-character prefix (`t=`) to get the nonce. It does not pin t
   bytes it decodes to when it is base64 (third parties report secrets that look like it).
 
 `sign` (the sandbox and the tests) writes `t=<unix seconds>,v1=<hex of HMAC(nonce "." body)>`.
-A nonce that reads as a Unix time (seconds or milliseconds) must lie within TOLERANCE of now,
-so a captured request cannot be replayed later; other nonces are not dated (the outbox dedupes
-a replay by nonce and body instead). Fails closed: every problem is InvalidPassKitSignature.
+A nonce that reads as a Unix time (seconds or milliseconds, `nonce_time`: also once its
+separators are stripped, so moving the "." of the signed text into the nonce does not undate
+it) must lie within TOLERANCE of now, so a captured request cannot be replayed later. Whatever
+the nonce, relay.web.event_endpoint remembers each signature it accepted: the same signature
+again is a replay, answered 200 and not forwarded. Fails closed: every problem is
+InvalidPassKitSignature.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Iterator, Sequence
 
@@ -101,15 +105,26 @@ def _keys(secret: str) -> Iterator[bytes]:
         yield decoded
 
 
+# Characters that separate the parts of a signed text: stripped before a nonce is read as a time.
+_SEPARATORS = re.compile(r"[\s.,:;_/|-]")
+# A time followed by a separator and anything: what a nonce looks like once the separator of
+# the "nonce + '.' + payload" reading is moved into it (`t=<old>.`, or with some of the body).
+_LEADING_TIME = re.compile(r"[\s.,:;_/|-]*(\d{13}|\d{10})[\s.,:;_/|-]")
+
+
 def nonce_time(nonce: str) -> float | None:
-    """The Unix time a nonce carries (seconds or milliseconds), None when it carries none."""
-    if not nonce.isdigit():
+    """The Unix time a nonce carries (seconds or milliseconds), None when it carries none: all
+    digits once separators are stripped (`1700000000`, `1700000000.`, `17-000-00000`), or a
+    time and a separator before anything else (`1700000000.{"event"…`). A nonce of letters and
+    digits (hex, a UUID) is not read as a time, so a real event is never refused for its look."""
+    stripped = _SEPARATORS.sub("", nonce)
+    if stripped.isdigit() and len(stripped) in (10, 13):
+        digits = stripped
+    elif found := _LEADING_TIME.match(nonce):
+        digits = found.group(1)
+    else:
         return None
-    if len(nonce) == 10:
-        return float(nonce)
-    if len(nonce) == 13:
-        return int(nonce) / 1000
-    return None
+    return float(digits) if len(digits) == 10 else int(digits) / 1000
 
 
 def verify(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from typing import Literal
 from urllib.parse import urlsplit
 
 LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".localdomain", ".lan")
@@ -28,7 +29,7 @@ LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".localdoma
 _NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]*))*", re.I)
 
 
-def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The IP address `host` names literally (as a resolver would read it), else None."""
     try:
         return ipaddress.ip_address(host)
@@ -42,32 +43,50 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return None
 
 
-def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_global and not (address.is_multicast or address.is_unspecified)
 
 
-def image_url_problem(url: str) -> str | None:
-    """What is wrong with `url` as a pass image's address, as the rest of a sentence
-    ("is not …"); None when it is a public https URL."""
+Fault = Literal["unreadable", "scheme", "no_host", "credentials", "private", "local"]
+
+
+def public_https_fault(url: str) -> tuple[Fault, str] | None:
+    """What keeps `url` from being a public https address, as far as its text shows, and its
+    host; None when nothing does. The callers say it in their own words."""
     try:
         parts = urlsplit(url.strip())
         host = (parts.hostname or "").rstrip(".")
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
-        return "is not a web address: use a public https://… address of the image"
+        return "unreadable", ""
     if parts.scheme.lower() != "https":
-        return "must start with https:// (PassKit fetches images over HTTPS only)"
+        return "scheme", host
     if not host:
-        return "has no host name: use a public https://… address of the image"
+        return "no_host", host
     if parts.username is not None or parts.password is not None:
-        return "must not carry a user name or password: use a public address of the image"
-    address = _address(host)
+        return "credentials", host
+    address = literal_address(host)
     if address is not None:
-        if _public(address):
-            return None
-        return "names a private or local network address: use the image's public address"
+        return None if public_address(address) else ("private", host)
     if host == "localhost" or host.endswith(LOCAL_SUFFIXES) or "." not in host:
-        return "names a machine on a local network: use the image's public address"
+        return "local", host
     return None
+
+
+_IMAGE_WORDS: dict[Fault, str] = {
+    "unreadable": "is not a web address: use a public https://… address of the image",
+    "scheme": "must start with https:// (PassKit fetches images over HTTPS only)",
+    "no_host": "has no host name: use a public https://… address of the image",
+    "credentials": "must not carry a user name or password: use a public address of the image",
+    "private": "names a private or local network address: use the image's public address",
+    "local": "names a machine on a local network: use the image's public address",
+}
+
+
+def image_url_problem(url: str) -> str | None:
+    """What is wrong with `url` as a pass image's address, as the rest of a sentence
+    ("is not …"); None when it is a public https URL."""
+    fault = public_https_fault(url)
+    return _IMAGE_WORDS[fault[0]] if fault else None

@@ -27,6 +27,7 @@ from relay.access.tokens import (
     hook_url,
     new_hook_id,
 )
+from relay.access.urlguard import UrlGuard
 from relay.delivery.templating import ParamSpec, TemplateLibrary, check_params_of
 from relay.events import params as passkit_params
 from relay.forms import phones
@@ -159,14 +160,17 @@ def account_check(account: Account) -> LiveCheck:
     return check
 
 
-def check_params(target: Endpoint, given: Mapping[str, str]) -> dict[str, str]:
+def check_params(
+    target: Endpoint, given: Mapping[str, str], guard: UrlGuard | None = None
+) -> dict[str, str]:
     """`given` as the hook will carry it (values normalised); MintError listing every problem,
-    each with what would be accepted."""
+    each with what would be accepted. `guard`: where the relay may send (RELAY_ALLOW_URLS);
+    without, public https only."""
     given = {k: v for k, v in given.items() if k != VERSION_PARAM}  # the relay's, not a setting
     checked, wrong = check_params_of(target.params, given)
     problems = [str(problem) for problem in wrong]
     if target.kind == passkit_params.KIND:
-        problems += passkit_params.param_problems(dict(given))
+        problems += passkit_params.param_problems(dict(given), guard or UrlGuard())
     unknown = sorted(set(given) - set(target.params))
     if unknown:
         known = ", ".join(target.params) or "none"
@@ -183,7 +187,12 @@ def check_params(target: Endpoint, given: Mapping[str, str]) -> dict[str, str]:
     return checked
 
 
-def settings_problems(library: TemplateLibrary, template: str, params: Mapping[str, str]) -> str:
+def settings_problems(
+    library: TemplateLibrary,
+    template: str,
+    params: Mapping[str, str],
+    guard: UrlGuard | None = None,
+) -> str:
     """What is wrong with a registered hook's settings ("" when nothing is), checked as
     minting checks them now: for `relay check`, about hooks minted before it did."""
     try:
@@ -192,6 +201,11 @@ def settings_problems(library: TemplateLibrary, template: str, params: Mapping[s
         return f"its template {template} is gone from this relay"
     _, wrong = check_params_of(target.params, params)
     problems = [f"{problem}; mint a new URL with --param {problem.name}=…" for problem in wrong]
+    if target.kind == passkit_params.KIND:
+        problems += [
+            f"{problem}; nothing is sent there: mint a new URL"
+            for problem in passkit_params.param_problems(dict(params), guard or UrlGuard())
+        ]
     for spec in target.params.values():
         if spec.required and spec.default is None and not params.get(spec.name):
             problems.append(f"it has no {spec.name}; mint a new URL with --param {spec.name}=…")
@@ -211,11 +225,13 @@ def mint(
     base: str,
     *,
     live: LiveCheck | None = None,
+    guard: UrlGuard | None = None,
 ) -> tuple[Hook, Endpoint, str]:
     """A new hook for `name` with `params`, and its URL under `base`; MintError if refused.
-    With `live`, the ids are also looked up at PassKit once everything else is right."""
+    With `live`, the ids are also looked up at PassKit once everything else is right. `guard`:
+    where the relay may send (relay.access.urlguard); without, public https only."""
     target = endpoint(library, name)
-    checked = check_params(target, params)
+    checked = check_params(target, params, guard)
     if live is not None and (problems := live(target, checked)):
         raise MintError(problems)
     if target.name == passkit_params.TEMPLATE:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import Mapping
 
 import uvicorn
@@ -21,12 +22,30 @@ def serve_sandbox(host: str, port: int, env: Mapping[str, str]) -> None:
     secret = env.get("PASSKIT_API_SECRET") or "sandbox-secret-" + secrets.token_hex(8)
     config = SandboxConfig(key, secret, long_lived_token=env.get("PASSKIT_TOKEN") or None,
                            public_url=base_url)  # fmt: skip
-    print(f"PassKit sandbox on {base_url} (issued passes: {base_url}/). Point a relay at it:")
+    lines = [f"PassKit sandbox on {base_url} (issued passes: {base_url}/). Point a relay at it:"]
     if "PASSKIT_API_SECRET" in env:
-        print(f"  PASSKIT_API_URL={base_url} PASSKIT_PASS_URL={base_url}/pass relay serve")
-        print("  (the sandbox accepts this environment's PASSKIT_API_KEY and PASSKIT_API_SECRET)")
+        lines += [f"  PASSKIT_API_URL={base_url} PASSKIT_PASS_URL={base_url}/pass relay serve",
+                  "  (the sandbox accepts this environment's PASSKIT_API_KEY and "
+                  "PASSKIT_API_SECRET)"]  # fmt: skip
     else:
-        print(f"  PASSKIT_API_URL={base_url} PASSKIT_PASS_URL={base_url}/pass \\")
-        print(f"  PASSKIT_API_KEY={key} PASSKIT_API_SECRET={secret} relay serve", flush=True)
+        lines += [f"  PASSKIT_API_URL={base_url} PASSKIT_PASS_URL={base_url}/pass \\",
+                  f"  PASSKIT_API_KEY={key} PASSKIT_API_SECRET={secret} relay serve"]  # fmt: skip
     app = BodyDeadline(create_sandbox(config), Settings.body_timeout)
-    uvicorn.run(app, host=host, port=port, log_level="warning", **server_options())
+    server = _Announcing(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                        **server_options()), "\n".join(lines))  # fmt: skip
+    server.run()
+    if not server.started:  # it never listened (uvicorn said why)
+        raise SystemExit(1)
+
+
+class _Announcing(uvicorn.Server):
+    """uvicorn's server printing `banner` once it listens: never before a bind that fails."""
+
+    def __init__(self, config: uvicorn.Config, banner: str) -> None:
+        super().__init__(config)
+        self.banner = banner
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            print(self.banner, flush=True)

@@ -341,6 +341,21 @@ class Store(Protocol):
     async def admin_session_ended(self, session_id: str) -> bool:
         """True once `end_admin_session` ran for `session_id`, in any process."""
 
+    # -- sign-in attempts (relay.admin.session.LoginLimiter) --
+
+    async def count_login_attempt(
+        self, address: str, now: float, window: float
+    ) -> tuple[int, float]:
+        """Count one sign-in attempt from `address`, atomically across processes: how many
+        attempts its window holds now (this one included) and when that window started. A
+        window that started `window` seconds ago or more starts again at `now`."""
+
+    async def forget_login_attempts(self, address: str) -> None:
+        """`address` signed in: its attempts start again from none."""
+
+    async def purge_login_attempts(self, before: float) -> int:
+        """Forget addresses whose window started before `before`; how many."""
+
     async def purge_ended_admin_sessions(self, before: float) -> int:
         """Forget sessions that ended before `before` (their cookies have expired by then);
         returns how many."""

@@ -256,6 +256,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        13,
+        [
+            # Sign-in attempts per client address (relay.admin.session.LoginLimiter): counted
+            # in one statement before the password is checked, so concurrent guesses from one
+            # address share one budget in every process. A row lives one window; the
+            # housekeeping purges older ones.
+            """CREATE TABLE login_attempts (
+                address TEXT PRIMARY KEY,
+                window_start {float} NOT NULL,
+                attempts {bigint} NOT NULL
+            )""",
+            "CREATE INDEX login_attempts_start ON login_attempts (window_start)",
+        ],
+    ),
 ]
 
 

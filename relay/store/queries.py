@@ -64,11 +64,13 @@ SEALED_DELIVERY_COLUMNS = (
     "error_message",
     "error_hint",
 )
-# A hook used but not registered (its row was lost with the database; the URL still works) is
-# registered here from the delivery, with no params: the signed URL keeps the real ones.
+# A hook used but not registered (its row was lost with the database, or another database
+# minted it; the URL still works) is registered here from the delivery, with the params its
+# signed token carries; a row registered with none before is given them.
 COUNT_HOOK = (
-    "INSERT INTO hooks (id, template, created_at, last_used_at, deliveries, failures) "
-    "VALUES (:id, :template, :at, :at, :n, :failed) ON CONFLICT (id) DO UPDATE SET "
+    "INSERT INTO hooks (id, template, params, created_at, last_used_at, deliveries, failures) "
+    "VALUES (:id, :template, :params, :at, :at, :n, :failed) ON CONFLICT (id) DO UPDATE SET "
+    "params = CASE WHEN hooks.params = '{}' THEN :params ELSE hooks.params END, "
     "last_used_at = CASE WHEN hooks.last_used_at IS NULL OR hooks.last_used_at < :at "
     "THEN :at ELSE hooks.last_used_at END, "
     "deliveries = hooks.deliveries + :n, failures = hooks.failures + :failed"
@@ -130,6 +132,23 @@ ADMIN_SESSION_ENDED = "SELECT 1 FROM admin_sessions_ended WHERE session_id = :id
 PURGE_ENDED_ADMIN_SESSIONS = (
     "DELETE FROM admin_sessions_ended WHERE session_id IN "
     "(SELECT session_id FROM admin_sessions_ended WHERE ended_at < :before LIMIT :chunk)"
+)
+# One sign-in attempt from an address, counted before its password is checked: the first in a
+# window inserts the row, later ones add one; a window that ended starts again at :now. The row
+# comes back, so the caller knows how many attempts this one is within its window.
+COUNT_LOGIN_ATTEMPT = (
+    "INSERT INTO login_attempts (address, window_start, attempts) VALUES (:address, :now, 1) "
+    "ON CONFLICT (address) DO UPDATE SET "
+    "attempts = CASE WHEN login_attempts.window_start <= :ended_before THEN 1 "
+    "ELSE login_attempts.attempts + 1 END, "
+    "window_start = CASE WHEN login_attempts.window_start <= :ended_before THEN :now "
+    "ELSE login_attempts.window_start END "
+    "RETURNING attempts, window_start"
+)
+FORGET_LOGIN_ATTEMPTS = "DELETE FROM login_attempts WHERE address = :address"
+PURGE_LOGIN_ATTEMPTS = (
+    "DELETE FROM login_attempts WHERE address IN "
+    "(SELECT address FROM login_attempts WHERE window_start < :before LIMIT :chunk)"
 )
 
 # A failure of a hook that alerts: the first one inserts the row (and alerts); later ones count,
@@ -241,9 +260,14 @@ def hook_counts(records: Sequence[DeliveryRecord]) -> list[dict[str, Any]]:
         if r.hook_id is None:
             continue
         template = "stripe" if r.source == "stripe" else r.template
+        params = json.dumps(dict(r.hook_params or {}), sort_keys=True)
         count = counts.setdefault(
-            r.hook_id, {"id": r.hook_id, "template": template, "at": r.at, "n": 0, "failed": 0}
-        )
+            r.hook_id,
+            {"id": r.hook_id, "template": template, "params": params, "at": r.at, "n": 0,
+             "failed": 0},
+        )  # fmt: skip
+        if r.hook_params:
+            count["params"] = params
         count["at"] = max(count["at"], r.at)
         count["n"] += 1
         count["failed"] += r.outcome == "failed"

@@ -6,6 +6,7 @@ in SQLite and PostgreSQL, and the callers already have a clock that gives them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -111,6 +112,9 @@ class DeliveryRecord:
     # The people the delivery was about (emails, external ids, Stripe customer ids), in memory
     # only: the store keeps their blind indexes, so `relay erase` finds the row.
     people: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # The settings the hook's token carries, in memory only: a hook used on a database that did
+    # not mint it is registered with them (relay.store.queries.COUNT_HOOK).
+    hook_params: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

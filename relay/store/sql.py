@@ -333,6 +333,23 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
     async def purge_ended_admin_sessions(self, before: float) -> int:
         return await self._purge(q.PURGE_ENDED_ADMIN_SESSIONS, before)
 
+    # -- sign-in attempts --------------------------------------------------------------------
+
+    async def count_login_attempt(
+        self, address: str, now: float, window: float
+    ) -> tuple[int, float]:
+        _, rows = await self._write(
+            q.COUNT_LOGIN_ATTEMPT, {"address": address, "now": now, "ended_before": now - window}
+        )
+        attempts, started = rows[0]
+        return int(attempts), float(started)
+
+    async def forget_login_attempts(self, address: str) -> None:
+        await self._write(q.FORGET_LOGIN_ATTEMPTS, {"address": address})
+
+    async def purge_login_attempts(self, before: float) -> int:
+        return await self._purge(q.PURGE_LOGIN_ATTEMPTS, before)
+
     async def _purge(self, sql: str, before: float) -> int:
         total = 0
         while True:

@@ -3,8 +3,9 @@
 Sans-I/O like the rest of the path: raw bytes and a header in, a plain-JSON event out. The
 signature is checked by stripe-python on the raw body, before any parsing, against every
 configured secret (Stripe sends one `v1` per active secret while a secret is being rolled), with
-Stripe's 300 s tolerance; only `v1` counts, so a test-mode `v0` alone is refused. Templates get
-plain dicts from `json.loads`, never SDK objects (stripe-python 15+ objects are not dicts).
+Stripe's 300 s tolerance, both ways (a timestamp ahead of now is refused too); only `v1` counts,
+so a test-mode `v0` alone is refused. Templates get plain dicts from `json.loads`, never SDK
+objects (stripe-python 15+ objects are not dicts).
 
     templates/stripe/<event.type>.json.j2     one template per event type; none → "ignored"
 """
@@ -80,7 +81,25 @@ def verify(payload: bytes, header: str | None, secrets: Sequence[str]) -> dict[s
     else:
         # A stale timestamp means one secret matched: more useful than the others' mismatch.
         raise InvalidSignature(min(problems, key=_MISMATCH.__eq__, default=_MISMATCH))
+    # stripe-python refuses only the past; a timestamp far ahead would stay replayable for as
+    # long, so the tolerance holds both ways.
+    ahead = _signed_at(header or "") - time.time()
+    if ahead > TOLERANCE:
+        raise InvalidSignature(
+            f"The Stripe-Signature timestamp is {ahead / 60:.0f} minutes ahead of this "
+            "server's time: a forged or replayed request, or this server's clock is wrong "
+            "(check NTP)."
+        )
     return parse_event(payload)
+
+
+def _signed_at(header: str) -> float:
+    """The `t=` of a Stripe-Signature header that verified (so it holds one)."""
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.strip().isdigit():
+            return float(value.strip())
+    return 0.0
 
 
 MAX_DEPTH = 32  # Stripe's events nest about eight levels; deeper is not an event

@@ -215,6 +215,8 @@ def _explain(record: DeliveryRecord, quote: bool) -> tuple[str, str, str, str | 
         cause = plain if plain and quote and not _PYTHONIC.search(plain) else "it failed"
         return cause, "", "", field
     cause, fix = explained
+    if record.source == "passkit" and code in _PASSKIT_EVENTS:
+        cause, fix = _PASSKIT_EVENTS[code]
     if stripe and code == "invalid_body":
         cause, fix = "Stripe's event could not be read", "Nothing to change here: it was not a "
         fix += "snapshot event Stripe sends to webhook endpoints."
@@ -287,6 +289,21 @@ _SIMPLE: dict[str, tuple[str, str]] = {
                        "one currency per customer",
                        "Charge this customer in the currency they paid in before, or set "
                        "their pass's tier in PassKit by hand."),
+}  # fmt: skip
+# A PassKit events URL (/passkit/…) fails in its own words: its secret is PassKit's, not Stripe's.
+_PASSKIT_EVENTS: dict[str, tuple[str, str]] = {
+    "invalid_signature": ("the event did not carry PassKit's signature for this PassKit events "
+                          "URL",
+                          "Whoever runs the relay must set PASSKIT_WEBHOOK_SECRET to the "
+                          "webhook's signing secret (in PassKit: Integrations › Webhooks; it "
+                          "changes when the webhook is edited); PassKit then sends again."),
+    "not_configured": ("PassKit events are switched off on the relay",
+                       "Whoever runs the relay must set PASSKIT_WEBHOOK_SECRET to the webhook's "
+                       "signing secret from PassKit; PassKit then sends again."),
+    "wrong_endpoint": ("a hook or Stripe URL was given to PassKit's webhook, or this PassKit "
+                       "events URL to a zap",
+                       "Put the PassKit events URL (…/passkit/…) in PassKit's webhook "
+                       "settings, and a hook URL in Zapier or Make."),
 }  # fmt: skip
 # Sending these again as a POST runs them properly: their fields were read and logged.
 _REPLAY_AS_POST = frozenset({"method_not_allowed"})

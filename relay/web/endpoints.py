@@ -14,6 +14,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
@@ -98,6 +101,21 @@ async def read_body(request: Request, limit: int) -> bytes:
     except ClientDisconnect:
         raise ClientGone(f"The sender hung up after {size:,} bytes of the body.") from None
     return b"".join(chunks)
+
+
+async def read_form(request: Request, limit: int, *, fields: int, files: int = 0) -> FormData:
+    """The request's form, read only up to `limit` bytes and parsed only up to `fields` fields
+    and `files` files: BodyTooLarge (413) beyond, InvalidBody (400) when it does not parse. A
+    form already read is returned as it was."""
+    if not hasattr(request, "_body"):
+        request._body = await read_body(request, limit)  # the parser then reads this copy
+    try:
+        return await request.form(max_files=files, max_fields=fields, max_part_size=limit)
+    except (HTTPException, MultiPartException) as exc:  # too many fields, or no form at all
+        why = str(exc.detail if isinstance(exc, HTTPException) else exc.message)
+        if why.startswith("Too many"):
+            raise BodyTooLarge(f"The form has more than it may: {why}") from None
+        raise InvalidBody(f"The form could not be read: {why}") from None
 
 
 def _too_large(limit: int) -> BodyTooLarge:
@@ -198,6 +216,7 @@ class Endpoints:
             request=request,
             log_payloads=self.s.settings.log_payloads,
             replay_of=replay_of,
+            hook_params=hook.params,
         )
         delivery_id = await (await self.s.store.get()).record_delivery(entry)
         self.s.alerts.observe(entry, dry_run=dry_run)

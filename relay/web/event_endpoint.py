@@ -28,8 +28,10 @@ from relay.events import signature as passkit_signature
 from relay.events.flatten import NotAnEvent, flatten, wanted
 from relay.events.forwarder import Forwarder
 from relay.events.params import TEMPLATE, every_family
-from relay.store import PassKitEvent
+from relay.store import DAY, PassKitEvent
 from relay.web.endpoints import Endpoints, read_body, request_id_of
+
+SIGNATURE_SCOPE = "passkit-signature"  # idempotency keys: the signatures each hook accepted
 
 
 def event_id(hook_id: str, nonce: str, body: bytes) -> str:
@@ -72,8 +74,9 @@ class PassKitEvents:
             header = request.headers.get(passkit_signature.HEADER)
             now = self.s.timestamp()
             nonce = passkit_signature.verify(body, header, self.secrets, now=now)
+            _, signature = passkit_signature.parse_header(header or "")
             entry.answer = await self.accept(hook.id, hook.params, body, nonce, now,
-                                             request.method, entry.trace)  # fmt: skip
+                                             request.method, entry.trace, signature)  # fmt: skip
             entry.logged = {k: entry.answer[k] for k in ("event", "event_id") if k in entry.answer}
             entry.status = 200
         return JSONResponse(entry.answer | {"request_id": request_id})
@@ -87,8 +90,11 @@ class PassKitEvents:
         now: float,
         method: str,
         trace: Trace,
+        signature: bytes = b"",
     ) -> dict[str, Any]:
-        """The answer for a verified event: stored for forwarding, or ignored by `events=`."""
+        """The answer for a verified event: stored for forwarding, or ignored by `events=`; a
+        signature this hook accepted before is a replay (however its nonce and body were cut
+        from the signed text): answered as the first one was, not forwarded again."""
         try:
             event = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
@@ -109,7 +115,19 @@ class PassKitEvents:
             only = chosen or "the six pass events (it was made before membership and coupon "
             only += "" if chosen else "events were forwarded: make a new URL for them)"
             return answer | {"ignored": True, "reason": f"this URL forwards only {only}"}
+        store = await self.s.store.get()
+        # Remembered in the store, so every process knows it; as long as idempotency keys.
+        seen = await store.claim(f"{SIGNATURE_SCOPE}:{hook_id}", signature.hex(), now,
+                                 ttl=self.s.settings.idempotency_days * DAY)  # fmt: skip
+        if seen.state != "won":
+            first = seen.body or ident
+            return answer | {"event_id": first, "queued": True, "duplicate": True}
         record = PassKitEvent(ident, hook_id, flat["event"], now, str(params["forward_to"]), flat)
-        stored = await (await self.s.store.get()).enqueue_event(record)
+        try:
+            stored = await store.enqueue_event(record)
+        except BaseException:
+            await store.release(seen)  # not stored: PassKit's retry must get through
+            raise
+        await store.complete(seen, 200, ident)
         self.forwarder.wake()
         return answer | {"queued": True} | ({} if stored else {"duplicate": True})

@@ -22,8 +22,10 @@ proxies is `relay.web.proxies`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -393,3 +395,18 @@ async def within_body_deadline(
         request_id = scope.get("state", {}).get("request_id")
         response = JSONResponse(exc.answer(request_id), status_code=exc.status)
         await response(scope, receive, send_closing)
+
+
+def busy_port(host: str, port: int, command: str) -> str | None:
+    """What to say when `port` cannot be bound, said before anything starts (a banner with URLs
+    that cannot work, the app's background work): the port, and `command` on another one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return f"cannot listen on {host}:{port}: {exc.strerror}"
+            return f"port {port} is in use: {command} --port {port + 10}"
+    return None
