@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,6 +33,21 @@ _PERSON_KEYS = {
     "receiptemail",
 }
 _NOT_A_LETTER = re.compile(r"[\s_\-]")
+# Keys whose values are (parts of) a person's name, compared the same way: the console's
+# search finds a person by a whole word of their name through these (name_words).
+_NAME_KEYS = {
+    "firstname",
+    "lastname",
+    "name",
+    "fullname",
+    "givenname",
+    "familyname",
+    "surname",
+    "forename",
+    "displayname",
+    "customername",
+}
+_WORD = re.compile(r"\w+")
 
 
 def seal_text(sealer: Sealer | None, text: str | None) -> str | None:
@@ -89,11 +105,48 @@ def people_in(*values: Any) -> tuple[str, ...]:
     return tuple(found)
 
 
-def person_column(sealer: Sealer | None, people: Iterable[str]) -> str | None:
-    """The `person` column: each identifier's blind index under the current key."""
+def name_words(*values: Any) -> tuple[str, ...]:
+    """The words of the names in JSON values (first_name, surname, a Stripe customer's name…),
+    each once, folded as `words` folds a search: what a person is found by in the console."""
+    found: dict[str, None] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                name = _NOT_A_LETTER.sub("", str(key)).lower()
+                if name in _NAME_KEYS and isinstance(item, str):
+                    found.update(dict.fromkeys(words(item)))
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    for value in values:
+        walk(value)
+    return tuple(found)
+
+
+def words(text: str) -> list[str]:
+    """A name's whole words, case and accents folded ("Ana Díaz" → ana, diaz)."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return [w for w in _WORD.findall(plain.casefold()) if len(w) <= 60][:8]
+
+
+def name_index(sealer: Sealer, word: str) -> str:
+    """A name word's blind index: the word is kept only as this keyed hash, never in clear, and
+    hashed apart from identifiers ("name " first), so it never matches an email's index."""
+    return sealer.blind(f"name {word}")
+
+
+def person_column(
+    sealer: Sealer | None, people: Iterable[str], names: Iterable[str] = ()
+) -> str | None:
+    """The `person` column: each identifier's blind index under the current key, and each name
+    word's (name_index)."""
     if sealer is None:
         return None
     indexes = dict.fromkeys(sealer.blind(person) for person in people)
+    indexes.update(dict.fromkeys(name_index(sealer, word) for word in names))
     return f" {' '.join(indexes)} " if indexes else None
 
 

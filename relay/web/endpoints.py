@@ -137,6 +137,7 @@ class Logging:
     answer: dict[str, Any] = field(default_factory=dict)
     logged: Any = None  # what arrived, as the log keeps it
     dry_run: bool = False
+    key: str | None = None  # its idempotency key (a Stripe event's id)
 
 
 class Endpoints:
@@ -164,7 +165,8 @@ class Endpoints:
             await self.record(source, hook, entry.template, trace=entry.trace,
                               status=entry.status, answer=entry.answer, started=started,
                               request_id=request_id, request=entry.logged,
-                              note=request.scope.get("state"), dry_run=entry.dry_run)  # fmt: skip
+                              note=request.scope.get("state"), dry_run=entry.dry_run,
+                              key=entry.key)  # fmt: skip
 
     async def record(
         self,
@@ -181,6 +183,7 @@ class Endpoints:
         replay_of: str | None = None,
         note: dict[str, Any] | None = None,
         dry_run: bool = False,
+        key: str | None = None,
     ) -> str:
         """Log one delivery, before it is answered: an answered delivery is never missing.
         Then tell the alerts (a queue put at most; RELAY_ALERT_URL is told after the answer)."""
@@ -197,6 +200,7 @@ class Endpoints:
             request=request,
             log_payloads=self.s.settings.log_payloads,
             replay_of=replay_of,
+            key=key,
         )
         delivery_id = await (await self.s.store.get()).record_delivery(entry)
         self.s.alerts.observe(entry, dry_run=dry_run)
@@ -262,6 +266,7 @@ class Endpoints:
                     f"The idempotency key is {len(key):,} characters long; at most {MAX_KEY}.",
                     hint="Map the trigger record's id as idempotency_key, not a whole record.",
                 )
+            entry.key = key or None
             entry.answer = await self.run_hook(hook, payload.fields, payload.received,
                                                request_id=request_id, trace=entry.trace,
                                                dry_run=entry.dry_run, key=key)  # fmt: skip
@@ -290,6 +295,7 @@ class Endpoints:
             signature = request.headers.get("stripe-signature")
             event = stripe_events.verify(body, signature, self.stripe_secrets)
             entry.logged = stripe_events.summary(event)
+            entry.key = str(event.get("id") or "") or None
             entry.template = stripe_events.template_name(event)
             entry.status, entry.answer = await self.handle_event(
                 hook, event, entry.template, request_id, entry.trace
