@@ -48,10 +48,7 @@ class Console(ConsoleContext):
             *HookPages(self).routes(),  # /admin/hooks: list, mint, one hook, revoke
             # /admin/deliveries: list, one, replay, check pass
             *DeliveryPages(self, self.failure_pages).routes(),
-            Route(f"{r}/deliveries/{{id}}/edit", self.guarded(self.failure_pages.edit),
-                  methods=["GET", "POST"]),
-            Route(f"{r}/failures", self.guarded(self.failure_pages.failures), methods=["GET"]),
-            Route(f"{r}/failures/group", self.guarded(self.failure_pages.group), methods=["GET"]),
+            *self.failure_pages.routes(),  # /admin/failures: to-do list, Edit and resend
             Route(f"{r}/templates", self.guarded(self.templates), methods=["GET"]),
             Route(f"{r}/passkit", self.guarded(self.passkit), methods=["GET"]),
             *EventsPage(self).routes(),
@@ -117,12 +114,13 @@ class Console(ConsoleContext):
         ]
         rate = None if not stats.total else 100 * (stats.total - stats.failed) / stats.total
         hooks = {hook.id: hook for hook in await store.list_hooks()}
-        failed = await store.list_deliveries(outcome="failed", limit=5)
+        failed = await store.list_deliveries(outcome="failed", open_only=True, limit=5)
+        open_failures = await store.open_failures(now - 86_400)
         words = await lexicon(self.account, self.s.library) if failed else Lexicon()
         failures = rows(failed, hooks, words, self.s.library)
         return self.render("overview.html", session, "overview", title="Overview", stats=stats,
                            rate=rate, chart=hourly_svg(hours), failures=failures,
-                           no_hooks=not hooks)  # fmt: skip
+                           no_hooks=not hooks, open_failures=open_failures)  # fmt: skip
 
     async def passkit(self, request: Request, session: Session) -> Response:
         account, problem = await self.account(fresh=True)

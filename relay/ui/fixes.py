@@ -223,22 +223,22 @@ def _explain(record: DeliveryRecord, quote: bool) -> tuple[str, str, str, str | 
 
 _SIMPLE: dict[str, tuple[str, str]] = {
     "passkit_unavailable": ("PassKit was busy or down",
-                            "Nothing to change: PassKit was busy; Replay below or let Zapier "
+                            "Nothing to change: PassKit was busy; Replay it or let Zapier "
                             "retry."),
     "passkit_busy": ("many deliveries were queued for PassKit at once (the relay keeps to "
                      "PassKit's rate)",
-                     "Nothing to change: Replay below or let Zapier retry; if it happens often, "
+                     "Nothing to change: Replay it or let Zapier retry; if it happens often, "
                      "ask whoever runs the relay about the PassKit rate limit."),
     "passkit_timeout": ("PassKit did not answer in time",
-                        "Nothing to change: Replay below (a pass is never issued twice) or let "
+                        "Nothing to change: Replay it (a pass is never issued twice) or let "
                         "Zapier retry."),
     "rate_limited": ("too many deliveries arrived at once for this hook",
                      "Slow the zap down (Zapier: Delay After Queue; Make: sequential "
-                     "processing); Replay below."),
+                     "processing), then Replay."),
     "in_progress": ("the same delivery was still running when it came again",
                     "Nothing to change: Zapier and Make retry and get the first answer."),
     "internal_error": ("the relay hit an unexpected problem",
-                       "Replay below; if it fails again, give whoever runs the relay the "
+                       "Replay it; if it fails again, give whoever runs the relay the "
                        "request ID under Technical details."),
     "client_gone": ("the sender hung up before everything arrived",
                     "Nothing to change: Zapier or Make will try again."),
@@ -280,7 +280,7 @@ _SIMPLE: dict[str, tuple[str, str]] = {
                           "(Make: the HTTP module's headers)."),
     "method_not_allowed": ("the hook URL was opened (GET) instead of sent to (POST)",
                            "In Zapier use Webhooks › POST; in Make set the HTTP module's method "
-                           "to POST. Replay below sends this one as a POST."),
+                           "to POST. Replay sends this one as a POST."),
     "idempotency_key_reused": ("the zap sent an idempotency key it had used with other fields",
                                "Map the trigger record's id as idempotency_key, not a constant."),
     "mixed_currency": ("this customer paid in a second currency, and tiers from spend add up "
