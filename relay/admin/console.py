@@ -21,6 +21,7 @@ from relay.admin.events import EventsPage
 from relay.admin.failure_pages import FailurePages
 from relay.admin.hook_pages import HookPages
 from relay.admin.imports import ImportPage
+from relay.admin.people import PeoplePages
 from relay.admin.replay import fields_from_log
 from relay.admin.sentences import Lexicon, lexicon, rows
 from relay.admin.session import COOKIE, MAX_AGE, Session
@@ -47,7 +48,9 @@ class Console(ConsoleContext):
             Route(r, self.guarded(self.overview), methods=["GET"]),
             *HookPages(self).routes(),  # /admin/hooks: list, mint, one hook, revoke
             # /admin/deliveries: list, one, replay, check pass
-            *DeliveryPages(self, self.failure_pages).routes(),
+            *(deliveries := DeliveryPages(self, self.failure_pages)).routes(),
+            # /admin/search and /admin/people: find a person, their page
+            *PeoplePages(self, deliveries.pass_url).routes(),
             *self.failure_pages.routes(),  # /admin/failures: to-do list, Edit and resend
             Route(f"{r}/templates", self.guarded(self.templates), methods=["GET"]),
             Route(f"{r}/passkit", self.guarded(self.passkit), methods=["GET"]),
