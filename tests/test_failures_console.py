@@ -281,3 +281,20 @@ def test_replay_all_on_a_busy_group_asks_first_then_says_one_line_per_delivery(
     assert "Dismissed" in text_of(console.get("/admin/deliveries/dl_points000001").text)
     assert "Nothing to fix" in text_of(console.get("/admin/failures").text)
     assert len(deliveries(folder)) == 5
+
+
+def test_a_get_on_a_post_only_address_goes_to_its_page_not_json(
+    relay: tuple[str, State, Path], console: httpx.Client
+) -> None:
+    expected = {
+        "/admin/deliveries/dl_x1/replay": "/admin/deliveries/dl_x1",
+        "/admin/deliveries/dl_x1/pass": "/admin/deliveries/dl_x1",
+        "/admin/deliveries/dl_x1/dismiss": "/admin/deliveries/dl_x1",
+        "/admin/failures/replay-all": "/admin/failures",
+        "/admin/events/ev_1/resend": "/admin/events",
+        "/admin/logout": "/admin",
+    }
+    for address, page in expected.items():
+        opened = console.get(address)
+        assert (opened.status_code, opened.headers["location"]) == (303, page), address
+        assert "method_not_allowed" not in opened.text

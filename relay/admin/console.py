@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -31,6 +32,32 @@ from relay.ui.html import form_text, form_texts, page
 from relay.web.endpoints import Endpoints, new_request_id
 
 
+def post_only_redirects(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """A GET route for every POST-only address (a Replay's, Check the pass's, an opened link or
+    a typed address): a redirect to the page it belongs to, the nearest address above it that
+    answers GET, so no console address answers a browser with JSON."""
+    pages = {r.path for r in routes if isinstance(r, Route) and "GET" in (r.methods or ())}
+    extra: list[BaseRoute] = []
+    for route in routes:
+        if not isinstance(route, Route) or "GET" in (route.methods or ()):
+            continue
+        parent = route.path
+        while "/" in parent.strip("/") and parent not in pages:
+            parent = parent.rsplit("/", 1)[0]
+        extra.append(Route(route.path, _redirect_to(parent), methods=["GET"]))
+    return extra
+
+
+def _redirect_to(template: str) -> Any:
+    async def redirect(request: Request) -> Response:
+        target = template
+        for name, value in request.path_params.items():
+            target = target.replace(f"{{{name}}}", quote(str(value), safe=""))
+        return RedirectResponse(target, 303)
+
+    return redirect
+
+
 class Console(ConsoleContext):
     """The console's own pages (sign-in, overview, templates, PassKit) and the routes to every
     page; the other pages live in their own modules and are given this context."""
@@ -40,6 +67,10 @@ class Console(ConsoleContext):
         self.failure_pages = FailurePages(self)  # failures by cause, Edit and resend
 
     def routes(self) -> list[BaseRoute]:
+        routes = self._routes()
+        return [*routes, *post_only_redirects(routes)]
+
+    def _routes(self) -> list[BaseRoute]:
         r = self.root
         return [
             Route(f"{r}/login", self.login, methods=["GET", "POST"]),
