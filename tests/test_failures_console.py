@@ -124,7 +124,7 @@ def test_three_failures_group_into_one_cause_then_edit_and_resend_succeeds(
     assert page.text.count('class="card failure-group"') == 2  # points ×3, email ×1
     assert "3 open failures" in words and "1 open failure " in words
     assert "Hook Front desk sign-ups" in words and "Who Mara" in words
-    assert re.search(r"<h2[^>]*>Points “lots” is not a number</h2>", page.text)  # cause, no fix
+    assert re.search(r"<h2[^>]*>Points is not a number</h2>", page.text)  # the cause, no fix
     assert "The email is missing" in words
     assert "Fix: Send a number in Points." in words
     assert "Map Email in the zap's Data rows" in words

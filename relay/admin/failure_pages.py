@@ -56,9 +56,11 @@ def replay_all_safe(records: list[DeliveryRecord]) -> bool:
     )
 
 
-def heading(failure: Failure) -> str:
-    """A group's heading: the cause in words, capitalised, without the fix."""
-    return failure.cause[:1].upper() + failure.cause[1:]
+def heading(failure: Failure, count: int = 1) -> str:
+    """A group's heading: the cause in words, capitalised, without the fix; for several
+    failures, without the value one of them sent (they may have sent different ones)."""
+    cause = failure.cause_unquoted if count > 1 and failure.cause_unquoted else failure.cause
+    return cause[:1].upper() + cause[1:]
 
 
 ENV.filters["cause_heading"] = heading

@@ -140,6 +140,7 @@ class PeoplePages:
             "person.html", session, "deliveries", title=who, who=who, rows=listed,
             pass_url=pass_url, spend=[s for s in spend if s["totals"]],
             erase_as=mine[0] if mine else "", more=len(records) == SHOWN,
+            can_passkit=self.console.s.settings.has_passkit_credentials,
         )  # fmt: skip
 
 

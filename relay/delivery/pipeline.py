@@ -175,7 +175,12 @@ class Relay:
             check_fields(template, fields, received)
         except MissingFields as missing:
             problems.append(missing)
-        params = resolve_params(template, hook.params)
+        try:
+            params = resolve_params(template, hook.params)
+        except RelayError:
+            if problems:  # what was sent is named first, as before
+                raise problems[0] from None
+            raise
         now = self.clock()
         body: Any = None
         remaining = dict(fields)
