@@ -298,3 +298,36 @@ def test_a_get_on_a_post_only_address_goes_to_its_page_not_json(
         opened = console.get(address)
         assert (opened.status_code, opened.headers["location"]) == (303, page), address
         assert "method_not_allowed" not in opened.text
+
+
+def test_the_fix_names_the_value_the_zap_sent_and_the_valid_choices(
+    relay: tuple[str, State, Path], console: httpx.Client
+) -> None:
+    _, _, folder = relay
+    zap = {"external_id": "HS-5", "email": "ana@example.com", "tier": "platinum"}
+    assert console.post(hook_path(), data=zap).status_code == 404
+    [failed] = deliveries(folder)
+    words = text_of(console.get(f"/admin/deliveries/{failed.id}").text)
+    assert "the zap sent Tier “platinum”, and PassKit has no tier with that ID" in words
+    assert ("Sandbox Coffee Club has Base, Silver and Gold: fix the zap's Tier mapping, or use "
+            "Edit and resend.") in words  # fmt: skip
+    failures = text_of(console.get("/admin/failures").text)  # the account is cached by now
+    assert "The zap sent Tier “platinum”" in failures and "has Base, Silver and Gold" in failures
+
+
+def test_with_payload_logging_off_the_fix_says_the_value_was_not_kept(
+    sandbox: tuple[str, State],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    with relay_on_sandbox(sandbox[0], tmp_path, RELAY_ADMIN_PASSWORD=PASSWORD,
+                          RELAY_LOG_PAYLOADS="false") as url:  # fmt: skip
+        register(tmp_path)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            login = client.get("/admin/login")
+            client.post("/admin/login", data={"csrf": csrf(login.text), "password": PASSWORD})
+            zap = {"external_id": "HS-6", "email": "bo@example.com", "points": "lots"}
+            assert client.post(hook_path(), data=zap).status_code == 422
+            [failed] = deliveries(tmp_path)
+            words = text_of(client.get(f"/admin/deliveries/{failed.id}").text)
+            assert "points is not a number (what the zap sent was not kept" in words
+            assert "lots" not in words

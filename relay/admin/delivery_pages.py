@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from relay.admin.failure_pages import choices_for
 from relay.admin.replay import CannotReplay, replay
 from relay.admin.results import Results
 from relay.admin.sentences import OUTCOME_WORDS, Lexicon, lexicon, rows
@@ -78,6 +79,7 @@ class DeliveryPages:
                                link=f"{self.root}/deliveries", status=404)  # fmt: skip
         hook = await store.get_hook(record.hook_id) if record.hook_id else None
         words = await lexicon(self.console.account, self.s.library)
+        words_account = self.console.last_account()  # as just read for the words: no new call
         [row] = rows([record], {hook.id: hook} if hook else {}, words, self.s.library)
         pass_url = self.pass_url(record)
         settings = self.s.settings
@@ -86,7 +88,8 @@ class DeliveryPages:
         if kept is not None and not checked:
             checked = {"reading": kept[0], "unread": kept[1], "checked": True}
         return self.render("delivery.html", session, "deliveries", title=row.sentence.text,
-                           d=record, row=row, failure=failure_of(record), pass_url=pass_url,
+                           d=record, row=row, pass_url=pass_url,
+                           failure=failure_of(record, choices_for(record, hook, words_account)),
                            preview=card_preview(pass_url), masked=masked_count(*logged),
                            privacy=privacy_note(settings.log_payloads, settings.retention_days),
                            kept=settings.log_payloads,

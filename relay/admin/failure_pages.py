@@ -17,9 +17,10 @@ from starlette.routing import BaseRoute, Route
 from relay.admin.replay import CannotReplay, replay
 from relay.admin.session import Session
 from relay.brokentext import mend_text
+from relay.passkit.account import Account, Named, Project
 from relay.redact import MASK
 from relay.store import DAY, DeliveryRecord, FailureGroup, HookRecord
-from relay.ui.fixes import Failure, failure_of, label
+from relay.ui.fixes import Choices, Failure, failure_of, label, missing_kind
 from relay.ui.html import ENV
 
 if TYPE_CHECKING:
@@ -54,6 +55,42 @@ def replay_all_safe(records: list[DeliveryRecord]) -> bool:
         r.error_code in NOTHING_SENT and (f := failure_of(r)) is not None and f.can_replay
         for r in records
     )
+
+
+def choices_for(
+    record: DeliveryRecord, hook: HookRecord | None, account: Account | None
+) -> Choices | None:
+    """What the account has where PassKit found no record of an id the delivery used (the
+    program's tiers, the campaign's offers…), from the account as last read; None when that
+    is not known."""
+    kind = missing_kind(record)
+    if account is None or kind is None:
+        return None
+    params = hook.params if hook else {}
+    sent = record.passkit_request.get("json") if isinstance(record.passkit_request, dict) else None
+    sent = sent if isinstance(sent, dict) else {}
+
+    def under(projects: list[Any], param: str, key: str) -> Choices | None:
+        wanted = params.get(param) or sent.get(key)
+        project = next((p for p in projects if p.id == wanted), None)
+        return Choices(project.name, _names(project.children)) if project else None
+
+    if kind == "tier":
+        return under(account.programs, "program_id", "programId")
+    if kind == "offer":
+        return under(account.campaigns, "campaign_id", "campaignId")
+    if kind == "ticket type":
+        return under(account.productions, "production_id", "productionId")
+    listed: dict[str, list[Any]] = {"program": account.programs, "campaign": account.campaigns,
+                                    "production": account.productions}  # fmt: skip
+    projects = listed.get(kind)
+    return Choices("Your PassKit account", _names(projects)) if projects is not None else None
+
+
+def _names(items: tuple[Named, ...] | list[Project]) -> tuple[str, ...]:
+    """Names first; the id beside a name only where the two differ (the zap sends the id)."""
+    return tuple(i.name if i.name.casefold() == i.id.casefold() else f"{i.name} ({i.id})"
+                 for i in items)  # fmt: skip
 
 
 def heading(failure: Failure, count: int = 1) -> str:
@@ -120,8 +157,10 @@ class FailurePages:
         groups = await store.failure_groups(self.console.s.timestamp() - WINDOW, limit=GROUPS)
         hooks = {h.id: h for h in await store.list_hooks()}
         rows = []
+        account = self.console.last_account()
         for g in groups:
-            if (failure := failure_of(g.newest)) is None:
+            hook = hooks.get(g.newest.hook_id or "")
+            if (failure := failure_of(g.newest, choices_for(g.newest, hook, account))) is None:
                 continue
             inside = await self._members(g.newest.error_code, g.newest.error_field or "")
             link = (f"{self.console.root}/deliveries/{g.newest.id}" if g.count == 1
@@ -139,9 +178,11 @@ class FailurePages:
         records = await self._members(q.get("error"), q.get("field", ""), q.get("hook"), GROUPS)
         hooks = {h.id: h for h in await (await self.console.store()).list_hooks()}
         newest = records[0] if records else None
+        choices = choices_for(newest, hooks.get(newest.hook_id or ""),
+                              self.console.last_account()) if newest else None  # fmt: skip
         return self.console.render(
             "failure_group.html", session, "failures", title="Failures with one cause",
-            records=records, failure=failure_of(newest) if newest else None,
+            records=records, failure=failure_of(newest, choices) if newest else None,
             hooks=list(dict.fromkeys(self._hook_words(hooks, r.hook_id) for r in records)),
             limit=GROUPS, replay_all=replay_all_safe(records), error=q.get("error", ""),
             field=q.get("field", ""),
