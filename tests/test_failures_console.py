@@ -331,3 +331,24 @@ def test_with_payload_logging_off_the_fix_says_the_value_was_not_kept(
             words = text_of(client.get(f"/admin/deliveries/{failed.id}").text)
             assert "points is not a number (what the zap sent was not kept" in words
             assert "lots" not in words
+
+
+def test_the_public_hook_page_names_ids_puts_the_test_first_and_lists_every_problem(
+    relay: tuple[str, State, Path],
+) -> None:
+    url = relay[0] + hook_path()
+    html = {"Accept": "text/html"}
+    shown = httpx.get(url, headers=html, timeout=30).text
+    settings = text_of(shown.split('<div class="card">')[0])
+    assert "Sandbox Coffee Club" in settings and "Base" in settings  # names, ids beside
+    assert shown.index('id="test"') < shown.index("curl")  # the test form before the curl line
+    tried = httpx.post(
+        f"{url}/try",
+        headers=html,
+        timeout=30,
+        data={"external_id": "C1", "points": "lots", "birthday": "someday"},
+    )
+    words = text_of(tried.text)
+    assert "Email is needed." in words and "Points " in words and "Birthday " in words
+    for box in ("email", "points", "birthday"):
+        assert re.search(rf'name="{box}"[^>]*aria-invalid="true"', tried.text), box

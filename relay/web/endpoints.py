@@ -377,7 +377,7 @@ class Endpoints:
         hook = await self.hook_to_use(token)
         template = self.s.relay.template_for(hook)
         if wants_html(request):
-            return hook_page(request, hook, template)
+            return hook_page(request, hook, template, account=await self.s.accounts.get())
         description = describe(hook, template) | {"request_id": request_id_of(request)}
         return JSONResponse(description)
 
@@ -391,6 +391,8 @@ class Endpoints:
         try:
             payload = parse_payload(body, request.headers.get("content-type"))
         except RelayError as exc:  # shown on the page, like any other problem with the test
-            return hook_page(request, hook, template, tried=exc.answer(rid))
+            return hook_page(request, hook, template, tried=exc.answer(rid),
+                             account=self.s.accounts.last())  # fmt: skip
         result = await self.s.relay.try_out(hook, payload.fields, payload.received, request_id=rid)
-        return hook_page(request, hook, template, tried=result, sent=payload.fields)
+        return hook_page(request, hook, template, tried=result, sent=payload.fields,
+                         account=await self.s.accounts.get())  # fmt: skip
