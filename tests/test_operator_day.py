@@ -193,5 +193,12 @@ def test_an_operators_day(
     page.get_by_role("link", name="Hooks", exact=True).click()
     page.get_by_role("link", name="Front desk sign-ups").first.click()
     check("hook")
+    # The new-hook form: the tier list is the chosen program's only, filtered live.
+    page.goto(f"{console}/admin/hooks/new?template=member-upsert")
+    expect(page.get_by_label(re.compile("^Tier in"))).to_have_count(0)  # no program chosen yet
+    page.get_by_label(re.compile("^Program")).select_option("SandboxProgram00000001")
+    tiers = page.get_by_label(re.compile("^Tier in Sandbox Coffee Club"))
+    expect(tiers.locator("option")).to_have_text(["Choose…", "Base", "Silver", "Gold"])
+    check("new-hook")
     page.goto(url)
     check("public-hook-page")
