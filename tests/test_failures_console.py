@@ -352,3 +352,23 @@ def test_the_public_hook_page_names_ids_puts_the_test_first_and_lists_every_prob
     assert "Email is needed." in words and "Points " in words and "Birthday " in words
     for box in ("email", "points", "birthday"):
         assert re.search(rf'name="{box}"[^>]*aria-invalid="true"', tried.text), box
+
+
+def test_the_stripe_hook_page_asks_for_nothing_the_console_cannot_do(
+    relay: tuple[str, State, Path], console: httpx.Client
+) -> None:
+    async def add() -> None:
+        store = await open_store(f"sqlite:///{relay[2] / 'relay.db'}", sealer=SEALER)
+        try:
+            await store.add_hook(HookRecord("hk_stripe00001", "stripe",
+                                            {"program_id": DEMO_PROGRAM_ID, "tier_id": "base"},
+                                            label="Stripe payments", created_at=2.0))  # fmt: skip
+        finally:
+            await store.close()
+
+    run(add())
+    words = text_of(console.get("/admin/hooks/hk_stripe00001").text)
+    assert "Put it only in Stripe's dashboard" in words and "your zap" not in words
+    assert "give it to whoever runs the relay" in words and "this console cannot change" in words
+    steps = words.split("Stripe In Stripe's dashboard")[-1]
+    assert steps.index("STRIPE_WEBHOOK_SECRET") > steps.index("Technical detail")

@@ -192,6 +192,9 @@ def test_an_operators_day(
         check(name)
     page.get_by_role("link", name="Hooks", exact=True).click()
     page.get_by_role("link", name="Front desk sign-ups").first.click()
+    latest = page.locator("table", has=page.get_by_role("columnheader", name="What happened"))
+    expect(latest).to_contain_text("Tried to enrol or update Bea Okafor (HS-B2)")  # says who
+    expect(latest).to_contain_text("Fixed since")
     check("hook")
     # The new-hook form: the tier list is the chosen program's only, filtered live.
     page.goto(f"{console}/admin/hooks/new?template=member-upsert")

@@ -181,5 +181,6 @@ async def test_check_the_pass_on_a_logged_delivery(
     assert (opened.status_code, opened.headers["location"]) == (
         303, f"/admin/deliveries/{logged.id}")  # fmt: skip
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", shown.text))
-    assert "Member (primary) Ada Lovelace" in text and "Points (header) 40" in text
+    assert "Member (the big line) Ada Lovelace" in text and "Points (top right) 40" in text
+    assert "storeCard" not in text.split("Technical details")[0]  # Apple's terms, under details
     assert "No problems found" in text

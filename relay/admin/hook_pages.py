@@ -211,7 +211,8 @@ class HookPages:
         return self.render("hook_minted.html", session, "hooks", title=title,
                            hook=hook, record=record, target=target, url=url, minted=minted,
                            label=record.label, template=self.s.library.get(record.template),
-                           drafts=drafts, recent=recent_rows, settings=settings)  # fmt: skip
+                           drafts=drafts, recent=recent_rows, settings=settings,
+                           stripe_ready=bool(self.s.settings.stripe_webhook_secrets))  # fmt: skip
 
     def no_such_hook(self, session: Session) -> Response:
         return self.render("message.html", session, "hooks", title="No such hook",

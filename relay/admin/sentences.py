@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay.delivery.templating import TemplateLibrary
+from relay.events.flatten import sentence as event_sentence
 from relay.passkit.account import Account
 from relay.passkit.operations import CATALOG, Operation, dig
 from relay.redact import MASK
@@ -277,6 +278,8 @@ def describe(
             who, "" if who == "a member" else f"About {who}"),
         "ignored": lambda: Sentence(_ignored(event, reason, plain, who), who),
     }  # fmt: skip
+    if record.source == "passkit" and record.outcome == "ok":  # "Pass installed by Mara Quist"
+        return Sentence(f"{event_sentence(facts.fields)}: queued for your Zap or scenario", who)
     if record.outcome in sayings:
         return sayings[record.outcome]()
     # The cause alone: short enough for a heading, a list row and a tab title; the fix is
