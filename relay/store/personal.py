@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from relay.sealing import PREFIX, Sealer, SealError
@@ -87,35 +87,28 @@ def open_json(sealer: Sealer | None, stored: str | None) -> Any:
 def people_in(*values: Any) -> tuple[str, ...]:
     """The identifiers of people in JSON values (the fields sent, PassKit's request, a Stripe
     event, a forwarded event), each once: what a person is later erased by."""
-    found: dict[str, None] = {}
-
-    def walk(value: Any) -> None:
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                name = _NOT_A_LETTER.sub("", str(key)).lower()
-                if name in _PERSON_KEYS and isinstance(item, str) and item.strip():
-                    found[item.strip()] = None
-                walk(item)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item)
-
-    for value in values:
-        walk(value)
-    return tuple(found)
+    return _texts_under(_PERSON_KEYS, values, lambda text: [text.strip()] if text.strip() else [])
 
 
 def name_words(*values: Any) -> tuple[str, ...]:
     """The words of the names in JSON values (first_name, surname, a Stripe customer's name…),
     each once, folded as `words` folds a search: what a person is found by in the console."""
+    return _texts_under(_NAME_KEYS, values, words)
+
+
+def _texts_under(
+    keys: set[str], values: tuple[Any, ...], take: Callable[[str], list[str]]
+) -> tuple[str, ...]:
+    """What `take` makes of every text under one of `keys` (compared lower-cased without "_",
+    "-" or spaces), anywhere in the JSON `values`, each once, in order."""
     found: dict[str, None] = {}
 
     def walk(value: Any) -> None:
         if isinstance(value, Mapping):
             for key, item in value.items():
                 name = _NOT_A_LETTER.sub("", str(key)).lower()
-                if name in _NAME_KEYS and isinstance(item, str):
-                    found.update(dict.fromkeys(words(item)))
+                if name in keys and isinstance(item, str):
+                    found.update(dict.fromkeys(take(item)))
                 walk(item)
         elif isinstance(value, list | tuple):
             for item in value:
