@@ -205,8 +205,10 @@ async def test_the_console_erases_a_person_after_saying_what_goes(
             assert "Teodor" in listing  # the others stay
             # A misspelt address (or the same one again) finds nothing: said in words, not
             # "erased: 0 records".
-            again = await console.post("/admin/erase", data={
+            posted = await console.post("/admin/erase", data={
                 "csrf": csrf, "who": ORIANE["email"], "confirmed": "yes"})  # fmt: skip
+            assert posted.status_code == 303
+            again = await console.get(posted.headers["location"])
             assert "Nothing found for <b>" in again.text
             assert "check the spelling; nothing was erased" in again.text
             assert "is erased from the relay" not in again.text
