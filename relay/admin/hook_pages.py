@@ -27,6 +27,7 @@ from relay.hooks.minting import (
     mint,
     registered,
     settings_of,
+    zone_names,
 )
 from relay.ui.html import form_text, form_texts
 
@@ -97,7 +98,7 @@ class HookPages:
                 if taken := await self._label_taken(label):
                     raise MintError([taken])
                 hook, _, _ = mint(self.s.signer, self.s.library, name, values, base, live=live,
-                                  guard=guard_of(self.s.settings))  # fmt: skip
+                                  guard=guard_of(self.s.settings), account=read)  # fmt: skip
             except MintError as exc:
                 problems = exc.problems
             else:
@@ -120,6 +121,7 @@ class HookPages:
                            choices=self._choices(), target=target, values=values, label=label,
                            template=self.s.library.get(name), problems=problems,
                            picks=picks, unread=unread, drafts=drafts, countries=countries(),
+                           zones=zone_names() if target and "timezone" in target.params else (),
                            status=422 if problems else 200)  # fmt: skip
 
     async def _label_taken(self, label: str) -> str:
