@@ -110,6 +110,13 @@ def test_a_ticket_hook_minted_without_timezone_takes_its_new_york_venues_zone(
     assert answer.status_code == 200, answer.text
     starts = {e["scheduledStartDate"] for e in sandbox[1].events.values()}
     assert expected in starts
+    # The answer and the delivery's sentence show the time on New York's clocks, not UTC's.
+    shown = answer.json()["local_times"]
+    assert answer.json()["timezone"] == "America/New_York"
+    assert list(shown.values()) == [local.isoformat()], shown  # 19:30-05:00 (or -04:00)
+    listing = get(relay.url, "/admin/deliveries", cookie).text
+    words = f"{local.day} {local:%B %Y}, 19:30 New York time"
+    assert "Issued ticket T-ZONE-1" in listing and words in listing, listing[-3000:]
 
 
 def test_relay_url_stores_the_venues_zone_in_the_hooks_settings(relay: ServerProcess) -> None:
