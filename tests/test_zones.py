@@ -5,6 +5,7 @@ its answer shows times in that zone."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from relay.access.tokens import Hook, HookSigner
 from relay.sandbox import (
     DEMO_CAMPAIGN_ID,
     DEMO_OFFER_ID,
@@ -26,8 +28,9 @@ from relay.sandbox import (
     State,
     create_sandbox,
 )
+from relay.store import HookRecord, open_store
 
-from .conftest import PASSKIT_KEY, PASSKIT_SECRET
+from .conftest import PASSKIT_KEY, PASSKIT_SECRET, SECRET_KEY
 from .processes import ServerProcess
 from .servers import relay_process, serve_in_thread
 from .test_admin import PASSWORD, token_in
@@ -173,3 +176,60 @@ def test_a_country_with_one_zone_is_the_default_and_none_found_is_refused(
     assert page.status_code == 422
     assert "choose the time zone where the times your app sends happen" in page.text
     assert '<option value="Europe/London"' in page.text
+
+
+def register(relay: ServerProcess, record: HookRecord) -> None:
+    """A hook in the relay's registry as one minted before v2 was registered."""
+
+    async def add() -> None:
+        store = await open_store(relay.env["DATABASE_URL"])
+        try:
+            await store.add_hook(record)
+        finally:
+            await store.close()
+
+    asyncio.run(add())
+
+
+def test_an_old_hooks_page_remints_it_with_todays_behaviour_saying_what_changes(
+    relay: ServerProcess, sandbox: tuple[str, State]
+) -> None:
+    params = {"program_id": DEMO_PROGRAM_ID}
+    register(relay, HookRecord("hk_oldearn0001", "member-points-earn", params, "Till points", 1.0))
+    cookie = sign_in(relay.url)
+    page = get(relay.url, "/admin/hooks/hk_oldearn0001", cookie).text
+    changes = re.search(r'<ul id="remint-changes">(.*?)</ul>', page, re.S)
+    assert changes, page[-3000:]
+    said = changes.group(1)
+    assert "misspelt field name" in said and "10,20 is refused" in said
+    assert "The same order sent twice counts once" in said
+    assert "found: false" not in said and "offset" not in said  # not a search, no times
+    assert "Make a new URL with today's behaviour</button>" in page
+    form = {"csrf": token_in(page)}
+    refused = post(relay.url, "/admin/hooks/hk_oldearn0001/remint", cookie, form)
+    assert refused.status_code == 303  # no key_field chosen: back to the page, saying so
+    again = get(relay.url, refused.headers["location"], cookie).text
+    assert "what identifies one purchase, visit or order in your app?" in again
+    made = post(relay.url, "/admin/hooks/hk_oldearn0001/remint", cookie,
+                {**form, "key_field": "order_id"})  # fmt: skip
+    assert made.status_code == 303 and "remint=" not in made.headers["location"]
+    new_page = get(relay.url, made.headers["location"], cookie).text
+    assert "behaviour: paste it into your zap" in new_page
+    found = re.search(r'id="minted-url">[^<]*/hooks/([^<]+)<', new_page)
+    assert found
+    hook = HookSigner([SECRET_KEY]).verify(found.group(1))
+    assert dict(hook.params) == {**params, "key_field": "order_id", "v": "2"}
+    assert hook.version == 2 and "remint-changes" not in new_page
+    assert "· Till points" in new_page  # the same label
+    listing = get(relay.url, "/admin/hooks", cookie).text
+    assert "Till points (old)" in listing  # the old one keeps working, renamed
+    old = old_path("hk_oldearn0001", "member-points-earn", params)
+    enrolled = send(relay, minted_path(relay_url(relay, "member-enrol", program_id=DEMO_PROGRAM_ID,
+                                                 tier_id="base")),
+                    external_id="CRM-OLD-1", email="old@example.com")  # fmt: skip
+    assert enrolled.status_code == 200, enrolled.text
+    assert send(relay, old, external_id="CRM-OLD-1", points="5").status_code == 200
+
+
+def old_path(hook_id: str, template: str, params: dict[str, str]) -> str:
+    return "/hooks/" + HookSigner([SECRET_KEY]).mint(Hook(hook_id, template, params))

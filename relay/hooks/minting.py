@@ -385,3 +385,29 @@ def country_name(value: str) -> str:
     except ValueError:
         return value
     return dict(countries()).get(code or "", value)
+
+
+def remint_changes(
+    library: TemplateLibrary, target: Endpoint, params: Mapping[str, str]
+) -> list[str]:
+    """What a URL minted today does differently from one minted before v2 for `target` (whose
+    settings are `params`), in words, only what applies to its template: for the console's
+    one-click re-mint of an old hook."""
+    if target.kind != "hooks":
+        return []
+    template = library.get(target.name)
+    lines = ["A misspelt field name (Frist Name for First Name) is refused, naming the field it "
+             "meant, instead of being left out of the pass."]  # fmt: skip
+    if template is not None and template.operation.looks_up:
+        lines.append("A search that finds nobody answers found: false and the zap goes on, "
+                     "instead of failing the step.")  # fmt: skip
+    if "number_format" in target.params:
+        lines.append("Numbers are read one way (1,234.56 unless you choose 1.234,56): a list "
+                     "such as 10,20 is refused instead of being read as 10.2.")  # fmt: skip
+    if "timezone" in target.params:
+        zone = params.get("timezone") or "the venue's, program's or campaign's time zone"
+        lines.append(f"Times sent without an offset are read as {zone} time, not UTC.")
+    if target.additive:
+        lines.append("The same order sent twice counts once: the relay recognises it by the "
+                     "field that identifies one purchase, visit or order.")  # fmt: skip
+    return lines
