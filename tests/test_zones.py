@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -233,3 +234,32 @@ def test_an_old_hooks_page_remints_it_with_todays_behaviour_saying_what_changes(
 
 def old_path(hook_id: str, template: str, params: dict[str, str]) -> str:
     return "/hooks/" + HookSigner([SECRET_KEY]).mint(Hook(hook_id, template, params))
+
+
+def test_an_import_counts_an_order_once_by_the_hooks_key_field(
+    relay: ServerProcess, sandbox: tuple[str, State], tmp_path: Path
+) -> None:
+    enrolling = minted_path(relay_url(relay, "member-enrol", program_id=DEMO_PROGRAM_ID,
+                                      tier_id="base"))  # fmt: skip
+    made = send(relay, enrolling, external_id="CRM-IMP-1", email="imp@example.com")
+    assert made.status_code == 200, made.text
+    earning = minted_path(relay_url(relay, "member-points-earn", program_id=DEMO_PROGRAM_ID,
+                                    key_field="order_id"))  # fmt: skip
+    live = send(relay, earning, external_id="CRM-IMP-1", order_id="O-77", points="5",
+                status="paid")  # fmt: skip
+    assert live.status_code == 200, live.text
+    orders = tmp_path / "orders.csv"
+    orders.write_text("external_id,order_id,points,status\n"
+                      "CRM-IMP-1,O-77,5,paid\nCRM-IMP-1,O-78,3,paid\n")  # fmt: skip
+    argv = [sys.executable, "-m", "relay", "import", str(orders), "--hook", relay.url + earning]
+    env = {**relay.env, "PASSKIT_RATE_LIMIT": "off"}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    member = sandbox[1].members[made.json()["id"]]
+    assert member["points"] == 8  # O-77 was counted live: the import adds O-78 only
+    # A re-export, rows reordered: nothing counts twice.
+    orders.write_text("external_id,order_id,points,status\n"
+                      "CRM-IMP-1,O-78,3,paid\nCRM-IMP-1,O-77,5,paid\n")  # fmt: skip
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sandbox[1].members[made.json()["id"]]["points"] == 8
