@@ -126,7 +126,7 @@ async def test_mint_revoke_and_logout(admin: httpx.AsyncClient, store: Store) ->
     assert missing.status_code == 422 and "program_id" in missing.text
     minted = await admin.post("/admin/hooks/new", data={
         "csrf": csrf, "template": "member-upsert", "label": "HubSpot",
-        "param:program_id": PROGRAM, "param:tier_id": "base"})  # fmt: skip
+        "param:program_id": PROGRAM, "param:tier_id": "base", "param:timezone": "UTC"})  # fmt: skip
     [hook] = await store.list_hooks()
     assert minted.status_code == 303  # Post/Redirect/Get: to the hook's own page
     assert minted.headers["location"] == f"/admin/hooks/{hook.id}?minted=1"
@@ -136,7 +136,7 @@ async def test_mint_revoke_and_logout(admin: httpx.AsyncClient, store: Store) ->
     url = re.search(r'id="minted-url">([^<]+)<', minted.text).group(1)  # type: ignore[union-attr]
     assert url.startswith("https://relay.example.com/hooks/")
     assert hook.label == "HubSpot"
-    assert hook.params == {"program_id": PROGRAM, "tier_id": "base", "v": "2"}
+    assert hook.params == {"program_id": PROGRAM, "tier_id": "base", "timezone": "UTC", "v": "2"}
 
     confirm = await admin.get(f"/admin/hooks/{hook.id}/revoke")
     assert "cannot be undone" in confirm.text
@@ -225,7 +225,7 @@ async def test_replay_runs_the_delivery_again(
     form = await admin.get("/admin/hooks/new?template=member-enrol")
     minted = await admin.post("/admin/hooks/new", data={
         "csrf": token_in(form.text), "template": "member-enrol",
-        "param:program_id": PROGRAM, "param:tier_id": "gold"})  # fmt: skip
+        "param:program_id": PROGRAM, "param:tier_id": "gold", "param:timezone": "UTC"})  # fmt: skip
     minted = await admin.get(minted.headers["location"])
     url = re.search(r'id="minted-url">https://relay.example.com([^<]+)<', minted.text)
     assert url
@@ -270,7 +270,7 @@ async def mint_in_console(
     return await admin.post("/admin/hooks/new", data={
         "csrf": token_in(form.text), "template": "member-upsert", "label": label,
         # Not in the registry's (sorted) order: the hook's page must still show this URL.
-        "param:tier_id": tier, "param:program_id": PROGRAM})  # fmt: skip
+        "param:tier_id": tier, "param:program_id": PROGRAM, "param:timezone": "UTC"})  # fmt: skip
 
 
 async def test_every_hook_has_a_page_with_the_url_that_was_minted(

@@ -34,6 +34,8 @@ def test_url_prints_a_working_url_last(capsys: pytest.CaptureFixture[str]) -> No
         f"program_id={PROGRAM}",
         "--param",
         "tier_id=base",
+        "--param",
+        "timezone=UTC",
         "--label",
         "HubSpot",
         "--offline",
@@ -43,7 +45,8 @@ def test_url_prints_a_working_url_last(capsys: pytest.CaptureFixture[str]) -> No
     assert url.startswith("https://relay.example.com/hooks/")
     hook = HookSigner([SECRET_KEY]).verify(token_from_url(url))
     assert hook.template == "member-upsert"
-    assert dict(hook.params) == {"program_id": PROGRAM, "tier_id": "base", "v": "2"}
+    assert dict(hook.params) == {"program_id": PROGRAM, "tier_id": "base", "timezone": "UTC",
+                                 "v": "2"}  # fmt: skip
     assert "HubSpot" in out
 
 

@@ -252,7 +252,7 @@ async def mint_in_console(client: httpx.AsyncClient, **headers: str) -> str:
     page = await client.get("/admin/hooks/new?template=member-upsert", headers=headers)
     minted = await client.post("/admin/hooks/new", headers=headers, data={
         "csrf": token_in(page.text), "template": "member-upsert",
-        "param:program_id": PROGRAM, "param:tier_id": "base"})  # fmt: skip
+        "param:program_id": PROGRAM, "param:tier_id": "base", "param:timezone": "UTC"})  # fmt: skip
     assert minted.status_code == 303, minted.text
     minted = await client.get(minted.headers["location"], headers=headers)
     found = re.search(r'id="minted-url">([^<]+)<', minted.text)

@@ -72,7 +72,8 @@ def environment(sandbox_url: str, folder: Path) -> dict[str, str]:
 
 def mint_hook(env: Mapping[str, str]) -> tuple[str, str]:
     """(hook id, hook URL) of a member-upsert hook into the sandbox's demo program."""
-    params = ["--param", f"program_id={DEMO_PROGRAM_ID}", "--param", "tier_id=base"]
+    params = ["--param", f"program_id={DEMO_PROGRAM_ID}", "--param", "tier_id=base",
+              "--param", "timezone=UTC"]  # fmt: skip
     minted = relay(env, "url", "member-upsert", *params, "--label", "Members", "--offline")
     assert minted.returncode == 0, minted.stderr
     hook_id = re.search(r"hook (hk_[0-9a-f]+)", minted.stdout)

@@ -102,8 +102,9 @@ async def test_the_date_order_and_country_chosen_are_what_the_hook_carries(
         "param:date_order": "MDY"})  # fmt: skip
     assert minted.status_code == 303
     [hook] = await store.list_hooks()
+    # No time zone chosen and PassKit unread: the United Kingdom's one zone (issue 19).
     assert hook.params == {"program_id": PROGRAM, "tier_id": "base", "country": "GB",
-                           "date_order": "MDY", "v": "2"}  # fmt: skip
+                           "date_order": "MDY", "timezone": "Europe/London", "v": "2"}  # fmt: skip
     # Its page and the list show the settings by name, the stored value second.
     page = text_of((await admin.get(f"/admin/hooks/{hook.id}")).text)
     assert "Country for local phone numbers United Kingdom GB" in page

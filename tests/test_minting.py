@@ -112,7 +112,8 @@ def test_minting_refuses_every_wrong_setting_at_once() -> None:
         "country",
         "date_order",
     ]
-    settings = {**given, "program_id": PROGRAM, "country": "us", "date_order": "mdy"}
+    settings = {**given, "program_id": PROGRAM, "country": "us", "date_order": "mdy",
+                "timezone": "America/Chicago"}  # fmt: skip
     hook, _, _ = mint(signer, LIBRARY, "member-upsert", settings, "https://relay.example.com")
     assert hook.params == {**settings, "country": "US", "date_order": "MDY", "v": "2"}
     assert endpoint(LIBRARY, "stripe").params["tier_for_price"].kind == "price_tiers"
@@ -139,7 +140,8 @@ def test_relay_url_stores_us_settings_upper_case_and_takes_offline(
 ) -> None:
     code, out, err = run(capsys, "url", "member-upsert", "--param", f"program_id={PROGRAM}",
                          "--param", "tier_id=base", "--param", "country=us",
-                         "--param", "date_order=mdy", "--offline")  # fmt: skip
+                         "--param", "date_order=mdy", "--param", "timezone=America/Chicago",
+                         "--offline")  # fmt: skip
     assert code == 0 and "--offline" in err and "not looked up at PassKit" in err
     hook = HookSigner([SECRET_KEY]).verify(token_from_url(out.strip().splitlines()[-1]))
     assert (hook.params["country"], hook.params["date_order"]) == ("US", "MDY")
@@ -158,7 +160,7 @@ async def test_console_refuses_a_wrong_setting_with_a_422_listing_the_valid_ones
     form = await admin.get("/admin/hooks/new?template=member-enrol")
     data = {"csrf": token_in(form.text), "template": "member-enrol", "param:tier_id": "base",
             "param:program_id": PROGRAM, "param:country": "USA",
-            "param:date_order": "dd/mm"}  # fmt: skip
+            "param:date_order": "dd/mm", "param:timezone": "America/Chicago"}  # fmt: skip
     refused = await admin.post("/admin/hooks/new", data=data)
     assert refused.status_code == 422
     assert "use an ISO code such as US or GB" in refused.text
@@ -240,7 +242,8 @@ def test_relay_url_looks_the_ids_up_at_passkit_listing_what_exists(
             "base (Base), silver (Silver), gold (Gold)") in err  # fmt: skip
     code, out, _ = run(capsys, *tier, "tier_id=silver", env=env)
     assert code == 0 and out.strip().splitlines()[-1].startswith("https://relay.example.com/")
-    code, out, err = run(capsys, *upsert, f"program_id={UNKNOWN}", "--offline", env=env)
+    code, out, err = run(capsys, *upsert, f"program_id={UNKNOWN}", "--param", "timezone=UTC",
+                         "--offline", env=env)  # fmt: skip
     assert code == 0 and "ids are not looked up at PassKit" in err
 
 

@@ -242,7 +242,7 @@ def test_minting_refuses_a_private_image_url_a_template_declares(tmp_path: Path)
     (tmp_path / "member-picture.json.j2").write_text(declared)
     library = TemplateLibrary(tmp_path)
     assert library.problems == []
-    params = {"profile_image": "https://192.168.1.20/me.png"}
+    params = {"profile_image": "https://192.168.1.20/me.png", "timezone": "UTC"}
     with pytest.raises(MintError, match=r"profile_image .* private or local network"):
         mint(SIGNER, library, "member-picture", params, "https://relay.example.com")
     params["profile_image"] = "https://cdn.example.com/me.png"

@@ -76,8 +76,11 @@ def faults(sandbox_url: str, **changes: Any) -> None:
 
 
 def new_url(template: str, **params: str) -> str:
-    """A hook URL's path as `relay url` and the console mint it today (v2)."""
+    """A hook URL's path as `relay url` and the console mint it today (v2); offline, so a
+    template that reads date-times is given a zone (UTC unless said)."""
     library = TemplateLibrary(ROOT / "templates")
+    if "timezone" in minting.endpoint(library, template).params:
+        params.setdefault("timezone", "UTC")
     _, _, url = minting.mint(HookSigner([SECRET_KEY]), library, template, params, "http://x")
     return url.removeprefix("http://x")
 

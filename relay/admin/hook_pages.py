@@ -4,6 +4,7 @@ shows is relay.hooks.public_page."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from relay.access.tokens import Hook, hook_url
+from relay.access.tokens import VERSION_PARAM, Hook, hook_url
 from relay.access.urlguard import guard_of
 from relay.admin.hook_samples import last_event_words
 from relay.admin.sentences import Lexicon, lexicon, rows
@@ -27,7 +28,9 @@ from relay.hooks.minting import (
     grouped,
     mint,
     registered,
+    remint_changes,
     settings_of,
+    zone_names,
 )
 from relay.passkit.account import Account
 from relay.ui.html import form_text, form_texts
@@ -74,6 +77,12 @@ def problems_by_field(
     return by_field, general
 
 
+REMINTED = (
+    "A new URL with today's behaviour: paste it into your zap or scenario in place of the old "
+    "one, then revoke the old one (it keeps working until you do)."
+)
+
+
 class HookPages:
     def __init__(self, console: ConsoleContext) -> None:
         self.console = console
@@ -89,6 +98,7 @@ class HookPages:
             Route(f"{r}/new", guarded(self.new_hook), methods=["GET", "POST"]),
             Route(f"{r}/{{id}}", guarded(self.hook), methods=["GET"]),
             Route(f"{r}/{{id}}/revoke", guarded(self.revoke), methods=["GET", "POST"]),
+            Route(f"{r}/{{id}}/remint", guarded(self.remint), methods=["POST"]),
         ]
 
     async def hooks(self, request: Request, session: Session) -> Response:
@@ -142,7 +152,7 @@ class HookPages:
                 if taken := await self._label_taken(label):
                     raise MintError([taken])
                 hook, _, _ = mint(self.s.signer, self.s.library, name, values, base, live=live,
-                                  guard=guard_of(self.s.settings))  # fmt: skip
+                                  guard=guard_of(self.s.settings), account=read)  # fmt: skip
             except MintError as exc:
                 problems = exc.problems
             else:
@@ -169,6 +179,7 @@ class HookPages:
                            template=self.s.library.get(name), problems=general,
                            by_field=by_field, picks=picks, unread=unread, drafts=drafts,
                            countries=countries(), children=child_lists(account),
+                           zones=zone_names() if target and "timezone" in target.params else (),
                            status=422 if problems else 200)  # fmt: skip
 
     async def _label_taken(self, label: str) -> str:
@@ -214,7 +225,12 @@ class HookPages:
         last_event = ""
         if kind == "passkit":  # when PassKit last sent an event (samples: relay.admin.hook_samples)
             last_event = last_event_words(await store.last_real_event(record.id))
+        # An old (v1) hook's page offers a new URL with today's behaviour, saying what changes.
+        old = kind == "hooks" and hook.version < 2 and not record.revoked and target is not None
+        remint = remint_changes(self.s.library, target, hook.params) if old and target else []
         return self.render("hook_minted.html", session, "hooks", title=title,
+                           remint=remint, remint_problem=request.query_params.get("remint", ""),
+                           zones=zone_names() if remint else (),
                            hook=hook, record=record, target=target, url=url, minted=minted,
                            label=record.label, template=self.s.library.get(record.template),
                            drafts=drafts, recent=recent_rows, settings=settings,
@@ -226,6 +242,38 @@ class HookPages:
         return self.render("message.html", session, "hooks", title="No such hook",
                            heading="No such hook", message="It is not in the registry.",
                            link=f"{self.root}/hooks", status=404)  # fmt: skip
+
+    async def remint(self, request: Request, session: Session) -> Response:
+        """One click from an old hook's page: a new hook with its template, label and settings
+        and what v2 needs (key_field, a time zone), minted as the mint form mints. The old
+        hook's label gets " (old)" (labels stay unique among active hooks); its URL keeps
+        working until the operator revokes it. Post/Redirect/Get."""
+        store = await self.store()
+        old = await store.get_hook(request.path_params["id"])
+        if old is None:
+            return self.no_such_hook(session)
+        page = f"{self.root}/hooks/{old.id}"
+        target = self._target(old.template)
+        if target is None or target.kind != "hooks" or old.revoked or VERSION_PARAM in old.params:
+            return RedirectResponse(page, 303)
+        form = await request.form()
+        values = {k: v for k, v in old.params.items() if k != VERSION_PARAM}
+        for name in ("key_field", "timezone"):
+            if given := form_text(form, name).strip():
+                values[name] = given
+        read, _ = await self.console.account(fresh=True)
+        try:
+            hook, _, _ = mint(self.s.signer, self.s.library, old.template,
+                              dict(sorted(values.items())), self.console.public_base(request),
+                              live=account_check(read) if read else None,
+                              guard=guard_of(self.s.settings), account=read)  # fmt: skip
+        except MintError as exc:
+            return RedirectResponse(f"{page}?{urlencode({'remint': '; '.join(exc.problems)})}", 303)
+        if old.label:
+            await store.add_hook(dataclasses.replace(old, label=f"{old.label} (old)"))
+        await store.add_hook(registered(hook, old.label))
+        query = urlencode({"minted": 1, "notice": REMINTED})
+        return RedirectResponse(f"{self.root}/hooks/{hook.id}?{query}", 303)
 
     async def revoke(self, request: Request, session: Session) -> Response:
         store = await self.store()

@@ -20,6 +20,7 @@ from typing import Any
 
 from relay.delivery.templating import TemplateLibrary
 from relay.events.flatten import sentence as event_sentence
+from relay.forms import dates as humandates
 from relay.passkit.account import Account
 from relay.passkit.operations import CATALOG, Operation, dig
 from relay.redact import MASK
@@ -233,8 +234,14 @@ def _other(op: str, f: Facts, words: Lexicon, member: str, tier: str, points: st
     number = f.first("ticketNumber", "ticket.ticketNumber.ticketNumber", "form:ticket_number")
     ticket = f"ticket {number or f.first('ticket.ticketId', 'form:ticket_id')}".rstrip()
     offer = f.first("offerId", "param:offer_id")
-    # An expiry given as a day is the end of that day: said as the day.
+    # Times on the clocks of the hook's zone (hooks minted from v2 on); an expiry given as a
+    # day is the end of that day: said as the day.
+    zone = f.params.get("timezone") if f.params.get("v") else None
     expiry = f.first("form:expiry", "expiryDate").removesuffix("T23:59:59Z") or "a new date"
+    if zone and (sent := f.first("expiryDate")):
+        expiry = humandates.local_words(sent, zone)
+    start = f.first("event.scheduledStartDate", "scheduledStartDate") if zone else ""
+    when = f" for {humandates.local_words(start, zone)}" if start else ""
     kind = f.first("ticketTypeId", "param:ticket_type_id")
     phrases: dict[str, Phrase] = {
         "members.delete": ("Deleted", "delete", f"{member} and their pass"),
@@ -251,7 +258,7 @@ def _other(op: str, f: Facts, words: Lexicon, member: str, tier: str, points: st
         "coupons.lookup": ("Looked up", "look up", coupon),
         "coupons.redeem": ("Redeemed", "redeem", coupon),
         "coupons.void": ("Voided", "void", coupon),
-        "tickets.issue": ("Issued", "issue", ticket + _of(words, kind) + to),
+        "tickets.issue": ("Issued", "issue", ticket + _of(words, kind) + to + when),
         "tickets.lookup": ("Looked up", "look up", ticket),
         "tickets.redeem": ("Redeemed", "redeem", ticket),
     }

@@ -25,19 +25,21 @@ def read_account(settings: Settings) -> Account:
     return asyncio.run(read())
 
 
-def live_check(settings: Settings) -> LiveCheck:
-    """The live part of minting: the account PassKit lists, read once the settings passed the
-    offline checks; a refusal saying why when it cannot be read."""
+def live_check(settings: Settings) -> tuple[LiveCheck, Account | None]:
+    """The live part of minting: the account PassKit lists (also where a hook's default time
+    zone is found), and the check of a hook's ids in it; a refusal saying why when it cannot be
+    read."""
+    try:
+        account = read_account(settings)
+    except AccountError as exc:
+        line = (f"the ids cannot be looked up at PassKit: {exc} (relay url --offline mints "
+                "without looking them up)")  # fmt: skip
 
-    def check(target: Endpoint, params: Mapping[str, str]) -> list[str]:
-        try:
-            account = read_account(settings)
-        except AccountError as exc:
-            return [f"the ids cannot be looked up at PassKit: {exc} (relay url --offline mints "
-                    "without looking them up)"]  # fmt: skip
-        return account_check(account)(target, params)
+        def unread(target: Endpoint, params: Mapping[str, str]) -> list[str]:
+            return [line]
 
-    return check
+        return unread, None
+    return account_check(account), account
 
 
 def check_live(settings: Settings) -> int:

@@ -24,6 +24,7 @@ from relay.forms.fields import FieldList, Fields, FieldValue
 from relay.forms.payloads import normalise_key
 from relay.hooks.minting import LiveCheck, MintError, mint, registered, settings_problems
 from relay.logsetup import configure_logging
+from relay.passkit.account import Account
 from relay.settings import ConfigError, Settings, display_url, load_settings, templates_dir
 from relay.store import Store, open_store
 from relay.stripe.samples import SAMPLES as STRIPE_SAMPLES
@@ -162,16 +163,17 @@ def cmd_url(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     # The ids are looked up in the PassKit account (relay.passkit.account) unless --offline says
     # not to.
     live: LiveCheck | None = None
+    account: Account | None = None
     if args.offline:
         print("relay: --offline: settings checked here only; ids are not looked up at PassKit",
               file=sys.stderr)  # fmt: skip
     else:
         from relay.commands.account import live_check
 
-        live = live_check(settings)
+        live, account = live_check(settings)
     try:
         hook, target, url = mint(signer, library, args.template, _params(args.param), base,
-                                 live=live, guard=guard_of(settings))  # fmt: skip
+                                 live=live, guard=guard_of(settings), account=account)  # fmt: skip
     except MintError as exc:
         for problem in exc.problems:
             print(f"relay: {problem}", file=sys.stderr)

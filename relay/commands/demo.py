@@ -130,7 +130,9 @@ async def mint_demo_hooks(settings: Settings, library: TemplateLibrary) -> tuple
     endpoint (/stripe/…) and a PassKit events URL (/passkit/…) forwarding to /demo/catch."""
     base = {"program_id": DEMO_PROGRAM_ID, "tier_id": DEMO_TIER_IDS[0]}
     signer = HookSigner([k.reveal() for k in settings.secret_keys])
-    hook, _, url = mint(signer, library, "member-upsert", base, settings.public_url)
+    # The sandbox's demo tiers keep UTC, the zone a demo member's expiry is read in.
+    hook, _, url = mint(signer, library, "member-upsert", {**base, "timezone": "UTC"},
+                        settings.public_url)  # fmt: skip
     stripe_params = {**base, "tier_for_price": DEMO_TIER_FOR_PRICE}
     stripe_hook, _, stripe_url = mint(signer, library, "stripe", stripe_params, settings.public_url)
     # Both legs stay inside this process's server: 127.0.0.1, as PASSKIT_API_URL is.

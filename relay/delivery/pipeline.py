@@ -42,6 +42,7 @@ from relay.errors import (
     TemplateMissing,
     quote_value,
 )
+from relay.forms import dates as humandates
 from relay.forms.fields import Fields
 from relay.forms.filters import number_format, time_zone
 from relay.passkit.client import PassKitAnswer, PassKitClient, error_for_answer, raise_for_answer
@@ -475,13 +476,17 @@ class Relay:
         if trace is not None:
             trace.operation = operation.name
         if dry_run:
-            return {
-                "ok": True,
-                "operation": operation.name,
-                "dry_run": True,
-                "request_id": request_id,
-                "request": request.describe(),
-            } | ({"notes": list(request.notes)} if request.notes else {})
+            return (
+                {
+                    "ok": True,
+                    "operation": operation.name,
+                    "dry_run": True,
+                    "request_id": request_id,
+                    "request": request.describe(),
+                }
+                | ({"notes": list(request.notes)} if request.notes else {})
+                | local_times(hook, request)
+            )
         try:
             sent = await self.send(
                 request, lambda: self.prepare(hook, fields, received, extra, updating=True), trace
@@ -501,6 +506,7 @@ class Relay:
         answer = self.success(sent, request_id=request_id, operation=operation)
         if request.notes:
             answer["notes"] = list(request.notes)
+        answer |= local_times(hook, request)
         if operation.looks_up and hook.version >= 2:
             answer = {"ok": True, "found": True, **answer}
         return answer
@@ -559,3 +565,27 @@ def _conflict(request: PassKitRequest) -> PassKitConflict:
         hint=hint,
         private=[quoted],
     )
+
+
+def local_times(hook: Hook, request: PassKitRequest) -> dict[str, Any]:
+    """For a hook minted from v2 on with a time zone: `{"local_times": {path: moment}}`, each
+    date-time sent to PassKit (in UTC, as PassKit takes them) shown again on the clocks of the
+    hook's zone (`{"event.scheduledStartDate": "2026-03-01T19:30:00-05:00"}`), with
+    `"timezone"`; else nothing."""
+    zone = hook.params.get("timezone") if hook.version >= 2 else None
+    if not zone:
+        return {}
+    found: dict[str, str] = {}
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                walk(inner, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            for index, inner in enumerate(value):
+                walk(inner, f"{path}.{index}")
+        elif (moment := humandates.local_moment(value, zone)) is not None:
+            found[path] = moment.isoformat()
+
+    walk(request.json, "")
+    return {"local_times": found, "timezone": zone} if found else {}

@@ -448,7 +448,8 @@ NUMBER_FORMAT_PARAM = _param_spec("number_format", {
 TIMEZONE_PARAM = _param_spec("timezone", {
     "help": "Where the times your app sends without an offset happen, as an IANA name such as "
             "America/New_York: 2026-03-01 19:30 is read there (one with an offset or Z keeps "
-            "it). Unset: UTC",
+            "it). Left unset, the PassKit venue's, tier's or campaign's zone, else the "
+            "country's, is chosen when the URL is made",
     "required": False, "example": "Europe/London"})  # fmt: skip
 
 

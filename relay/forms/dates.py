@@ -238,3 +238,27 @@ def _make(year: int, month: int, day: int) -> date:
         name = _MONTH_NAMES[month - 1]
         raise DateProblem(f"is not a real date: {name} {year} has {days} days, not {day}")
     return date(year, month, day)
+
+
+_UTC_MOMENT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+def local_moment(text: str, name: str | None) -> datetime | None:
+    """An RFC 3339 UTC moment as PassKit is sent it (`2026-03-02T00:30:00Z`), on the clocks of
+    the IANA zone `name`; None when `text` is no such moment or `name` no zone."""
+    if not isinstance(text, str) or not _UTC_MOMENT.fullmatch(text):
+        return None
+    try:
+        return datetime.fromisoformat(text).astimezone(zone(name))
+    except ValueError:
+        return None
+
+
+def local_words(text: str, name: str | None) -> str:
+    """`2026-03-02T00:30:00Z` in America/New_York as a person reads it: "1 March 2026, 19:30
+    New York time"; `text` itself when it is no UTC moment."""
+    moment = local_moment(text, name)
+    if moment is None or not name:
+        return text
+    place = str(zone(name)).rsplit("/", 1)[-1].replace("_", " ")
+    return f"{moment.day} {moment:%B %Y, %H:%M} {place} time"

@@ -12,7 +12,9 @@ endpoint: its URL carries the params every `templates/stripe/*` template may use
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import time
+import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +32,7 @@ from relay.access.tokens import (
 from relay.access.urlguard import UrlGuard
 from relay.delivery.templating import ParamSpec, TemplateLibrary, check_params_of
 from relay.events import params as passkit_params
+from relay.forms import dates as humandates
 from relay.forms import phones
 from relay.passkit.account import Account, Named, Project
 from relay.store import HookRecord
@@ -160,6 +163,88 @@ def account_check(account: Account) -> LiveCheck:
     return check
 
 
+TIMEZONE_NEEDED = (
+    "timezone is needed: choose the time zone where the times your app sends happen (an IANA "
+    "name such as Europe/London or America/New_York). None could be found: {why}"
+)
+# A venue set to one of these has had no zone chosen (PassKit requires one, and UTC is what a
+# venue made without thinking carries).
+_UNSET_ZONES = frozenset({"UTC", "UCT", "GMT", "GMT0", "Universal", "Zulu", "Greenwich"})
+
+
+@functools.cache
+def country_zones() -> dict[str, tuple[str, ...]]:
+    """Each ISO 3166 country's IANA time zones, from the IANA database's own zone.tab as the
+    tzdata package ships it."""
+    text = (importlib.resources.files("tzdata.zoneinfo") / "zone.tab").read_text("utf-8")
+    zones: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            code, _, name, *_ = line.split("\t")
+            zones.setdefault(code, []).append(name)
+    return {code: tuple(names) for code, names in zones.items()}
+
+
+@functools.cache
+def zone_names() -> tuple[str, ...]:
+    """Every IANA zone a hook's `timezone` may name, for the mint form's list."""
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+def _chosen(zone: str) -> str:
+    """`zone` as a hook stores it, "" when it names no zone (or none was chosen)."""
+    try:
+        return str(humandates.zone(zone)) if zone else ""
+    except ValueError:
+        return ""
+
+
+def zone_default(
+    target: Endpoint, params: Mapping[str, str], account: Account | None
+) -> tuple[str, str]:
+    """(the time zone a hook minted without `timezone` reads its times in, where it came
+    from in words); ("", why none) when there is none: a ticket hook's venue (one set to UTC
+    counts as not set), a member hook's tier (PassKit keeps a zone on each tier, none on the
+    program: without a tier_id, the zone all the program's tiers share), a coupon hook's
+    campaign, else the `country` setting's zone when that country has only one."""
+    tried: list[str] = []
+    if account is not None:
+        if venue_id := params.get("venue_id"):
+            venue = next((v for v in account.venues if v.id == venue_id), None)
+            zone = _chosen(venue.timezone) if venue else ""
+            if zone and zone.removeprefix("Etc/") not in _UNSET_ZONES:
+                return zone, f"venue {venue.name if venue else venue_id}"
+            tried.append("the venue has no time zone but UTC in PassKit")
+        if program_id := params.get("program_id"):
+            program = account.program(program_id)
+            tiers = [t for t in program.tiers if t.id == params.get("tier_id")] if program else []
+            if program and not params.get("tier_id"):
+                tiers = list(program.tiers)
+            zones = {_chosen(t.timezone) for t in tiers}
+            if len(zones) == 1 and (zone := zones.pop()):
+                return zone, f"program {program.name if program else program_id}"
+            tried.append("the program's tiers have no one time zone in PassKit")
+        if campaign_id := params.get("campaign_id"):
+            campaign = next((c for c in account.campaigns if c.id == campaign_id), None)
+            if campaign and (zone := _chosen(campaign.timezone)):
+                return zone, f"campaign {campaign.name}"
+            tried.append("the campaign has no time zone in PassKit")
+    elif target.params.keys() & {"venue_id", "program_id", "campaign_id"}:
+        tried.append("the PassKit account was not read")
+    if country := params.get("country"):
+        try:
+            code = phones.region(country) or ""
+        except ValueError:
+            code = ""
+        named = country_zones().get(code, ())
+        if len(named) == 1:
+            return named[0], f"country {country_name(country)}"
+        tried.append(f"{country_name(country)} has {len(named) or 'no'} time zones")
+    else:
+        tried.append("no country is set")
+    return "", "; ".join(tried)
+
+
 def check_params(
     target: Endpoint, given: Mapping[str, str], guard: UrlGuard | None = None
 ) -> dict[str, str]:
@@ -226,14 +311,23 @@ def mint(
     *,
     live: LiveCheck | None = None,
     guard: UrlGuard | None = None,
+    account: Account | None = None,
 ) -> tuple[Hook, Endpoint, str]:
     """A new hook for `name` with `params`, and its URL under `base`; MintError if refused.
     With `live`, the ids are also looked up at PassKit once everything else is right. `guard`:
-    where the relay may send (relay.access.urlguard); without, public https only."""
+    where the relay may send (relay.access.urlguard); without, public https only. A hook that
+    reads date-times and was given no `timezone` gets its default (zone_default, from
+    `account`: the PassKit account as read now) stored in its settings, so its deliveries never
+    wait on the account and its URL never changes meaning; none found is refused."""
     target = endpoint(library, name)
     checked = check_params(target, params, guard)
     if live is not None and (problems := live(target, checked)):
         raise MintError(problems)
+    if target.kind == "hooks" and "timezone" in target.params and not checked.get("timezone"):
+        zone, why = zone_default(target, checked, account)
+        if not zone:
+            raise MintError([TIMEZONE_NEEDED.format(why=why)])
+        checked = dict(sorted({**checked, "timezone": zone}.items()))
     if target.name == passkit_params.TEMPLATE:
         checked[passkit_params.VERSION[0]] = passkit_params.VERSION[1]
     hook = Hook(id=new_hook_id(), template=target.name, params=checked)
@@ -291,3 +385,29 @@ def country_name(value: str) -> str:
     except ValueError:
         return value
     return dict(countries()).get(code or "", value)
+
+
+def remint_changes(
+    library: TemplateLibrary, target: Endpoint, params: Mapping[str, str]
+) -> list[str]:
+    """What a URL minted today does differently from one minted before v2 for `target` (whose
+    settings are `params`), in words, only what applies to its template: for the console's
+    one-click re-mint of an old hook."""
+    if target.kind != "hooks":
+        return []
+    template = library.get(target.name)
+    lines = ["A misspelt field name (Frist Name for First Name) is refused, naming the field it "
+             "meant, instead of being left out of the pass."]  # fmt: skip
+    if template is not None and template.operation.looks_up:
+        lines.append("A search that finds nobody answers found: false and the zap goes on, "
+                     "instead of failing the step.")  # fmt: skip
+    if "number_format" in target.params:
+        lines.append("Numbers are read one way (1,234.56 unless you choose 1.234,56): a list "
+                     "such as 10,20 is refused instead of being read as 10.2.")  # fmt: skip
+    if "timezone" in target.params:
+        zone = params.get("timezone") or "the venue's, program's or campaign's time zone"
+        lines.append(f"Times sent without an offset are read as {zone} time, not UTC.")
+    if target.additive:
+        lines.append("The same order sent twice counts once: the relay recognises it by the "
+                     "field that identifies one purchase, visit or order.")  # fmt: skip
+    return lines

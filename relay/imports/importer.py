@@ -228,7 +228,7 @@ class Importer:
             await self.s.revocations.check(self.hook.id)
             answer = await self.endpoints.run_hook(
                 self.hook, payload.fields, payload.received, request_id=request_id,
-                trace=trace, key=row_key(payload.fields),
+                trace=trace, key=self._row_key(payload.fields),
             )  # fmt: skip
             status = 200
         except RelayError as exc:
@@ -255,9 +255,9 @@ class Importer:
                 continue
             try:
                 payload = self.file.payload(row)
+                keys = [(self.hook.id, self._row_key(payload.fields))]
             except RelayError:
                 continue
-            keys = [(self.hook.id, row_key(payload.fields))]
             if (create := self._create_key(payload)) is not None:
                 keys.append((CREATE_SCOPE, create))
             for scope, key in keys:
@@ -266,6 +266,13 @@ class Importer:
                     await self.s.guard.remember_attempt(claim)
                 elif claim.won:
                     await store.release(claim)
+
+    def _row_key(self, fields: Fields) -> str:
+        """The row's idempotency key: the order it names when the hook counts each order once
+        (key_field, as a live delivery derives it, so a re-import or a live call of the same
+        order counts once), else its fields (row_key)."""
+        order = self.s.relay.order_key(self.hook, fields)
+        return f"{order[0]}={order[1]}" if order else row_key(fields)
 
     def _create_key(self, payload: Payload) -> str | None:
         try:

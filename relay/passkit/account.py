@@ -59,6 +59,10 @@ class AccountError(Exception):
 class Named:
     id: str
     name: str
+    # The IANA time zone PassKit keeps for it ("" when none): a venue's `timezone`
+    # (event_tickets.Venue, required by PassKit), a tier's `timezone` (members.Tier; PassKit's
+    # Program message carries none).
+    timezone: str = ""
 
 
 Tier = Offer = TicketType = Venue = Named
@@ -72,6 +76,7 @@ class Project:
     name: str
     status: tuple[str, ...] = ()
     children: tuple[Named, ...] = ()
+    timezone: str = ""  # a campaign's `ianaTimezone` (single_use_coupons.CouponCampaign)
 
     @property
     def draft(self) -> bool:
@@ -259,7 +264,8 @@ async def _read(client: PassKitClient) -> Account:
         offers = await _list(client, "single_use_coupons.SingleUseCoupons.listCouponOffers",
                              message)  # fmt: skip
         return Campaign(_text(record.get("id")), _text(record.get("name")), _status(record),
-                        tuple(_named(o, "offerTitle") for o in offers))  # fmt: skip
+                        tuple(_named(o, "offerTitle") for o in offers),
+                        _text(record.get("ianaTimezone")))  # fmt: skip
 
     async def production(record: Mapping[str, Any]) -> Production:
         message = {"productionId": _text(record.get("id")), "filters": filters}
@@ -289,7 +295,9 @@ async def _read(client: PassKitClient) -> Account:
 
 def _named(record: Mapping[str, Any], name_field: str = "name") -> Named:
     return Named(
-        _text(record.get("id")), _text(record.get(name_field)) or _text(record.get("name"))
+        _text(record.get("id")),
+        _text(record.get(name_field)) or _text(record.get("name")),
+        _text(record.get("timezone")),
     )
 
 
