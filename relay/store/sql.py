@@ -185,7 +185,7 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
         )
         return changed == 1
 
-    def _completion_params(self, done: Completion) -> Params:
+    def _completion_params(self, done: Completion, known: dict[str, str] | None = None) -> Params:
         claim = done.claim
         return {
             "scope": claim.scope,
@@ -193,7 +193,7 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
             "owner": claim.owner,
             "status": done.status,
             "body": seal_text(self.sealer, done.body),
-            "person": person_column(self.sealer, done.people),
+            "person": person_column(self.sealer, done.people, known),
         }
 
     async def release(self, claim: Claim) -> None:
@@ -219,11 +219,13 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
         self, entries: Sequence[tuple[DeliveryRecord, Sequence[Completion]]]
     ) -> None:
         records = [record for record, _ in entries]
-        done = [self._completion_params(c) for _, completions in entries for c in completions]
+        known: dict[str, str] = {}  # blind indexes, each computed once for the batch
+        rows = [q.delivery_params(r, self.sealer, known) for r in records]
+        done = [self._completion_params(c, known) for _, cs in entries for c in cs]
         # One transaction: the stored answers are durable exactly when the log entry is.
         await self._write_batch(
             [
-                (q.INSERT_DELIVERY, [q.delivery_params(r, self.sealer) for r in records]),
+                (q.INSERT_DELIVERY, rows),
                 (q.COUNT_HOOK, q.hook_counts(records)),
                 (q.COMPLETE, done),
             ]
