@@ -94,6 +94,12 @@ class RelayError(Exception):
         body["error"] = self.as_dict()
         return body
 
+    def problem(self) -> list[dict[str, Any]]:
+        """This failure as entries of an answer's `problems`: field, message, hint."""
+        error = self.as_dict()
+        return [{"field": error.get("field"), "message": error["message"],
+                 "hint": error.get("hint", "")}]  # fmt: skip
+
     def _field_first(self) -> str:
         message = self.message
         if self.field and not message.startswith(self.field):
@@ -157,7 +163,16 @@ class UnsupportedMediaType(PayloadError):
 
 
 class FieldError(RelayError):
+    """A problem with what was sent. Its answer lists every problem found (`problems`: this one
+    and `also`, each with field, message and hint) beside `error`, the first."""
+
     status = 422
+    also: Sequence[FieldError] = ()  # the other problems found with what was sent
+
+    def answer(self, request_id: str | None = None) -> dict[str, Any]:
+        body = super().answer(request_id)
+        body["problems"] = [entry for p in (self, *self.also) for entry in p.problem()]
+        return body
 
 
 class MissingFields(FieldError):
@@ -177,6 +192,13 @@ class MissingFields(FieldError):
         # The names a sender used may be anything, even data: logged copies mask them.
         super().__init__(message, field=missing[0], hint=hint, private=[f"(got: {got})"])
         self.missing = missing
+
+    def problem(self) -> list[dict[str, Any]]:
+        """One entry per missing field."""
+        return [{"field": name, "message": f"{name} is required but was not sent.",
+                 "hint": f"In Zapier's Data section (or Make's request body) add a row named "
+                 f"{name} and map the matching value from an earlier step."}
+                for name in self.missing]  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
         error = super().as_dict()

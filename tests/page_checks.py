@@ -57,3 +57,56 @@ class PageChecks:
             assert not bad, f"{where} has serious accessibility violations:\n" + "\n".join(bad)
         self.page.screenshot(path=str(self.shots / f"{self.prefix}{name}.png"), full_page=True)
         self.names.append(name)
+
+
+TAP = 44  # px: the smallest tap target on a phone (WCAG 2.5.5, Apple's and Android's guides)
+
+
+def small_targets(page: Any, least: int = TAP) -> list[str]:
+    """The visible tap targets smaller than `least` px either way, one line each. Links inside
+    a sentence are excepted (as WCAG does: their size is the line's); a checkbox or radio counts
+    as its label, which toggles it too."""
+    return list(
+        page.evaluate(
+            """(least) => {
+  const seen = [];
+  const targets = document.querySelectorAll(
+    'a[href], button, input:not([type=hidden]), select, textarea, summary');
+  for (const el of targets) {
+    if (el.closest('details:not([open])') && el.tagName !== 'SUMMARY') continue;
+    if (el.closest('[hidden]')) continue;
+    let box = el;
+    if (el.matches('input[type=checkbox], input[type=radio]') && el.closest('label'))
+      box = el.closest('label');
+    const r = box.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    const style = getComputedStyle(box);
+    if (style.visibility === 'hidden' || style.display === 'none') continue;
+    if (el.tagName === 'A') {
+      const block = el.parentElement;
+      const own = el.textContent.trim(), around = block ? block.textContent.trim() : own;
+      if (around.length > own.length && !el.classList.contains('button')
+          && getComputedStyle(el).display === 'inline') continue;  // a link in a sentence
+    }
+    if (r.height < least - 0.5 || r.width < least - 0.5) {
+      const name = (el.textContent || el.value || el.name || el.getAttribute('aria-label') || '')
+        .trim().replace(/\\s+/g, ' ').slice(0, 30);
+      const size = `${Math.round(r.width)}×${Math.round(r.height)}`;
+      seen.push(`${el.tagName.toLowerCase()} "${name}" ${size}`);
+    }
+  }
+  return seen;
+}""",
+            least,
+        )
+    )
+
+
+class DayChecks(PageChecks):
+    """PageChecks that also hold every tap target to 44 px on a phone-sized window."""
+
+    def __call__(self, name: str, *, accessibility: bool = True) -> None:
+        if self.page.viewport_size["width"] <= 480:
+            small = small_targets(self.page)
+            assert not small, f"{name} ({self.page.url}) has small tap targets: {small}"
+        super().__call__(name, accessibility=accessibility)

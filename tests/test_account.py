@@ -8,6 +8,7 @@ import logging
 import re
 import socket
 from collections.abc import Iterator
+from html import unescape
 from pathlib import Path
 
 import httpx
@@ -143,21 +144,47 @@ def test_console_passkit_page_and_pickers(console: httpx.Client) -> None:
     assert '<select id="p-program_id" name="param:program_id"' in html
     assert f'<option value="{DEMO_PROGRAM_ID}" >Sandbox Coffee Club · {DEMO_PROGRAM_ID}' in html
     assert "Sandbox Tea Club (draft)" in html
-    assert '<optgroup label="Sandbox Coffee Club">' in html
-    assert '<option value="gold" >Gold · gold</option>' in html
-    assert TEST_PASS in html  # the draft program, warned about before minting
+    # One tier list per program (a script shows only the chosen program's), names first.
+    assert f'name="pick:tier_id:{DEMO_PROGRAM_ID}"' in html
+    assert f'name="pick:tier_id:{DEMO_DRAFT_PROGRAM_ID}"' in html
+    assert "Tier in Sandbox Coffee Club" in html and "Tier in Sandbox Tea Club" in html
+    assert '<option value="gold" >Gold</option>' in html
+    assert TEST_PASS not in html  # no program chosen yet: no draft warning
+    assert "setting program_id" not in html  # setting names only under Technical details
 
     csrf = re.search(r'name="csrf" value="([^"]+)"', html)
     assert csrf
     minted = console.post(
         "/admin/hooks/new",
         data={"csrf": csrf.group(1), "template": "member-upsert", "label": "draft test",
-              "param:program_id": DEMO_DRAFT_PROGRAM_ID, "param:tier_id": "base"},
+              "param:program_id": DEMO_DRAFT_PROGRAM_ID,
+              f"pick:tier_id:{DEMO_PROGRAM_ID}": "gold",  # another program's list: not taken
+              f"pick:tier_id:{DEMO_DRAFT_PROGRAM_ID}": "base"},
     )  # fmt: skip
     assert minted.status_code == 303
     minted = console.get(minted.headers["location"])
     assert minted.status_code == 200 and "/hooks/" in minted.text
     assert '<div class="warning" role="status">Program “Sandbox Tea Club”' in minted.text
+    assert "Base" in minted.text  # the tier picked from the chosen program's list
+
+
+def test_a_mint_problem_stands_beside_its_field_in_words(console: httpx.Client) -> None:
+    html = console.get("/admin/hooks/new", params={"template": "member-upsert"}).text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert csrf
+    refused = console.post(
+        "/admin/hooks/new",
+        data={"csrf": csrf.group(1), "template": "member-upsert", "label": "wrong tier",
+              "param:program_id": DEMO_PROGRAM_ID, "other:tier_id": "platinum"},
+    )  # fmt: skip
+    assert refused.status_code == 422
+    failing = refused.text.split('<div class="setting failing">')[1]
+    assert failing.index('id="problem-tier_id"') < failing.index('<div class="setting')
+    problem = re.search(r'id="problem-tier_id" role="alert">([^<]+)<', refused.text)
+    words = unescape(problem.group(1)) if problem else ""
+    assert words.startswith("Tier 'platinum' is not a tier of program Sandbox Coffee Club")
+    assert "tier_id" not in words  # words, not the setting's name
+    assert 'aria-describedby="problem-tier_id"' in refused.text
 
 
 def test_console_falls_back_to_text_boxes(

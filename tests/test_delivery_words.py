@@ -233,7 +233,7 @@ def text_of(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-async def test_a_failure_says_its_cause_and_fix_and_what_was_tried(
+async def test_a_failure_says_its_cause_and_what_was_tried(
     sandbox: tuple[str, State], tmp_path: Path
 ) -> None:
     client, services = await relay_on(sandbox[0], tmp_path)
@@ -245,9 +245,8 @@ async def test_a_failure_says_its_cause_and_fix_and_what_was_tried(
         failure = failure_of(failed)
         assert failure is not None
         said = describe(failed, Lexicon.of(None, services.library), MEMBER)  # ids: no names
-        assert said.text.startswith(f"Not sent: {failure.cause}")
-        if failure.fix:  # the fix follows the cause, mid-sentence
-            assert said.text.endswith(failure.fix[1:])
+        # The cause alone (a heading, a row, a tab title); the fix is said on its page.
+        assert said.text == f"Not sent: {failure.cause}"
         assert said.detail == "Tried to enrol Mara Quist (HS-5) in base"
     finally:
         await client.aclose()

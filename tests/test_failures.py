@@ -256,3 +256,28 @@ def test_template_syntax_error_stops_the_boot(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         create_app(make_settings(RELAY_TEMPLATES=str(tmp_path)))
     assert "syntax" in err.value.problems[0] and "line" in err.value.problems[0]
+
+
+async def test_every_problem_is_listed_at_once(
+    passkit: respx.MockRouter, relay_client: httpx.AsyncClient
+) -> None:
+    route = passkit.post("/members/member").mock(return_value=httpx.Response(200, json={}))
+    hook = mint("member-upsert", program_id="p1", tier_id="base")
+    answer = await relay_client.post(hook, data={
+        "external_id": "C1", "email": "ana@example.com", "points": "lots", "birthday": "someday",
+    })  # fmt: skip
+    assert answer.status_code == 422 and not route.called
+    body = answer.json()
+    assert body["error"]["code"] == "invalid_field"  # today's error: the first problem
+    problems = body["problems"]
+    assert sorted(p["field"] for p in problems) == ["birthday", "points"]  # both, at once
+    assert all(p["message"] and p["hint"] for p in problems)
+    assert body["error"]["field"] == problems[0]["field"]
+    # Missing fields and a bad value together: each missing one, and the bad one.
+    answer = await relay_client.post(hook, data={"external_id": "C1", "points": "lots"})
+    assert {p["field"] for p in answer.json()["problems"]} == {"email", "points"}
+    assert answer.json()["error"]["code"] == "missing_field"
+    # One problem: listed too, as the one entry.
+    answer = await relay_client.post(hook, data={"external_id": "C1", "email": "x@y.co",
+                                                 "points": "many"})  # fmt: skip
+    assert [p["field"] for p in answer.json()["problems"]] == ["points"]

@@ -114,7 +114,8 @@ async def test_the_date_order_and_country_chosen_are_what_the_hook_carries(
     refused = await admin.post("/admin/hooks/new", data={"csrf": token_in(form.text),
                                "template": "member-enrol", "param:tier_id": "base"})  # fmt: skip
     assert refused.status_code == 422
-    assert "Program (program_id) is required" in text_of(refused.text)
+    # Beside the field, in words: the setting's name only under Technical details.
+    assert 'id="problem-program_id" role="alert">Program is required' in refused.text
     assert "--param" not in refused.text
 
 

@@ -162,7 +162,7 @@ async def test_console_refuses_a_wrong_setting_with_a_422_listing_the_valid_ones
     refused = await admin.post("/admin/hooks/new", data=data)
     assert refused.status_code == 422
     assert "use an ISO code such as US or GB" in refused.text
-    assert "date_order &#39;dd/mm&#39; must be DMY or MDY" in refused.text
+    assert "Date order &#39;dd/mm&#39; must be DMY or MDY" in refused.text  # beside its field
     assert await store.list_hooks() == []
     data |= {"param:country": "US", "param:date_order": "mdy"}
     minted = await admin.post("/admin/hooks/new", data=data)
@@ -269,7 +269,7 @@ def test_console_looks_the_ids_up_at_passkit_listing_what_exists(
                         "param:tier_id": "platinum"}  # fmt: skip
                 refused = await admin.post("/admin/hooks/new", data=data)
                 assert refused.status_code == 422
-                assert "tier_id &#39;platinum&#39; is not a tier of program" in refused.text
+                assert "Tier &#39;platinum&#39; is not a tier of program" in refused.text
                 assert "base (Base), silver (Silver), gold (Gold)" in refused.text
                 data |= {"param:program_id": UNKNOWN, "param:tier_id": "base"}
                 refused = await admin.post("/admin/hooks/new", data=data)

@@ -171,7 +171,16 @@ async def test_check_the_pass_on_a_logged_delivery(
     checked = await admin.post(
         f"/admin/deliveries/{logged.id}/pass", data={"csrf": token_in(page.text)}
     )
-    assert checked.status_code == 200 and "What the member sees" in checked.text
-    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", checked.text))
-    assert "Member (primary) Ada Lovelace" in text and "Points (header) 40" in text
+    # POST/redirect/GET: Back or a reload shows the reading again, and reads nothing again.
+    assert checked.status_code == 303 and "?checked=" in checked.headers["location"]
+    shown = await admin.get(checked.headers["location"])
+    assert "What the member sees" in shown.text
+    assert (await admin.get(checked.headers["location"])).text == shown.text
+    assert "What the member sees" not in (await admin.get(f"/admin/deliveries/{logged.id}")).text
+    opened = await admin.get(f"/admin/deliveries/{logged.id}/pass")  # the address, typed
+    assert (opened.status_code, opened.headers["location"]) == (
+        303, f"/admin/deliveries/{logged.id}")  # fmt: skip
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", shown.text))
+    assert "Member (the big line) Ada Lovelace" in text and "Points (top right) 40" in text
+    assert "storeCard" not in text.split("Technical details")[0]  # Apple's terms, under details
     assert "No problems found" in text

@@ -303,10 +303,18 @@ def test_the_console_says_what_happened_and_resends(relay: str, receiver: Receiv
         assert page.status_code == 200
         assert "Pass installed by Mara Quist" in page.text
         assert "forwarded to 127.0.0.1 at" in page.text
+        # The delivery log's row says who too, as the events page does.
+        listed = console.get("/admin/deliveries").text
+        assert "Pass installed by Mara Quist: queued for your Zap or scenario" in listed
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
         assert csrf
         event_id = answer.json()["event_id"]
-        resent = console.post(f"/admin/events/{event_id}/resend", data={"csrf": csrf.group(1)})
+        asked = console.post(f"/admin/events/{event_id}/resend", data={"csrf": csrf.group(1)})
+        assert asked.status_code == 200 and "Send this event again?" in asked.text
+        time.sleep(0.3)
+        assert len(receiver.got) == 1  # asking sends nothing
+        resent = console.post(f"/admin/events/{event_id}/resend",
+                              data={"csrf": csrf.group(1), "confirmed": "yes"})  # fmt: skip
         assert resent.status_code == 303
     wait_for(lambda: len(receiver.got) == 2)
     assert receiver.ids() == [event_id, event_id]  # the same id: the receiver can tell

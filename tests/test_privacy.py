@@ -195,17 +195,23 @@ async def test_the_console_erases_a_person_after_saying_what_goes(
             assert "The relay has 3 deliveries about this person" in asked.text
             before = (await console.get("/admin/deliveries")).text
             assert found(before.encode(), ORIANE_WORDS) != []  # the console shows her: not yet
-            done = await console.post("/admin/erase", data={
+            erased = await console.post("/admin/erase", data={
                 "csrf": csrf, "who": ORIANE["email"], "confirmed": "yes"})  # fmt: skip
-            assert f"<b>{ORIANE['email']}</b> is erased from the relay" in done.text
-            assert "Deliveries in the log: 3" in done.text
+            assert erased.status_code == 303  # POST/redirect/GET: a reload erases nothing
+            for _ in range(2):  # the result, then a reload of it: the same words
+                done = await console.get(erased.headers["location"])
+                assert f"<b>{ORIANE['email']}</b> is erased from the relay" in done.text
+                assert "Deliveries in the log: 3" in done.text
+            assert (await console.get("/admin/erase?done=forged")).status_code == 200
             listing = (await console.get("/admin/deliveries")).text
             assert found(listing.encode(), ORIANE_WORDS) == []
             assert "Teodor" in listing  # the others stay
             # A misspelt address (or the same one again) finds nothing: said in words, not
             # "erased: 0 records".
-            again = await console.post("/admin/erase", data={
+            posted = await console.post("/admin/erase", data={
                 "csrf": csrf, "who": ORIANE["email"], "confirmed": "yes"})  # fmt: skip
+            assert posted.status_code == 303
+            again = await console.get(posted.headers["location"])
             assert "Nothing found for <b>" in again.text
             assert "check the spelling; nothing was erased" in again.text
             assert "is erased from the relay" not in again.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -22,6 +23,7 @@ from relay.admin.failure_pages import FailurePages
 from relay.admin.hook_pages import HookPages
 from relay.admin.hook_samples import HookSamples
 from relay.admin.imports import ImportPage
+from relay.admin.people import PeoplePages
 from relay.admin.replay import fields_from_log
 from relay.admin.sentences import Lexicon, lexicon, rows
 from relay.admin.session import COOKIE, MAX_AGE, Session
@@ -36,6 +38,32 @@ LOGIN_FORM_FIELDS = 8
 NOT_THE_FORM = "That was not the sign-in form: please try again."
 
 
+def post_only_redirects(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """A GET route for every POST-only address (a Replay's, Check the pass's, an opened link or
+    a typed address): a redirect to the page it belongs to, the nearest address above it that
+    answers GET, so no console address answers a browser with JSON."""
+    pages = {r.path for r in routes if isinstance(r, Route) and "GET" in (r.methods or ())}
+    extra: list[BaseRoute] = []
+    for route in routes:
+        if not isinstance(route, Route) or "GET" in (route.methods or ()):
+            continue
+        parent = route.path
+        while "/" in parent.strip("/") and parent not in pages:
+            parent = parent.rsplit("/", 1)[0]
+        extra.append(Route(route.path, _redirect_to(parent), methods=["GET"]))
+    return extra
+
+
+def _redirect_to(template: str) -> Any:
+    async def redirect(request: Request) -> Response:
+        target = template
+        for name, value in request.path_params.items():
+            target = target.replace(f"{{{name}}}", quote(str(value), safe=""))
+        return RedirectResponse(target, 303)
+
+    return redirect
+
+
 class Console(ConsoleContext):
     """The console's own pages (sign-in, overview, templates, PassKit) and the routes to every
     page; the other pages live in their own modules and are given this context."""
@@ -45,6 +73,10 @@ class Console(ConsoleContext):
         self.failure_pages = FailurePages(self)  # failures by cause, Edit and resend
 
     def routes(self) -> list[BaseRoute]:
+        routes = self._routes()
+        return [*routes, *post_only_redirects(routes)]
+
+    def _routes(self) -> list[BaseRoute]:
         r = self.root
         return [
             Route(f"{r}/login", self.login, methods=["GET", "POST"]),
@@ -54,11 +86,10 @@ class Console(ConsoleContext):
             *HookPages(self).routes(),  # /admin/hooks: list, mint, one hook, revoke
             *HookSamples(self).routes(),  # /admin/hooks/{id}/sample: a PassKit events sample
             # /admin/deliveries: list, one, replay, check pass
-            *DeliveryPages(self, self.failure_pages).routes(),
-            Route(f"{r}/deliveries/{{id}}/edit", self.guarded(self.failure_pages.edit),
-                  methods=["GET", "POST"]),
-            Route(f"{r}/failures", self.guarded(self.failure_pages.failures), methods=["GET"]),
-            Route(f"{r}/failures/group", self.guarded(self.failure_pages.group), methods=["GET"]),
+            *(deliveries := DeliveryPages(self, self.failure_pages)).routes(),
+            # /admin/search and /admin/people: find a person, their page
+            *PeoplePages(self, deliveries.pass_url).routes(),
+            *self.failure_pages.routes(),  # /admin/failures: to-do list, Edit and resend
             Route(f"{r}/templates", self.guarded(self.templates), methods=["GET"]),
             Route(f"{r}/passkit", self.guarded(self.passkit), methods=["GET"]),
             *EventsPage(self).routes(),
@@ -138,12 +169,13 @@ class Console(ConsoleContext):
         ]
         rate = None if not stats.total else 100 * (stats.total - stats.failed) / stats.total
         hooks = {hook.id: hook for hook in await store.list_hooks()}
-        failed = await store.list_deliveries(outcome="failed", limit=5)
+        failed = await store.list_deliveries(outcome="failed", open_only=True, limit=5)
+        open_failures = await store.open_failures(now - 86_400)
         words = await lexicon(self.account, self.s.library) if failed else Lexicon()
         failures = rows(failed, hooks, words, self.s.library)
         return self.render("overview.html", session, "overview", title="Overview", stats=stats,
                            rate=rate, chart=hourly_svg(hours), failures=failures,
-                           no_hooks=not hooks)  # fmt: skip
+                           no_hooks=not hooks, open_failures=open_failures)  # fmt: skip
 
     async def passkit(self, request: Request, session: Session) -> Response:
         account, problem = await self.account(fresh=True)

@@ -7,7 +7,6 @@ sentence about their latest Stripe event, when the log kept one (the ledger stor
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -20,6 +19,7 @@ from relay.forms.spend_tiers import money
 from relay.passkit.operations import dig
 from relay.store import DeliveryRecord
 from relay.store.spend import CustomerSpend
+from relay.ui.html import when
 
 if TYPE_CHECKING:
     from relay.admin.context import ConsoleContext
@@ -29,7 +29,7 @@ NAMES_FROM = 500  # the newest Stripe deliveries read for names
 
 
 def _day(at: float | None) -> str:
-    return time.strftime("%d %b %Y, %H:%M UTC", time.gmtime(at)) if at else ""
+    return when(at) if at else ""  # the console's one date format
 
 
 def customer_of(record: DeliveryRecord) -> str:

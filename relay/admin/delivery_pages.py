@@ -12,7 +12,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from relay.access.tokens import Hook
+from relay.admin.failure_pages import choices_for
 from relay.admin.replay import CannotReplay, replay
+from relay.admin.results import Results
 from relay.admin.sentences import OUTCOME_WORDS, Lexicon, lexicon, rows
 from relay.admin.session import Session
 from relay.admin.technical import card_preview, masked_count, masked_json, privacy_note
@@ -37,6 +39,7 @@ class DeliveryPages:
         self.root = console.root
         self.render, self.store = console.render, console.store
         self.passes = PassChecker(self.s.settings.passkit_pass_url)  # "Check the pass"
+        self.checks: Results[tuple[PassReading | None, str]] = Results()  # its readings
 
     def routes(self) -> list[BaseRoute]:
         r, guarded = f"{self.root}/deliveries", self.console.guarded
@@ -78,6 +81,7 @@ class DeliveryPages:
                                link=f"{self.root}/deliveries", status=404)  # fmt: skip
         hook = await store.get_hook(record.hook_id) if record.hook_id else None
         words = await lexicon(self.console.account, self.s.library)
+        words_account = self.console.last_account()  # as just read for the words: no new call
         [row] = rows([record], {hook.id: hook} if hook else {}, words, self.s.library)
         pass_url = self.pass_url(record)
         settings = self.s.settings
@@ -86,8 +90,12 @@ class DeliveryPages:
         sent = record.request if isinstance(record.request, dict) else {}
         ignored = ignored_fields(template, sent, aliases=current) if template else []
         logged = (record.request, record.passkit_request, record.passkit_response)
+        kept = self.checks.get((session.id, record.id), request.query_params.get("checked", ""))
+        if kept is not None and not checked:
+            checked = {"reading": kept[0], "unread": kept[1], "checked": True}
         return self.render("delivery.html", session, "deliveries", title=row.sentence.text,
-                           d=record, row=row, failure=failure_of(record), pass_url=pass_url,
+                           d=record, row=row, pass_url=pass_url,
+                           failure=failure_of(record, choices_for(record, hook, words_account)),
                            preview=card_preview(pass_url), masked=masked_count(*logged),
                            privacy=privacy_note(settings.log_payloads, settings.retention_days),
                            kept=settings.log_payloads, ignored=ignored,
@@ -109,7 +117,8 @@ class DeliveryPages:
 
     async def check_pass(self, request: Request, session: Session) -> Response:
         """The delivery's pass read as Apple Wallet gets it (relay.passkit.passcheck), on
-        request."""
+        request; POST/redirect/GET: the reading is kept a while under a token the redirect
+        names, so Back or a reload shows it again without reading the pass again."""
         record = await (await self.store()).get_delivery(request.path_params["id"])
         if record is None:
             return RedirectResponse(f"{self.root}/deliveries", 303)
@@ -123,7 +132,9 @@ class DeliveryPages:
                 reading = await self.passes.check(pass_url)
             except PassCheckError as exc:
                 unread = str(exc)
-        return await self.delivery(request, session, reading=reading, checked=True, unread=unread)
+        token = self.checks.keep((session.id, record.id), (reading, unread))
+        return RedirectResponse(f"{self.root}/deliveries/{record.id}?checked={token}#pass-check",
+                                303)  # fmt: skip
 
     async def replay(self, request: Request, session: Session) -> Response:
         record = await (await self.store()).get_delivery(request.path_params["id"])

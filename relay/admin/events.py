@@ -16,6 +16,7 @@ from relay.admin.session import Session
 from relay.events.flatten import sentence
 from relay.events.forwarder import where
 from relay.store import EVENT_STATES, PassKitEvent
+from relay.ui.html import when
 
 if TYPE_CHECKING:
     from relay.admin.context import ConsoleContext
@@ -28,7 +29,7 @@ def _clock(at: float | None) -> str:
 
 
 def _day(at: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+    return when(at)  # the console's one date format
 
 
 def status_words(event: PassKitEvent) -> str:
@@ -39,9 +40,12 @@ def status_words(event: PassKitEvent) -> str:
     if event.state == "failed":
         return f"not forwarded: {event.last_error or to + ' did not take it'}; gave up after " \
                f"{event.attempts} tries — Resend when {to} works again"  # fmt: skip
+    tries = f"{event.attempts} time{'s' if event.attempts != 1 else ''}"
+    if event.attempts and event.next_at <= time.time():  # due now: a Resend, or a retry
+        return f"waiting to be sent again to {to} (sent {tries} before)"
     if event.attempts:
         return f"{event.last_error or to + ' did not take it'}; trying again at " \
-               f"{_clock(event.next_at)} UTC (tried {event.attempts} times)"  # fmt: skip
+               f"{_clock(event.next_at)} UTC (tried {tries})"  # fmt: skip
     return f"waiting to be forwarded to {to}"
 
 
@@ -74,8 +78,15 @@ class EventsPage:
                                    notice=request.query_params.get("notice", ""))  # fmt: skip
 
     async def resend(self, request: Request, session: Session) -> Response:
+        """First a page asking to confirm (the Zap or scenario gets the event again), then
+        (confirmed) the resend, and back to the list (POST/redirect/GET)."""
         store = await self.console.store()
         event = await store.get_event(request.path_params["id"])
+        if event is not None and (await request.form()).get("confirmed") != "yes":
+            return self.console.render(
+                "event_resend.html", session, "events", title="Resend?", event=row(event),
+                to=where(event.forward_to),
+            )  # fmt: skip
         if event is None:
             notice = "That event is no longer kept (events are kept for the retention period)."
         elif await store.resend_event(event.id, time.time()):

@@ -1,6 +1,8 @@
-"""The console's pages for fixing failures: failures grouped by cause (hook + error + field)
-with the fix in words, one group's deliveries, and Edit and resend (a failed hook delivery's
-logged fields in a form, sent again through the same pipeline as a live delivery)."""
+"""The console's pages for fixing failures, a to-do list: open failures grouped by cause (error +
+field, whichever hook) with the fix in words and the hooks and people inside, one group's
+deliveries, Replay all (only where a replay cannot count twice), Dismiss, and Edit and resend (a
+failed hook delivery's logged fields in a form, sent again through the same pipeline as a live
+delivery). A failure leaves the list once a success fixes it (relay.store: `resolved_by`)."""
 
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from relay.admin.replay import CannotReplay, replay
 from relay.admin.session import Session
 from relay.brokentext import mend_text
+from relay.passkit.account import Account, Named, Project
 from relay.redact import MASK
 from relay.store import DAY, DeliveryRecord, FailureGroup, HookRecord
-from relay.ui.fixes import Failure, failure_of, label
+from relay.ui.fixes import Choices, Failure, failure_of, label, missing_kind
 from relay.ui.html import ENV
 
 if TYPE_CHECKING:
@@ -24,18 +28,79 @@ if TYPE_CHECKING:
 
 WINDOW = 7 * DAY  # how far back the failures page groups
 GROUPS = 50
+INSIDE = 20  # the open failures read per group, for its hooks and people
+# Causes where nothing reached PassKit (the relay held it back: PassKit was busy, the relay's
+# credentials or set-up were wrong), so replaying a whole group cannot do anything twice.
+NOTHING_SENT = frozenset({"passkit_busy", "rate_limited", "passkit_auth", "template_error",
+                          "not_configured"})  # fmt: skip
 # delivery_actions.html asks for a delivery's failure itself, whichever page includes it.
 ENV.globals["failure_of"] = failure_of
 
 
 @dataclass(frozen=True)
 class Row:
-    """One group of failures as the page shows it."""
+    """One group of open failures (one cause) as the page shows it."""
 
     group: FailureGroup
     failure: Failure
-    hook: str  # the hook's label in words
-    link: str  # the deliveries in this group
+    hooks: list[str]  # the hooks' labels in words, each once
+    people: list[str]  # who the failures were about, each once ("" when the log kept nobody)
+    link: str  # the group's page; the delivery's own when the group has one
+    replay_all: bool  # every one can be replayed, and none can count twice
+
+
+def replay_all_safe(records: list[DeliveryRecord]) -> bool:
+    """Replay all is offered only where a replay cannot count twice: nothing reached PassKit."""
+    return bool(records) and all(
+        r.error_code in NOTHING_SENT and (f := failure_of(r)) is not None and f.can_replay
+        for r in records
+    )
+
+
+def choices_for(
+    record: DeliveryRecord, hook: HookRecord | None, account: Account | None
+) -> Choices | None:
+    """What the account has where PassKit found no record of an id the delivery used (the
+    program's tiers, the campaign's offers…), from the account as last read; None when that
+    is not known."""
+    kind = missing_kind(record)
+    if account is None or kind is None:
+        return None
+    params = hook.params if hook else {}
+    sent = record.passkit_request.get("json") if isinstance(record.passkit_request, dict) else None
+    sent = sent if isinstance(sent, dict) else {}
+
+    def under(projects: list[Any], param: str, key: str) -> Choices | None:
+        wanted = params.get(param) or sent.get(key)
+        project = next((p for p in projects if p.id == wanted), None)
+        return Choices(project.name, _names(project.children)) if project else None
+
+    if kind == "tier":
+        return under(account.programs, "program_id", "programId")
+    if kind == "offer":
+        return under(account.campaigns, "campaign_id", "campaignId")
+    if kind == "ticket type":
+        return under(account.productions, "production_id", "productionId")
+    listed: dict[str, list[Any]] = {"program": account.programs, "campaign": account.campaigns,
+                                    "production": account.productions}  # fmt: skip
+    projects = listed.get(kind)
+    return Choices("Your PassKit account", _names(projects)) if projects is not None else None
+
+
+def _names(items: tuple[Named, ...] | list[Project]) -> tuple[str, ...]:
+    """Names first; the id beside a name only where the two differ (the zap sends the id)."""
+    return tuple(i.name if i.name.casefold() == i.id.casefold() else f"{i.name} ({i.id})"
+                 for i in items)  # fmt: skip
+
+
+def heading(failure: Failure, count: int = 1) -> str:
+    """A group's heading: the cause in words, capitalised, without the fix; for several
+    failures, without the value one of them sent (they may have sent different ones)."""
+    cause = failure.cause_unquoted if count > 1 and failure.cause_unquoted else failure.cause
+    return cause[:1].upper() + cause[1:]
+
+
+ENV.filters["cause_heading"] = heading
 
 
 @dataclass(frozen=True)
@@ -63,40 +128,114 @@ class FailurePages:
         template = self.console.s.library.get(name)
         return template.summary if template else name
 
+    def routes(self) -> list[BaseRoute]:
+        r, guarded = self.console.root, self.console.guarded
+        return [
+            Route(f"{r}/deliveries/{{id}}/edit", guarded(self.edit), methods=["GET", "POST"]),
+            Route(f"{r}/deliveries/{{id}}/dismiss", guarded(self.dismiss), methods=["POST"]),
+            Route(f"{r}/failures", guarded(self.failures), methods=["GET"]),
+            Route(f"{r}/failures/group", guarded(self.group), methods=["GET"]),
+            Route(f"{r}/failures/replay-all", guarded(self.replay_all), methods=["POST"]),
+            Route(f"{r}/failures/replayed", guarded(self.replayed), methods=["GET"]),
+        ]
+
     def _group_link(self, record: DeliveryRecord) -> str:
-        query = {"hook": record.hook_id or "", "error": record.error_code or "",
-                 "field": record.error_field or ""}  # fmt: skip
+        query = {"error": record.error_code or "", "field": record.error_field or ""}
         return f"{self.console.root}/failures/group?{urlencode(query)}"
+
+    async def _members(self, error: str | None, field: str, hook: str | None = None,
+                       limit: int = INSIDE) -> list[DeliveryRecord]:  # fmt: skip
+        """The open failures with one cause, newest first."""
+        store = await self.console.store()
+        return await store.list_deliveries(
+            hook_id=hook or None, outcome="failed", error_code=error or None, error_field=field,
+            since=self.console.s.timestamp() - WINDOW, open_only=True, limit=limit,
+        )  # fmt: skip
 
     async def failures(self, request: Request, session: Session) -> Response:
         store = await self.console.store()
         groups = await store.failure_groups(self.console.s.timestamp() - WINDOW, limit=GROUPS)
         hooks = {h.id: h for h in await store.list_hooks()}
-        rows = [
-            Row(g, failure, self._hook_words(hooks, g.newest.hook_id), self._group_link(g.newest))
-            for g in groups
-            if (failure := failure_of(g.newest)) is not None
-        ]
+        rows = []
+        account = self.console.last_account()
+        for g in groups:
+            hook = hooks.get(g.newest.hook_id or "")
+            if (failure := failure_of(g.newest, choices_for(g.newest, hook, account))) is None:
+                continue
+            inside = await self._members(g.newest.error_code, g.newest.error_field or "")
+            link = (f"{self.console.root}/deliveries/{g.newest.id}" if g.count == 1
+                    else self._group_link(g.newest))  # fmt: skip
+            rows.append(Row(
+                g, failure, list(dict.fromkeys(self._hook_words(hooks, r.hook_id) for r in inside)),
+                [p for p in dict.fromkeys(who(r) for r in inside) if p], link,
+                replay_all_safe(inside) and g.count <= INSIDE,
+            ))  # fmt: skip
         return self.console.render("failures.html", session, "failures", title="Failures",
                                    rows=rows, days=int(WINDOW // DAY))  # fmt: skip
 
     async def group(self, request: Request, session: Session) -> Response:
         q = request.query_params
-        store = await self.console.store()
-        records = await store.list_deliveries(
-            hook_id=q.get("hook") or None, outcome="failed", error_code=q.get("error") or None,
-            error_field=q.get("field", ""), limit=GROUPS,
-        )  # fmt: skip
-        hooks = {h.id: h for h in await store.list_hooks()}
+        records = await self._members(q.get("error"), q.get("field", ""), q.get("hook"), GROUPS)
+        hooks = {h.id: h for h in await (await self.console.store()).list_hooks()}
         newest = records[0] if records else None
+        choices = choices_for(newest, hooks.get(newest.hook_id or ""),
+                              self.console.last_account()) if newest else None  # fmt: skip
         return self.console.render(
             "failure_group.html", session, "failures", title="Failures with one cause",
-            records=records, failure=failure_of(newest) if newest else None,
-            hook=self._hook_words(hooks, q.get("hook")), limit=GROUPS,
+            records=records, failure=failure_of(newest, choices) if newest else None,
+            hooks=list(dict.fromkeys(self._hook_words(hooks, r.hook_id) for r in records)),
+            limit=GROUPS, replay_all=replay_all_safe(records), error=q.get("error", ""),
+            field=q.get("field", ""),
         )  # fmt: skip
+
+    async def replay_all(self, request: Request, session: Session) -> Response:
+        """Replay every open failure with one cause, where none can count twice: first a page
+        asking to confirm, then (confirmed) each is replayed and the browser is sent to a page
+        with one line per delivery, so a reload replays nothing."""
+        form = await request.form()
+        error, field = str(form.get("error") or ""), str(form.get("field") or "")
+        records = await self._members(error, field, limit=INSIDE)
+        root = self.console.root
+        if not replay_all_safe(records):
+            return self.console.render(
+                "message.html", session, "failures", title="Not replayed", status=409,
+                heading="Not replayed", link=f"{root}/failures",
+                message="Replay all is only for failures where nothing reached PassKit, so "
+                "nothing can be done twice; open each delivery instead.",
+            )  # fmt: skip
+        if form.get("confirmed") != "yes":
+            return self.console.render(
+                "failure_replay_all.html", session, "failures", title="Replay all?",
+                records=records, failure=failure_of(records[0]), error=error, field=field,
+            )  # fmt: skip
+        done = []
+        for record in records:
+            try:
+                done.append(await replay(self.console.endpoints, record))
+            except CannotReplay:
+                continue
+        return RedirectResponse(f"{root}/failures/replayed?{urlencode({'ids': ','.join(done)})}",
+                                303)  # fmt: skip
+
+    async def replayed(self, request: Request, session: Session) -> Response:
+        """What Replay all did: one line per delivery it sent again."""
+        store = await self.console.store()
+        found = [await store.get_delivery(i) for i in request.query_params.get("ids", "").split(",")
+                 if i.startswith("dl_")][:INSIDE]  # fmt: skip
+        records = [r for r in found if r is not None]
+        return self.console.render("failure_replayed.html", session, "failures",
+                                   title="Replayed", records=records)  # fmt: skip
+
+    async def dismiss(self, request: Request, session: Session) -> Response:
+        """Take an open failure off the list without sending anything (POST, then its page)."""
+        delivery_id = request.path_params["id"]
+        await (await self.console.store()).dismiss_failure(delivery_id, self.console.s.timestamp())
+        return RedirectResponse(f"{self.console.root}/deliveries/{delivery_id}", 303)
 
     def replay_refused(self, record: DeliveryRecord, session: Session) -> Response | None:
         """The page refusing a Replay that cannot change the outcome; None when it can."""
+        if record.resolved:
+            return RedirectResponse(f"{self.console.root}/deliveries/{record.id}", 303)
         failure = failure_of(record)
         if failure is not None and failure.can_replay:
             return None
@@ -113,6 +252,8 @@ class FailurePages:
         record = await (await console.store()).get_delivery(request.path_params["id"])
         if record is None:
             return RedirectResponse(f"{console.root}/deliveries", 303)
+        if record.resolved:  # fixed or dismissed: its page says by what
+            return RedirectResponse(f"{console.root}/deliveries/{record.id}", 303)
         failure = failure_of(record)
         why = failure.why_no_edit if failure else "Only a failed delivery can be edited and resent."
         problem, status = "", 200

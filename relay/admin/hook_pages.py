@@ -4,8 +4,9 @@ shows is relay.hooks.public_page."""
 
 from __future__ import annotations
 
+import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -28,10 +29,49 @@ from relay.hooks.minting import (
     registered,
     settings_of,
 )
+from relay.passkit.account import Account
 from relay.ui.html import form_text, form_texts
 
 if TYPE_CHECKING:
     from relay.admin.context import ConsoleContext
+
+
+# Ids picked under a parent's: a tier from the chosen program's tiers, and the like.
+CHILDREN: dict[str, tuple[str, str]] = {
+    "tier_id": ("program_id", "programs"),
+    "offer_id": ("campaign_id", "campaigns"),
+    "ticket_type_id": ("production_id", "productions"),
+}
+
+
+def child_lists(account: Account | None) -> dict[str, tuple[str, list[tuple[str, str, Any]]]]:
+    """For each child param (tier_id…): its parent param, and one list per parent (id, name,
+    children), so the form shows only the chosen program's tiers."""
+    if account is None:
+        return {}
+    return {child: (parent, [(p.id, p.name, p.children) for p in getattr(account, projects)])
+            for child, (parent, projects) in CHILDREN.items()}  # fmt: skip
+
+
+def problems_by_field(
+    problems: list[str], target: Endpoint | None
+) -> tuple[dict[str, str], list[str]]:
+    """Each problem beside the setting it is about (in words: its title, not its name), and
+    the ones about no one setting."""
+    specs = target.params if target else {}
+    by_field: dict[str, str] = {}
+    general: list[str] = []
+    for problem in problems:
+        named = [n for n in specs if re.search(rf"\b{re.escape(n)}\b", problem)]
+        text = problem
+        for name in named:
+            title = specs[name].title
+            text = text.replace(f"{title} ({name})", title).replace(name, title)
+        if named:
+            by_field[named[0]] = (by_field.get(named[0], "") + " " + text).strip()
+        else:
+            general.append(problem)
+    return by_field, general
 
 
 class HookPages:
@@ -82,6 +122,11 @@ class HookPages:
             form = await request.form()
             name, label = form_text(form, "template"), form_text(form, "label").strip()
             values = {k[6:]: v for k, v in form_texts(form).items() if k.startswith("param:") and v}
+            # A child id (a tier) is picked from the list of the parent chosen (its program).
+            for child, (parent, _) in CHILDREN.items():
+                picked = form_text(form, f"pick:{child}:{values.get(parent, '')}").strip()
+                if picked:
+                    values[child] = picked
             # A picker's "or another id" box, when filled, wins over the picker.
             values |= {k[6:]: v.strip() for k, v in form_texts(form).items()
                        if k.startswith("other:") and v.strip()}  # fmt: skip
@@ -113,13 +158,17 @@ class HookPages:
         # Pickers filled from PassKit for the ids a hook names; text boxes when it is not read.
         account, unread = await self.console.account() if target else (None, "")
         picks = account.choices() if account else {}
-        drafts = [warning for param in sorted(set(picks) & set(target.params if target else ()))
-                  for _, options in picks[param] for option in options
-                  if account and (warning := account.draft_warning(param, option.id))]  # fmt: skip
+        # Only about what was chosen: a program not chosen warns of nothing.
+        chosen = {p: values.get(p) or (s.default or "")
+                  for p, s in (target.params.items() if target else ())}  # fmt: skip
+        drafts = [warning for param, value in chosen.items() if account and value
+                  and (warning := account.draft_warning(param, value))]  # fmt: skip
+        by_field, general = problems_by_field(problems, target)
         return self.render("hook_new.html", session, "hooks", title="New hook",
                            choices=self._choices(), target=target, values=values, label=label,
-                           template=self.s.library.get(name), problems=problems,
-                           picks=picks, unread=unread, drafts=drafts, countries=countries(),
+                           template=self.s.library.get(name), problems=general,
+                           by_field=by_field, picks=picks, unread=unread, drafts=drafts,
+                           countries=countries(), children=child_lists(account),
                            status=422 if problems else 200)  # fmt: skip
 
     async def _label_taken(self, label: str) -> str:
@@ -170,7 +219,8 @@ class HookPages:
                            label=record.label, template=self.s.library.get(record.template),
                            drafts=drafts, recent=recent_rows, settings=settings,
                            last_event=last_event,
-                           notice=request.query_params.get("notice", ""))  # fmt: skip
+                           notice=request.query_params.get("notice", ""),
+                           stripe_ready=bool(self.s.settings.stripe_webhook_secrets))  # fmt: skip
 
     def no_such_hook(self, session: Session) -> Response:
         return self.render("message.html", session, "hooks", title="No such hook",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay.delivery.templating import TemplateLibrary
+from relay.events.flatten import sentence as event_sentence
 from relay.passkit.account import Account
 from relay.passkit.operations import CATALOG, Operation, dig
 from relay.redact import MASK
@@ -261,13 +262,6 @@ def _of(words: Lexicon, some_id: str) -> str:
     return f" ({words.name(some_id)})" if some_id else ""
 
 
-def _fix_words(fix: str) -> str:
-    """A fix follows a dash mid-sentence: "Map Email …" → "map Email …" (not "PassKit")."""
-    if len(fix) > 1 and fix[0].isupper() and fix[1].islower():
-        return fix[0].lower() + fix[1:]
-    return fix
-
-
 def describe(
     record: DeliveryRecord, words: Lexicon | None = None, params: Mapping[str, str] | None = None
 ) -> Sentence:
@@ -288,13 +282,15 @@ def describe(
             who, "" if who == "a member" else f"About {who}"),
         "ignored": lambda: Sentence(_ignored(event, reason, plain, who), who),
     }  # fmt: skip
+    if record.source == "passkit" and record.outcome == "ok":  # "Pass installed by Mara Quist"
+        return Sentence(f"{event_sentence(facts.fields)}: queued for your Zap or scenario", who)
     if record.outcome in sayings:
         return sayings[record.outcome]()
+    # The cause alone: short enough for a heading, a list row and a tab title; the fix is
+    # said once, on the delivery's page, under "How to fix it".
     failure = failure_of(record)
     cause = failure.cause if failure else reason or "it failed"
-    fix = _fix_words(failure.fix.strip()) if failure else ""
-    return Sentence(f"Not sent: {cause}" + (f" — {fix}" if fix else ""), who,
-                    f"Tried to {plain} {rest}")  # fmt: skip
+    return Sentence(f"Not sent: {cause}", who, f"Tried to {plain} {rest}")
 
 
 def _ignored(event: str, reason: str, plain: str, who: str) -> str:

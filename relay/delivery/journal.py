@@ -14,8 +14,9 @@ from relay.delivery.pipeline import Trace
 from relay.errors import RelayError, shorten
 from relay.forms.fields import Fields
 from relay.redact import redact_text
+from relay.sealing import normalised
 from relay.store import DeliveryRecord, Outcome, Source, redact
-from relay.store.personal import people_in
+from relay.store.personal import name_words, people_in
 
 FIELD_NAME_LIMIT = 64
 
@@ -63,7 +64,10 @@ def delivery_record(
     log_payloads: bool,
     replay_of: str | None = None,
     hook_params: Mapping[str, str] | None = None,
+    key: str | None = None,
 ) -> DeliveryRecord:
+    """The log's record of one answered delivery. `key`: its idempotency key (a Stripe event's
+    id), what a later success fixing a failure of it shares with it (see fix_key)."""
     error = answer.get("error")
     error_code = error.get("code") if isinstance(error, Mapping) else None
     # Never the sender's copy of the message: it may quote what they sent (see RelayError).
@@ -96,4 +100,15 @@ def delivery_record(
         ),
         # Found before redaction, so a person is erasable also when payloads are not logged.
         people=people_in(request, trace.passkit_request, trace.passkit_response),
+        names=name_words(request, trace.passkit_request),
+        fix_key=fix_key(key, request),
     )
+
+
+def fix_key(key: str | None, request: Any) -> str | None:
+    """What a later delivery on the same hook that fixes this one shares with it: the same
+    idempotency key, or (sent without one) the same person; the store keeps it blinded."""
+    if key:
+        return f"key {key}"
+    people = sorted(normalised(p) for p in people_in(request))
+    return f"person {people[0]}" if people else None

@@ -29,6 +29,7 @@ from relay.delivery.templating import (
     resolve_params,
 )
 from relay.errors import (
+    FieldError,
     HookMisconfigured,
     InvalidRequest,
     MissingFields,
@@ -46,6 +47,8 @@ from relay.forms.filters import number_format, time_zone
 from relay.passkit.client import PassKitAnswer, PassKitClient, error_for_answer, raise_for_answer
 from relay.passkit.operations import CATALOG, Operation, PassKitRequest, build_request, dig
 from relay.store import Completion
+
+MAX_PROBLEMS = 20  # renders tried while collecting every problem with what was sent
 
 # "Does it already exist?" is answered by looking, never by PassKit's words: PassKit documents
 # no answer for a duplicate (only 200/400/401/403/404/500/503), so a create that fails for any
@@ -205,20 +208,49 @@ class Relay:
         *,
         updating: bool = False,
     ) -> PassKitRequest:
-        """Check, render and validate: everything short of sending. Raises on any problem."""
+        """Check, render and validate: everything short of sending. Raises on any problem; a
+        problem with what was sent carries every other one found (`FieldError.also`)."""
         template = self.template_for(hook)
         self.check_settings(hook, template)
         if hook.version >= 2:
             fields = unused.with_aliases(template, fields)
             unused.refuse_misspelling(template, fields)
-        check_fields(template, fields, received)
-        params = resolve_params(template, hook.params)
+        problems: list[FieldError] = []
+        try:
+            check_fields(template, fields, received)
+        except MissingFields as missing:
+            problems.append(missing)
+        try:
+            params = resolve_params(template, hook.params)
+        except RelayError:
+            if problems:  # what was sent is named first, as before
+                raise problems[0] from None
+            raise
         current = hook.version >= 2
         reading = params.get("number_format") if current else None
         zone = params.get("timezone") if current else None
+        now = self.clock()
+        body: Any = None
+        remaining = dict(fields)
         with number_format(reading), time_zone(zone) as notes:
-            body = render(template, fields, params, now=self.clock(), extra=extra,
-                          updating=updating)  # fmt: skip
+            for _ in range(MAX_PROBLEMS):
+                try:
+                    body = render(template, remaining, params, now=now, extra=extra,
+                                  updating=updating)  # fmt: skip
+                    break
+                except FieldError as problem:
+                    problems.append(problem)
+                    if not problem.field or problem.field not in remaining:
+                        break
+                    del remaining[problem.field]  # read on without it, to find the others
+                except (RelayError, SkipDelivery):
+                    if not problems:
+                        raise
+                    break  # the problems found so far are the sender's to fix first
+        if problems:
+            first, *also = problems
+            first.also = also
+            raise first
         operation = template.operation
         if updating and operation.on_conflict:
             operation = CATALOG[operation.on_conflict]

@@ -17,6 +17,7 @@ from relay.delivery.alerts import Alerts
 from relay.delivery.idempotency import OnceGuard
 from relay.delivery.pipeline import Relay, utc_now
 from relay.delivery.templating import TemplateLibrary
+from relay.passkit.account import AccountCache
 from relay.passkit.client import PassKitClient
 from relay.passkit.outbound import OutboundLimiter, shared_slots
 from relay.sealing import Sealer
@@ -40,6 +41,7 @@ class Services:
     alerts: Alerts
     # Seals personal data at rest and keys the blind index a person's rows are found by.
     sealer: Sealer
+    accounts: AccountCache  # the PassKit account as last read: names for the public hook pages
 
     def timestamp(self) -> float:
         return self.clock().timestamp()
@@ -98,4 +100,5 @@ def build_services(
         clock=clock,
         alerts=Alerts(settings, handle, library),
         sealer=sealer,
+        accounts=AccountCache(client),
     )

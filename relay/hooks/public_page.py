@@ -16,6 +16,7 @@ from relay.access.tokens import Hook
 from relay.delivery.templating import RequestTemplate
 from relay.forms.fields import Fields
 from relay.hooks.minting import settings_of
+from relay.passkit.account import Account
 from relay.ui.fixes import label
 from relay.ui.html import page
 
@@ -53,9 +54,11 @@ def hook_page(
     *,
     tried: dict[str, Any] | None = None,
     sent: Fields | None = None,
+    account: Account | None = None,
 ) -> HTMLResponse:
+    """The builder's page; `account`: the PassKit account as last read, to name ids with."""
     url = str(request.url.replace(query="", fragment="")).removesuffix("/try")
-    settings = settings_of(template.params, hook.params)
+    settings = settings_of(template.params, hook.params, account)
     return page("hook_page.html", hook=hook, template=template, url=url, tried=tried,
                 sent=sent or {}, result=form_result(tried, template) if tried else None,
                 subject=SUBJECTS.get(template.group, "one"), settings=settings,
@@ -70,8 +73,24 @@ def form_result(tried: dict[str, Any], template: RequestTemplate) -> dict[str, A
     error = tried.get("error") or {}
     code, field = str(error.get("code", "")), error.get("field")
     message = str(error.get("message", ""))
+    problems = [p for p in tried.get("problems") or [] if isinstance(p, dict) and p.get("field")]
     boxes: list[str] = []
-    if code == "missing_field":
+    if problems:  # every problem at once: each box to fix, in the form's order
+        missing = [str(p["field"]) for p in problems if "is required" in str(p["message"])]
+        bad = [p for p in problems if "is required" not in str(p["message"])]
+        said = []
+        if missing:
+            names = [" or ".join(label(n) for n in m.split(" or ")) for m in missing]
+            said.append(f"{' and '.join(names)} {'is' if len(names) == 1 else 'are'} needed.")
+        for p in bad:
+            name = str(p["field"])
+            said.append(f"{label(name)} {str(p['message']).removeprefix(name).lstrip(' :')}")
+        boxes = [n for m in missing for n in m.split(" or ")] + [str(p["field"]) for p in bad]
+        words = " ".join(said)
+        fix = "Correct " + ("them" if len(problems) > 1 else "it") + " above and try again."
+        if missing and not bad:
+            fix = f"Fill in {' and '.join(names)} above and try again."
+    elif code == "missing_field":
         missing = error.get("fields") or [field]
         boxes = [n for each in missing for n in str(each).split(" or ")]
         names = [" or ".join(label(n) for n in str(each).split(" or ")) for each in missing]
@@ -80,8 +99,8 @@ def form_result(tried: dict[str, Any], template: RequestTemplate) -> dict[str, A
         words, fix = f"{needed} {verb} needed.", f"Fill in {needed} above and try again."
     elif code == "invalid_field" and field:
         boxes = [str(field)]
-        said = message.removeprefix(str(field)).lstrip(" :")
-        words, fix = f"{label(str(field))} {said}", "Correct it above and try again."
+        said_one = message.removeprefix(str(field)).lstrip(" :")
+        words, fix = f"{label(str(field))} {said_one}", "Correct it above and try again."
     else:
         words, fix = message, ""
     # A field's hint tells a zap builder which Data row to add: at the form, the fix is the box.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -304,3 +305,30 @@ async def load_account(client: PassKitClient, *, timeout: float = TIMEOUT) -> Ac
         host = urlsplit(client.settings.passkit_api_url).netloc
         line = f"{host} did not answer within {timeout:g} s: check the network"
         raise AccountError(line, "network") from None
+
+
+class AccountCache:
+    """The account as last read, read again once it is `ttl` seconds old: what the public hook
+    pages name ids from, so a page view reads PassKit at most once a minute, and never waits
+    on it longer than `wait` seconds (the ids are shown instead)."""
+
+    def __init__(self, client: PassKitClient, ttl: float = 60.0, wait: float = 2.0) -> None:
+        self.client, self.ttl, self.wait = client, ttl, wait
+        self._last: tuple[float, Account] | None = None
+        self._tried = 0.0  # when it was last read, worked or not: a failing PassKit waits too
+
+    def last(self) -> Account | None:
+        return self._last[1] if self._last else None
+
+    async def get(self) -> Account | None:
+        now = time.monotonic()
+        if self._last and now - self._last[0] < self.ttl:
+            return self._last[1]
+        if now - self._tried < self.ttl and self._tried:
+            return self.last()
+        self._tried = now
+        try:
+            self._last = (now, await load_account(self.client, timeout=self.wait))
+        except Exception:  # noqa: BLE001 - a page shows ids rather than fail
+            return self.last()
+        return self._last[1]

@@ -30,6 +30,7 @@ from relay.store.outbox import EVENT_STATES, EventState, PassKitEvent
 from relay.store.records import (
     DAY,
     DELIVERY_RETENTION,
+    DISMISSED,
     IDEMPOTENCY_TTL,
     OUTCOMES,
     STALE_AFTER,
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DAY",
     "DELIVERY_RETENTION",
+    "DISMISSED",
     "EVENT_STATES",
     "IDEMPOTENCY_TTL",
     "OUTCOMES",
@@ -182,13 +184,21 @@ class Store(Protocol):
         limit: int = 50,
         error_code: str | None = None,
         error_field: str | None = None,
+        open_only: bool = False,
     ) -> list[DeliveryRecord]:
         """Newest first; the next page is `before_id=<last id of this page>`. `error_field=""`
-        keeps failures that name no field."""
+        keeps failures that name no field; `open_only`: open failures only (failed, not
+        resolved, not a resend)."""
 
     async def failure_groups(self, since: float, *, limit: int = 50) -> list[FailureGroup]:
-        """Failed deliveries since `since` grouped by hook, error code and field (grouped in
-        the database), the group with the newest failure first."""
+        """Open failures since `since` grouped by cause: error code and field (grouped in the
+        database), the group with the newest failure first."""
+
+    async def open_failures(self, since: float) -> int:
+        """How many open failures since `since`: failed, not resolved, not a resend."""
+
+    async def dismiss_failure(self, delivery_id: str, at: float) -> bool:
+        """Resolve an open failure by the operator's Dismiss; False when it was not open."""
 
     async def delivery_stats(self, since: float, *, hook_id: str | None = None) -> DeliveryStats:
         """Counts per outcome since `since`, latency percentiles of the newest 10,000."""
@@ -331,6 +341,12 @@ class Store(Protocol):
 
     async def person_deliveries(self, identifier: str, limit: int = 1000) -> list[DeliveryRecord]:
         """The newest deliveries about `identifier` (found by its blind index), opened."""
+
+    async def deliveries_by_index(
+        self, indexes: Sequence[str], limit: int = 1000
+    ) -> list[DeliveryRecord]:
+        """The newest deliveries whose `person` column holds every one of these blind indexes
+        (a person's, or the words of a name: relay.store.personal), opened."""
 
     async def erase_person(self, identifier: str) -> dict[str, int]:
         """Delete every delivery, stored answer and PassKit event about `identifier` (an

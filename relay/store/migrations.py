@@ -271,6 +271,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX login_attempts_start ON login_attempts (window_start)",
         ],
     ),
+    (
+        14,
+        [
+            # Failures as a to-do list (relay.admin.failure_pages): a failure is resolved by
+            # the success that fixed it (its id in `resolved_by`, "dismissed" for the
+            # operator's Dismiss). `fix_key` is the blind index of what a later delivery that
+            # fixes it shares with it: the idempotency key, Stripe's event id, or the
+            # operation and the person.
+            "ALTER TABLE deliveries ADD COLUMN fix_key TEXT",
+            "ALTER TABLE deliveries ADD COLUMN resolved_by TEXT",
+            "ALTER TABLE deliveries ADD COLUMN resolved_at {float}",
+            "CREATE INDEX deliveries_fix ON deliveries (hook_id, fix_key)",
+            "CREATE INDEX deliveries_replay_of ON deliveries (replay_of)",
+        ],
+    ),
 ]
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from relay.sealing import PREFIX, Sealer, SealError
@@ -33,6 +34,21 @@ _PERSON_KEYS = {
     "receiptemail",
 }
 _NOT_A_LETTER = re.compile(r"[\s_\-]")
+# Keys whose values are (parts of) a person's name, compared the same way: the console's
+# search finds a person by a whole word of their name through these (name_words).
+_NAME_KEYS = {
+    "firstname",
+    "lastname",
+    "name",
+    "fullname",
+    "givenname",
+    "familyname",
+    "surname",
+    "forename",
+    "displayname",
+    "customername",
+}
+_WORD = re.compile(r"\w+")
 
 
 def seal_text(sealer: Sealer | None, text: str | None) -> str | None:
@@ -102,13 +118,27 @@ def open_bundle(sealer: Sealer | None, stored: str | None) -> dict[str, Any] | N
 def people_in(*values: Any) -> tuple[str, ...]:
     """The identifiers of people in JSON values (the fields sent, PassKit's request, a Stripe
     event, a forwarded event), each once: what a person is later erased by."""
+    return _texts_under(_PERSON_KEYS, values, lambda text: [text.strip()] if text.strip() else [])
+
+
+def name_words(*values: Any) -> tuple[str, ...]:
+    """The words of the names in JSON values (first_name, surname, a Stripe customer's name…),
+    each once, folded as `words` folds a search: what a person is found by in the console."""
+    return _texts_under(_NAME_KEYS, values, words)
+
+
+def _texts_under(
+    keys: set[str], values: tuple[Any, ...], take: Callable[[str], list[str]]
+) -> tuple[str, ...]:
+    """What `take` makes of every text under one of `keys` (compared lower-cased without "_",
+    "-" or spaces), anywhere in the JSON `values`, each once, in order."""
     found: dict[str, None] = {}
 
     def walk(value: Any) -> None:
         if isinstance(value, Mapping):
             for key, item in value.items():
-                if _names_a_person(str(key)) and isinstance(item, str) and item.strip():
-                    found[item.strip()] = None
+                if _folded_key(str(key)) in keys and isinstance(item, str):
+                    found.update(dict.fromkeys(take(item)))
                 walk(item)
         elif isinstance(value, list | tuple):
             for item in value:
@@ -119,31 +149,47 @@ def people_in(*values: Any) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _names_a_person(key: str) -> bool:
+def _folded_key(key: str) -> str:
     # Field names repeat from delivery to delivery: short ones are remembered.
-    return _person_key(key) if len(key) <= 64 else _person_key.__wrapped__(key)
+    return _fold_key(key) if len(key) <= 64 else _fold_key.__wrapped__(key)
 
 
 @functools.lru_cache(maxsize=4096)
-def _person_key(key: str) -> bool:
-    return _NOT_A_LETTER.sub("", key).lower() in _PERSON_KEYS
+def _fold_key(key: str) -> str:
+    return _NOT_A_LETTER.sub("", key).lower()
+
+
+def words(text: str) -> list[str]:
+    """A name's whole words, case and accents folded ("Ana Díaz" → ana, diaz)."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return [w for w in _WORD.findall(plain.casefold()) if len(w) <= 60][:8]
+
+
+def name_index(sealer: Sealer, word: str) -> str:
+    """A name word's blind index: the word is kept only as this keyed hash, never in clear, and
+    hashed apart from identifiers ("name " first), so it never matches an email's index."""
+    return sealer.blind(f"name {word}")
 
 
 def person_column(
-    sealer: Sealer | None, people: Iterable[str], known: dict[str, str] | None = None
+    sealer: Sealer | None,
+    people: Iterable[str],
+    names: Iterable[str] = (),
+    known: dict[str, str] | None = None,
 ) -> str | None:
-    """The `person` column: each identifier's blind index under the current key. `known`:
-    the indexes already computed for this batch of rows (a delivery's log entry and its stored
-    answers name the same people), filled in; never kept beyond the batch (nor is anything
-    else: a person erased must not linger in memory)."""
+    """The `person` column: each identifier's blind index under the current key, and each name
+    word's (name_index). `known`: the indexes already computed for this batch of rows (a
+    delivery's log entry and its stored answers name the same people), filled in; never kept
+    beyond the batch (nor is anything else: a person erased must not linger in memory)."""
     if sealer is None:
         return None
     known = {} if known is None else known
+    texts = [*people, *(f"name {word}" for word in names)]  # as name_index hashes a word
     indexes: dict[str, None] = {}
-    for person in people:
-        if person not in known:
-            known[person] = sealer.blind(person)
-        indexes[known[person]] = None
+    for text in texts:
+        if text not in known:
+            known[text] = sealer.blind(text)
+        indexes[known[text]] = None
     return f" {' '.join(indexes)} " if indexes else None
 
 

@@ -11,6 +11,7 @@ stored in clear before sealing included), each page its own transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 from relay.sealing import Sealer, normalised
@@ -57,6 +58,19 @@ class PersonalData(Statements):
         rows = await self._read(
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {person_where(patterns)} "
             "ORDER BY id DESC LIMIT :n",
+            {**patterns, "n": limit},
+        )
+        return [delivery_from_row(row, self.sealer) for row in rows]
+
+    async def deliveries_by_index(
+        self, indexes: Sequence[str], limit: int = 1000
+    ) -> list[DeliveryRecord]:
+        if not indexes:
+            return []
+        patterns = {f"p{i}": f"% {index} %" for i, index in enumerate(indexes)}
+        where = " AND ".join(f"person LIKE :{name}" for name in patterns)
+        rows = await self._read(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY id DESC LIMIT :n",
             {**patterns, "n": limit},
         )
         return [delivery_from_row(row, self.sealer) for row in rows]

@@ -9,6 +9,7 @@ constants in this module; values always travel as parameters, never inside the S
 
 from __future__ import annotations
 
+import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -55,13 +56,31 @@ HOOK_COLUMNS = (
 DELIVERY_COLUMNS = (
     "id, at, source, hook_id, template, operation, outcome, status, latency_ms, request_id, "
     "error_code, request, passkit_request, passkit_response, replay_of, error_message, "
-    "error_field, error_hint"
+    "error_field, error_hint, resolved_by, resolved_at"
 )
 INSERT_DELIVERY = (
-    f"INSERT INTO deliveries ({DELIVERY_COLUMNS}, person) VALUES (:id, :at, :source, :hook_id, "
-    ":template, :operation, :outcome, :status, :latency_ms, :request_id, :error_code, "
+    f"INSERT INTO deliveries ({DELIVERY_COLUMNS}, person, fix_key) VALUES (:id, :at, :source, "
+    ":hook_id, :template, :operation, :outcome, :status, :latency_ms, :request_id, :error_code, "
     ":request, :passkit_request, :passkit_response, :replay_of, :error_message, :error_field, "
-    ":error_hint, :person)"
+    ":error_hint, NULL, NULL, :person, :fix_key)"
+)
+# An open failure: failed, not resolved, and not itself a resend (a failed Replay or Edit and
+# resend is an attempt at the failure it resends, which stays open; it is not a second one).
+OPEN_FAILURE = "outcome = 'failed' AND resolved_by IS NULL AND replay_of IS NULL"
+# A success resolves the failures it fixes, in the transaction that logs it: the delivery it
+# resends and every resend before it (the `replay_of` chain), and earlier failures on the same
+# hook with the same fix key (idempotency key, Stripe event id, or operation and person).
+RESOLVE = (
+    "UPDATE deliveries SET resolved_by = :id, resolved_at = :at "
+    "WHERE outcome = 'failed' AND resolved_by IS NULL AND at <= :at AND ("
+    "id IN (WITH RECURSIVE chain(id) AS (SELECT CAST(:replay_of AS TEXT) UNION "
+    "SELECT d.replay_of FROM deliveries d JOIN chain c ON d.id = c.id "
+    "WHERE d.replay_of IS NOT NULL) SELECT id FROM chain) "
+    "OR (hook_id = :hook_id AND fix_key = :fix_key))"
+)
+DISMISS = (
+    "UPDATE deliveries SET resolved_by = :by, resolved_at = :at "
+    "WHERE id = :id AND outcome = 'failed' AND resolved_by IS NULL"
 )
 # The delivery log's columns that can hold what a person sent: sealed (relay.store.personal).
 SEALED_DELIVERY_COLUMNS = (
@@ -177,13 +196,13 @@ CLEAR_HOOK_FAILURE = (
 )
 FAILING_HOOKS = "SELECT hook_id FROM hook_alerts"
 
-# Failed deliveries grouped by cause (hook + error code + field; NULLs group together in both
+# Open failures grouped by cause (error code + field; NULLs group together in both
 # databases), each group read with its newest delivery: one query, however long the log.
 FAILURE_GROUPS = (
     f"SELECT {', '.join('d.' + c for c in DELIVERY_COLUMNS.split(', '))}, g.n, g.first_at "
     "FROM deliveries d JOIN (SELECT MAX(id) AS newest, COUNT(*) AS n, MIN(at) AS first_at "
-    "FROM deliveries WHERE outcome = 'failed' AND at >= :since "
-    "GROUP BY hook_id, error_code, error_field) g ON d.id = g.newest "
+    f"FROM deliveries WHERE {OPEN_FAILURE} AND at >= :since "
+    "GROUP BY error_code, error_field) g ON d.id = g.newest "
     "ORDER BY d.id DESC LIMIT :limit"
 )
 
@@ -231,6 +250,8 @@ def _delivery(row: Row, **opened: Any) -> DeliveryRecord:
         error_code=row[10],
         replay_of=row[14],
         error_field=row[16],
+        resolved_by=row[18],
+        resolved_at=row[19],
         **opened,
     )
 
@@ -258,7 +279,8 @@ def delivery_params(
         "error_code": r.error_code,
         "replay_of": r.replay_of,
         "error_field": r.error_field,
-        "person": person_column(sealer, r.people, known),
+        "person": person_column(sealer, r.people, r.names, known),
+        "fix_key": fix_column(sealer, r.hook_id, r.fix_key),
     } | _sealed_columns(r, sealer)
 
 
@@ -275,6 +297,25 @@ def _sealed_columns(r: DeliveryRecord, sealer: Sealer | None) -> dict[str, str |
     # In clear (a test's or a tool's store), a column each: JSON, or the text as it is.
     return {name: value if name.startswith("error_") else dumps(value)
             for name, value in values.items()}  # fmt: skip
+
+
+def fix_column(sealer: Sealer | None, hook_id: str | None, fix_key: str | None) -> str | None:
+    """The `fix_key` column: a keyed hash (the blind index) of the hook and its fix key, never
+    the key itself (an idempotency key may be an email)."""
+    if not fix_key:
+        return None
+    text = f"fix {hook_id or ''} {fix_key}"
+    return sealer.blind(text) if sealer else hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def resolve_params(records: Sequence[DeliveryRecord], sealer: Sealer | None) -> list[Params]:
+    """One RESOLVE row per success in a batch (dry runs, skips, ignored ones resolve nothing)."""
+    return [
+        {"id": r.id, "at": r.at, "replay_of": r.replay_of or "", "hook_id": r.hook_id or "",
+         "fix_key": fix_column(sealer, r.hook_id, r.fix_key) or ""}
+        for r in records
+        if r.outcome == "ok"
+    ]  # fmt: skip
 
 
 def hook_counts(records: Sequence[DeliveryRecord]) -> list[dict[str, Any]]:

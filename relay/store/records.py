@@ -23,6 +23,7 @@ DELIVERY_RETENTION = 30 * DAY
 # A pending claim this old belongs to a process that died mid-delivery (a live one finishes well
 # inside Zapier's 30 s timeout), so another request may take it over.
 STALE_AFTER = 60.0
+DISMISSED = "dismissed"  # `resolved_by` of a failure the operator dismissed
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,24 @@ class DeliveryRecord:
     # The settings the hook's token carries, in memory only: a hook used on a database that did
     # not mint it is registered with them (relay.store.queries.COUNT_HOOK).
     hook_params: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
+    # What a later delivery that fixes this one shares with it (its idempotency key, Stripe's
+    # event id, or the operation and the person), in memory only: the store keeps its blind
+    # index, so a later success on the same hook resolves this failure.
+    fix_key: str | None = field(default=None, compare=False, repr=False)
+    # The words of the person's name, in memory only: kept as blind indexes (the console's
+    # search finds a person by a whole word of their name; relay.store.personal.name_words).
+    names: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # A failure's resolution: the delivery that fixed it ("dismissed": the operator's Dismiss).
+    resolved_by: str | None = None
+    resolved_at: float | None = None
+
+    @property
+    def resolved(self) -> bool:
+        return self.resolved_by is not None
+
+    @property
+    def dismissed(self) -> bool:
+        return self.resolved_by == DISMISSED
 
 
 @dataclass(frozen=True)
@@ -148,8 +167,8 @@ class DeliveryStats:
 
 @dataclass(frozen=True)
 class FailureGroup:
-    """Failed deliveries sharing a cause: the same hook, error code and field. `newest` is the
-    latest of them (it says the cause); `count` and `first_at` cover the whole group."""
+    """Open failures sharing a cause: the same error code and field (whichever hook). `newest`
+    is the latest of them (it says the cause); `count` and `first_at` cover the whole group."""
 
     newest: DeliveryRecord
     count: int

@@ -27,6 +27,7 @@ from relay.store.personal import open_text, person_column, seal_text
 from relay.store.privacy import PersonalData
 from relay.store.queries import Params
 from relay.store.records import (
+    DISMISSED,
     IDEMPOTENCY_TTL,
     STALE_AFTER,
     Claim,
@@ -193,7 +194,7 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
             "owner": claim.owner,
             "status": done.status,
             "body": seal_text(self.sealer, done.body),
-            "person": person_column(self.sealer, done.people, known),
+            "person": person_column(self.sealer, done.people, known=known),
         }
 
     async def release(self, claim: Claim) -> None:
@@ -227,6 +228,7 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
             [
                 (q.INSERT_DELIVERY, rows),
                 (q.COUNT_HOOK, q.hook_counts(records)),
+                (q.RESOLVE, q.resolve_params(records, self.sealer)),
                 (q.COMPLETE, done),
             ]
         )
@@ -249,8 +251,10 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
         limit: int = 50,
         error_code: str | None = None,
         error_field: str | None = None,
+        open_only: bool = False,
     ) -> list[DeliveryRecord]:
         filters = {
+            q.OPEN_FAILURE: True if open_only else None,
             "hook_id = :hook_id": hook_id,
             "outcome = :outcome": outcome,
             "source = :source": source,
@@ -279,6 +283,17 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
             FailureGroup(q.delivery_from_row(row, self.sealer), int(row[-2]), row[-1])
             for row in rows
         ]
+
+    async def open_failures(self, since: float) -> int:
+        rows = await self._read(
+            f"SELECT COUNT(*) FROM deliveries WHERE {q.OPEN_FAILURE} AND at >= :since",
+            {"since": since},
+        )
+        return int(rows[0][0])
+
+    async def dismiss_failure(self, delivery_id: str, at: float) -> bool:
+        changed, _ = await self._write(q.DISMISS, {"id": delivery_id, "at": at, "by": DISMISSED})
+        return changed == 1
 
     async def delivery_stats(self, since: float, *, hook_id: str | None = None) -> DeliveryStats:
         where = "at >= :since" + (" AND hook_id = :hook_id" if hook_id is not None else "")

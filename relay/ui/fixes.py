@@ -52,6 +52,87 @@ class Failure:
     cause_unquoted: str = ""  # `cause` without anything that was sent (for alerts and logs)
 
 
+@dataclass(frozen=True)
+class Choices:
+    """What the PassKit account has where a failure's id was looked for (read from the
+    console's account cache, never from PassKit per page view): "Harbour Gym" has Base,
+    Silver, Gold."""
+
+    owner: str  # the program's (campaign's, production's) name
+    names: tuple[str, ...]  # its tiers' (offers', ticket types') names, with the id if it differs
+
+
+# What PassKit could not find → the fields a zap may send it in (the first sent counts), and
+# the hook setting it comes from otherwise.
+_IDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "tier": (("tier", "tier_id"), "tier_id"),
+    "program": (("program_id", "program"), "program_id"),
+    "offer": (("offer", "offer_id"), "offer_id"),
+    "campaign": (("campaign_id", "campaign"), "campaign_id"),
+    "ticket type": (("ticket_type", "ticket_type_id"), "ticket_type_id"),
+    "production": (("production_id", "production"), "production_id"),
+    "event": (("event_id", "event"), "event_id"),
+}
+_NOT_FOUND = re.compile(r"\b(tier|program|offer|campaign|ticket ?type|production|event)\b.{0,40}"
+                        r"not found", re.I)  # fmt: skip
+
+
+def missing_kind(record: DeliveryRecord) -> str | None:
+    """What PassKit had no record of ("tier", "offer"…), from its answer, when it was kept."""
+    if record.error_code != "not_found":
+        return None
+    answer = (
+        record.passkit_response.get("json") if isinstance(record.passkit_response, dict) else None
+    )
+    found = _NOT_FOUND.search(passkit_message(answer) if answer is not None else "")
+    return found.group(1).lower().replace("tickettype", "ticket type") if found else None
+
+
+def _unknown_id(
+    record: DeliveryRecord, kind: str, quote: bool, choices: Choices | None
+) -> tuple[str, str, str, str | None]:
+    """The cause and fix of an id PassKit does not have, naming what the zap sent in the field
+    it came from and the valid choices: "the zap sent Tier “platinum”; Harbour Gym has …"."""
+    fields, setting = _IDS.get(kind, ((), ""))
+    logged = record.request if isinstance(record.request, dict) else None
+    sent = next((f for f in fields if logged is not None and f in logged), None)
+    has = f"{choices.owner} has {_listed(choices.names)}" if choices else ""
+    if sent is not None:
+        value = _sent(record, sent) if quote else None
+        shown = f" “{value}”" if value else ""
+        kept = "" if value or not quote else " (what it sent was hidden in the log)"
+        cause = f"the zap sent {label(sent)}{shown}, and PassKit has no {kind} with that ID{kept}"
+        fix = (f"{has}: fix the zap's {label(sent)} mapping, or use Edit and resend." if has else
+               f"Fix the zap's {label(sent)} mapping (it must be a {kind} ID PassKit has), or "
+               "use Edit and resend.")  # fmt: skip
+        return (
+            cause,
+            fix,
+            f"{label(sent)} would still be{shown or ' the same'}: use Edit and resend.",
+            sent,
+        )
+    if logged is None:
+        cause = (f"PassKit has no {kind} with the ID that was used (from the zap's "
+                 f"{label(fields[0]) if fields else 'fields'} or the hook's setting); what the "
+                 "zap sent was not kept, as payload logging is off")  # fmt: skip
+        fix = (f"{has}: check what the zap maps to {label(fields[0])} and the hook's "
+               f"{label(setting)} setting." if has and fields else
+               "Check the zap's mapping and the hook's settings against PassKit.")  # fmt: skip
+        return cause, fix, "", fields[0] if fields else None
+    cause = f"PassKit has no {kind} with the ID in this hook's {label(setting).lower()} setting"
+    fix = (f"{has}: make a new hook URL with one of them (Hooks › New hook), or create the "
+           f"{kind} in PassKit and Replay." if has else
+           f"Create the {kind} in PassKit, then Replay; or {NEW_URL}.")  # fmt: skip
+    return cause, fix, "", None
+
+
+def _listed(names: tuple[str, ...]) -> str:
+    if not names:
+        return "none yet"
+    shown = list(names[:8]) + (["…"] if len(names) > 8 else [])
+    return ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
+
+
 def label(name: str) -> str:
     """A field or setting's name in words: first_name → First name, external_id → External ID."""
     words = [_WORDS.get(w.lower(), w) for w in re.split(r"[_\s]+", name.strip()) if w]
@@ -131,6 +212,8 @@ def _invalid_field(record: DeliveryRecord, quote: bool) -> tuple[str, str, str]:
     is_not, wanted = _is_not(problem) if problem else ("could not be read", "")
     value = _sent(record, field) if quote else None
     cause = f"{name} “{value}” {is_not}" if value else f"{name} {is_not}"
+    if quote and record.request is None:
+        cause += " (what the zap sent was not kept: payload logging is off)"
     fix = f"Send {wanted} in {label(field)}." if wanted and field else (
         f"Check what the zap maps to {label(field)} {DATA_ROWS}." if field else
         "Check the values the zap maps.")  # fmt: skip
@@ -152,7 +235,9 @@ def _passkit_words(record: DeliveryRecord) -> str:
     return words if len(words) <= 120 else words[:119] + "…"
 
 
-def _explain(record: DeliveryRecord, quote: bool) -> tuple[str, str, str, str | None]:
+def _explain(
+    record: DeliveryRecord, quote: bool, choices: Choices | None = None
+) -> tuple[str, str, str, str | None]:
     """(cause, fix, why a replay would not help, field) for the record's error code."""
     code, field = record.error_code or "", record.error_field
     stripe = record.source == "stripe"
@@ -190,6 +275,15 @@ def _explain(record: DeliveryRecord, quote: bool) -> tuple[str, str, str, str | 
         return cause, fix, "", field
     if code == "not_found":
         operation = CATALOG.get(record.operation)
+        kind = missing_kind(record)
+        if kind is not None:
+            return _unknown_id(record, kind, quote, choices)
+        if record.request is None and operation and (operation.creates or operation.on_conflict):
+            return ("PassKit has no program, tier or offer with an ID that was used (from the "
+                    "zap's fields or the hook's settings); what the zap sent was not kept, as "
+                    "payload logging is off",
+                    "Check what the zap maps to Tier (and the like) and the hook's settings "
+                    "against PassKit, then send it again from the zap.", "", field)  # fmt: skip
         if operation and (operation.creates or operation.on_conflict):
             return ("PassKit has no program, tier or campaign with the ids this hook sends",
                     "Check the hook's program and tier in PassKit (create the missing one "
@@ -225,22 +319,22 @@ def _explain(record: DeliveryRecord, quote: bool) -> tuple[str, str, str, str | 
 
 _SIMPLE: dict[str, tuple[str, str]] = {
     "passkit_unavailable": ("PassKit was busy or down",
-                            "Nothing to change: PassKit was busy; Replay below or let Zapier "
+                            "Nothing to change: PassKit was busy; Replay it or let Zapier "
                             "retry."),
     "passkit_busy": ("many deliveries were queued for PassKit at once (the relay keeps to "
                      "PassKit's rate)",
-                     "Nothing to change: Replay below or let Zapier retry; if it happens often, "
+                     "Nothing to change: Replay it or let Zapier retry; if it happens often, "
                      "ask whoever runs the relay about the PassKit rate limit."),
     "passkit_timeout": ("PassKit did not answer in time",
-                        "Nothing to change: Replay below (a pass is never issued twice) or let "
+                        "Nothing to change: Replay it (a pass is never issued twice) or let "
                         "Zapier retry."),
     "rate_limited": ("too many deliveries arrived at once for this hook",
                      "Slow the zap down (Zapier: Delay After Queue; Make: sequential "
-                     "processing); Replay below."),
+                     "processing), then Replay."),
     "in_progress": ("the same delivery was still running when it came again",
                     "Nothing to change: Zapier and Make retry and get the first answer."),
     "internal_error": ("the relay hit an unexpected problem",
-                       "Replay below; if it fails again, give whoever runs the relay the "
+                       "Replay it; if it fails again, give whoever runs the relay the "
                        "request ID under Technical details."),
     "client_gone": ("the sender hung up before everything arrived",
                     "Nothing to change: Zapier or Make will try again."),
@@ -282,7 +376,7 @@ _SIMPLE: dict[str, tuple[str, str]] = {
                           "(Make: the HTTP module's headers)."),
     "method_not_allowed": ("the hook URL was opened (GET) instead of sent to (POST)",
                            "In Zapier use Webhooks › POST; in Make set the HTTP module's method "
-                           "to POST. Replay below sends this one as a POST."),
+                           "to POST. Replay sends this one as a POST."),
     "idempotency_key_reused": ("the zap sent an idempotency key it had used with other fields",
                                "Map the trigger record's id as idempotency_key, not a constant."),
     "mixed_currency": ("this customer paid in a second currency, and tiers from spend add up "
@@ -309,12 +403,13 @@ _PASSKIT_EVENTS: dict[str, tuple[str, str]] = {
 _REPLAY_AS_POST = frozenset({"method_not_allowed"})
 
 
-def failure_of(record: DeliveryRecord) -> Failure | None:
-    """The failure of `record` in words; None when it did not fail."""
+def failure_of(record: DeliveryRecord, choices: Choices | None = None) -> Failure | None:
+    """The failure of `record` in words; None when it did not fail. `choices`: what the account
+    has where an id was not found (the console's account cache), for the fix to list."""
     if record.outcome != "failed":
         return None
     code = record.error_code or ""
-    cause, fix, why, field = _explain(record, quote=True)
+    cause, fix, why, field = _explain(record, quote=True, choices=choices)
     unquoted = _explain(record, quote=False)[0]
     logged = record.request is not None
     can_replay = logged and code in TRANSIENT | FIXED_ELSEWHERE | _REPLAY_AS_POST

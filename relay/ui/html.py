@@ -23,8 +23,12 @@ FOLDER = Path(__file__).parent / "templates"
 STYLESHEET = (FOLDER / "admin.css").read_text(encoding="utf-8")
 
 
-def _when(at: float | None) -> str:
+def when(at: float | None) -> str:
+    """The console's one date format: 2026-12-07 14:30:05 UTC."""
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) if at else "never"
+
+
+_when = when
 
 
 def _pretty(value: Any) -> str:

@@ -157,6 +157,7 @@ class Logging:
     answer: dict[str, Any] = field(default_factory=dict)
     logged: Any = None  # what arrived, as the log keeps it
     dry_run: bool = False
+    key: str | None = None  # its idempotency key (a Stripe event's id)
 
 
 class Endpoints:
@@ -185,7 +186,8 @@ class Endpoints:
             await self.record(source, hook, entry.template, trace=entry.trace,
                               status=entry.status, answer=entry.answer, started=started,
                               request_id=request_id, request=entry.logged,
-                              note=request.scope.get("state"), dry_run=entry.dry_run)  # fmt: skip
+                              note=request.scope.get("state"), dry_run=entry.dry_run,
+                              key=entry.key)  # fmt: skip
 
     async def record(
         self,
@@ -202,6 +204,7 @@ class Endpoints:
         replay_of: str | None = None,
         note: dict[str, Any] | None = None,
         dry_run: bool = False,
+        key: str | None = None,
     ) -> str:
         """Log one delivery, before it is answered: an answered delivery is never missing.
         Then tell the alerts (a queue put at most; RELAY_ALERT_URL is told after the answer)."""
@@ -219,6 +222,7 @@ class Endpoints:
             log_payloads=self.s.settings.log_payloads,
             replay_of=replay_of,
             hook_params=hook.params,
+            key=key,
         )
         store = await self.s.store.get()
         completions = trace.deferred or ()
@@ -302,6 +306,7 @@ class Endpoints:
             if not key:  # an explicit idempotency_key wins over the hook's key_field
                 order = self.s.relay.order_key(hook, payload.fields)
                 key = f"{order[0]}={order[1]}" if order else None
+            entry.key = key or None
             try:
                 entry.answer = await self.run_hook(hook, payload.fields, payload.received,
                                                    request_id=request_id, trace=entry.trace,
@@ -342,6 +347,7 @@ class Endpoints:
             signature = request.headers.get("stripe-signature")
             event = stripe_events.verify(body, signature, self.stripe_secrets)
             entry.logged = stripe_events.summary(event)
+            entry.key = str(event.get("id") or "") or None
             entry.template = stripe_events.template_name(event)
             entry.status, entry.answer = await self.handle_event(
                 hook, event, entry.template, request_id, entry.trace
@@ -425,7 +431,7 @@ class Endpoints:
         hook = await self.hook_to_use(token)
         template = self.s.relay.template_for(hook)
         if wants_html(request):
-            return hook_page(request, hook, template)
+            return hook_page(request, hook, template, account=await self.s.accounts.get())
         description = describe(hook, template) | {"request_id": request_id_of(request)}
         return JSONResponse(description)
 
@@ -439,6 +445,8 @@ class Endpoints:
         try:
             payload = parse_payload(body, request.headers.get("content-type"))
         except RelayError as exc:  # shown on the page, like any other problem with the test
-            return hook_page(request, hook, template, tried=exc.answer(rid))
+            return hook_page(request, hook, template, tried=exc.answer(rid),
+                             account=self.s.accounts.last())  # fmt: skip
         result = await self.s.relay.try_out(hook, payload.fields, payload.received, request_id=rid)
-        return hook_page(request, hook, template, tried=result, sent=payload.fields)
+        return hook_page(request, hook, template, tried=result, sent=payload.fields,
+                         account=await self.s.accounts.get())  # fmt: skip

@@ -44,6 +44,10 @@ def iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+# The event's fields that say who it is about: logged with the delivery, so its row names them.
+WHO = ("display_name", "first_name", "last_name", "email", "external_id")
+
+
 class PassKitEvents:
     def __init__(self, endpoints: Endpoints, forwarder: Forwarder) -> None:
         self.endpoints = endpoints
@@ -75,9 +79,13 @@ class PassKitEvents:
             now = self.s.timestamp()
             nonce = passkit_signature.verify(body, header, self.secrets, now=now)
             _, signature = passkit_signature.parse_header(header or "")
+            who: dict[str, str] = {}
             entry.answer = await self.accept(hook.id, hook.params, body, nonce, now,
-                                             request.method, entry.trace, signature)  # fmt: skip
+                                             request.method, entry.trace, signature,
+                                             who)  # fmt: skip
+            # Who it was about, so the log's row says so (redacted and sealed like any payload).
             entry.logged = {k: entry.answer[k] for k in ("event", "event_id") if k in entry.answer}
+            entry.logged |= who
             entry.status = 200
         return JSONResponse(entry.answer | {"request_id": request_id})
 
@@ -91,10 +99,12 @@ class PassKitEvents:
         method: str,
         trace: Trace,
         signature: bytes = b"",
+        who: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """The answer for a verified event: stored for forwarding, or ignored by `events=`; a
         signature this hook accepted before is a replay (however its nonce and body were cut
-        from the signed text): answered as the first one was, not forwarded again."""
+        from the signed text): answered as the first one was, not forwarded again. `who` is
+        given who the event is about (name, email, external id), for the log."""
         try:
             event = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
@@ -109,6 +119,8 @@ class PassKitEvents:
         except NotAnEvent as exc:
             raise InvalidBody(str(exc)) from None
         trace.operation = f"passkit.{flat['event']}"
+        if who is not None:
+            who.update({k: str(flat[k]) for k in WHO if flat.get(k)})
         answer: dict[str, Any] = {"ok": True, "event": flat["event"], "event_id": ident}
         chosen = str(params.get("events") or "")
         if not wanted(flat, chosen, every_family=typed):

@@ -1,0 +1,121 @@
+"""Failures as a to-do list, in the store (SQLite and PostgreSQL): a failure is resolved by a
+successful resend of it (its `replay_of` chain), by a later success on the same hook with the
+same idempotency key (or, sent without keys, for the same person), or by Dismiss; dry runs,
+skips and ignored deliveries resolve nothing, and a failed resend is not a second failure.
+People are found by the blind indexes of their identifiers and of their name's words."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+
+from relay.sealing import Sealer
+from relay.store import DISMISSED, DeliveryRecord, Outcome, Store, open_store
+from relay.store.personal import name_index, words
+
+from .conftest import SECRET_KEY
+
+SEALER = Sealer.from_secrets([SECRET_KEY])
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(database_url, sealer=SEALER)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def delivery(
+    at: float, outcome: Outcome = "failed", *, hook: str = "hk_a", **more: object
+) -> DeliveryRecord:
+    failed = outcome == "failed"
+    record = DeliveryRecord(
+        at=at, source="hook", hook_id=hook, template="member-upsert", operation="member.upsert",
+        outcome=outcome, status=422 if failed else 200, latency_ms=1.0, request_id=f"r{at}",
+        error_code="unknown_tier" if failed else None, error_field="tier" if failed else None,
+        request={"email": "ana@example.com"},
+    )  # fmt: skip
+    return replace(record, **more)  # type: ignore[arg-type]
+
+
+async def recorded(store: Store, record: DeliveryRecord) -> DeliveryRecord:
+    delivery_id = await store.record_delivery(record)
+    got = await store.get_delivery(delivery_id)
+    assert got is not None
+    return got
+
+
+async def test_a_successful_resend_resolves_the_failure_and_every_resend_before_it(
+    store: Store,
+) -> None:
+    failure = await recorded(store, delivery(100.0))
+    bad_resend = await recorded(store, delivery(110.0, replay_of=failure.id))
+    assert await store.open_failures(0) == 1  # the failed resend is an attempt, not a second
+    assert [g.count for g in await store.failure_groups(0)] == [1]
+    fixed = await recorded(store, delivery(120.0, "ok", replay_of=bad_resend.id))
+    for was in (failure, bad_resend):
+        now = await store.get_delivery(was.id)
+        assert now is not None and now.resolved_by == fixed.id and now.resolved_at == 120.0
+    assert await store.open_failures(0) == 0
+    assert await store.failure_groups(0) == []
+    assert await store.list_deliveries(outcome="failed", open_only=True) == []
+
+
+async def test_a_later_success_with_the_same_key_or_person_resolves_on_the_same_hook_only(
+    store: Store,
+) -> None:
+    keyed = await recorded(store, delivery(100.0, fix_key="key order-1"))
+    other_hook = await recorded(store, delivery(101.0, hook="hk_b", fix_key="key order-1"))
+    by_person = await recorded(store, delivery(102.0, fix_key="person ana@example.com"))
+    other_key = await recorded(store, delivery(103.0, fix_key="key order-2"))
+    # Dry runs, skips, ignored deliveries and duplicates resolve nothing.
+    for n, outcome in enumerate(("dry_run", "skipped", "ignored", "duplicate")):
+        await recorded(store, delivery(110.0 + n, outcome, fix_key="key order-1"))  # type: ignore[arg-type]
+    assert await store.open_failures(0) == 4
+    ok = await recorded(store, delivery(120.0, "ok", fix_key="key order-1"))
+    ok_person = await recorded(store, delivery(121.0, "ok", fix_key="person ana@example.com"))
+    resolved = {d.id: d.resolved_by for d in await store.list_deliveries(outcome="failed")}
+    assert resolved == {keyed.id: ok.id, by_person.id: ok_person.id, other_hook.id: None,
+                        other_key.id: None}  # fmt: skip
+    assert await store.open_failures(0) == 2
+    # A success before a failure does not resolve it.
+    late = await recorded(store, delivery(130.0, fix_key="person ana@example.com"))
+    assert (await store.get_delivery(late.id)).resolved_by is None  # type: ignore[union-attr]
+
+
+async def test_dismiss_resolves_an_open_failure_once(store: Store) -> None:
+    failure = await recorded(store, delivery(100.0))
+    assert await store.dismiss_failure(failure.id, 150.0)
+    assert not await store.dismiss_failure(failure.id, 160.0)
+    got = await store.get_delivery(failure.id)
+    assert got is not None and got.dismissed and got.resolved_by == DISMISSED
+    assert await store.open_failures(0) == 0
+
+
+async def test_groups_are_by_cause_across_hooks(store: Store) -> None:
+    await recorded(store, delivery(100.0, hook="hk_a"))
+    await recorded(store, delivery(101.0, hook="hk_b"))
+    await recorded(store, delivery(102.0, error_code="passkit_busy", error_field=None))
+    groups = await store.failure_groups(0)
+    assert [(g.newest.error_code, g.count) for g in groups] == [("passkit_busy", 1),
+                                                                  ("unknown_tier", 2)]  # fmt: skip
+
+
+async def test_people_are_found_by_blind_indexes_of_identifiers_and_name_words(
+    store: Store,
+) -> None:
+    ana = await recorded(store, delivery(100.0, "ok", people=("ana@example.com",),
+                                         names=tuple(words("Ana María Díaz"))))  # fmt: skip
+    await recorded(store, delivery(101.0, "ok", people=("bo@example.com",), names=("bo",)))
+    by_email = await store.deliveries_by_index([SEALER.blind("ana@example.com")])
+    assert [d.id for d in by_email] == [ana.id]
+    by_name = await store.deliveries_by_index([name_index(SEALER, w) for w in words("diaz ANA")])
+    assert [d.id for d in by_name] == [ana.id]
+    assert await store.deliveries_by_index([name_index(SEALER, "an")]) == []  # whole words
+    # The words are kept only as keyed hashes: the column never holds them in clear.
+    assert await store.deliveries_by_index([SEALER.blind("ana")]) == []
