@@ -11,6 +11,17 @@ from typing import Any
 SERIOUS = ("serious", "critical")
 
 
+def sized_page(browser_page: object, width: int, wait_ms: int = 10_000) -> Any:
+    """The browser fixture's page, `width` px wide and 800 high, waiting at most `wait_ms` for
+    anything it is asked to find."""
+    from playwright.sync_api import Page
+
+    assert isinstance(browser_page, Page)
+    browser_page.set_viewport_size({"width": width, "height": 800})
+    browser_page.set_default_timeout(wait_ms)
+    return browser_page
+
+
 def too_wide(page: Any) -> str:
     """Why `page` scrolls sideways ("" when it fits): its width, and the widest elements."""
     sizes = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")

@@ -20,7 +20,7 @@ import pytest
 
 from relay.sandbox import State
 
-from .page_checks import PageChecks
+from .page_checks import PageChecks, sized_page
 from .servers import relay_on_sandbox
 from .test_admin_browser import PASSWORD, browser_page, on_this_server, shots
 from .test_alerts import inbox
@@ -61,12 +61,9 @@ def test_an_operators_afternoon(
     shots: Path,
     width: int,
 ) -> None:
-    from playwright.sync_api import Page, expect
+    from playwright.sync_api import expect
 
-    page = browser_page
-    assert isinstance(page, Page)
-    page.set_viewport_size({"width": width, "height": 800})
-    page.set_default_timeout(10_000)
+    page = sized_page(browser_page, width)
     check = PageChecks(page, shots, f"afternoon-{width}-")
     sandbox_url, state = sandbox
     alerts = inbox[1]

@@ -22,7 +22,7 @@ from relay.sandbox import State
 from relay.store import DeliveryRecord
 from relay.store.personal import name_words, people_in
 
-from .page_checks import DayChecks
+from .page_checks import DayChecks, sized_page
 from .test_admin_browser import browser_page, shots
 from .test_failures_console import HOOK, PASSWORD, deliveries, hook_path, register, relay, sandbox
 
@@ -54,12 +54,9 @@ def test_an_operators_day(
     shots: Path,
     width: int,
 ) -> None:
-    from playwright.sync_api import Page, expect
+    from playwright.sync_api import expect
 
-    page = browser_page
-    assert isinstance(page, Page)
-    page.set_viewport_size({"width": width, "height": 800})
-    page.set_default_timeout(10_000)
+    page = sized_page(browser_page, width)
     check = DayChecks(page, shots, f"day-{width}-")
     console, state, folder = relay
     main = page.get_by_role("main")
