@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from relay.access.revocations import RevocationCache
 from relay.delivery.housekeeping import purge_expired
 from relay.errors import RateLimited
 from relay.store import DAY, Store
+from relay.store.sql import SQLStore
 
 from .conftest import FROZEN_NOW, SHIPPED_TEMPLATES, make_settings, mint
 
@@ -63,6 +65,55 @@ async def test_idempotency_key_replays_the_first_answer(
     assert second.json()["id"] == first.json()["id"] == "m1"
     assert second.json()["pass_url"] == first.json()["pass_url"]
     assert second.json()["request_id"] == second.headers["x-request-id"]
+
+
+async def test_a_keyed_enrols_answers_are_written_with_its_log_entry(
+    passkit: respx.MockRouter, client: httpx.AsyncClient, store: Store
+) -> None:
+    assert isinstance(store, SQLStore)
+    route = enrolled(passkit)
+    singles: list[str] = []
+    batches: list[dict[str, int]] = []
+    write, write_batch = store._write, store._write_batch
+
+    def named(sql: str) -> str:  # "INSERT INTO idempotency", "UPDATE hooks", …
+        return " ".join(sql.split()[:3]).replace("UPDATE idempotency SET", "complete")
+
+    async def single(sql: str, params: Any) -> Any:
+        singles.append(named(sql))
+        return await write(sql, params)
+
+    async def batch(steps: Any) -> None:
+        batches.append({named(sql): len(rows) for sql, rows in steps})
+        await write_batch(steps)
+
+    store._write, store._write_batch = single, batch  # type: ignore[method-assign]
+    first = await client.post(ENROL, data={**ANA, "idempotency_key": "zap-run-1"})
+    assert first.status_code == 200, first.text
+    # The two claims come before the call; both answers travel with the log entry.
+    assert singles == ["INSERT INTO idempotency"] * 2
+    assert len(batches) == 1 and batches[0]["complete"] == 2
+    replay = await client.post(ENROL, data={**ANA, "idempotency_key": "zap-run-1"})
+    assert replay.json()["duplicate"] is True and route.call_count == 1
+
+
+async def test_answers_are_kept_when_the_log_cannot_be_written(
+    passkit: respx.MockRouter, client: httpx.AsyncClient, store: Store
+) -> None:
+    assert isinstance(store, SQLStore)
+    route = enrolled(passkit)
+    write_batch = store._write_batch
+
+    async def broken(steps: Any) -> None:
+        raise OSError("disk full")
+
+    store._write_batch = broken  # type: ignore[method-assign]
+    failed = await client.post(ENROL, data={**ANA, "idempotency_key": "zap-run-1"})
+    assert failed.status_code == 500
+    store._write_batch = write_batch  # type: ignore[method-assign]
+    retry = await client.post(ENROL, data={**ANA, "idempotency_key": "zap-run-1"})
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["duplicate"] is True and route.call_count == 1, "no second pass"
 
 
 async def test_keys_are_scoped_to_their_hook(

@@ -15,6 +15,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ from relay.commands.cli import main
 from relay.sandbox import DEMO_PROGRAM_ID, State
 from relay.sealing import PREFIX, Sealer
 from relay.settings import ConfigError
-from relay.store import PassKitEvent, open_store
+from relay.store import Completion, DeliveryRecord, PassKitEvent, open_store
+from relay.store.queries import INSERT_DELIVERY, delivery_params
+from relay.store.sql import SQLStore
 from relay.stripe.samples import sample_event
 
 from .conftest import BASE_ENV, ROOT, SECRET_KEY, make_settings, mint
@@ -238,6 +241,67 @@ async def test_forwarded_events_and_stored_answers_are_sealed_and_erased(databas
         erased = await store.erase_person(ORIANE["external_id"].lower())
         assert erased == {"deliveries": 0, "idempotency": 1, "passkit_events": 1}
         assert await store.get_event("ev_priv1") is None
+    finally:
+        await store.close()
+
+
+async def test_a_delivery_is_sealed_once_and_rows_sealed_column_by_column_still_open(
+    database_url: str,
+) -> None:
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    rotated = Sealer.from_secrets([SECRET_KEY], [new_key, old_key])
+    store = await open_store(database_url, sealer=Sealer.from_secrets([SECRET_KEY], [old_key]))
+    assert isinstance(store, SQLStore)
+    try:
+        fields = {"email": ORIANE["email"], "first_name": "Oriane"}
+        record = DeliveryRecord(
+            at=1.0, source="hook", hook_id="hk_priv", template="member-enrol",
+            operation="members.enrol", outcome="failed", status=409, latency_ms=3.0,
+            request_id="req_1", request=fields, passkit_request={"json": {"x": "Oriane"}},
+            passkit_response={"status": 409, "json": {"id": "m1"}},
+            error_message="Oriane is enrolled already", error_hint="Vasquez-Lindqvist",
+            people=(ORIANE["email"],),
+        )  # fmt: skip
+        opened = ("request", "passkit_request", "passkit_response", "error_message", "error_hint")
+        # A row as sealed before: each column its own value (no person column, so erase has to
+        # open and search it).
+        old = delivery_params(replace(record, id="d_0000old"), None) | {"person": None}
+        for column in opened:
+            if old[column] is not None:
+                old[column] = store.sealer.seal(old[column])  # type: ignore[union-attr]
+        await store._write(INSERT_DELIVERY, old)
+        sealer, calls = store.sealer, []
+        assert sealer is not None
+        for name in ("seal", "blind"):
+            method = getattr(sealer, name)
+            setattr(sealer, name, lambda v, m=method, n=name: calls.append(n) or m(v))
+        claim = await store.claim("create", "k" * 64, 1.0)
+        calls.clear()
+        answer = Completion(claim, 200, '{"ok":true}', (ORIANE["email"],))
+        new_id = await store.record_delivery(record, completions=[answer])
+        # One seal for the row, one for the stored answer; the person's blind index once.
+        assert sorted(calls) == ["blind", "seal", "seal"]
+        rows = {row[0]: row[1:] for row in await store._read(
+            "SELECT id, request, passkit_request, passkit_response, error_message, error_hint "
+            "FROM deliveries", {})}  # fmt: skip
+        assert rows[new_id][0].startswith(PREFIX) and rows[new_id][1:] == (None,) * 4, "once"
+        assert all(value.startswith(PREFIX) for value in rows["d_0000old"])
+        assert found(dump(database_url).encode(), ORIANE_WORDS) == []
+        for delivery_id in (new_id, "d_0000old"):
+            got = await store.get_delivery(delivery_id)
+            assert got is not None
+            assert [getattr(got, c) for c in opened] == [getattr(record, c) for c in opened]
+        store.sealer = rotated  # `relay reencrypt` after a rotation: both kinds re-sealed
+        assert (await store.reseal_all())["deliveries"] == 2
+        store.sealer = Sealer.from_secrets([SECRET_KEY], [new_key])  # the old key gone
+        for delivery_id in (new_id, "d_0000old"):
+            got = await store.get_delivery(delivery_id)
+            assert (
+                got is not None and got.request == fields and got.error_hint == "Vasquez-Lindqvist"
+            )
+        erased = await store.erase_person(ORIANE["email"])
+        assert (erased["deliveries"], erased["idempotency"]) == (2, 1)
+        assert await store.list_deliveries() == []
     finally:
         await store.close()
 

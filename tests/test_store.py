@@ -25,6 +25,7 @@ from relay.redact import MASK
 from relay.store import (
     DAY,
     Claim,
+    Completion,
     DeliveryRecord,
     HookRecord,
     Store,
@@ -174,6 +175,41 @@ async def test_claim_complete_replay(store: Store) -> None:
     replay = await store.claim("hk_a", "key-1", T0 + 2)
     assert (replay.state, replay.status, replay.body) == ("done", 200, '{"ok":true}')
     assert not await store.complete(replay, 500, "{}"), "only the owner completes"
+
+
+async def test_answers_are_stored_in_the_log_entrys_transaction(store: Store) -> None:
+    assert isinstance(store, SQLStore)
+    keyed = await store.claim("hk_a", "key-1", T0)
+    create = await store.claim("create", "enrol-key", T0)
+    lost = await store.claim("hk_a", "key-2", T0)
+    taken = await store.claim("hk_a", "key-2", T0 + 120)  # stale: another delivery took it
+    assert keyed.won and create.won and taken.won and taken.owner != lost.owner
+    singles: list[str] = []
+    batches: list[list[str]] = []
+    write, write_batch = store._write, store._write_batch
+
+    async def single(sql: str, params: Any) -> Any:
+        singles.append(sql)
+        return await write(sql, params)
+
+    async def batch(steps: Any) -> None:
+        batches.append([sql for sql, rows in steps if rows])
+        await write_batch(steps)
+
+    store._write, store._write_batch = single, batch  # type: ignore[method-assign]
+    done = [
+        Completion(keyed, 200, '{"ok":true}'),
+        Completion(create, 200, '{"id":"m1"}', ("ana@example.com",)),
+        Completion(lost, 200, '{"stale":true}'),
+    ]
+    await store.record_delivery(delivery(), completions=done)
+    assert singles == [] and len(batches) == 1, "one transaction"
+    assert [sql.split()[:2] for sql in batches[0]][:1] == [["INSERT", "INTO"]]
+    assert any(sql.startswith("UPDATE idempotency") for sql in batches[0])
+    replay = await store.claim("hk_a", "key-1", T0 + 1)
+    assert (replay.state, replay.status, replay.body) == ("done", 200, '{"ok":true}')
+    assert (await store.claim("create", "enrol-key", T0 + 1)).body == '{"id":"m1"}'
+    assert (await store.claim("hk_a", "key-2", T0 + 121)).busy, "the taker's claim untouched"
 
 
 async def test_release_then_reclaim(store: Store) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 
 from relay.errors import RelayError
 from relay.passkit.operations import PassKitRequest, dig
-from relay.store import IDEMPOTENCY_TTL, Claim, redact
+from relay.store import IDEMPOTENCY_TTL, Claim, Completion, redact
 from relay.store.handle import StoreHandle
 from relay.store.personal import people_in
 
@@ -142,10 +142,13 @@ class OnceGuard:
         run: Callable[[], Awaitable[dict[str, Any]]],
         *,
         digest: str | None = None,
+        defer: list[Completion] | None = None,
     ) -> dict[str, Any]:
         """The answer of `run()` the first time; its stored copy, marked duplicate, after.
         With `digest` (of the delivery's fields), a stored answer for other fields raises
-        KeyReused: nothing runs, nothing is replayed."""
+        KeyReused: nothing runs, nothing is replayed. With `defer`, the stored copy is appended
+        there for the caller to write with the delivery's log entry (`Store.record_delivery`),
+        before it answers; concurrent copies wait for it as they wait for a running one."""
         claim = await self.claim(scope, key)
         if claim.done:
             answer = replayed(claim)
@@ -162,22 +165,34 @@ class OnceGuard:
         except BaseException:
             await self.release(claim)
             raise
-        store = await self.store.get()
         stored = replay_copy(answer) | ({DIGEST: digest} if digest else {})
         people = people_in(answer)  # its external id, which the stored copy leaves out
-        await store.complete(claim, 200, _stored(stored), people=people)
+        await self._complete(Completion(claim, 200, _stored(stored), people), defer)
         return answer
+
+    async def _complete(self, done: Completion, defer: list[Completion] | None) -> None:
+        if defer is not None:
+            defer.append(done)
+            return
+        store = await self.store.get()
+        await store.complete(done.claim, done.status, done.body, people=done.people)
 
     async def remember_attempt(self, claim: Claim) -> None:
         """Mark a create whose outcome is unknown, so a replay looks for what it made."""
         store = await self.store.get()
         await asyncio.shield(store.complete(claim, ATTEMPTED, "null"))
 
-    async def remember_create(self, claim: Claim, answer_json: Any) -> None:
-        """Store what PassKit answered a create, replacing an answer for a pass since deleted."""
-        store = await self.store.get()
+    async def remember_create(
+        self, claim: Claim, answer_json: Any, *, defer: list[Completion] | None = None
+    ) -> None:
+        """Store what PassKit answered a create, replacing an answer for a pass since deleted.
+        With `defer`, a won claim's answer is appended there, as `once` does."""
         body = _stored(replayed_result(answer_json))
         people = people_in(answer_json)
+        if claim.won:
+            await self._complete(Completion(claim, 200, body, people), defer)
+            return
+        store = await self.store.get()
         if claim.done:
             await store.release(claim)
             claim = await store.claim(

@@ -47,6 +47,7 @@ from relay.forms.fields import Fields
 from relay.forms.filters import number_format, time_zone
 from relay.passkit.client import PassKitAnswer, PassKitClient, error_for_answer, raise_for_answer
 from relay.passkit.operations import CATALOG, Operation, PassKitRequest, build_request, dig
+from relay.store import Completion
 
 MAX_PROBLEMS = 20  # renders tried while collecting every problem with what was sent
 
@@ -137,6 +138,9 @@ class Trace:
     # The error behind the answer (a failure, or a not-found that was ignored): the log stores
     # its masked message, never the sender's copy.
     error: RelayError | None = None
+    # When a list: the won claims' answers, for the log entry to write in its own transaction
+    # (Endpoints.recording sets it; it records the delivery whatever happens).
+    deferred: list[Completion] | None = None
 
     def failed(self, error: RelayError) -> tuple[int, dict[str, Any]]:
         """The status and answer `error` gives the sender, remembered for the log."""
@@ -300,7 +304,7 @@ class Relay:
             raise
         if attempt.ok:
             assert attempt.answer is not None
-            await guard.remember_create(claim, attempt.answer.json)
+            await guard.remember_create(claim, attempt.answer.json, defer=_deferred(trace))
             return Sent(request, attempt.answer, created=True)
         found = attempt.found
         if found is None:  # PassKit has no such record (or could not say): its failure stands
@@ -321,7 +325,7 @@ class Relay:
         elif claim.done or attempt.lost:
             # Ours, its answer lost: an earlier delivery's (ATTEMPTED: a replay, so a duplicate)
             # or an earlier attempt of this very call (so this delivery created it).
-            await guard.remember_create(claim, found.json)
+            await guard.remember_create(claim, found.json, defer=_deferred(trace))
             return Sent(request, found, created=not claim.done, duplicate=claim.done)
         if claim.won:
             await guard.release(claim)
@@ -589,3 +593,7 @@ def local_times(hook: Hook, request: PassKitRequest) -> dict[str, Any]:
 
     walk(request.json, "")
     return {"local_times": found, "timezone": zone} if found else {}
+
+
+def _deferred(trace: Trace | None) -> list[Completion] | None:
+    return trace.deferred if trace is not None else None

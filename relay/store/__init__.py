@@ -36,6 +36,7 @@ from relay.store.records import (
     STALE_AFTER,
     Claim,
     ClaimState,
+    Completion,
     DeliveryRecord,
     DeliveryStats,
     FailureGroup,
@@ -62,6 +63,7 @@ __all__ = [
     "CheckoutRecord",
     "Claim",
     "ClaimState",
+    "Completion",
     "CustomerSpend",
     "DeliveryRecord",
     "DeliveryStats",
@@ -161,8 +163,12 @@ class Store(Protocol):
 
     # -- delivery log --
 
-    async def record_delivery(self, record: DeliveryRecord) -> str:
-        """Durably record a delivery (group-committed) and count it on its hook; its id."""
+    async def record_delivery(
+        self, record: DeliveryRecord, *, completions: Sequence[Completion] = ()
+    ) -> str:
+        """Durably record a delivery (group-committed) and count it on its hook; its id.
+        `completions` (the delivery's won claims and their answers) are written in the same
+        transaction, as `complete` writes them (a claim taken over meanwhile is left alone)."""
 
     async def get_delivery(self, delivery_id: str) -> DeliveryRecord | None: ...
 

@@ -89,6 +89,32 @@ def open_json(sealer: Sealer | None, stored: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+# A row's sealed columns sealed as one value: the first column holds BUNDLE + a JSON object of
+# every column's value (one Fernet token, not one per column), the others are NULL. Rows sealed
+# column by column still open, and a bundle is a sealed value like any other: `relay reencrypt`
+# re-seals it whole, and erase's search of unindexed rows reads it as text.
+BUNDLE = "columns:"
+
+
+def seal_columns(sealer: Sealer, values: Mapping[str, Any]) -> dict[str, str | None]:
+    """`values` (JSON values by column name) sealed as one value in the first column."""
+    columns: dict[str, str | None] = dict.fromkeys(values)
+    columns[next(iter(values))] = sealer.seal(BUNDLE + _ENCODE(values))
+    return columns
+
+
+def open_bundle(sealer: Sealer | None, stored: str | None) -> dict[str, Any] | None:
+    """The columns a first column sealed by `seal_columns` holds; None when it holds only its
+    own value (a row sealed column by column, or in clear) or this store cannot open it."""
+    if stored is None or not stored.startswith(PREFIX):
+        return None
+    text = open_text(sealer, stored)
+    if text is None or not text.startswith(BUNDLE):
+        return None
+    bundle: dict[str, Any] = json.loads(text[len(BUNDLE) :])
+    return bundle
+
+
 def people_in(*values: Any) -> tuple[str, ...]:
     """The identifiers of people in JSON values (the fields sent, PassKit's request, a Stripe
     event, a forwarded event), each once: what a person is later erased by."""
@@ -146,14 +172,24 @@ def name_index(sealer: Sealer, word: str) -> str:
 
 
 def person_column(
-    sealer: Sealer | None, people: Iterable[str], names: Iterable[str] = ()
+    sealer: Sealer | None,
+    people: Iterable[str],
+    names: Iterable[str] = (),
+    known: dict[str, str] | None = None,
 ) -> str | None:
     """The `person` column: each identifier's blind index under the current key, and each name
-    word's (name_index)."""
+    word's (name_index). `known`: the indexes already computed for this batch of rows (a
+    delivery's log entry and its stored answers name the same people), filled in; never kept
+    beyond the batch (nor is anything else: a person erased must not linger in memory)."""
     if sealer is None:
         return None
-    indexes = dict.fromkeys(sealer.blind(person) for person in people)
-    indexes.update(dict.fromkeys(name_index(sealer, word) for word in names))
+    known = {} if known is None else known
+    texts = [*people, *(f"name {word}" for word in names)]  # as name_index hashes a word
+    indexes: dict[str, None] = {}
+    for text in texts:
+        if text not in known:
+            known[text] = sealer.blind(text)
+        indexes[known[text]] = None
     return f" {' '.join(indexes)} " if indexes else None
 
 

@@ -15,7 +15,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from relay.store.personal import open_json, open_text, person_column, seal_json, seal_text
+from relay.store.personal import (
+    dumps,
+    open_bundle,
+    open_json,
+    open_text,
+    person_column,
+    seal_columns,
+)
 from relay.store.records import DeliveryRecord, HookRecord, Outcome, Source
 
 if TYPE_CHECKING:
@@ -215,6 +222,20 @@ def hook_from_row(row: Row) -> HookRecord:
 
 
 def delivery_from_row(row: Row, sealer: Sealer | None = None) -> DeliveryRecord:
+    bundle = open_bundle(sealer, row[11])
+    if bundle is not None:
+        return _delivery(row, **{name: bundle.get(name) for name in SEALED_DELIVERY_COLUMNS})
+    return _delivery(
+        row,
+        request=open_json(sealer, row[11]),
+        passkit_request=open_json(sealer, row[12]),
+        passkit_response=open_json(sealer, row[13]),
+        error_message=open_text(sealer, row[15]),
+        error_hint=open_text(sealer, row[17]),
+    )
+
+
+def _delivery(row: Row, **opened: Any) -> DeliveryRecord:
     return DeliveryRecord(
         id=row[0],
         at=row[1],
@@ -227,15 +248,11 @@ def delivery_from_row(row: Row, sealer: Sealer | None = None) -> DeliveryRecord:
         latency_ms=row[8],
         request_id=row[9],
         error_code=row[10],
-        request=open_json(sealer, row[11]),
-        passkit_request=open_json(sealer, row[12]),
-        passkit_response=open_json(sealer, row[13]),
         replay_of=row[14],
-        error_message=open_text(sealer, row[15]),
         error_field=row[16],
-        error_hint=open_text(sealer, row[17]),
         resolved_by=row[18],
         resolved_at=row[19],
+        **opened,
     )
 
 
@@ -245,7 +262,9 @@ def percentile(ordered: Sequence[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def delivery_params(r: DeliveryRecord, sealer: Sealer | None = None) -> dict[str, Any]:
+def delivery_params(
+    r: DeliveryRecord, sealer: Sealer | None = None, known: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "id": r.id,
         "at": r.at,
@@ -258,16 +277,26 @@ def delivery_params(r: DeliveryRecord, sealer: Sealer | None = None) -> dict[str
         "latency_ms": r.latency_ms,
         "request_id": r.request_id,
         "error_code": r.error_code,
-        "request": seal_json(sealer, r.request),
-        "passkit_request": seal_json(sealer, r.passkit_request),
-        "passkit_response": seal_json(sealer, r.passkit_response),
         "replay_of": r.replay_of,
-        "error_message": seal_text(sealer, r.error_message),
         "error_field": r.error_field,
-        "error_hint": seal_text(sealer, r.error_hint),
-        "person": person_column(sealer, r.people, r.names),
+        "person": person_column(sealer, r.people, r.names, known),
         "fix_key": fix_column(sealer, r.hook_id, r.fix_key),
+    } | _sealed_columns(r, sealer)
+
+
+def _sealed_columns(r: DeliveryRecord, sealer: Sealer | None) -> dict[str, str | None]:
+    values = {  # request first: sealed, it holds them all (relay.store.personal.BUNDLE)
+        "request": r.request,
+        "passkit_request": r.passkit_request,
+        "passkit_response": r.passkit_response,
+        "error_message": r.error_message,
+        "error_hint": r.error_hint,
     }
+    if sealer is not None:
+        return seal_columns(sealer, values)
+    # In clear (a test's or a tool's store), a column each: JSON, or the text as it is.
+    return {name: value if name.startswith("error_") else dumps(value)
+            for name, value in values.items()}  # fmt: skip
 
 
 def fix_column(sealer: Sealer | None, hook_id: str | None, fix_key: str | None) -> str | None:

@@ -75,6 +75,17 @@ class Claim:
         return self.state == "busy"
 
 
+@dataclass(frozen=True)
+class Completion:
+    """A won claim's answer to store (`Store.complete`), handed to `Store.record_delivery` so
+    it is written in the delivery log's transaction instead of one of its own."""
+
+    claim: Claim
+    status: int
+    body: str
+    people: tuple[str, ...] = ()
+
+
 def new_delivery_id(at: float) -> str:
     """A delivery id that sorts by time: microseconds in fixed-width hex, then randomness.
 

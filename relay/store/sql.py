@@ -31,6 +31,7 @@ from relay.store.records import (
     IDEMPOTENCY_TTL,
     STALE_AFTER,
     Claim,
+    Completion,
     DeliveryRecord,
     DeliveryStats,
     FailureGroup,
@@ -46,7 +47,9 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
 
     def __init__(self) -> None:
         self.sealer: Sealer | None = None  # set by open_store: seals personal data
-        self._log: GroupCommit[DeliveryRecord, None] = GroupCommit(self._flush_deliveries)
+        self._log: GroupCommit[tuple[DeliveryRecord, Sequence[Completion]], None] = GroupCommit(
+            self._flush_deliveries
+        )
 
     # -- the backend's primitives (and _read, _write: relay.store.queries.Statements) -------
 
@@ -179,17 +182,20 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
         self, claim: Claim, status: int, body: str, *, people: Sequence[str] = ()
     ) -> bool:
         changed, _ = await self._write(
-            q.COMPLETE,
-            {
-                "scope": claim.scope,
-                "key": claim.key,
-                "owner": claim.owner,
-                "status": status,
-                "body": seal_text(self.sealer, body),
-                "person": person_column(self.sealer, people),
-            },
+            q.COMPLETE, self._completion_params(Completion(claim, status, body, tuple(people)))
         )
         return changed == 1
+
+    def _completion_params(self, done: Completion, known: dict[str, str] | None = None) -> Params:
+        claim = done.claim
+        return {
+            "scope": claim.scope,
+            "key": claim.key,
+            "owner": claim.owner,
+            "status": done.status,
+            "body": seal_text(self.sealer, done.body),
+            "person": person_column(self.sealer, done.people, known=known),
+        }
 
     async def release(self, claim: Claim) -> None:
         await self._write(
@@ -202,18 +208,28 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
 
     # -- deliveries --------------------------------------------------------------------------
 
-    async def record_delivery(self, record: DeliveryRecord) -> str:
+    async def record_delivery(
+        self, record: DeliveryRecord, *, completions: Sequence[Completion] = ()
+    ) -> str:
         if not record.id:
             record = replace(record, id=new_delivery_id(record.at))
-        await self._log.submit(record)
+        await self._log.submit((record, completions))
         return record.id
 
-    async def _flush_deliveries(self, records: Sequence[DeliveryRecord]) -> None:
+    async def _flush_deliveries(
+        self, entries: Sequence[tuple[DeliveryRecord, Sequence[Completion]]]
+    ) -> None:
+        records = [record for record, _ in entries]
+        known: dict[str, str] = {}  # blind indexes, each computed once for the batch
+        rows = [q.delivery_params(r, self.sealer, known) for r in records]
+        done = [self._completion_params(c, known) for _, cs in entries for c in cs]
+        # One transaction: the stored answers are durable exactly when the log entry is.
         await self._write_batch(
             [
-                (q.INSERT_DELIVERY, [q.delivery_params(r, self.sealer) for r in records]),
+                (q.INSERT_DELIVERY, rows),
                 (q.COUNT_HOOK, q.hook_counts(records)),
                 (q.RESOLVE, q.resolve_params(records, self.sealer)),
+                (q.COMPLETE, done),
             ]
         )
 

@@ -8,6 +8,7 @@ returned. Errors are raised as RelayError and rendered by the app's one handler.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -172,6 +173,7 @@ class Endpoints:
         """Log the delivery the block runs, however it ends: its answer, or the failure it
         raised (which goes on to the error handlers, as raised)."""
         entry = Logging(hook.template)
+        entry.trace.deferred = []  # the stored answers go with the log entry, in `record`
         try:
             yield entry
         except RelayError as exc:
@@ -222,7 +224,19 @@ class Endpoints:
             hook_params=hook.params,
             key=key,
         )
-        delivery_id = await (await self.s.store.get()).record_delivery(entry)
+        store = await self.s.store.get()
+        completions = trace.deferred or ()
+        trace.deferred = None
+        try:
+            delivery_id = await store.record_delivery(entry, completions=completions)
+        except Exception:
+            # The log could not take them: the answers are stored alone, as before deferring,
+            # so a retry is answered from them rather than waiting out a pending claim. (A
+            # cancelled caller needs none of this: its batch is committed all the same.)
+            for done in completions:
+                with contextlib.suppress(Exception):
+                    await store.complete(done.claim, done.status, done.body, people=done.people)
+            raise
         self.s.alerts.observe(entry, dry_run=dry_run)
         if note is not None:  # the access log's line for this request says what became of it
             note["log_note"] = f"hook={hook.id} template={template} outcome={entry.outcome}"
@@ -248,7 +262,9 @@ class Endpoints:
 
         if not key or dry_run or self.s.relay.template_for(hook).operation.method == "GET":
             return await run()  # a read bills nothing and a replay should see fresh data
-        answer = await self.s.guard.once(hook.id, key, run, digest=fields_digest(fields))
+        answer = await self.s.guard.once(
+            hook.id, key, run, digest=fields_digest(fields), defer=trace.deferred
+        )
         answer["request_id"] = request_id  # a replay still answers as this request
         if answer.get("duplicate") and "external_id" not in answer:
             answer["external_id"] = self.external_id(hook, fields, received)
@@ -365,7 +381,9 @@ class Endpoints:
             return answer
 
         try:
-            answer = await self.s.guard.once(f"stripe:{hook.id}", str(event["id"]), run)
+            answer = await self.s.guard.once(
+                f"stripe:{hook.id}", str(event["id"]), run, defer=trace.deferred
+            )
         except RelayError as exc:
             # Stripe retries a 5xx for days: only a failure a retry can cure gets one. A template
             # that cannot read this event will not read it tomorrow (the log keeps it to replay).
