@@ -4,8 +4,6 @@ console that routes to them (relay.admin.console), so nothing here imports a pag
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,14 +12,12 @@ from starlette.responses import RedirectResponse, Response
 
 from relay.admin.session import COOKIE, LoginLimiter, Session, SessionSigner, csrf_ok
 from relay.errors import RelayError
-from relay.passkit.account import Account, AccountError, load_account
+from relay.passkit.account import Account
 from relay.store import Store
 from relay.ui.html import form_text, page
 from relay.web.endpoints import Endpoints, read_form
 
-log = logging.getLogger("relay")
 Handler = Callable[[Request, Session], Awaitable[Response]]
-ACCOUNT_TTL = 60.0  # seconds the mint form's pickers reuse the account read from PassKit
 ACCOUNT_TIMEOUT = 5.0  # seconds a page waits for PassKit's lists
 # A console form (a template tried, a delivery edited): its fields, never files, a few hundred
 # at most. The import's upload asks for more (relay.admin.imports).
@@ -42,7 +38,6 @@ class ConsoleContext:
         self.sessions = SessionSigner(self.s.settings.secret_keys[0].reveal(), password.reveal())
         self.limiter = LoginLimiter()
         self.root = root
-        self._account: tuple[float, Account] | None = None  # the last one read, and when
 
     def guarded(
         self, handler: Handler, *, form_limit: int = FORM_LIMIT, files: int = 0
@@ -100,20 +95,10 @@ class ConsoleContext:
 
     def last_account(self) -> Account | None:
         """The PassKit account as last read (to name ids on a page), without reading it."""
-        return self._account[1] if self._account else None
+        return self.s.accounts.last()
 
     async def account(self, *, fresh: bool = False) -> tuple[Account | None, str]:
-        """The PassKit account (relay.passkit.account), read again after ACCOUNT_TTL seconds or when
-        `fresh`; else None and the one line saying why not."""
-        now = time.monotonic()
-        if not fresh and self._account and now - self._account[0] < ACCOUNT_TTL:
-            return self._account[1], ""
-        try:
-            account = await load_account(self.s.client, timeout=ACCOUNT_TIMEOUT)
-        except AccountError as exc:
-            return None, str(exc)
-        except Exception:  # a page must show, PassKit read or not; the log keeps the why
-            log.exception("the PassKit account could not be read")
-            return None, "PassKit could not be read just now: try again in a moment."
-        self._account = (now, account)
-        return account, ""
+        """The PassKit account (relay.passkit.account), from the services' cache that the public
+        hook pages share, read again after a minute or when `fresh`; else None and the one line
+        saying why not."""
+        return await self.s.accounts.read(fresh=fresh, timeout=ACCOUNT_TIMEOUT)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import re
 import time
 from collections.abc import Mapping
@@ -26,6 +27,8 @@ from urllib.parse import urlsplit
 from relay.errors import PassKitTimeout, PassKitUnavailable
 from relay.passkit.client import PassKitClient, PassKitList, passkit_message
 from relay.passkit.contract import rpc
+
+log = logging.getLogger("relay")
 
 LIMIT = 1000  # records asked for per list (io.Filters.limit)
 TIMEOUT = 10.0  # seconds for the whole account
@@ -317,8 +320,9 @@ async def load_account(client: PassKitClient, *, timeout: float = TIMEOUT) -> Ac
 
 class AccountCache:
     """The account as last read, read again once it is `ttl` seconds old: what the public hook
-    pages name ids from, so a page view reads PassKit at most once a minute, and never waits
-    on it longer than `wait` seconds (the ids are shown instead)."""
+    pages and the console name ids from, so page views read PassKit at most once a minute. A
+    public page never waits on it longer than `wait` seconds (the ids are shown instead); the
+    console reads it with `read`, which says why when it cannot."""
 
     def __init__(self, client: PassKitClient, ttl: float = 60.0, wait: float = 2.0) -> None:
         self.client, self.ttl, self.wait = client, ttl, wait
@@ -340,3 +344,23 @@ class AccountCache:
         except Exception:  # noqa: BLE001 - a page shows ids rather than fail
             return self.last()
         return self._last[1]
+
+    async def read(
+        self, *, fresh: bool = False, timeout: float = 5.0
+    ) -> tuple[Account | None, str]:
+        """The account, read again once it is `ttl` old or when `fresh` (the console's PassKit
+        page, the mint form after a change at PassKit); else None and the one line saying why
+        not, for a console page to show."""
+        now = time.monotonic()
+        if not fresh and self._last and now - self._last[0] < self.ttl:
+            return self._last[1], ""
+        self._tried = now
+        try:
+            account = await load_account(self.client, timeout=timeout)
+        except AccountError as exc:
+            return None, str(exc)
+        except Exception:  # a page must show, PassKit read or not; the log keeps the why
+            log.exception("the PassKit account could not be read")
+            return None, "PassKit could not be read just now: try again in a moment."
+        self._last = (now, account)
+        return account, ""
