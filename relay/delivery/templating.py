@@ -12,6 +12,7 @@ All templates are compiled when the library loads, so a broken template stops th
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -289,6 +290,24 @@ class RequestTemplate:
     @property
     def required_fields(self) -> list[str]:
         return [f.name for f in self.fields.values() if f.required]
+
+    # What the template reads, worked out once per template rather than on every delivery
+    # (relay.delivery.unused asks on each one). cached_property writes the instance's __dict__
+    # directly, so it works on this frozen dataclass.
+    @functools.cached_property
+    def field_names(self) -> frozenset[str]:
+        """The fields it reads by name (not its `meta_*`-like patterns)."""
+        return frozenset(spec.name for spec in self.fields.values() if "*" not in spec.name)
+
+    @functools.cached_property
+    def alias_names(self) -> frozenset[str]:
+        """The aliases its fields declare (`phone` for `mobile`)."""
+        return frozenset(alias for spec in self.fields.values() for alias in spec.aliases)
+
+    @functools.cached_property
+    def field_prefixes(self) -> tuple[str, ...]:
+        """The prefixes of its patterns (`meta_` of `meta_*`)."""
+        return tuple(s.name[:-1] for s in self.fields.values() if s.name.endswith("*"))
 
 
 # Built once: json.dumps with any argument other than its defaults builds a new encoder per call

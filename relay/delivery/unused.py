@@ -29,23 +29,14 @@ MIN_LENGTH = 5  # received names shorter than this are never taken for a misspel
 MAX_EDITS = 2  # Damerau-Levenshtein distance, on the names without underscores
 
 
-def _read(template: RequestTemplate, *, aliases: bool) -> tuple[set[str], tuple[str, ...]]:
-    """The names the template reads (with `aliases`, its declared aliases too), and the
-    prefixes of its patterns (`meta_` of `meta_*`)."""
-    names = {spec.name for spec in template.fields.values() if "*" not in spec.name}
-    if aliases:
-        names |= {alias for spec in template.fields.values() for alias in spec.aliases}
-    prefixes = tuple(s.name[:-1] for s in template.fields.values() if s.name.endswith("*"))
-    return names, prefixes
-
-
 def ignored_fields(
     template: RequestTemplate, names: Iterable[str], *, aliases: bool = True
 ) -> list[str]:
     """The names sent (`names`, as a delivery's fields or its logged request hold them) that
     the template does not read, in arrival order (`aliases`: whether the hook reads declared
     aliases, as hooks minted from v2 on do)."""
-    read, prefixes = _read(template, aliases=aliases)
+    read = template.field_names | template.alias_names if aliases else template.field_names
+    prefixes = template.field_prefixes
     return [name for name in names if name not in read and not name.startswith(prefixes)]
 
 
