@@ -23,7 +23,7 @@ from relay.errors import HookMisconfigured, RelayError
 from relay.forms.spend_tiers import major, money, parse_spend_tiers, rank, tier_for
 from relay.store.handle import StoreHandle
 from relay.store.spend import SpendEntry
-from relay.stripe.spend_rules import Spent, spent_by
+from relay.stripe.spent import Spent, spent_by
 
 
 class MixedCurrency(RelayError):
