@@ -119,3 +119,29 @@ async def test_people_are_found_by_blind_indexes_of_identifiers_and_name_words(
     assert await store.deliveries_by_index([name_index(SEALER, "an")]) == []  # whole words
     # The words are kept only as keyed hashes: the column never holds them in clear.
     assert await store.deliveries_by_index([SEALER.blind("ana")]) == []
+
+
+def test_a_success_looks_up_what_it_resolves_and_never_walks_every_failure(
+    tmp_path: object,
+) -> None:
+    """Each success's RESOLVE runs in the log's write transaction: it must find the failures
+    it fixes through indexes (the fix key's, the id's), not by reading every failure in the log
+    (an OR beside the replay chain once made SQLite do that, for every success)."""
+    import asyncio
+    import sqlite3
+    from pathlib import Path
+
+    from relay.store import queries as q
+
+    path = Path(str(tmp_path)) / "plan.db"
+
+    async def migrate() -> None:
+        await (await open_store(f"sqlite:///{path}")).close()
+
+    asyncio.run(migrate())
+    with sqlite3.connect(path) as conn:
+        params = {"id": "d2", "at": 1.0, "replay_of": "d1", "hook_id": "hk", "fix_key": "k"}
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + q.RESOLVE, params)]
+    assert any("deliveries_fix (hook_id=? AND fix_key=?)" in step for step in plan), plan
+    assert not any(step.endswith("(outcome=?)") or step.startswith("SCAN deliveries")
+                   for step in plan), plan  # fmt: skip

@@ -286,6 +286,19 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX deliveries_replay_of ON deliveries (replay_of)",
         ],
     ),
+    (
+        15,
+        [
+            # Only failures are ever looked up by fix key (the success that fixes one), and
+            # only resends have a replay_of: partial indexes spare every other delivery two
+            # index inserts (issue 24: the writer's CPU per delivery).
+            "DROP INDEX deliveries_fix",
+            "CREATE INDEX deliveries_fix ON deliveries (hook_id, fix_key) WHERE outcome = 'failed'",
+            "DROP INDEX deliveries_replay_of",
+            "CREATE INDEX deliveries_replay_of ON deliveries (replay_of) "
+            "WHERE replay_of IS NOT NULL",
+        ],
+    ),
 ]
 
 

@@ -72,11 +72,14 @@ OPEN_FAILURE = "outcome = 'failed' AND resolved_by IS NULL AND replay_of IS NULL
 # hook with the same fix key (idempotency key, Stripe event id, or operation and person).
 RESOLVE = (
     "UPDATE deliveries SET resolved_by = :id, resolved_at = :at "
-    "WHERE outcome = 'failed' AND resolved_by IS NULL AND at <= :at AND ("
-    "id IN (WITH RECURSIVE chain(id) AS (SELECT CAST(:replay_of AS TEXT) UNION "
+    "WHERE outcome = 'failed' AND resolved_by IS NULL AND at <= :at AND id IN ("
+    "WITH RECURSIVE chain(id) AS (SELECT CAST(:replay_of AS TEXT) UNION "
     "SELECT d.replay_of FROM deliveries d JOIN chain c ON d.id = c.id "
-    "WHERE d.replay_of IS NOT NULL) SELECT id FROM chain) "
-    "OR (hook_id = :hook_id AND fix_key = :fix_key))"
+    "WHERE d.replay_of IS NOT NULL) SELECT id FROM chain "
+    # Its own SELECT, not an OR beside the chain: with the OR, SQLite walked every failure
+    # in the log (deliveries_outcome) for each success; this looks up the fix key's index.
+    "UNION SELECT id FROM deliveries WHERE outcome = 'failed' AND hook_id = :hook_id "
+    "AND fix_key = :fix_key)"
 )
 DISMISS = (
     "UPDATE deliveries SET resolved_by = :by, resolved_at = :at "
