@@ -72,26 +72,32 @@ async def test_a_keyed_enrols_answers_are_written_with_its_log_entry(
 ) -> None:
     assert isinstance(store, SQLStore)
     route = enrolled(passkit)
-    singles: list[str] = []
+    trips: list[list[str]] = []  # statements sent to the store together, one list a trip
     batches: list[dict[str, int]] = []
-    write, write_batch = store._write, store._write_batch
+    write, write_each, write_batch = store._write, store._write_each, store._write_batch
 
     def named(sql: str) -> str:  # "INSERT INTO idempotency", "UPDATE hooks", …
         return " ".join(sql.split()[:3]).replace("UPDATE idempotency SET", "complete")
 
     async def single(sql: str, params: Any) -> Any:
-        singles.append(named(sql))
+        trips.append([named(sql)])
         return await write(sql, params)
+
+    async def each(statements: Any) -> Any:
+        trips.append([named(sql) for sql, _ in statements])
+        return await write_each(statements)
 
     async def batch(steps: Any) -> None:
         batches.append({named(sql): len(rows) for sql, rows in steps})
         await write_batch(steps)
 
-    store._write, store._write_batch = single, batch  # type: ignore[method-assign]
+    store._write, store._write_each = single, each  # type: ignore[method-assign]
+    store._write_batch = batch  # type: ignore[method-assign]
     first = await client.post(ENROL, data={**ANA, "idempotency_key": "zap-run-1"})
     assert first.status_code == 200, first.text
-    # The two claims come before the call; both answers travel with the log entry.
-    assert singles == ["INSERT INTO idempotency"] * 2
+    # The two claims (the sender's key, the create's) go together, before the call; both
+    # answers travel with the log entry.
+    assert trips == [["INSERT INTO idempotency"] * 2]
     assert len(batches) == 1 and batches[0]["complete"] == 2
     replay = await client.post(ENROL, data={**ANA, "idempotency_key": "zap-run-1"})
     assert replay.json()["duplicate"] is True and route.call_count == 1

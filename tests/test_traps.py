@@ -56,6 +56,19 @@ async def test_a_key_reused_for_other_fields_is_refused_and_nothing_is_sent(
     assert header.status_code == 422 and enrol.call_count == 1
 
 
+async def test_a_refused_reused_key_leaves_the_other_persons_pass_free_to_issue(
+    client: httpx.AsyncClient, enrol: respx.Route, store: Store
+) -> None:
+    """Bo's create key is claimed with the reused key, in one trip, before the reuse is found:
+    the refusal must free it, or Bo's own next delivery would wait for a claim nobody holds."""
+    await client.post(ENROL, data={**ANA, "idempotency_key": "zap"})
+    refused = await client.post(ENROL, data={**BO, "idempotency_key": "zap"})
+    assert refused.status_code == 422
+    fixed = await client.post(ENROL, data={**BO, "idempotency_key": "bo-1"})
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["duplicate"] is False and enrol.call_count == 2
+
+
 async def test_the_same_key_with_the_same_fields_is_still_a_duplicate(
     client: httpx.AsyncClient, enrol: respx.Route
 ) -> None:

@@ -30,7 +30,8 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from relay.errors import RelayError
@@ -46,6 +47,8 @@ ATTEMPTED = 202  # a create's stored status when PassKit may or may not have car
 _REPLAYED_RESULT_KEY = re.compile(r"(?i)(?:id|points|status|type|number|count)$")
 # Where a create's container id sits: one external id is unique per program, campaign or type.
 _CONTAINERS = (("programId",), ("campaignId",), ("ticketTypeId",), ("event", "productionId"))
+# Claims `once` took ahead for the delivery it runs (in that delivery's task only).
+_AHEAD: ContextVar[dict[tuple[str, str], Claim] | None] = ContextVar("claims_ahead", default=None)
 
 
 class KeyReused(RelayError):
@@ -108,19 +111,32 @@ class OnceGuard:
 
         The store keeps a digest of the key, never the key: keys hold external ids (an email,
         a phone number) and whatever a sender maps, and a digest has a fixed length. A create
-        key's external id is kept as a blind index, so `relay erase` finds the row."""
-        key, people = _stored_key(scope, key)
+        key's external id is kept as a blind index, so `relay erase` finds the row. A claim
+        `once` took ahead for this delivery (its `ahead`) is handed over instead."""
+        taken = _AHEAD.get()
+        if taken is not None and (claim := taken.pop((scope, key), None)) is not None:
+            return claim
+        return (await self.claim_all([(scope, key)]))[0]
+
+    async def claim_all(self, keys: Sequence[tuple[str, str]]) -> list[Claim]:
+        """`claim` for each (scope, key), in one trip to the store; each busy one waited for.
+        On InProgress, the ones already won are released."""
+        stored = [(scope, *_stored_key(scope, key)) for scope, key in keys]
         store = await self.store.get()
-        claim = await store.claim(scope, key, self.clock(), ttl=self.ttl, people=people)
-        if claim.busy:
-            claim = await store.wait_for(
-                scope, key, timeout=self.wait, ttl=self.ttl, clock=self.clock
-            )
-        if claim.busy:
-            raise InProgress(
-                "A delivery with this idempotency key is still running.", retry_after=5
-            )
-        return claim
+        claims = await store.claims(stored, self.clock(), ttl=self.ttl)
+        for index, claim in enumerate(claims):
+            if claim.busy:
+                claims[index] = claim = await store.wait_for(
+                    claim.scope, claim.key, timeout=self.wait, ttl=self.ttl, clock=self.clock
+                )
+            if claim.busy:
+                for won in claims:
+                    if won.won:
+                        await self.release(won)
+                raise InProgress(
+                    "A delivery with this idempotency key is still running.", retry_after=5
+                )
+        return claims
 
     async def take_over(self, scope: str, key: str) -> Claim:
         """Claim `key` from a holder known to be dead (a crashed import's rows in flight), with
@@ -143,13 +159,35 @@ class OnceGuard:
         *,
         digest: str | None = None,
         defer: list[Completion] | None = None,
+        ahead: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
         """The answer of `run()` the first time; its stored copy, marked duplicate, after.
         With `digest` (of the delivery's fields), a stored answer for other fields raises
         KeyReused: nothing runs, nothing is replayed. With `defer`, the stored copy is appended
         there for the caller to write with the delivery's log entry (`Store.record_delivery`),
-        before it answers; concurrent copies wait for it as they wait for a running one."""
-        claim = await self.claim(scope, key)
+        before it answers; concurrent copies wait for it as they wait for a running one.
+        With `ahead` (scope, key), that key is claimed in the same trip, for `run` to find
+        through `claim` (the create key of a delivery already rendered): released if unused."""
+        keys = [(scope, key), *([ahead] if ahead else [])]
+        claim, *early = await self.claim_all(keys)
+        taken = {ahead: early[0]} if ahead and early else {}
+        handed = _AHEAD.set(taken)
+        try:
+            return await self._once(claim, run, digest=digest, defer=defer)
+        finally:
+            _AHEAD.reset(handed)
+            for unused in taken.values():  # the delivery never came to claim it
+                if unused.won:
+                    await self.release(unused)
+
+    async def _once(
+        self,
+        claim: Claim,
+        run: Callable[[], Awaitable[dict[str, Any]]],
+        *,
+        digest: str | None,
+        defer: list[Completion] | None,
+    ) -> dict[str, Any]:
         if claim.done:
             answer = replayed(claim)
             if digest and answer.pop(DIGEST, digest) != digest:  # none stored: kept before

@@ -258,6 +258,24 @@ class Relay:
         request = build_request(operation, body, fields)
         return dataclasses.replace(request, notes=tuple(notes)) if notes else request
 
+    def create_ahead(
+        self, hook: Hook, fields: Fields, received: list[str]
+    ) -> tuple[PassKitRequest, tuple[str, str]] | None:
+        """For a keyed delivery that creates: its request, rendered now, and the create key
+        `send` will claim, so both keys are claimed in one trip (`OnceGuard.once`'s `ahead`).
+        None when it does not create under create protection, or cannot be rendered: then it
+        is rendered, and fails, inside `once` as before."""
+        if self.guard is None:
+            return None
+        try:
+            if not self.template_for(hook).operation.creates:
+                return None
+            request = self.prepare(hook, fields, received)
+        except (RelayError, SkipDelivery):
+            return None
+        key = create_key(request) if request.operation.creates else None
+        return (request, (CREATE_SCOPE, key)) if key is not None else None
+
     async def send(
         self,
         request: PassKitRequest,
@@ -451,9 +469,12 @@ class Relay:
         dry_run: bool = False,
         extra: Mapping[str, Any] | None = None,
         trace: Trace | None = None,
+        prepared: PassKitRequest | None = None,
     ) -> dict[str, Any]:
+        """`prepared`: the request `prepare` made of these very fields (`create_ahead`)."""
         answer = await self._deliver(hook, fields, received, request_id=request_id,
-                                     dry_run=dry_run, extra=extra, trace=trace)  # fmt: skip
+                                     dry_run=dry_run, extra=extra, trace=trace,
+                                     prepared=prepared)  # fmt: skip
         if extra is None:  # a hook's delivery (Stripe's events carry far more than is read)
             template = self.template_for(hook)
             current = hook.version >= 2
@@ -471,9 +492,10 @@ class Relay:
         dry_run: bool,
         extra: Mapping[str, Any] | None,
         trace: Trace | None,
+        prepared: PassKitRequest | None = None,
     ) -> dict[str, Any]:
         try:
-            request = self.prepare(hook, fields, received, extra)
+            request = prepared or self.prepare(hook, fields, received, extra)
         except SkipDelivery as skip:
             return {"ok": True, "skipped": True, "reason": skip.reason, "request_id": request_id}
         operation = request.operation

@@ -137,6 +137,16 @@ class Store(Protocol):
         `stale_after` (its process died) is taken over. `people`: who the key is about, kept
         as blind indexes so `erase_person` finds the row."""
 
+    async def claims(
+        self,
+        wanted: Sequence[tuple[str, str, Sequence[str]]],
+        now: float,
+        *,
+        ttl: float = IDEMPOTENCY_TTL,
+        stale_after: float = STALE_AFTER,
+    ) -> list[Claim]:
+        """`claim` for each (scope, key, people), sent together: one trip to the database."""
+
     async def wait_for(
         self,
         scope: str,

@@ -37,6 +37,11 @@ class GroupCommit(Generic[T, R]):
 
     async def submit(self, item: T) -> R | None:
         """Queue `item`; returns once it is committed, or raises what the commit raised."""
+        return await self.queue(item)
+
+    def queue(self, item: T) -> asyncio.Future[R | None]:
+        """Queue `item` and return the future `submit` awaits: items queued together, before
+        anything is awaited, go to the writer in one batch."""
         if self._closed:
             raise RuntimeError("the store is closed")
         if self._queue is None or self._task is None:
@@ -48,7 +53,7 @@ class GroupCommit(Generic[T, R]):
         # A caller that gives up (client gone) cancels only its own future: the batch runs in
         # the writer task, which skips a future that is already done. (No shield and no done
         # callback: each cost a loop callback per statement.)
-        return await future
+        return future
 
     async def _run(self, queue: asyncio.Queue[tuple[T, asyncio.Future[R | None]] | None]) -> None:
         stopping = False

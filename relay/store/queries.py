@@ -9,6 +9,7 @@ constants in this module; values always travel as parameters, never inside the S
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -42,6 +43,15 @@ class Statements(ABC):
     @abstractmethod
     async def _write(self, sql: str, params: Params) -> tuple[int, list[Row]]:
         """Run one statement in its own transaction: (rows changed, rows returned)."""
+
+    async def _write_each(
+        self, statements: Sequence[tuple[str, Params]]
+    ) -> list[tuple[int, list[Row]]]:
+        """Several statements, each as `_write` runs it, sent together (SQLite: one trip to
+        its writer; PostgreSQL: side by side)."""
+        if len(statements) == 1:
+            return [await self._write(*statements[0])]
+        return list(await asyncio.gather(*(self._write(sql, p) for sql, p in statements)))
 
 
 # Big purges run in chunks, each its own transaction, so deliveries keep committing meanwhile.

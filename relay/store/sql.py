@@ -137,26 +137,35 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
         stale_after: float = STALE_AFTER,
         people: Sequence[str] = (),
     ) -> Claim:
-        owner = unique_hex(16)
-        _, rows = await self._write(
-            q.CLAIM,
-            {
-                "scope": scope,
-                "key": key,
-                "owner": owner,
-                "now": now,
-                "stale_before": now - stale_after,
-                "expired_before": now - ttl,
-                "person": person_column(self.sealer, people),
-            },
-        )
-        got_owner, state, status, stored = rows[0]
-        body = open_text(self.sealer, stored)
-        if got_owner == owner:
-            return Claim("won", scope, key, owner)
-        if state == "done":
-            return Claim("done", scope, key, got_owner, status, body)
-        return Claim("busy", scope, key, got_owner)
+        claims = await self.claims([(scope, key, people)], now, ttl=ttl, stale_after=stale_after)
+        return claims[0]
+
+    async def claims(
+        self,
+        wanted: Sequence[tuple[str, str, Sequence[str]]],
+        now: float,
+        *,
+        ttl: float = IDEMPOTENCY_TTL,
+        stale_after: float = STALE_AFTER,
+    ) -> list[Claim]:
+        owners = [unique_hex(16) for _ in wanted]
+        results = await self._write_each([
+            (q.CLAIM, {"scope": scope, "key": key, "owner": owner, "now": now,
+                       "stale_before": now - stale_after, "expired_before": now - ttl,
+                       "person": person_column(self.sealer, people)})
+            for (scope, key, people), owner in zip(wanted, owners, strict=True)
+        ])  # fmt: skip
+        claims = []
+        for (scope, key, _), owner, (_, rows) in zip(wanted, owners, results, strict=True):
+            got_owner, state, status, stored = rows[0]
+            if got_owner == owner:
+                claims.append(Claim("won", scope, key, owner))
+            elif state == "done":
+                body = open_text(self.sealer, stored)
+                claims.append(Claim("done", scope, key, got_owner, status, body))
+            else:
+                claims.append(Claim("busy", scope, key, got_owner))
+        return claims
 
     async def wait_for(
         self,

@@ -20,7 +20,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from relay.store import migrations
 from relay.store.batch import GroupCommit
@@ -113,6 +113,15 @@ class SQLiteStore(SQLStore):
         result = await self._statements.submit((sql, params))
         assert result is not None
         return result
+
+    async def _write_each(
+        self, statements: Sequence[tuple[str, Params]]
+    ) -> list[tuple[int, list[Row]]]:
+        # Queued before any is awaited: one batch, one transaction, one trip to the writer.
+        futures = [self._statements.queue(statement) for statement in statements]
+        results = [await future for future in futures]
+        assert all(result is not None for result in results)
+        return cast(list[tuple[int, list[Row]]], results)
 
     async def _flush_statements(
         self, statements: Sequence[tuple[str, Params]]

@@ -43,7 +43,7 @@ from relay.forms.fields import Fields
 from relay.forms.payloads import RESERVED, is_yes, normalise_key, parse_payload
 from relay.hooks.public_page import describe, hook_page, wants_html
 from relay.ids import unique_hex
-from relay.passkit.operations import dig
+from relay.passkit.operations import PassKitRequest, dig
 from relay.store import Source
 from relay.stripe import events as stripe_events
 from relay.stripe.spend import SpendTiers
@@ -255,16 +255,20 @@ class Endpoints:
     ) -> dict[str, Any]:
         """One hook delivery after its body is read: once per idempotency key, if given."""
 
+        ahead: tuple[PassKitRequest, tuple[str, str]] | None = None
+
         async def run() -> dict[str, Any]:
-            return await self.s.relay.deliver(
-                hook, fields, received, request_id=request_id, dry_run=dry_run, trace=trace
-            )
+            return await self.s.relay.deliver(hook, fields, received, request_id=request_id,
+                                              dry_run=dry_run, trace=trace,
+                                              prepared=ahead[0] if ahead else None)  # fmt: skip
 
         if not key or dry_run or self.s.relay.template_for(hook).operation.method == "GET":
             return await run()  # a read bills nothing and a replay should see fresh data
-        answer = await self.s.guard.once(
-            hook.id, key, run, digest=fields_digest(fields), defer=trace.deferred
-        )
+        # A create: its create key is claimed with this key, in one trip to the store.
+        ahead = self.s.relay.create_ahead(hook, fields, received)
+        answer = await self.s.guard.once(hook.id, key, run, digest=fields_digest(fields),
+                                         defer=trace.deferred,
+                                         ahead=ahead[1] if ahead else None)  # fmt: skip
         answer["request_id"] = request_id  # a replay still answers as this request
         if answer.get("duplicate") and "external_id" not in answer:
             answer["external_id"] = self.external_id(hook, fields, received)
