@@ -243,7 +243,7 @@ def create_app(
     )
     app = RelayApp(
         routes=[
-            *admin,
+            # Deliveries first: Starlette tries the routes in order, and the console has dozens.
             Route("/hooks/{token}", endpoints.hook_by_path, methods=["GET", "POST", "PUT"]),
             Route("/hooks/{token}/try", endpoints.try_hook, methods=["POST"]),
             Route("/hooks", endpoints.hook_by_header, methods=["POST", "PUT"]),
@@ -255,6 +255,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/favicon.ico", favicon, methods=["GET"]),
+            *admin,
         ],
         exception_handlers={
             RelayError: relay_error,
