@@ -13,8 +13,9 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -49,6 +50,8 @@ from relay.web.proxies import take_trusted_hop
 from relay.web.serving import within_body_deadline
 
 log = logging.getLogger("relay")
+# A delivery's address: what the route "/hooks/{token}" matches.
+HOOK_DELIVERY = re.compile(r"/hooks/(?P<token>[^/]+)")
 # The cyclic garbage collector's thresholds once the app is up. A delivery makes thousands of
 # short-lived objects, so CPython's default (a young collection every 700) ran several
 # collections per delivery; 20,000 cut the relay's CPU per delivery ~10 % in the benchmark
@@ -77,10 +80,19 @@ class Front:
       server-error middleware is left out: it had nothing left to catch). A sender that hung up
       is one line, not a traceback."""
 
-    def __init__(self, app: ASGIApp, *, hops: int, body_seconds: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        hops: int,
+        body_seconds: float,
+        deliveries: ASGIApp | None = None,
+    ) -> None:
         self.app = app
         self.hops = hops
         self.body_seconds = body_seconds
+        # A delivery (POST or PUT to /hooks/<token>) goes straight to its endpoint (issue 24).
+        self.deliveries = deliveries
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,7 +119,15 @@ class Front:
                 refused = InvalidBody("The address holds a NUL character (%00).")
                 await error_response(refused, request_id)(scope, receive, send_with_id)
             else:
-                await within_body_deadline(self.app, self.body_seconds, scope, receive,
+                app = self.app
+                if (
+                    self.deliveries is not None
+                    and scope["method"] in ("POST", "PUT")
+                    and (delivery := HOOK_DELIVERY.fullmatch(scope["path"]))
+                ):
+                    scope["path_params"] = {"token": delivery["token"]}
+                    app = self.deliveries
+                await within_body_deadline(app, self.body_seconds, scope, receive,
                                            send_with_id)  # fmt: skip
         except ClientDisconnect:
             status = ClientGone.status
@@ -131,17 +151,42 @@ class Front:
             )
 
 
+def served_directly(
+    endpoint: Callable[[Request], Awaitable[Response]], handlers: Mapping[Any, Any]
+) -> ASGIApp:
+    """`endpoint` as an ASGI app with the app's exception handlers, as Starlette's router and
+    exception layers would serve it, minus their eight frames, two `send` wrappers and route
+    matching on each step of every delivery (`Front` sends deliveries here: issue 24)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        try:
+            response = await endpoint(request)
+        except Exception as exc:
+            handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
+            if handler is None:
+                raise
+            response = await handler(request, exc)
+            exc.__traceback__ = None  # as Starlette does: a reused exception's grows otherwise
+        await response(scope, receive, send)
+
+    return app
+
+
 class RelayApp(Starlette):
     """Starlette with `Front` as its one layer before the exception handlers and routes."""
 
     front: dict[str, Any]
+    deliveries: Callable[[Request], Awaitable[Response]] | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         handlers = {key: handler for key, handler in self.exception_handlers.items()
                     if key not in (500, Exception)}  # fmt: skip
         assert not self.user_middleware, "the relay's layers live in Front"
+        assert all(isinstance(key, type) for key in handlers), "no status-code handlers"
         inner = ExceptionMiddleware(self.router, handlers=handlers, debug=self.debug)
-        return Front(inner, **self.front)
+        direct = served_directly(self.deliveries, handlers) if self.deliveries else None
+        return Front(inner, **self.front, deliveries=direct)
 
 
 def create_app(
@@ -264,6 +309,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.front = {"hops": settings.trusted_proxies, "body_seconds": settings.body_timeout}
+    app.deliveries = endpoints.hook_by_path  # its route's POST and PUT, served by Front
     app.state.services = services
     app.state.forwarder = forwarder
     return app
