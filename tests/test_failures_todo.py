@@ -145,3 +145,23 @@ def test_a_success_looks_up_what_it_resolves_and_never_walks_every_failure(
     assert any("deliveries_fix (hook_id=? AND fix_key=?)" in step for step in plan), plan
     assert not any(step.endswith("(outcome=?)") or step.startswith("SCAN deliveries")
                    for step in plan), plan  # fmt: skip
+
+
+def test_the_log_finds_people_and_name_words_in_one_walk_as_each_alone_does() -> None:
+    """The journal takes a delivery's people and name words in one walk (people_and_names):
+    the same identifiers and words, in the same order, as people_in and name_words."""
+    from relay.store.personal import name_words, people_and_names, people_in
+
+    values = [
+        {"external_id": " CRM-1 ", "email": "ana@example.com", "first_name": "Ana María",
+         "last_name": "Díaz", "points": "10", "meta_store": "Soho"},
+        {"programId": "p1", "person": {"emailAddress": "ana@example.com", "forename": "Ana",
+                                       "surname": "Díaz-Ortega", "mobileNumber": "+447700900123"},
+         "externalId": "CRM-1", "list": [{"email": "bo@example.com", "name": "Bo Li"}, 3, None]},
+        {"data": {"object": {"customer": "cus_1", "customer_details": {"email": "c@x.io",
+                                                                       "name": "Cy Ng"}}}},
+        {"email": "", "first_name": 5, "surname": ["not", "a", "string"]},
+        None, "text", [],
+    ]  # fmt: skip
+    for value in values:
+        assert people_and_names(value) == (people_in(value), name_words(value)), value

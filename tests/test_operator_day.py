@@ -43,7 +43,7 @@ def busy(n: int, name: str) -> DeliveryRecord:
         operation="members.upsert", outcome="failed", status=503, latency_ms=1.0,
         request_id=f"req_busy{n}", error_code="passkit_busy", id=f"dl_busyday000{n}",
         request=request, people=people_in(request), names=name_words(request),
-        fix_key=fix_key(None, request),
+        fix_key=fix_key(None, people_in(request)),
     )  # fmt: skip
 
 

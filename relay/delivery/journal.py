@@ -7,7 +7,7 @@ hold that a delivery answered 2xx is never missing from the log, even after a ki
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from relay.delivery.pipeline import Trace
@@ -16,7 +16,7 @@ from relay.forms.fields import Fields
 from relay.redact import redact_text
 from relay.sealing import normalised
 from relay.store import DeliveryRecord, Outcome, Source, redact
-from relay.store.personal import name_words, people_in
+from relay.store.personal import people_and_names, people_in
 
 FIELD_NAME_LIMIT = 64
 
@@ -74,6 +74,8 @@ def delivery_record(
     message = trace.error.logged_message() if trace.error else answer.get("reason")
     outcome = outcome_of(status, answer)
     failure = trace.error if outcome == "failed" else None
+    sent, sent_names = people_and_names(request)
+    asked, asked_names = people_and_names(trace.passkit_request)
     return DeliveryRecord(
         at=at,
         source=source,
@@ -99,16 +101,17 @@ def delivery_record(
             store_payloads=log_payloads,
         ),
         # Found before redaction, so a person is erasable also when payloads are not logged.
-        people=people_in(request, trace.passkit_request, trace.passkit_response),
-        names=name_words(request, trace.passkit_request),
-        fix_key=fix_key(key, request),
+        people=tuple(dict.fromkeys([*sent, *asked, *people_in(trace.passkit_response)])),
+        names=tuple(dict.fromkeys([*sent_names, *asked_names])),
+        fix_key=fix_key(key, sent),
     )
 
 
-def fix_key(key: str | None, request: Any) -> str | None:
+def fix_key(key: str | None, people: Sequence[str]) -> str | None:
     """What a later delivery on the same hook that fixes this one shares with it: the same
-    idempotency key, or (sent without one) the same person; the store keeps it blinded."""
+    idempotency key, or (sent without one) the same person (`people`: those in what was sent);
+    the store keeps it blinded."""
     if key:
         return f"key {key}"
-    people = sorted(normalised(p) for p in people_in(request))
-    return f"person {people[0]}" if people else None
+    ordered = sorted(normalised(p) for p in people)
+    return f"person {ordered[0]}" if ordered else None

@@ -127,6 +127,31 @@ def name_words(*values: Any) -> tuple[str, ...]:
     return _texts_under(_NAME_KEYS, values, words)
 
 
+def people_and_names(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`people_in(value)` and `name_words(value)` in one walk (the log takes both of each
+    delivery's request and PassKit request)."""
+    people: dict[str, None] = {}
+    names: dict[str, None] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if isinstance(item, str):
+                    folded = _folded_key(str(key))
+                    if folded in _PERSON_KEYS and (text := item.strip()):
+                        people[text] = None
+                    if folded in _NAME_KEYS:
+                        names.update(dict.fromkeys(words(item)))
+                else:
+                    walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(value)
+    return tuple(people), tuple(names)
+
+
 def _texts_under(
     keys: set[str], values: tuple[Any, ...], take: Callable[[str], list[str]]
 ) -> tuple[str, ...]:
