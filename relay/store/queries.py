@@ -342,16 +342,17 @@ def hook_counts(records: Sequence[DeliveryRecord]) -> list[dict[str, Any]]:
     for r in records:
         if r.hook_id is None:
             continue
-        template = "stripe" if r.source == "stripe" else r.template
-        params = json.dumps(dict(r.hook_params or {}), sort_keys=True)
-        count = counts.setdefault(
-            r.hook_id,
-            {"id": r.hook_id, "template": template, "params": params, "at": r.at, "n": 0,
-             "failed": 0},
-        )  # fmt: skip
-        if r.hook_params:
-            count["params"] = params
+        count = counts.get(r.hook_id)
+        if count is None:
+            template = "stripe" if r.source == "stripe" else r.template
+            count = counts[r.hook_id] = {"id": r.hook_id, "template": template, "params": {},
+                                         "at": r.at, "n": 0, "failed": 0}  # fmt: skip
+        if r.hook_params:  # the batch's last settings, written as JSON once per hook below
+            count["params"] = r.hook_params
         count["at"] = max(count["at"], r.at)
         count["n"] += 1
         count["failed"] += r.outcome == "failed"
-    return [counts[hook_id] for hook_id in sorted(counts)]
+    rows = [counts[hook_id] for hook_id in sorted(counts)]
+    for row in rows:
+        row["params"] = json.dumps(dict(row["params"]), sort_keys=True)
+    return rows
