@@ -207,6 +207,14 @@ BAD: list[tuple[str, Any, dict[str, Any], str]] = [
     ("float", "abc", {}, "must be a number (got: 'abc')."),
     ("float", "nan", {}, "must be a number (got: 'nan')."),
     ("float", "inf", {}, "must be a number (got: 'inf')."),
+    # An exponent past Decimal's own limit (the fuzz suite's find): refused, not a 500.
+    ("float", "10E999999999999999999", {}, "must be a number (got: '10E999999999999999999')."),
+    (
+        "int",
+        "1e-999999999999999999999",
+        {},
+        "must be a whole number (got: '1e-999999999999999999999').",
+    ),
     ("float", "-1", {"min": 0}, "must be at least 0 (got: '-1')."),
     ("float", "1-2", {}, "must be a number (got: '1-2')."),
     ("money", "free", {}, "must be an amount of money such as 12.50 (got: 'free')."),
@@ -601,3 +609,18 @@ def test_filters_work_from_a_sandboxed_template() -> None:
     )
     out = template.render(form={**form, "missing": None}, params={"country": "GB"})
     assert out == "1234 2026-12-31T23:59:59Z None +442079460958"
+
+
+@pytest.mark.parametrize("reading", [None, "1,234.56", "1.234,56"])
+def test_an_exponent_past_decimals_limit_is_refused_in_every_number_format(
+    reading: str | None,
+) -> None:
+    """The fuzz suite's `10E999999999999999999` made Decimal raise inside the template: a 500
+    template_error. Every number format refuses it as not a number; `0e0` still reads as 0."""
+    from relay.forms.filters import number_format
+
+    with number_format(reading):
+        with pytest.raises(InvalidField, match="must be a number"):
+            FILTERS["float"](FieldValue("10E999999999999999999", "points"))
+        if reading != "1.234,56":  # a comma reading has no `e` notation
+            assert FILTERS["float"](FieldValue("0e0", "points")) == 0

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
@@ -107,6 +107,16 @@ def _numeric_text(value: object, item: str, what: str, hint: str) -> str:
     return _short_text(value, item, what, hint, MAX_NUMBER_TEXT)
 
 
+def _scientific(sign: str, body: str) -> Decimal | None:
+    """`1e3`, `2.5E-2` (a body `_SCIENTIFIC` matched) as a Decimal; None past 10^±100 or past
+    Decimal's own exponent limit (`10E999999999999999999`, a fuzz find, raised: a 500)."""
+    try:
+        number = Decimal(sign + body)
+    except InvalidOperation:
+        return None
+    return number if abs(number.adjusted()) <= 100 else None
+
+
 def _decimal(text: str, *, dot_groups: bool = False) -> Decimal | None:
     """`1,234.5`, `1.234,5`, `12,5`, `-3`, `1e3` → Decimal; None when it is not a number.
 
@@ -117,8 +127,7 @@ def _decimal(text: str, *, dot_groups: bool = False) -> Decimal | None:
     sign = text[:1] if text[:1] in ("+", "-") else ""
     body = text[len(sign) :].lstrip()
     if _SCIENTIFIC.fullmatch(body):
-        number = Decimal(sign + body)
-        return number if abs(number.adjusted()) <= 100 else None
+        return _scientific(sign, body)
     if not re.fullmatch(r"[\d.,]+", body) or not any(c.isdigit() for c in body):
         return None
     mark = body[max(body.rfind("."), body.rfind(","))] if "." in body or "," in body else ""
@@ -169,8 +178,8 @@ def _one_number(
     sign = text[:1] if text[:1] in ("+", "-") else ""
     body = text[len(sign) :].strip()
     if _SCIENTIFIC.fullmatch(body) and mark == ".":
-        number = Decimal(sign + body)
-        if abs(number.adjusted()) <= 100:
+        number = _scientific(sign, body)
+        if number is not None:
             return number
     if not re.fullmatch(r"[\d.,;\s]+", body) or not any(c.isdigit() for c in body):
         raise _invalid(value, item, problem, hint)  # words, not a number in any format
