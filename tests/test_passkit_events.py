@@ -403,3 +403,20 @@ def test_a_broken_character_from_passkit_is_mended_not_a_500(
     assert answer.status_code == 200, answer.text
     wait_for(lambda: receiver.got)
     assert receiver.got[0]["first_name"] == "Mara \ufffd"
+
+
+def test_the_sandboxs_event_settings_refuse_a_bad_body_and_never_clear_the_url() -> None:
+    """A body that is not a JSON object, or one without `url`, is a 400 saying what to send:
+    it used to be a 500, or to turn the sandbox's events off without a word."""
+    sandbox_app = create_sandbox(SandboxConfig(api_key=PASSKIT_KEY, api_secret=PASSKIT_SECRET))
+    with serve_in_thread(sandbox_app) as sandbox_url:
+        webhook = f"{sandbox_url}/_sandbox/webhook"
+        assert httpx.post(webhook, json={"url": "http://127.0.0.1:9/x"}).status_code == 200
+        for body in (b"{not json", b"[1, 2]", b'"text"', b'{"secret": "s"}', b'{"url": 5}'):
+            refused = httpx.post(webhook, content=body)
+            assert refused.status_code == 400, body
+            assert refused.json()["error"], body
+        assert httpx.get(webhook).json()["url"] == "http://127.0.0.1:9/x"  # kept
+        fired = httpx.post(f"{sandbox_url}/_sandbox/events", content=b"{not json")
+        assert fired.status_code == 400 and "JSON object" in fired.json()["error"]
+        assert httpx.post(webhook, json={"url": ""}).json() == {"url": ""}  # off, on purpose

@@ -160,15 +160,22 @@ class EventSink:
 
     def routes(self) -> list[Route]:
         async def configure(request: Request) -> Response:
-            given = json.loads(await request.body() or b"{}")
-            self.url, self.secret = str(given.get("url", "")), str(given.get("secret", ""))
+            given = await _json_object(request)
+            if isinstance(given, Response):
+                return given
+            if not isinstance(given.get("url"), str):  # never cleared by a body that forgot it
+                why = 'send {"url": …, "secret": …}; {"url": ""} turns events off'
+                return JSONResponse({"error": why}, status_code=400)
+            self.url, self.secret = given["url"], str(given.get("secret", ""))
             return JSONResponse({"url": self.url})
 
         async def show(request: Request) -> Response:
             return JSONResponse({"url": self.url, "sent": self.sent})
 
         async def fire(request: Request) -> Response:
-            given = json.loads(await request.body() or b"{}")
+            given = await _json_object(request)
+            if isinstance(given, Response):
+                return given
             event = str(given.get("event", ""))
             found = self.find(given)
             if event not in NAMES or found is None or not self.url:
@@ -195,3 +202,14 @@ class EventSink:
             Route("/_sandbox/webhook", show, methods=["GET"]),
             Route("/_sandbox/events", fire, methods=["POST"]),
         ]
+
+
+async def _json_object(request: Request) -> dict[str, Any] | Response:
+    """The body as a JSON object, or the 400 that says it is not one (never a 500)."""
+    try:
+        given = json.loads(await request.body() or b"{}")
+    except ValueError:
+        given = None
+    if not isinstance(given, dict):
+        return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
+    return given
