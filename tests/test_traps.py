@@ -3,17 +3,20 @@ second person got the first person's pass) and Zapier's GET action (a green test
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import respx
 
-from relay.delivery.idempotency import DIGEST, fields_digest
+from relay.delivery.idempotency import DIGEST, InProgress, fields_digest
 from relay.delivery.services import sealer_for
 from relay.store import Store
 
@@ -153,3 +156,32 @@ async def test_a_bare_get_still_describes_the_hook(
 async def test_a_get_with_fields_on_a_wrong_token_is_still_401(client: httpx.AsyncClient) -> None:
     answer = await client.get("/hooks/not-a-token", params={"email": "a@b.co"})
     assert answer.status_code == 401
+
+
+async def test_a_copy_waiting_for_its_key_never_holds_the_create_key_meanwhile(
+    store: Store,
+) -> None:
+    """Two copies of one keyed create each claim the sender's key and the create key in one
+    trip. On PostgreSQL the two statements run side by side, so copy A can win the sender's
+    key while copy B wins the create key: if B kept it while waiting for A, and A waited for
+    it, both would wait until they gave up (503s; seen in CI). A copy that did not win the
+    sender's key lets the create key go before it waits."""
+    from relay.delivery.idempotency import CREATE_SCOPE, OnceGuard, _stored_key
+    from relay.store.handle import StoreHandle
+
+    guard = OnceGuard(StoreHandle(store=store), wait=1.0)
+    digest, _ = _stored_key("hk_b", "run-1")
+    held = await store.claim("hk_b", digest, time.time())  # copy A's
+    assert held.won
+    create = (CREATE_SCOPE, "member.enrol:p1:CRM-1")
+
+    async def never() -> dict[str, Any]:
+        raise AssertionError("B never runs: A holds its key")
+
+    waiting = asyncio.create_task(guard.once("hk_b", "run-1", never, ahead=create))
+    await asyncio.sleep(0.3)  # B is waiting for A's key now
+    create_digest, people = _stored_key(*create)
+    free = await store.claim(CREATE_SCOPE, create_digest, time.time(), people=people)
+    assert free.won  # B let the create key go before it waited
+    with pytest.raises(InProgress):
+        await waiting  # A never finished: B gives up, as before

@@ -115,28 +115,28 @@ class OnceGuard:
         `once` took ahead for this delivery (its `ahead`) is handed over instead."""
         taken = _AHEAD.get()
         if taken is not None and (claim := taken.pop((scope, key), None)) is not None:
-            return claim
-        return (await self.claim_all([(scope, key)]))[0]
+            return await self._settle(claim)
+        [claim] = await self._claim_now([(scope, key)])
+        return await self._settle(claim)
 
-    async def claim_all(self, keys: Sequence[tuple[str, str]]) -> list[Claim]:
-        """`claim` for each (scope, key), in one trip to the store; each busy one waited for.
-        On InProgress, the ones already won are released."""
+    async def _claim_now(self, keys: Sequence[tuple[str, str]]) -> list[Claim]:
+        """Each (scope, key) claimed as it stands, in one trip to the store: won, done or busy."""
         stored = [(scope, *_stored_key(scope, key)) for scope, key in keys]
         store = await self.store.get()
-        claims = await store.claims(stored, self.clock(), ttl=self.ttl)
-        for index, claim in enumerate(claims):
-            if claim.busy:
-                claims[index] = claim = await store.wait_for(
-                    claim.scope, claim.key, timeout=self.wait, ttl=self.ttl, clock=self.clock
-                )
-            if claim.busy:
-                for won in claims:
-                    if won.won:
-                        await self.release(won)
-                raise InProgress(
-                    "A delivery with this idempotency key is still running.", retry_after=5
-                )
-        return claims
+        return await store.claims(stored, self.clock(), ttl=self.ttl)
+
+    async def _settle(self, claim: Claim) -> Claim:
+        """A busy claim waited for until won or done; InProgress when its holder never ends."""
+        if claim.busy:
+            store = await self.store.get()
+            claim = await store.wait_for(
+                claim.scope, claim.key, timeout=self.wait, ttl=self.ttl, clock=self.clock
+            )
+        if claim.busy:
+            raise InProgress(
+                "A delivery with this idempotency key is still running.", retry_after=5
+            )
+        return claim
 
     async def take_over(self, scope: str, key: str) -> Claim:
         """Claim `key` from a holder known to be dead (a crashed import's rows in flight), with
@@ -168,9 +168,16 @@ class OnceGuard:
         before it answers; concurrent copies wait for it as they wait for a running one.
         With `ahead` (scope, key), that key is claimed in the same trip, for `run` to find
         through `claim` (the create key of a delivery already rendered): released if unused."""
-        keys = [(scope, key), *([ahead] if ahead else [])]
-        claim, *early = await self.claim_all(keys)
-        taken = {ahead: early[0]} if ahead and early else {}
+        claim, *early = await self._claim_now([(scope, key), *([ahead] if ahead else [])])
+        taken: dict[tuple[str, str], Claim] = {}
+        if ahead and early:
+            if claim.won:
+                taken[ahead] = early[0]  # waited for, if busy, when the delivery claims it
+            elif early[0].won:
+                # Never held while waiting on another holder: two copies of one delivery that
+                # each won one of the two keys would wait for each other until both gave up.
+                await self.release(early[0])
+        claim = await self._settle(claim)
         handed = _AHEAD.set(taken)
         try:
             return await self._once(claim, run, digest=digest, defer=defer)
