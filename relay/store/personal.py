@@ -118,60 +118,51 @@ def open_bundle(sealer: Sealer | None, stored: str | None) -> dict[str, Any] | N
 def people_in(*values: Any) -> tuple[str, ...]:
     """The identifiers of people in JSON values (the fields sent, PassKit's request, a Stripe
     event, a forwarded event), each once: what a person is later erased by."""
-    return _texts_under(_PERSON_KEYS, values, lambda text: [text.strip()] if text.strip() else [])
+    return _texts_under(values, (_PERSON_KEYS, _identifier))[0]
 
 
 def name_words(*values: Any) -> tuple[str, ...]:
     """The words of the names in JSON values (first_name, surname, a Stripe customer's name…),
     each once, folded as `words` folds a search: what a person is found by in the console."""
-    return _texts_under(_NAME_KEYS, values, words)
+    return _texts_under(values, (_NAME_KEYS, words))[0]
 
 
 def people_and_names(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """`people_in(value)` and `name_words(value)` in one walk (the log takes both of each
     delivery's request and PassKit request)."""
-    people: dict[str, None] = {}
-    names: dict[str, None] = {}
+    people, names = _texts_under((value,), (_PERSON_KEYS, _identifier), (_NAME_KEYS, words))
+    return people, names
+
+
+def _identifier(text: str) -> list[str]:
+    return [text.strip()] if text.strip() else []
+
+
+def _texts_under(
+    values: tuple[Any, ...], *wanted: tuple[set[str], Callable[[str], list[str]]]
+) -> list[tuple[str, ...]]:
+    """For each (keys, take) wanted: what `take` makes of every text under one of `keys`
+    (compared lower-cased without "_", "-" or spaces), anywhere in the JSON `values`, each once,
+    in order. One walk, whatever the number wanted."""
+    found: list[dict[str, None]] = [{} for _ in wanted]
 
     def walk(value: Any) -> None:
         if isinstance(value, Mapping):
             for key, item in value.items():
                 if isinstance(item, str):
                     folded = _folded_key(str(key))
-                    if folded in _PERSON_KEYS and (text := item.strip()):
-                        people[text] = None
-                    if folded in _NAME_KEYS:
-                        names.update(dict.fromkeys(words(item)))
+                    for (keys, take), texts in zip(wanted, found, strict=True):
+                        if folded in keys:
+                            texts.update(dict.fromkeys(take(item)))
                 else:
                     walk(item)
         elif isinstance(value, list | tuple):
             for item in value:
                 walk(item)
 
-    walk(value)
-    return tuple(people), tuple(names)
-
-
-def _texts_under(
-    keys: set[str], values: tuple[Any, ...], take: Callable[[str], list[str]]
-) -> tuple[str, ...]:
-    """What `take` makes of every text under one of `keys` (compared lower-cased without "_",
-    "-" or spaces), anywhere in the JSON `values`, each once, in order."""
-    found: dict[str, None] = {}
-
-    def walk(value: Any) -> None:
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                if _folded_key(str(key)) in keys and isinstance(item, str):
-                    found.update(dict.fromkeys(take(item)))
-                walk(item)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item)
-
     for value in values:
         walk(value)
-    return tuple(found)
+    return [tuple(texts) for texts in found]
 
 
 def _folded_key(key: str) -> str:
