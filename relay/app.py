@@ -343,6 +343,13 @@ async def _log_account(client: PassKitClient, timeout: float) -> None:
                  account.summary(), note)  # fmt: skip
 
 
-def app_from_environ() -> Starlette:
-    """Factory for `uvicorn --factory relay.app:app_from_environ` (what `relay serve` runs)."""
-    return create_app(load_settings(os.environ))
+def app_from_environ(library: TemplateLibrary | None = None) -> Starlette:
+    """Factory for `uvicorn --factory relay.app:app_from_environ` (what `relay serve` runs).
+
+    `library`: the templates `relay serve` has just compiled to check them, handed over in its
+    own process (one worker) so they are not compiled twice at start-up; used only when it is
+    the folder the settings name."""
+    settings = load_settings(os.environ)
+    if library is not None and library.folder != settings.templates_dir:
+        library = None
+    return create_app(settings, library=library)

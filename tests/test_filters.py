@@ -314,7 +314,7 @@ BAD: list[tuple[str, Any, dict[str, Any], str]] = [
         "is not an email address (got: '\"ana diaz\"@example.com').",
     ),
     ("email", "ana@[192.0.2.1]", {}, "is not an email address (got: 'ana@[192.0.2.1]')."),
-    # email-validator takes these; PassKit's Go rule refuses them (see filters._PASSKIT_EMAIL).
+    # email-validator takes these; PassKit's Go rule refuses them (see filters._passkit_email).
     (
         "email",
         "😀@example.com",

@@ -21,8 +21,8 @@ from relay.commands.cli import main
 def slowed(microseconds: float) -> None:
     build = relay.app.app_from_environ
 
-    def app_from_environ() -> Any:
-        inner = build()
+    def app_from_environ(**given: Any) -> Any:
+        inner = build(**given)
 
         async def busy(scope: Any, receive: Any, send: Any) -> None:
             if scope["type"] == "http":
