@@ -166,3 +166,23 @@ def test_stripe_meta_values_are_text(
         assert request.json["metaData"]["stripeSubscription"] == changes["subscription"]["id"]
     if "attempt_count" in changes:
         assert "paymentAttempts" not in request.json["metaData"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, "", 'say "hi"\n', "Díaz ✓", FieldValue("Ana", "first_name"), True, 0, 2.5,
+     {"a": [1, None]}, ["x"]],
+)  # fmt: skip
+def test_values_are_written_into_the_json_exactly_as_json_writes_them(value: Any) -> None:
+    # The finalizer's shortcuts for text and nothing write what the JSON encoder would.
+    from relay.delivery.templating import _json_out
+
+    assert _json_out(value) == json.dumps(value, ensure_ascii=False)
+
+
+def test_nulls_and_objects_left_empty_are_pruned_at_every_depth() -> None:
+    from relay.delivery.templating import _prune
+
+    body = {"a": None, "b": {"c": None}, "d": {"e": {"f": None}, "g": 0}, "h": [None, {}, 1],
+            "i": "", "j": False, "k": {}}  # fmt: skip
+    assert _prune(body) == {"d": {"g": 0}, "h": [{}, 1], "i": "", "j": False}

@@ -315,9 +315,16 @@ class RequestTemplate:
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
+# A template writes a dozen values a delivery, most of them text or nothing: those two skip
+# the encoder's own dispatch (which builds a new C encoder for every value that is not text).
+_ENCODE_TEXT = json.encoder.encode_basestring  # ensure_ascii=False's encoder for text
+
+
 def _json_out(value: Any) -> str:
-    if isinstance(value, JsonText):
-        return value
+    if isinstance(value, str):
+        return value if isinstance(value, JsonText) else _ENCODE_TEXT(value)
+    if value is None:
+        return "null"
     if isinstance(value, datetime):
         value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
@@ -388,8 +395,16 @@ def make_environment(folder: Path) -> SandboxedEnvironment:
 def _prune(value: Any) -> Any:
     """Drop nulls (and objects left empty by them): PassKit treats absent as "not given"."""
     if isinstance(value, dict):
-        pruned = {k: _prune(v) for k, v in value.items() if v is not None}
-        return {k: v for k, v in pruned.items() if v != {}}
+        pruned = {}
+        for key, item in value.items():
+            if isinstance(item, dict | list):  # text and numbers are kept as they are
+                item = _prune(item)
+                if item == {}:
+                    continue
+            elif item is None:
+                continue
+            pruned[key] = item
+        return pruned
     if isinstance(value, list):
         return [_prune(v) for v in value if v is not None]
     return value

@@ -205,6 +205,9 @@ def _number(value: object, item: object, problem: str, *, dot_groups: bool) -> D
         raise _invalid(value, item, problem, _NUMBER_HINT)
     if isinstance(item, int | float) and math.isfinite(item):
         return Decimal(str(item))
+    if isinstance(item, str) and item.isascii() and item.isdigit():
+        # Plain digits (`10`), most numbers a zap sends, read the same in every format.
+        return Decimal(_numeric_text(value, item, "a number", _NUMBER_HINT))
     number = None
     reading = _READING.get()
     if isinstance(item, str) and reading:
@@ -519,8 +522,10 @@ def meta(fields: object, prefix: str = "meta_") -> dict[str, str] | None:
     starts = (prefix.rstrip("_") + "__", prefix) if prefix.endswith("_") else (prefix,)
     found: dict[str, str] = {}
     for name, value in fields.items():
-        start = next((s for s in starts if isinstance(name, str) and name.startswith(s)), "")
-        if start and len(name) > len(start) and (text := _meta_text(value)):
+        if not isinstance(name, str) or not name.startswith(starts):
+            continue  # most of a form: one test each, not one per prefix
+        start = next(s for s in starts if name.startswith(s))
+        if len(name) > len(start) and (text := _meta_text(value)):
             found[name[len(start) :]] = text
     return found or None
 

@@ -343,10 +343,14 @@ class Obj(Spec):
             return
         prefix = f"{path}." if path else ""
         said: set[str] = set()  # "a unless b or c" said once, not again for b and c
+
+        def label(name: str) -> str:
+            return prefix + name
+
         for condition in self.conditions:
             if condition.field in said:
                 continue
-            if problem := condition.problem(value, lambda name: prefix + name):
+            if problem := condition.problem(value, label):
                 problems.append((prefix + condition.field, problem))
                 if condition.rule == "required_without_all":
                     said.update(condition.others)
