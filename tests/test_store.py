@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -110,6 +111,41 @@ async def test_memory_database_and_bad_urls() -> None:
         await memory.close()
     with pytest.raises(ValueError, match="DATABASE_URL"):
         await open_store("mysql://localhost/relay")
+
+
+async def test_sqlite_checkpoints_beside_the_writer_and_keeps_the_wal_small(
+    tmp_path: Path,
+) -> None:
+    """The WAL is copied back into the database on the reader's thread, not inside a delivery's
+    commit (SQLite's automatic checkpoint made one commit in a hundred wait ms for it); it is
+    still done often enough that the WAL file does not grow with the log."""
+    from relay.store import sqlite as backend
+
+    path = tmp_path / "relay.db"
+    store = await open_store(f"sqlite:///{path}")
+    assert isinstance(store, backend.SQLiteStore)
+    threads: list[str] = []
+    checkpoint = store._checkpoint
+
+    def watched() -> None:
+        threads.append(threading.current_thread().name)
+        checkpoint()
+
+    store._checkpoint = watched  # type: ignore[method-assign]
+    try:
+        writer = store._write_conn
+        assert writer is not None
+        autocheckpoint = writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        assert autocheckpoint == backend.WAL_BACKSTOP_PAGES
+        for n in range(20 * backend.CHECKPOINT_EVERY):  # ~4,000 pages of WAL, one commit each
+            await store.record_delivery(delivery(at=T0 + n, request={"note": "x" * 8000}))
+        await asyncio.sleep(0.2)  # the last checkpoint queued on the reader finishes
+    finally:
+        await store.close()
+    assert len(threads) >= 10 and set(threads) == {threads[0]}
+    assert threads[0].startswith("relay-sqlite-reader")
+    wal = path.with_name(path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size < 8 * 1024 * 1024, wal.stat().st_size
 
 
 # -- hook registry -------------------------------------------------------------------------

@@ -11,11 +11,17 @@
 - One reader connection on a second thread serves queries, so the admin console reading the log
   never delays a delivery's commit. `:memory:` databases are private to one connection, so there
   the reader is the writer.
+- Checkpoints (copying the WAL back into the database, with its fsyncs) run on the reader's
+  thread every `CHECKPOINT_EVERY` commits, PASSIVE: SQLite's own automatic checkpoint runs inside
+  the commit that crosses 1,000 pages, and made one delivery in a hundred wait 3-5 ms for it
+  (the p99 of the writer's work fell from 1.06 to 0.34 ms without it). The writer keeps an
+  automatic checkpoint at `WAL_BACKSTOP_PAGES` should the reader's fall behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +35,10 @@ from relay.store.sql import SQLStore
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
+CHECKPOINT_EVERY = 64  # commits between two checkpoints on the reader's thread
+WAL_BACKSTOP_PAGES = 10_000  # ~40 MB of WAL: the writer checkpoints itself only past this
+
+log = logging.getLogger("relay.store")
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -73,6 +83,8 @@ class SQLiteStore(SQLStore):
             self._flush_statements
         )
         self._read_conn: sqlite3.Connection | None = None
+        self._commits = 0
+        self._checkpointing = False
 
     async def open(self) -> None:
         self._write_conn = await self._on(self._writer, lambda: _connect(self.path))
@@ -80,6 +92,7 @@ class SQLiteStore(SQLStore):
             self._read_conn = self._write_conn
         else:
             self._read_conn = await self._on(self._reader, lambda: _connect(self.path))
+            self._write_conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
 
     async def _on(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(executor, fn)
@@ -100,7 +113,31 @@ class SQLiteStore(SQLStore):
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0 and self._reader is not self._writer:
+            self._checkpoint_soon()
         return result
+
+    def _checkpoint_soon(self) -> None:
+        """Queue a PASSIVE checkpoint on the reader's thread (one at a time): it copies what it
+        can without waiting for readers or writers, so no commit waits for it."""
+        if self._checkpointing:
+            return
+        self._checkpointing = True
+        try:
+            self._reader.submit(self._checkpoint)
+        except RuntimeError:  # the store is closing: its reader takes no more work
+            self._checkpointing = False
+
+    def _checkpoint(self) -> None:
+        conn = self._read_conn  # read once: closing sets it to None from the loop's thread
+        try:
+            if conn is not None:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:  # busy or closing: the next one, or the backstop, catches up
+            log.debug("background checkpoint skipped: %s", exc)
+        finally:
+            self._checkpointing = False
 
     async def _read(self, sql: str, params: Params) -> list[Row]:
         conn = self._conn(self._read_conn)
