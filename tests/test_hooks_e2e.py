@@ -3,8 +3,10 @@ credentials, and the flat answer a next Zapier/Make step maps."""
 
 from __future__ import annotations
 
+import gc
 import json
 import time
+import types
 
 import httpx
 import pytest
@@ -196,3 +198,34 @@ async def test_zero_points_are_acknowledged_and_not_sent(
     assert body["ok"] is True and body["skipped"] is True
     assert body["reason"].startswith("0 points: nothing to")
     assert route.call_count == 0
+
+
+async def test_a_delivery_leaves_no_reference_cycles_of_the_relays_making(
+    passkit: respx.MockRouter, relay_client: httpx.AsyncClient
+) -> None:
+    """Every delivery's garbage is freed when it is done with, not left for the garbage
+    collector: a nested function that calls itself (two of them did, ~9 cycles a delivery) made
+    the collector run and walk the heap over and over under load (issue 24)."""
+    passkit.post("/members/member").mock(return_value=httpx.Response(200, json={"id": "m1"}))
+    url = mint("member-enrol", program_id="p1", tier_id="base", timezone="Europe/Madrid", v="2")
+    form = {"email": "ana@example.com", "first_name": "Ana", "meta_store": "Soho",
+            "expiry": "2027-01-31 18:00"}  # fmt: skip
+    answer = await relay_client.post(url, data={**form, "external_id": "warm-up"})
+    assert answer.status_code == 200, answer.text
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # keep what the collector finds, to look at it
+    try:
+        for n in range(5):
+            answer = await relay_client.post(
+                url, data={**form, "external_id": f"C{n}", "idempotency_key": f"k{n}"}
+            )
+            assert answer.status_code == 200, answer.text
+        assert answer.json().get("local_times"), answer.json()  # the time walk ran too
+        gc.collect()
+        ours = [o for o in gc.garbage if str(getattr(o, "__module__", "")).startswith("relay")]
+        ours += [o for o in gc.garbage if isinstance(o, types.FrameType)
+                 and "/relay/" in o.f_code.co_filename]  # fmt: skip
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert ours == []

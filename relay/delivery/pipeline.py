@@ -602,19 +602,21 @@ def local_times(hook: Hook, request: PassKitRequest) -> dict[str, Any]:
     if not zone:
         return {}
     found: dict[str, str] = {}
-
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, Mapping):
-            for key, inner in value.items():
-                walk(inner, f"{path}.{key}" if path else str(key))
-        elif isinstance(value, list):
-            for index, inner in enumerate(value):
-                walk(inner, f"{path}.{index}")
-        elif (moment := humandates.local_moment(value, zone)) is not None:
-            found[path] = moment.isoformat()
-
-    walk(request.json, "")
+    _walk_times(request.json, "", zone, found)
     return {"local_times": found, "timezone": zone} if found else {}
+
+
+def _walk_times(value: Any, path: str, zone: str, found: dict[str, str]) -> None:
+    # Not nested in local_times: a nested function that calls itself is a reference cycle,
+    # left for the garbage collector after every delivery.
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            _walk_times(inner, f"{path}.{key}" if path else str(key), zone, found)
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            _walk_times(inner, f"{path}.{index}", zone, found)
+    elif (moment := humandates.local_moment(value, zone)) is not None:
+        found[path] = moment.isoformat()
 
 
 def _deferred(trace: Trace | None) -> list[Completion] | None:

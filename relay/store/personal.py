@@ -145,24 +145,30 @@ def _texts_under(
     (compared lower-cased without "_", "-" or spaces), anywhere in the JSON `values`, each once,
     in order. One walk, whatever the number wanted."""
     found: list[dict[str, None]] = [{} for _ in wanted]
-
-    def walk(value: Any) -> None:
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                if isinstance(item, str):
-                    folded = _folded_key(str(key))
-                    for (keys, take), texts in zip(wanted, found, strict=True):
-                        if folded in keys:
-                            texts.update(dict.fromkeys(take(item)))
-                else:
-                    walk(item)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item)
-
     for value in values:
-        walk(value)
+        _walk_texts(value, wanted, found)
     return [tuple(texts) for texts in found]
+
+
+def _walk_texts(
+    value: Any,
+    wanted: tuple[tuple[set[str], Callable[[str], list[str]]], ...],
+    found: list[dict[str, None]],
+) -> None:
+    # A function of its own, not one nested in _texts_under: a nested function that calls
+    # itself is a reference cycle, left for the garbage collector after every delivery.
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(item, str):
+                folded = _folded_key(str(key))
+                for (keys, take), texts in zip(wanted, found, strict=True):
+                    if folded in keys:
+                        texts.update(dict.fromkeys(take(item)))
+            else:
+                _walk_texts(item, wanted, found)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _walk_texts(item, wanted, found)
 
 
 def _folded_key(key: str) -> str:
