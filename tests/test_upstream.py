@@ -3,6 +3,9 @@ failure becomes, and the PassKit client's retries riding over dropped connection
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import time
 
 import httpx
@@ -13,7 +16,7 @@ from relay.passkit.operations import CATALOG, build_request
 from relay.passkit.upstream import AiohttpUpstream, UpstreamTimeout, UpstreamUnreachable
 from relay.sandbox import DEMO_PROGRAM_ID, State
 
-from .conftest import PASSKIT_KEY, PASSKIT_SECRET, make_settings
+from .conftest import PASSKIT_KEY, PASSKIT_SECRET, ROOT, make_settings
 from .processes import free_port
 
 pytestmark = pytest.mark.anyio
@@ -71,3 +74,30 @@ async def test_dropped_connections_are_unreachable_and_retried(
         await client.aclose()
     assert all(a.status == 404 for a in answers)
     assert any(a.attempts > 1 for a in answers) and state.faults_injected
+
+
+def test_aiohttp_is_loaded_by_the_first_call_not_at_start_up() -> None:
+    """aiohttp takes ~100 ms to import, a fifth of the start-up budget: the server's modules do
+    not load it; the first PassKit call does, on a worker thread (the boot's account check)."""
+    code = textwrap.dedent("""
+        import asyncio, sys
+        import relay.app, relay.commands.cli
+        from relay.passkit.upstream import AiohttpUpstream, UpstreamUnreachable
+        print("aiohttp" in sys.modules)
+
+        async def first_call():
+            upstream = AiohttpUpstream("http://127.0.0.1:9", {})
+            try:
+                await upstream.request("GET", "/", None, {}, timeout=2, connect_timeout=2)
+            except UpstreamUnreachable:  # nothing listens there: the call was made
+                pass
+            finally:
+                await upstream.aclose()
+            print("aiohttp" in sys.modules)
+
+        asyncio.run(first_call())
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

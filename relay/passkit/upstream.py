@@ -17,13 +17,18 @@ the answer is read as it arrives, split into lines, and cut at `max_bytes` (`com
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import aiohttp
 import httpx
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class UpstreamTimeout(Exception):
@@ -109,9 +114,20 @@ def _in_words(exc: BaseException) -> str:
     return "no connection could be made"
 
 
+async def _load_aiohttp() -> None:
+    """aiohttp takes ~100 ms to import (it builds its TLS contexts and dozens of attrs classes
+    as it loads): a third of the relay's start-up. It is loaded by the first PassKit call (the
+    boot's own account check, right after start-up), on a worker thread, so the event loop
+    keeps answering meanwhile."""
+    if "aiohttp" not in sys.modules:
+        await asyncio.to_thread(importlib.import_module, "aiohttp")
+
+
 @contextmanager
 def _aiohttp_failures() -> Iterator[None]:
     """aiohttp's failures as the upstream's two: no answer in time, or no connection."""
+    import aiohttp  # loaded already: _load_aiohttp ran before any call
+
     try:
         yield
     except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -120,6 +136,12 @@ def _aiohttp_failures() -> Iterator[None]:
         raise UpstreamTimeout(_in_words(exc)) from exc
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise UpstreamUnreachable(_in_words(exc)) from exc
+
+
+def _timeouts(connect: float, read: float) -> aiohttp.ClientTimeout:
+    import aiohttp  # loaded by _open
+
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
 
 
 class AiohttpUpstream:
@@ -131,12 +153,16 @@ class AiohttpUpstream:
         self.limit = limit
         self._session: aiohttp.ClientSession | None = None
 
-    def _open(self) -> aiohttp.ClientSession:
+    async def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.limit, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers=self.headers, auto_decompress=True
-            )
+            await _load_aiohttp()
+            import aiohttp
+
+            if self._session is None or self._session.closed:  # not opened meanwhile
+                connector = aiohttp.TCPConnector(limit=self.limit, keepalive_timeout=30)
+                self._session = aiohttp.ClientSession(
+                    connector=connector, headers=self.headers, auto_decompress=True
+                )
         return self._session
 
     async def request(
@@ -149,9 +175,10 @@ class AiohttpUpstream:
         timeout: float,
         connect_timeout: float,
     ) -> Reply:
-        limits = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=timeout)
+        session = await self._open()
+        limits = _timeouts(connect_timeout, timeout)
         with _aiohttp_failures():
-            async with self._open().request(
+            async with session.request(
                 method, self.base_url + path, data=body, headers=headers, timeout=limits,
                 allow_redirects=False,
             ) as response:  # fmt: skip
@@ -168,10 +195,11 @@ class AiohttpUpstream:
         connect_timeout: float,
         max_bytes: int,
     ) -> LinesReply:
-        limits = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=timeout)
+        session = await self._open()
+        limits = _timeouts(connect_timeout, timeout)
         splitter = _LineSplitter(max_bytes)
         with _aiohttp_failures():
-            async with self._open().request(
+            async with session.request(
                 method, self.base_url + path, data=body, headers=headers, timeout=limits,
                 allow_redirects=False,
             ) as response:  # fmt: skip
