@@ -78,26 +78,34 @@ async def test_dropped_connections_are_unreachable_and_retried(
 
 def test_aiohttp_is_loaded_by_the_first_call_not_at_start_up() -> None:
     """aiohttp takes ~100 ms to import, a fifth of the start-up budget: the server's modules do
-    not load it; the first PassKit call does, on a worker thread (the boot's account check)."""
+    not load it; the first PassKit call does, on a worker thread (the boot's account check), and
+    two first calls at once share one session."""
     code = textwrap.dedent("""
         import asyncio, sys
         import relay.app, relay.commands.cli
         from relay.passkit.upstream import AiohttpUpstream, UpstreamUnreachable
         print("aiohttp" in sys.modules)
 
-        async def first_call():
+        async def first_calls():
             upstream = AiohttpUpstream("http://127.0.0.1:9", {})
-            try:
-                await upstream.request("GET", "/", None, {}, timeout=2, connect_timeout=2)
-            except UpstreamUnreachable:  # nothing listens there: the call was made
-                pass
+
+            async def call():
+                try:
+                    await upstream.request("GET", "/", None, {}, timeout=2, connect_timeout=2)
+                except UpstreamUnreachable:  # nothing listens there: the call was made
+                    pass
+
+            try:  # two at once while aiohttp loads: one session between them
+                await asyncio.gather(call(), call())
+                import aiohttp, gc
+                print(sum(isinstance(o, aiohttp.ClientSession) for o in gc.get_objects()))
             finally:
                 await upstream.aclose()
             print("aiohttp" in sys.modules)
 
-        asyncio.run(first_call())
+        asyncio.run(first_calls())
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True"]
+    assert done.stdout.split() == ["False", "1", "True"]

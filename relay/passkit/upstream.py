@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -114,13 +113,19 @@ def _in_words(exc: BaseException) -> str:
     return "no connection could be made"
 
 
+_aiohttp_loaded = False
+
+
 async def _load_aiohttp() -> None:
     """aiohttp takes ~100 ms to import (it builds its TLS contexts and dozens of attrs classes
     as it loads): a third of the relay's start-up. It is loaded by the first PassKit call (the
     boot's own account check, right after start-up), on a worker thread, so the event loop
-    keeps answering meanwhile."""
-    if "aiohttp" not in sys.modules:
+    keeps answering meanwhile. Calls made while it loads each wait on a thread of their own
+    (Python's import lock holds them there), never on the loop."""
+    global _aiohttp_loaded
+    if not _aiohttp_loaded:
         await asyncio.to_thread(importlib.import_module, "aiohttp")
+        _aiohttp_loaded = True
 
 
 @contextmanager
