@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from relay import __version__
 from relay.access.tokens import Hook, HookSigner, token_from_url
@@ -82,7 +82,7 @@ def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     configure_logging()
     workers = args.workers or int(env.get("WEB_CONCURRENCY", "").strip() or 1)
-    factory: Any = "relay.app:app_from_environ"  # each worker process builds its own app
+    factory: str | Callable[[], object] = "relay.app:app_from_environ"  # one app a worker
     if workers == 1:
         # Served in this process: the app takes the templates just checked instead of
         # compiling them again (~80 ms of start-up).

@@ -18,6 +18,7 @@ the answer is read as it arrives, split into lines, and cut at `max_bytes` (`com
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -143,6 +144,7 @@ def _aiohttp_failures() -> Iterator[None]:
         raise UpstreamUnreachable(_in_words(exc)) from exc
 
 
+@functools.lru_cache(maxsize=16)  # the settings' few pairs: not one new object a call
 def _timeouts(connect: float, read: float) -> aiohttp.ClientTimeout:
     import aiohttp  # loaded by _open
 
