@@ -40,6 +40,7 @@ from relay.passkit.contract import Rpc, message_spec, rpc
 from relay.passkit.schema import validate
 from relay.sandbox import coupons, distribution, events, members, pages, pkpass, tickets
 from relay.sandbox.auth import authenticate
+from relay.sandbox.bodies import json_object
 from relay.sandbox.errors import (
     ERROR_SHAPES,
     INVALID_ARGUMENT,
@@ -249,11 +250,8 @@ def _admin_routes(state: State) -> list[Route]:
         return JSONResponse({"shape": state.error_shape, "shapes": list(ERROR_SHAPES)})
 
     async def set_errors(request: Request) -> Response:
-        try:
-            changes = json.loads(await request.body() or b"{}")
-        except ValueError:
-            changes = None
-        if not isinstance(changes, dict) or set(changes) != {"shape"}:
+        changes = json_object(await request.body())
+        if changes is None or set(changes) != {"shape"}:
             changes = {}
         shape = changes.get("shape")
         if shape not in ERROR_SHAPES:

@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from relay.events.flatten import EVENTS, FAMILY_EVENTS
 from relay.events.signature import HEADER, sign
+from relay.sandbox.bodies import json_object
 from relay.sandbox.state import Record, State
 
 NAMES = {short: long for long, short in (EVENTS | FAMILY_EVENTS).items()}
@@ -206,10 +207,7 @@ class EventSink:
 
 async def _json_object(request: Request) -> dict[str, Any] | Response:
     """The body as a JSON object, or the 400 that says it is not one (never a 500)."""
-    try:
-        given = json.loads(await request.body() or b"{}")
-    except ValueError:
-        given = None
-    if not isinstance(given, dict):
+    given = json_object(await request.body())
+    if given is None:
         return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
     return given
