@@ -102,6 +102,11 @@ def redact(value: Any, *, store_payloads: bool = True) -> Any:
 
 
 def _redact(value: Any) -> Any:
+    # Text and numbers first: most values are, and the Mapping test is an ABC's slow check.
+    if isinstance(value, str):
+        return redact_text(value)
+    if value is None or isinstance(value, int | float):
+        return value
     if isinstance(value, Mapping):
         return {
             key: MASK if isinstance(key, str) and secret_key(key) and value[key] else _redact(item)
@@ -109,6 +114,4 @@ def _redact(value: Any) -> Any:
         }
     if isinstance(value, list | tuple):
         return [_redact(item) for item in value]
-    if isinstance(value, str):
-        return redact_text(value)
     return value

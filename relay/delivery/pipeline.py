@@ -609,7 +609,7 @@ def local_times(hook: Hook, request: PassKitRequest) -> dict[str, Any]:
 def _walk_times(value: Any, path: str, zone: str, found: dict[str, str]) -> None:
     # Not nested in local_times: a nested function that calls itself is a reference cycle,
     # left for the garbage collector after every delivery.
-    if isinstance(value, Mapping):
+    if isinstance(value, dict) or (not isinstance(value, str) and isinstance(value, Mapping)):
         for key, inner in value.items():
             _walk_times(inner, f"{path}.{key}" if path else str(key), zone, found)
     elif isinstance(value, list):

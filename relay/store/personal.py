@@ -157,6 +157,8 @@ def _walk_texts(
 ) -> None:
     # A function of its own, not one nested in _texts_under: a nested function that calls
     # itself is a reference cycle, left for the garbage collector after every delivery.
+    if value is None or isinstance(value, int | float):  # before Mapping, an ABC's slow test
+        return
     if isinstance(value, Mapping):
         for key, item in value.items():
             if isinstance(item, str):
