@@ -468,20 +468,60 @@ def checked_email(text: str) -> tuple[str, str | None]:
     contract's `email` rule, so a template that sends an address unfiltered is held to it too."""
     if len(text) > MAX_EMAIL_TEXT:
         return text, f"is too long to be an email address (at most {MAX_EMAIL_TEXT} characters)"
+    address = _plain_address(text) or _validated(text)
+    if address is None:
+        return text, "is not an email address"
+    if not _passkit_email().fullmatch(address):
+        return text, "is not an email address PassKit accepts"
+    return address, None
+
+
+def _validated(text: str) -> str | None:
+    """email-validator's normalised address, or None when it refuses `text`."""
     import email_validator  # ~25 ms to import: loaded by the first address, not at start-up
 
     try:
-        address = email_validator.validate_email(
+        return email_validator.validate_email(
             text,
             check_deliverability=False,  # no DNS: syntax only, and never a network call
             allow_quoted_local=False,
             allow_domain_literal=False,
         ).normalized
     except email_validator.EmailNotValidError:
-        return text, "is not an email address"
-    if not _passkit_email().fullmatch(address):
-        return text, "is not an email address PassKit accepts"
-    return address, None
+        return None
+
+
+def _plain_address(text: str) -> str | None:
+    """email-validator's answer for the common address, ~3 µs instead of ~22: an ASCII local
+    part that its own dot-atom rule accepts as it is, at a domain it has already accepted (the
+    domain's check is most of its cost, and domains repeat: gmail.com, the shop's own). None
+    for anything else, which goes to the full check (tests/test_filters.py holds the two
+    equal on generated addresses)."""
+    local, at, domain = text.rpartition("@")
+    if not at or not text.isascii() or len(local) > _LOCAL_PART_MAX:
+        return None
+    from email_validator import rfc_constants
+
+    if not rfc_constants.DOT_ATOM_TEXT.match(local):
+        return None
+    if local.lower() in rfc_constants.CASE_INSENSITIVE_MAILBOX_NAMES:  # it lower-cases those
+        return None
+    normal_domain = _validated_domain(domain)
+    if normal_domain is None:
+        return None
+    address = f"{local}@{normal_domain}"
+    return address if len(address) <= rfc_constants.EMAIL_MAX_LENGTH else None
+
+
+_LOCAL_PART_MAX = 64  # RFC 5321's limit: longer local parts take the full check
+
+
+@lru_cache(maxsize=256)
+def _validated_domain(domain: str) -> str | None:
+    """The domain as email-validator normalises it when it accepts it (ASCII only), else None."""
+    address = _validated(f"a@{domain}")
+    normal = address.partition("@")[2] if address else None
+    return normal if normal and normal.isascii() else None
 
 
 # --- Lists and custom fields ------------------------------------------------------------------

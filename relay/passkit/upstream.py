@@ -167,8 +167,13 @@ class AiohttpUpstream:
 
             if self._session is None or self._session.closed:  # not opened meanwhile
                 connector = aiohttp.TCPConnector(limit=self.limit, keepalive_timeout=30)
+                # No cookie jar: PassKit's API authenticates by header, and the default jar
+                # reads every answer's cookies and filters them for every call (~3 µs each).
                 self._session = aiohttp.ClientSession(
-                    connector=connector, headers=self.headers, auto_decompress=True
+                    connector=connector,
+                    headers=self.headers,
+                    auto_decompress=True,
+                    cookie_jar=aiohttp.DummyCookieJar(),
                 )
         return self._session
 
