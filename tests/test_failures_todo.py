@@ -141,10 +141,14 @@ def test_a_success_looks_up_what_it_resolves_and_never_walks_every_failure(
     asyncio.run(migrate())
     with sqlite3.connect(path) as conn:
         params = {"id": "d2", "at": 1.0, "replay_of": "d1", "hook_id": "hk", "fix_key": "k"}
-        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + q.RESOLVE, params)]
-    assert any("deliveries_fix (hook_id=? AND fix_key=?)" in step for step in plan), plan
-    assert not any(step.endswith("(outcome=?)") or step.startswith("SCAN deliveries")
-                   for step in plan), plan  # fmt: skip
+        plans = [
+            [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+            for sql in (q.RESOLVE, q.RESOLVE_FIXED)  # a resend's, and every other success's
+        ]
+    for plan in plans:
+        assert any("deliveries_fix (hook_id=? AND fix_key=?)" in step for step in plan), plan
+        assert not any(step.endswith("(outcome=?)") or step.startswith("SCAN deliveries")
+                       for step in plan), plan  # fmt: skip
 
 
 def test_the_log_finds_people_and_name_words_in_one_walk_as_each_alone_does() -> None:

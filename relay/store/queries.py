@@ -91,6 +91,13 @@ RESOLVE = (
     "UNION SELECT id FROM deliveries WHERE outcome = 'failed' AND hook_id = :hook_id "
     "AND fix_key = :fix_key)"
 )
+# The same for a success that resends nothing (most of them): the fix key's look-up alone,
+# without the replay chain's recursive query (~10 µs a delivery).
+RESOLVE_FIXED = (
+    "UPDATE deliveries SET resolved_by = :id, resolved_at = :at "
+    "WHERE outcome = 'failed' AND resolved_by IS NULL AND at <= :at "
+    "AND hook_id = :hook_id AND fix_key = :fix_key"
+)
 DISMISS = (
     "UPDATE deliveries SET resolved_by = :by, resolved_at = :at "
     "WHERE id = :id AND outcome = 'failed' AND resolved_by IS NULL"
@@ -321,14 +328,28 @@ def fix_column(sealer: Sealer | None, hook_id: str | None, fix_key: str | None) 
     return sealer.blind(text) if sealer else hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def resolve_params(records: Sequence[DeliveryRecord], sealer: Sealer | None) -> list[Params]:
-    """One RESOLVE row per success in a batch (dry runs, skips, ignored ones resolve nothing)."""
-    return [
-        {"id": r.id, "at": r.at, "replay_of": r.replay_of or "", "hook_id": r.hook_id or "",
-         "fix_key": fix_column(sealer, r.hook_id, r.fix_key) or ""}
-        for r in records
-        if r.outcome == "ok"
-    ]  # fmt: skip
+def resolve_params(
+    records: Sequence[DeliveryRecord], rows: Sequence[Params]
+) -> tuple[list[Params], list[Params]]:
+    """The RESOLVE rows (successes that resend a delivery) and the RESOLVE_FIXED rows (the
+    other successes with a fix key) of a batch, from its `delivery_params` rows (their fix key
+    already hashed). Dry runs, skips, ignored ones, and successes with neither resolve nothing."""
+    chains: list[Params] = []
+    fixed: list[Params] = []
+    for r, row in zip(records, rows, strict=True):
+        if r.outcome != "ok" or not (r.replay_of or row["fix_key"]):
+            continue
+        params = {
+            "id": r.id,
+            "at": r.at,
+            "hook_id": r.hook_id or "",
+            "fix_key": row["fix_key"] or "",
+        }
+        if r.replay_of:
+            chains.append(params | {"replay_of": r.replay_of})
+        else:
+            fixed.append(params)
+    return chains, fixed
 
 
 def hook_counts(records: Sequence[DeliveryRecord]) -> list[dict[str, Any]]:

@@ -232,12 +232,14 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
         known: dict[str, str] = {}  # blind indexes, each computed once for the batch
         rows = [q.delivery_params(r, self.sealer, known) for r in records]
         done = [self._completion_params(c, known) for _, cs in entries for c in cs]
+        chains, fixed = q.resolve_params(records, rows)
         # One transaction: the stored answers are durable exactly when the log entry is.
         await self._write_batch(
             [
                 (q.INSERT_DELIVERY, rows),
                 (q.COUNT_HOOK, q.hook_counts(records)),
-                (q.RESOLVE, q.resolve_params(records, self.sealer)),
+                (q.RESOLVE, chains),
+                (q.RESOLVE_FIXED, fixed),
                 (q.COMPLETE, done),
             ]
         )
