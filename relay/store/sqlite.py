@@ -31,6 +31,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from relay.store import migrations
@@ -48,6 +49,13 @@ log = logging.getLogger("relay.store")
 
 # Statements that change one row found by its key: cheap and bounded, so the loop may run them.
 KEYED_STATEMENTS = frozenset({q.CLAIM, q.COMPLETE, q.RELEASE})
+
+
+@dataclass(frozen=True, slots=True)
+class _Steps:
+    """A batch for the writer's queue: each statement run once per row (`executemany`)."""
+
+    steps: Sequence[tuple[str, Sequence[Params]]]
 
 
 class _LockTaken(Exception):
@@ -98,7 +106,8 @@ class SQLiteStore(SQLStore):
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
-        # Each connection lives on exactly one thread; an executor of one worker guarantees it.
+        # Each connection is used by one thread at a time: the reader's by its executor's one
+        # worker; the writer's by its executor's, or by the loop while that one is idle.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="relay-sqlite-writer")
         self._reader = (
             self._writer
@@ -106,8 +115,10 @@ class SQLiteStore(SQLStore):
             else ThreadPoolExecutor(1, thread_name_prefix="relay-sqlite-reader")
         )
         self._write_conn: sqlite3.Connection | None = None
-        self._statements: GroupCommit[tuple[str, Params], tuple[int, list[Row]]] = GroupCommit(
-            self._flush_statements
+        # One queue for every write: single statements (claims, completions) and the delivery
+        # log's batches share each transaction (one commit where there were two).
+        self._statements: GroupCommit[tuple[str, Params] | _Steps, tuple[int, list[Row]] | None] = (
+            GroupCommit(self._flush_statements)
         )
         self._read_conn: sqlite3.Connection | None = None
         self._commits = 0
@@ -209,28 +220,28 @@ class SQLiteStore(SQLStore):
         return cast(list[tuple[int, list[Row]]], results)
 
     async def _flush_statements(
-        self, statements: Sequence[tuple[str, Params]]
-    ) -> list[tuple[int, list[Row]]]:
-        def work(conn: sqlite3.Connection) -> list[tuple[int, list[Row]]]:
-            results = []
-            for sql, params in statements:
-                cursor = conn.execute(sql, params)
+        self, items: Sequence[tuple[str, Params] | _Steps]
+    ) -> list[tuple[int, list[Row]] | None]:
+        def work(conn: sqlite3.Connection) -> list[tuple[int, list[Row]] | None]:
+            results: list[tuple[int, list[Row]] | None] = []
+            for item in items:
+                if isinstance(item, _Steps):
+                    for sql, rows in item.steps:
+                        if rows:
+                            conn.executemany(sql, rows)
+                    results.append(None)
+                    continue
+                cursor = conn.execute(*item)
                 rows = cursor.fetchall()  # before rowcount: RETURNING counts rows as read
                 results.append((cursor.rowcount, rows))
             return results
 
-        return await self._write_soon(
-            work, keyed=all(sql in KEYED_STATEMENTS for sql, _ in statements)
-        )
+        # The delivery log's batches hold inserts and updates by key or by index: keyed too.
+        keyed = all(isinstance(item, _Steps) or item[0] in KEYED_STATEMENTS for item in items)
+        return await self._write_soon(work, keyed=keyed)
 
     async def _write_batch(self, steps: Sequence[tuple[str, Sequence[Params]]]) -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            for sql, rows in steps:
-                if rows:
-                    conn.executemany(sql, rows)
-
-        # Only the delivery log's batches come here: inserts and updates by key or by index.
-        await self._write_soon(work, keyed=True)
+        await self._statements.submit(_Steps(steps))
 
     def outbound_slots(self) -> None:
         # One process per file is the SQLite deployment: the limiter's slots stay in memory,
