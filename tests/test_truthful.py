@@ -413,3 +413,24 @@ def test_unused_fields_are_named_on_the_delivery_page_and_the_hook_pages_test_fo
     tried = httpx.post(f"{relay.url}{enrolling}/try", data=sent, timeout=30)
     assert tried.status_code == 200, tried.text
     assert "Not used by this hook, so they would not reach PassKit: shoe_size." in tried.text
+
+
+def test_answers_worked_out_from_the_names_alone_are_remembered_but_never_the_values() -> None:
+    """What a template makes of a delivery's field names (aliases, misspellings, ignored names)
+    is remembered per template, since a zap sends the same names every time; the values still
+    come from each delivery, and the memory stays bounded."""
+    from relay.delivery import unused
+
+    template = TemplateLibrary(ROOT / "templates").get("member-enrol")
+    assert template is not None
+    for points in ("1", "2"):  # the second answer comes from memory: still its own value
+        fields = {"email": f"ana{points}@example.com", "phone": points, "frist_name": "Ana"}
+        renamed = unused.with_aliases(template, fields)
+        assert renamed == {"email": fields["email"], "frist_name": "Ana", "mobile": points}
+        assert unused.misspelling(template, renamed) == ("frist_name", "first_name")
+        assert unused.ignored_fields(template, renamed) == ["frist_name"]
+    plain = {"email": "a@example.com"}
+    assert unused.with_aliases(template, plain) is plain  # nothing to rename: no copy
+    for n in range(unused.MEMO_LISTS * 2):
+        unused.ignored_fields(template, [f"extra_{n}", "email"])
+    assert len(template.by_names) <= unused.MEMO_LISTS

@@ -17,7 +17,8 @@ itself was not sent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from rapidfuzz.distance import DamerauLevenshtein
 
@@ -27,6 +28,26 @@ from relay.forms.fields import Fields
 
 MIN_LENGTH = 5  # received names shorter than this are never taken for a misspelling
 MAX_EDITS = 2  # Damerau-Levenshtein distance, on the names without underscores
+# What a template's answers below depend on is the names a delivery sent, in their order: kept
+# for this many name lists per template (a zap sends the same names every time), for lists of
+# at most MEMO_NAMES names.
+MEMO_LISTS = 256
+MEMO_NAMES = 64
+T = TypeVar("T")
+
+
+def _by_names(template: RequestTemplate, key: tuple[object, ...], work: Callable[[], T]) -> T:
+    """`work()`, remembered for `template` under `key` (which holds the names it reads)."""
+    memo = template.by_names
+    if key in memo:
+        found: T = memo[key]
+        return found
+    if len(key) > MEMO_NAMES + 2:
+        return work()
+    if len(memo) >= MEMO_LISTS:
+        memo.clear()
+    memo[key] = answer = work()
+    return answer
 
 
 def ignored_fields(
@@ -35,23 +56,43 @@ def ignored_fields(
     """The names sent (`names`, as a delivery's fields or its logged request hold them) that
     the template does not read, in arrival order (`aliases`: whether the hook reads declared
     aliases, as hooks minted from v2 on do)."""
+    names = tuple(names)
+    return list(_by_names(template, ("ignored", aliases, *names),
+                          lambda: _ignored(template, names, aliases)))  # fmt: skip
+
+
+def _ignored(template: RequestTemplate, names: tuple[str, ...], aliases: bool) -> tuple[str, ...]:
     read = template.field_names | template.alias_names if aliases else template.field_names
     prefixes = template.field_prefixes
-    return [name for name in names if name not in read and not name.startswith(prefixes)]
+    return tuple(name for name in names if name not in read and not name.startswith(prefixes))
 
 
 def with_aliases(template: RequestTemplate, fields: Fields) -> Fields:
     """`fields` with each declared alias read as its field, when the field itself was not sent
-    (the first alias sent wins)."""
+    (the first alias sent wins); `fields` itself when no alias was sent."""
+    names = tuple(fields)
+    renames = _by_names(template, ("aliases", *names), lambda: _renames(template, names))
+    if not renames:
+        return fields
     renamed = dict(fields)
+    for alias, name in renames:
+        renamed[name] = renamed.pop(alias)
+    return renamed
+
+
+def _renames(template: RequestTemplate, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The (alias, field) renames `with_aliases` makes of a delivery that sent `names`."""
+    sent = dict.fromkeys(names)
+    renames = []
     for spec in template.fields.values():
-        if spec.name in renamed:
+        if spec.name in sent:
             continue
         for alias in spec.aliases:
-            if alias in renamed:
-                renamed[spec.name] = renamed.pop(alias)
+            if alias in sent:
+                sent[spec.name] = sent.pop(alias)
+                renames.append((alias, spec.name))
                 break
-    return renamed
+    return tuple(renames)
 
 
 def _squashed(name: str) -> str:
@@ -63,6 +104,11 @@ def misspelling(template: RequestTemplate, fields: Fields) -> tuple[str, str] | 
     misspelling of a field the template reads which was not sent; None when there is none.
     Of several such fields, the nearest for its length is meant (`piont` is 2 edits from
     both `phone` and `points`: it means points)."""
+    names = tuple(fields)
+    return _by_names(template, ("misspelling", *names), lambda: _misspelling(template, names))
+
+
+def _misspelling(template: RequestTemplate, fields: tuple[str, ...]) -> tuple[str, str] | None:
     unsent = [spec for spec in template.fields.values()
               if "*" not in spec.name and spec.name not in fields
               and not any(alias in fields for alias in spec.aliases)]  # fmt: skip
