@@ -623,3 +623,84 @@ def test_serve_hands_the_templates_it_checked_to_the_app_it_serves(
     served = app_from_environ(library=elsewhere).state.services.library
     assert served is not elsewhere and served.folder == checked.folder
     assert served.names() == checked.names()
+
+
+# -- each answer in one write ------------------------------------------------------------------
+
+
+def test_an_answer_leaves_in_one_write_and_100_continue_at_once() -> None:
+    """uvicorn writes an answer's head and body apart (two system calls); the relay's protocol
+    holds the head for the body, so each answer is one write. What is written before the answer
+    starts (`100 Continue`, which the client waits for before it sends the body) is not held,
+    and a head with no body to follow (HEAD, an error) goes out when the answer ends."""
+    from relay.web.serving import _HeadWithBody
+
+    class Transport:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def close(self) -> None:
+            self.closed = True
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+    transport = Transport()
+    held = _HeadWithBody(transport)  # type: ignore[arg-type]
+    held.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert transport.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    held.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    assert len(transport.writes) == 1, "the head waits for its body"
+    held.write(b"{}")
+    assert transport.writes[1:] == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+    held.flush()
+    assert len(transport.writes) == 2 and not held.is_closing()
+
+    transport = Transport()
+    held = _HeadWithBody(transport)  # type: ignore[arg-type]
+    held.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")  # a HEAD request's: no body
+    held.close()
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"]
+    assert transport.closed
+
+
+def test_head_100_continue_and_pipelined_requests_are_answered_whole(
+    relay: ServerProcess,
+) -> None:
+    """The same on a real `relay serve`: a HEAD answer arrives and leaves the connection
+    usable, a client that waits for `100 Continue` gets it before sending its body, and
+    pipelined requests are each answered, in order."""
+    port = int(relay.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n"), head
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw = b""
+        while b"\r\n\r\n" not in raw or len(raw.partition(b"\r\n\r\n")[2]) < int(
+            re.search(rb"content-length: (\d+)", raw, re.I)[1]  # type: ignore[index]
+        ):
+            raw += sock.recv(65536)
+        assert parse_answer(raw)[0] == 200
+
+        body = b"external_id=CRM-1&email=not-an-address"  # refused once read: no PassKit call
+        sock.sendall(
+            f"POST {ENROL} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n".encode()
+            + b"Content-Type: application/x-www-form-urlencoded\r\n"
+            + b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"  # sent before the body
+        sock.sendall(body)
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 422 "), answer
+        assert parse_answer(answer)[2]["error"]["field"] == "email"  # the whole answer
+
+    pipelined = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 5 + (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    raw, _ = exchange(port, pipelined)
+    assert statuses(raw) == [200] * 6
