@@ -699,8 +699,12 @@ def test_head_100_continue_and_pipelined_requests_are_answered_whole(
         assert answer.startswith(b"HTTP/1.1 422 "), answer
         assert parse_answer(answer)[2]["error"]["field"] == "email"  # the whole answer
 
-    pipelined = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 5 + (
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    pipelined = (
+        b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2
+        + (  # heads with no body
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 3
+        )
+        + (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     )
     raw, _ = exchange(port, pipelined)
     assert statuses(raw) == [200] * 6

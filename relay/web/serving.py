@@ -204,7 +204,15 @@ class HttpToolsProtocol(_HeadGuards, httptools_impl.HttpToolsProtocol):
         before = self.cycle
         super().on_headers_complete()
         if self.cycle is not before and self.cycle is not None:  # a new request's cycle
-            self.cycle.transport = cast(asyncio.Transport, _HeadWithBody(self.transport))
+            held = _HeadWithBody(self.transport)
+            self.cycle.transport = cast(asyncio.Transport, held)
+            # Its own answer's end flushes its own head (self.cycle may be a pipelined
+            # request's by then).
+            self.cycle.on_response = functools.partial(self._answered, held)
+
+    def _answered(self, held: _HeadWithBody) -> None:
+        held.flush()  # an answer with no body (HEAD): its head, now
+        self.on_response_complete()
 
     def on_message_complete(self) -> None:
         self.in_body = False
@@ -220,8 +228,6 @@ class HttpToolsProtocol(_HeadGuards, httptools_impl.HttpToolsProtocol):
             self.flow.pause_reading()
 
     def on_response_complete(self) -> None:
-        if isinstance(transport := self.cycle.transport, _HeadWithBody):
-            transport.flush()  # an answer with no body (HEAD): its head, now
         super().on_response_complete()
         if self.refused and self.cycle.response_complete and not self.transport.is_closing():
             self._unset_keepalive_if_required()
