@@ -24,30 +24,34 @@ from relay.sealing import PREFIX, Sealer, SealError
 
 # Keys whose values name a person, compared lower-cased without "_", "-" or spaces: emails,
 # external ids (PassKit's and the relay's field) and Stripe's customer ids and emails.
-_PERSON_KEYS = {
-    "email",
-    "emailaddress",
-    "externalid",
-    "customer",
-    "customerid",
-    "customeremail",
-    "receiptemail",
-}
+_PERSON_KEYS = frozenset(
+    {
+        "email",
+        "emailaddress",
+        "externalid",
+        "customer",
+        "customerid",
+        "customeremail",
+        "receiptemail",
+    }
+)
 _NOT_A_LETTER = re.compile(r"[\s_\-]")
 # Keys whose values are (parts of) a person's name, compared the same way: the console's
 # search finds a person by a whole word of their name through these (name_words).
-_NAME_KEYS = {
-    "firstname",
-    "lastname",
-    "name",
-    "fullname",
-    "givenname",
-    "familyname",
-    "surname",
-    "forename",
-    "displayname",
-    "customername",
-}
+_NAME_KEYS = frozenset(
+    {
+        "firstname",
+        "lastname",
+        "name",
+        "fullname",
+        "givenname",
+        "familyname",
+        "surname",
+        "forename",
+        "displayname",
+        "customername",
+    }
+)
 _WORD = re.compile(r"\w+")
 
 
@@ -139,22 +143,32 @@ def _identifier(text: str) -> list[str]:
 
 
 def _texts_under(
-    values: tuple[Any, ...], *wanted: tuple[set[str], Callable[[str], list[str]]]
+    values: tuple[Any, ...], *wanted: tuple[frozenset[str], Callable[[str], list[str]]]
 ) -> list[tuple[str, ...]]:
     """For each (keys, take) wanted: what `take` makes of every text under one of `keys`
     (compared lower-cased without "_", "-" or spaces), anywhere in the JSON `values`, each once,
     in order. One walk, whatever the number wanted."""
     found: list[dict[str, None]] = [{} for _ in wanted]
+    plan = _plan(wanted)
     for value in values:
-        _walk_texts(value, wanted, found)
+        _walk_texts(value, plan, found)
     return [tuple(texts) for texts in found]
 
 
-def _walk_texts(
-    value: Any,
-    wanted: tuple[tuple[set[str], Callable[[str], list[str]]], ...],
-    found: list[dict[str, None]],
-) -> None:
+Plan = dict[str, tuple[tuple[int, Callable[[str], list[str]]], ...]]
+
+
+@functools.lru_cache(maxsize=8)  # the module's few `wanted`: worked out once, not per walk
+def _plan(wanted: tuple[tuple[frozenset[str], Callable[[str], list[str]]], ...]) -> Plan:
+    """Each folded key → which of the wanted it is under (most keys are under none)."""
+    plan: Plan = {}
+    for index, (keys, take) in enumerate(wanted):
+        for key in keys:
+            plan[key] = (*plan.get(key, ()), (index, take))
+    return plan
+
+
+def _walk_texts(value: Any, plan: Plan, found: list[dict[str, None]]) -> None:
     # A function of its own, not one nested in _texts_under: a nested function that calls
     # itself is a reference cycle, left for the garbage collector after every delivery.
     if value is None or isinstance(value, int | float):  # before Mapping, an ABC's slow test
@@ -162,15 +176,13 @@ def _walk_texts(
     if isinstance(value, Mapping):
         for key, item in value.items():
             if isinstance(item, str):
-                folded = _folded_key(str(key))
-                for (keys, take), texts in zip(wanted, found, strict=True):
-                    if folded in keys:
-                        texts.update(dict.fromkeys(take(item)))
+                for index, take in plan.get(_folded_key(str(key)), ()):
+                    found[index].update(dict.fromkeys(take(item)))
             else:
-                _walk_texts(item, wanted, found)
+                _walk_texts(item, plan, found)
     elif isinstance(value, list | tuple):
         for item in value:
-            _walk_texts(item, wanted, found)
+            _walk_texts(item, plan, found)
 
 
 def _folded_key(key: str) -> str:
