@@ -348,12 +348,19 @@ def _collect(pairs: list[Pair]) -> Payload:
     # name → raw key path → values: spellings of one name are merged, identical ones counted once
     grouped: dict[str, dict[tuple[str, ...], list[str]]] = {}
     listed: set[str] = set()  # names that arrived as a JSON array, so stay lists when alone
+    # One search over every name and value; only when it finds something, one per field, to
+    # name the first broken one.
+    checked = not is_broken("".join(
+        name + "".join(value) if isinstance(value, list) else name + value
+        for _, name, value in pairs
+    ))  # fmt: skip
     for path, name, value in pairs:
         if not name:
             continue
         raw = value if isinstance(value, list) else [value]
         texts = [text for text in (v.strip() for v in raw) if text]
-        _refuse_broken_text(name, texts)
+        if not checked:
+            _refuse_broken_text(name, texts)
         if texts:
             grouped.setdefault(name, {}).setdefault(path, []).extend(texts)
             if isinstance(value, list):
