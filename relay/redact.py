@@ -108,10 +108,15 @@ def _redact(value: Any) -> Any:
     if value is None or isinstance(value, int | float):
         return value
     if isinstance(value, Mapping):
-        return {
-            key: MASK if isinstance(key, str) and secret_key(key) and value[key] else _redact(item)
-            for key, item in value.items()
-        }
+        redacted = {}
+        for key, item in value.items():
+            if isinstance(key, str) and secret_key(key) and item:
+                redacted[key] = MASK
+            elif isinstance(item, str):  # here, not through another call: most values are text
+                redacted[key] = redact_text(item)
+            else:
+                redacted[key] = _redact(item)
+        return redacted
     if isinstance(value, list | tuple):
         return [_redact(item) for item in value]
     return value
