@@ -76,8 +76,12 @@ def fields_digest(fields: Mapping[str, Any]) -> str:
     flat = {
         name: list(map(str, v)) if isinstance(v, list) else str(v) for name, v in fields.items()
     }
-    canonical = json.dumps(flat, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    canonical = _CANONICAL(flat)
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# Built once: json.dumps with arguments builds a new encoder on every call (the same text).
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
 
 
 def create_key(request: PassKitRequest) -> str | None:
