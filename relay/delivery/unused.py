@@ -36,14 +36,20 @@ MEMO_NAMES = 64
 T = TypeVar("T")
 
 
-def _by_names(template: RequestTemplate, key: tuple[object, ...], work: Callable[[], T]) -> T:
-    """`work()`, remembered for `template` under `key` (which holds the names it reads)."""
+def _by_names(
+    template: RequestTemplate,
+    kind: tuple[object, ...],
+    names: tuple[str, ...],
+    work: Callable[[], T],
+) -> T:
+    """`work()` (an answer of this `kind` about these `names`), remembered for `template`."""
+    if len(names) > MEMO_NAMES:
+        return work()
     memo = template.by_names
+    key = (*kind, *names)
     if key in memo:
         found: T = memo[key]
         return found
-    if len(key) > MEMO_NAMES + 2:
-        return work()
     if len(memo) >= MEMO_LISTS:
         memo.clear()
     memo[key] = answer = work()
@@ -57,7 +63,7 @@ def ignored_fields(
     the template does not read, in arrival order (`aliases`: whether the hook reads declared
     aliases, as hooks minted from v2 on do)."""
     names = tuple(names)
-    return list(_by_names(template, ("ignored", aliases, *names),
+    return list(_by_names(template, ("ignored", aliases), names,
                           lambda: _ignored(template, names, aliases)))  # fmt: skip
 
 
@@ -71,7 +77,7 @@ def with_aliases(template: RequestTemplate, fields: Fields) -> Fields:
     """`fields` with each declared alias read as its field, when the field itself was not sent
     (the first alias sent wins); `fields` itself when no alias was sent."""
     names = tuple(fields)
-    renames = _by_names(template, ("aliases", *names), lambda: _renames(template, names))
+    renames = _by_names(template, ("aliases",), names, lambda: _renames(template, names))
     if not renames:
         return fields
     renamed = dict(fields)
@@ -105,7 +111,7 @@ def misspelling(template: RequestTemplate, fields: Fields) -> tuple[str, str] | 
     Of several such fields, the nearest for its length is meant (`piont` is 2 edits from
     both `phone` and `points`: it means points)."""
     names = tuple(fields)
-    return _by_names(template, ("misspelling", *names), lambda: _misspelling(template, names))
+    return _by_names(template, ("misspelling",), names, lambda: _misspelling(template, names))
 
 
 def _misspelling(template: RequestTemplate, fields: tuple[str, ...]) -> tuple[str, str] | None:

@@ -350,7 +350,7 @@ def _collect(pairs: list[Pair]) -> Payload:
     listed: set[str] = set()  # names that arrived as a JSON array, so stay lists when alone
     # One search over every name and value; only when it finds something, one per field, to
     # name the first broken one.
-    checked = not is_broken("".join(
+    clean = not is_broken("".join(
         name + "".join(value) if isinstance(value, list) else name + value
         for _, name, value in pairs
     ))  # fmt: skip
@@ -359,7 +359,7 @@ def _collect(pairs: list[Pair]) -> Payload:
             continue
         raw = value if isinstance(value, list) else [value]
         texts = [text for text in (v.strip() for v in raw) if text]
-        if not checked:
+        if not clean:
             _refuse_broken_text(name, texts)
         if texts:
             grouped.setdefault(name, {}).setdefault(path, []).extend(texts)

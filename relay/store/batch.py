@@ -33,7 +33,6 @@ class GroupCommit(Generic[T, R]):
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R | None]] | None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     async def submit(self, item: T) -> R | None:
@@ -45,15 +44,13 @@ class GroupCommit(Generic[T, R]):
         anything is awaited, go to the writer in one batch."""
         if self._closed:
             raise RuntimeError("the store is closed")
-        loop = self._loop
-        if self._queue is None or self._task is None or loop is None:
+        if self._queue is None or self._task is None:
             # Started lazily so the store can be built outside the event loop that uses it.
             self._queue = asyncio.Queue()
             self._task = asyncio.create_task(self._run(self._queue), name="relay-group-commit")
-            # Kept, not asked for on each call: Python 3.11's get_running_loop() makes a
-            # getpid() system call every time.
-            loop = self._loop = self._task.get_loop()
-        future: asyncio.Future[R | None] = loop.create_future()
+        # The writer task's loop, not get_running_loop(): Python 3.11's makes a getpid() system
+        # call every time.
+        future: asyncio.Future[R | None] = self._task.get_loop().create_future()
         self._queue.put_nowait((item, future))
         # A caller that gives up (client gone) cancels only its own future: the batch runs in
         # the writer task, which skips a future that is already done. (No shield and no done

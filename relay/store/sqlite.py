@@ -117,8 +117,8 @@ class SQLiteStore(SQLStore):
         self._write_conn: sqlite3.Connection | None = None
         # One queue for every write: single statements (claims, completions) and the delivery
         # log's batches share each transaction (one commit where there were two).
-        self._statements: GroupCommit[tuple[str, Params] | _Steps, tuple[int, list[Row]] | None] = (
-            GroupCommit(self._flush_statements)
+        self._writes: GroupCommit[tuple[str, Params] | _Steps, tuple[int, list[Row]] | None] = (
+            GroupCommit(self._flush_writes)
         )
         self._read_conn: sqlite3.Connection | None = None
         self._commits = 0
@@ -134,13 +134,12 @@ class SQLiteStore(SQLStore):
             self._write_conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
 
     async def _on(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
-        if executor is not self._writer:
-            return await asyncio.get_running_loop().run_in_executor(executor, fn)
-        self._writer_jobs += 1
+        on_writer = executor is self._writer
+        self._writer_jobs += on_writer
         try:
             return await asyncio.get_running_loop().run_in_executor(executor, fn)
         finally:
-            self._writer_jobs -= 1
+            self._writer_jobs -= on_writer
 
     async def _write_soon(self, work: Callable[[sqlite3.Connection], T], *, keyed: bool) -> T:
         """Run `work` in a write transaction: here, on the loop's thread, when it is `keyed`
@@ -206,7 +205,7 @@ class SQLiteStore(SQLStore):
         # Group-committed like the delivery log: concurrent deliveries' claims and completions
         # share one transaction and one trip to the writer thread, instead of queueing there
         # one by one (the writer was the relay's bottleneck under load).
-        result = await self._statements.submit((sql, params))
+        result = await self._writes.submit((sql, params))
         assert result is not None
         return result
 
@@ -214,12 +213,12 @@ class SQLiteStore(SQLStore):
         self, statements: Sequence[tuple[str, Params]]
     ) -> list[tuple[int, list[Row]]]:
         # Queued before any is awaited: one batch, one transaction, one trip to the writer.
-        futures = [self._statements.queue(statement) for statement in statements]
+        futures = [self._writes.queue(statement) for statement in statements]
         results = [await future for future in futures]
         assert all(result is not None for result in results)
         return cast(list[tuple[int, list[Row]]], results)
 
-    async def _flush_statements(
+    async def _flush_writes(
         self, items: Sequence[tuple[str, Params] | _Steps]
     ) -> list[tuple[int, list[Row]] | None]:
         def work(conn: sqlite3.Connection) -> list[tuple[int, list[Row]] | None]:
@@ -241,7 +240,7 @@ class SQLiteStore(SQLStore):
         return await self._write_soon(work, keyed=keyed)
 
     async def _write_batch(self, steps: Sequence[tuple[str, Sequence[Params]]]) -> None:
-        await self._statements.submit(_Steps(steps))
+        await self._writes.submit(_Steps(steps))
 
     def outbound_slots(self) -> None:
         # One process per file is the SQLite deployment: the limiter's slots stay in memory,
@@ -264,7 +263,7 @@ class SQLiteStore(SQLStore):
         await self._on(self._writer, lambda: self._transaction(work))
 
     async def _close(self) -> None:
-        await self._statements.aclose()
+        await self._writes.aclose()
         read_conn, write_conn = self._read_conn, self._write_conn
         self._read_conn = self._write_conn = None
         if read_conn is not None and read_conn is not write_conn:
