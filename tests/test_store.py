@@ -187,6 +187,44 @@ async def test_sqlite_writes_never_hold_the_event_loop_while_another_process_wri
         await store.close()
 
 
+async def test_sqlite_writes_give_up_on_a_lock_never_released_with_sqlites_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's connection keeps SQLite's busy timeout at 0 (the loop's batches must never
+    wait) and its thread waits for another process's lock itself: up to BUSY_TIMEOUT_MS, with
+    the loop turning meanwhile, then SQLite's "database is locked", as before; nothing of the
+    batch is half-written, and once the lock is free the store writes again."""
+    import sqlite3
+
+    from relay.store import sqlite as backend
+
+    monkeypatch.setattr(backend, "BUSY_TIMEOUT_MS", 300)
+    path = tmp_path / "relay.db"
+    store = await open_store(f"sqlite:///{path}")
+    assert isinstance(store, backend.SQLiteStore)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer = store._write_conn
+        assert writer is not None
+        assert writer.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+        other.execute("BEGIN IMMEDIATE")
+        started = asyncio.get_running_loop().time()
+        write = asyncio.ensure_future(store.claim("hk_a", "key-locked", T0))
+        ticks = 0
+        while not write.done():
+            await asyncio.sleep(0.01)
+            ticks += 1
+        waited = asyncio.get_running_loop().time() - started
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            write.result()
+        assert 0.3 <= waited < 2.0 and ticks >= 20, (waited, ticks)
+        other.execute("ROLLBACK")
+        assert (await store.claim("hk_a", "key-locked", T0 + 1)).won  # nothing was left held
+    finally:
+        other.close()
+        await store.close()
+
+
 # -- hook registry -------------------------------------------------------------------------
 
 

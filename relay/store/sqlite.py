@@ -10,9 +10,12 @@
   thread when the writer's thread is idle and the lock is free: the trip to a thread cost more
   CPU than those writes (futex wake-ups, the GIL handed back and forth: ~11 % of a delivery).
   Anything else (erasing, purges, imports, migrations), and any batch that would have to wait
-  for another process's lock, runs on the writer's thread, which may wait `busy_timeout`.
+  for another process's lock, runs on the writer's thread, which waits up to `BUSY_TIMEOUT_MS`.
 - Writes start with BEGIN IMMEDIATE: the write lock is taken up front, so a process waiting for
-  another one's lock waits `busy_timeout` instead of failing on a lock upgrade.
+  another one's lock waits for it instead of failing on a lock upgrade. The writer's connection
+  keeps SQLite's `busy_timeout` at 0 and the writer's thread retries BEGIN itself, as SQLite's
+  busy handler would: the loop's inline batches must never wait, and switching the timeout off
+  and on around each of them was two more statements a transaction.
 - One reader connection on a second thread serves queries, so the admin console reading the log
   never delays a delivery's commit. `:memory:` databases are private to one connection, so there
   the reader is the writer.
@@ -26,6 +29,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import sqlite3
 import time
@@ -42,6 +46,8 @@ from relay.store.sql import SQLStore
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
+# The pauses, in ms, of SQLite's default busy handler (sqliteDefaultBusyCallback), then its last.
+_BUSY_STEPS_MS = (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100)
 CHECKPOINT_EVERY = 256  # commits between two checkpoints on the reader's thread (64: ~5 % more CPU)
 WAL_BACKSTOP_PAGES = 10_000  # ~40 MB of WAL: the writer checkpoints itself only past this
 
@@ -62,27 +68,37 @@ class _LockTaken(Exception):
     """Another connection holds SQLite's write lock: the event loop must not wait for it."""
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves rather than let the module guess.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # the switch to WAL may wait
     _use_wal(conn)
     conn.execute("PRAGMA synchronous = NORMAL")
+    if busy_timeout_ms != BUSY_TIMEOUT_MS:
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
     return conn
 
 
-def _begin_if_free(conn: sqlite3.Connection) -> None:
-    """BEGIN IMMEDIATE without SQLite's busy wait: `_LockTaken` if another connection holds
-    the write lock."""
-    conn.execute("PRAGMA busy_timeout = 0")
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-            raise _LockTaken from exc
-        raise
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+def _begin(conn: sqlite3.Connection, *, wait: bool) -> None:
+    """BEGIN IMMEDIATE on the writer's connection, whose `busy_timeout` is 0. Without `wait`,
+    `_LockTaken` at once if another connection holds the write lock; with it, retried in
+    SQLite's own busy handler's steps for up to `BUSY_TIMEOUT_MS`, then SQLite's "database is
+    locked"."""
+    waited = 0
+    for step in itertools.chain(_BUSY_STEPS_MS, itertools.repeat(_BUSY_STEPS_MS[-1])):
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            if not wait:
+                raise _LockTaken from exc
+            if waited >= BUSY_TIMEOUT_MS:
+                raise
+        pause = min(step, BUSY_TIMEOUT_MS - waited)
+        time.sleep(pause / 1000)
+        waited += pause
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:
@@ -126,7 +142,9 @@ class SQLiteStore(SQLStore):
         self._writer_jobs = 0  # calls queued or running on the writer's thread
 
     async def open(self) -> None:
-        self._write_conn = await self._on(self._writer, lambda: _connect(self.path))
+        self._write_conn = await self._on(
+            self._writer, lambda: _connect(self.path, busy_timeout_ms=0)
+        )
         if self._reader is self._writer:
             self._read_conn = self._write_conn
         else:
@@ -159,10 +177,7 @@ class SQLiteStore(SQLStore):
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T], *, wait: bool = True) -> T:
         conn = self._conn(self._write_conn)
-        if wait:
-            conn.execute("BEGIN IMMEDIATE")
-        else:
-            _begin_if_free(conn)
+        _begin(conn, wait=wait)
         try:
             result = work(conn)
         except BaseException:
