@@ -72,7 +72,8 @@ async def test_a_keyed_enrols_answers_are_written_with_its_log_entry(
 ) -> None:
     assert isinstance(store, SQLStore)
     route = enrolled(passkit)
-    trips: list[list[str]] = []  # statements sent to the store together, one list a trip
+    trips: list[list[str]] = []  # keys claimed or statements sent together, one list a trip
+    sent: list[int] = []  # how many statements each trip was
     batches: list[dict[str, int]] = []
     write, write_each, write_batch = store._write, store._write_each, store._write_batch
 
@@ -80,11 +81,13 @@ async def test_a_keyed_enrols_answers_are_written_with_its_log_entry(
         return " ".join(sql.split()[:3]).replace("UPDATE idempotency SET", "complete")
 
     async def single(sql: str, params: Any) -> Any:
-        trips.append([named(sql)])
+        trips.append([named(sql)] * sql.count(":scope"))  # one name a key claimed
+        sent.append(1)
         return await write(sql, params)
 
     async def each(statements: Any) -> Any:
         trips.append([named(sql) for sql, _ in statements])
+        sent.append(len(statements))
         return await write_each(statements)
 
     async def batch(steps: Any) -> None:
@@ -95,9 +98,9 @@ async def test_a_keyed_enrols_answers_are_written_with_its_log_entry(
     store._write_batch = batch  # type: ignore[method-assign]
     first = await client.post(ENROL, data={**ANA, "idempotency_key": "zap-run-1"})
     assert first.status_code == 200, first.text
-    # The two claims (the sender's key, the create's) go together, before the call; both
-    # answers travel with the log entry.
-    assert trips == [["INSERT INTO idempotency"] * 2]
+    # The two claims (the sender's key, the create's) go together, before the call, in one
+    # statement; both answers travel with the log entry.
+    assert trips == [["INSERT INTO idempotency"] * 2] and sent == [1]
     assert len(batches) == 1 and batches[0]["complete"] == 2
     replay = await client.post(ENROL, data={**ANA, "idempotency_key": "zap-run-1"})
     assert replay.json()["duplicate"] is True and route.call_count == 1

@@ -290,6 +290,27 @@ async def test_claim_complete_replay(store: Store) -> None:
     assert not await store.complete(replay, 500, "{}"), "only the owner completes"
 
 
+async def test_two_keys_claimed_at_once_each_get_their_own_answer(store: Store) -> None:
+    """A delivery claims its key and its create key in one trip. When both are new that is one
+    statement, both won; when either has a row, each is decided as a single claim would be:
+    a done answer replays, a live holder stays busy, a stale one is taken over, and a new key
+    beside them is still won."""
+    assert isinstance(store, SQLStore)
+    both = await store.claims([("hk_a", "k1", ()), ("create", "c1", ("ana@example.com",))], T0)
+    assert [c.state for c in both] == ["won", "won"]
+    assert len({c.owner for c in both}) == 2
+    assert await store.complete(both[0], 200, '{"id":"m1"}')
+    again = await store.claims([("hk_a", "k1", ()), ("create", "c2", ())], T0 + 1)
+    assert [(c.state, c.body) for c in again] == [("done", '{"id":"m1"}'), ("won", None)]
+    busy = await store.claims([("create", "c1", ()), ("hk_a", "k3", ())], T0 + 2)
+    assert [c.state for c in busy] == ["busy", "won"] and busy[0].owner == both[1].owner
+    taken = await store.claims([("create", "c1", ()), ("hk_a", "k4", ())], T0 + 120)
+    assert [c.state for c in taken] == ["won", "won"] and taken[0].owner != both[1].owner
+    assert not await store.complete(both[1], 200, "{}"), "the stale holder lost its claim"
+    replay = await store.claim("hk_a", "k1", T0 + 3)
+    assert (replay.state, replay.status, replay.body) == ("done", 200, '{"id":"m1"}')
+
+
 async def test_answers_are_stored_in_the_log_entrys_transaction(store: Store) -> None:
     assert isinstance(store, SQLStore)
     keyed = await store.claim("hk_a", "key-1", T0)

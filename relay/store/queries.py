@@ -154,6 +154,23 @@ CLAIM = (
 )
 
 
+def _claim_new(keys: int) -> str:
+    rows = ", ".join(
+        f"(:scope{i}, :key{i}, :owner{i}, 'pending', :now, :person{i})" for i in range(keys)
+    )
+    return (
+        "INSERT INTO idempotency (scope, idem_key, owner, state, created_at, person) "
+        f"VALUES {rows} ON CONFLICT (scope, idem_key) DO NOTHING"
+    )
+
+
+# CLAIM's common case for one or two keys (a delivery's key and its create key) in one
+# statement: each key with no row is inserted as pending. When the row count says all were
+# new, every claim is won; otherwise CLAIM decides each key (its own rows included: their owner
+# comes back). One statement instead of two, and no RETURNING (SQLite buffers those rows).
+CLAIM_NEW = {keys: _claim_new(keys) for keys in (1, 2)}
+
+
 # Only the claim's owner may complete or release it: after a stale takeover, the slow first
 # request must not overwrite or delete the answer of the request that took over.
 COMPLETE = (

@@ -149,11 +149,21 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
         stale_after: float = STALE_AFTER,
     ) -> list[Claim]:
         owners = [unique_hex(16) for _ in wanted]
+        persons = [person_column(self.sealer, people) for _, _, people in wanted]
+        if (new := q.CLAIM_NEW.get(len(wanted))) is not None:
+            params: dict[str, object] = {"now": now}
+            for i, ((scope, key, _), owner) in enumerate(zip(wanted, owners, strict=True)):
+                params |= {f"scope{i}": scope, f"key{i}": key, f"owner{i}": owner,
+                           f"person{i}": persons[i]}  # fmt: skip
+            inserted, _ = await self._write(new, params)
+            if inserted == len(wanted):
+                return [Claim("won", scope, key, owner)
+                        for (scope, key, _), owner in zip(wanted, owners, strict=True)]  # fmt: skip
         results = await self._write_each([
             (q.CLAIM, {"scope": scope, "key": key, "owner": owner, "now": now,
                        "stale_before": now - stale_after, "expired_before": now - ttl,
-                       "person": person_column(self.sealer, people)})
-            for (scope, key, people), owner in zip(wanted, owners, strict=True)
+                       "person": person})
+            for (scope, key, _), owner, person in zip(wanted, owners, persons, strict=True)
         ])  # fmt: skip
         claims = []
         for (scope, key, _), owner, (_, rows) in zip(wanted, owners, results, strict=True):

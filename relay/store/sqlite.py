@@ -54,7 +54,7 @@ WAL_BACKSTOP_PAGES = 10_000  # ~40 MB of WAL: the writer checkpoints itself only
 log = logging.getLogger("relay.store")
 
 # Statements that change one row found by its key: cheap and bounded, so the loop may run them.
-KEYED_STATEMENTS = frozenset({q.CLAIM, q.COMPLETE, q.RELEASE})
+KEYED_STATEMENTS = frozenset({q.CLAIM, *q.CLAIM_NEW.values(), q.COMPLETE, q.RELEASE})
 
 
 @dataclass(frozen=True, slots=True)
