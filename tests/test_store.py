@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -746,3 +746,26 @@ async def test_the_last_real_event_of_a_hook_is_not_a_sample(store: Store) -> No
     last = await store.last_real_event("hk_a")
     assert last is not None and last.id == "evt_2"  # the sample and the other hook's left out
     assert last.body == {"points": 5}  # a number stays a number
+
+
+async def test_group_commit_gathers_what_the_next_loop_turn_queues_into_one_batch() -> None:
+    """A write queued by a delivery that runs in the loop turn after the first write shares the
+    first one's commit (under load that halves the commits: each is ~300 µs of SQLite's work);
+    every caller still returns only once its own write is committed."""
+    from relay.store.batch import GroupCommit
+
+    batches: list[list[str]] = []
+
+    async def flush(items: Sequence[str]) -> None:
+        batches.append(list(items))
+
+    group: GroupCommit[str, None] = GroupCommit(flush)
+
+    async def one_turn_later(item: str) -> None:
+        await asyncio.sleep(0)
+        await group.submit(item)
+        assert any(item in batch for batch in batches), "returned before its commit"
+
+    await asyncio.gather(group.submit("a"), one_turn_later("b"))
+    await group.aclose()
+    assert batches == [["a", "b"]]
