@@ -35,6 +35,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from relay.errors import RelayError
+from relay.jsontext import compact_text
 from relay.passkit.operations import PassKitRequest, dig
 from relay.store import IDEMPOTENCY_TTL, Claim, Completion, redact
 from relay.store.handle import StoreHandle
@@ -271,11 +272,8 @@ def replay_copy(answer: Mapping[str, Any]) -> dict[str, Any]:
     return copy
 
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # once, not per call as json.dumps does
-
-
 def _stored(value: Any) -> str:
-    return _ENCODE(redact(value))
+    return compact_text(redact(value))
 
 
 def replayed(claim: Claim) -> dict[str, Any]:

@@ -53,6 +53,7 @@ from relay.errors import (
     PassKitTimeout,
     PassKitUnavailable,
 )
+from relay.jsontext import compact
 from relay.passkit.operations import Operation, PassKitRequest
 from relay.passkit.outbound import OutboundLimiter
 from relay.passkit.upstream import (
@@ -241,7 +242,7 @@ class PassKitClient:
         headers = {}
         body = None
         if request.json is not None:
-            body = json.dumps(request.json, ensure_ascii=False, separators=(",", ":")).encode()
+            body = compact(request.json)
             headers["Content-Type"] = "application/json"
         attempt = 0
         reminted = False  # a token refused for its age is minted anew once per call

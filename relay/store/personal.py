@@ -20,6 +20,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from relay.jsontext import compact_text
 from relay.sealing import PREFIX, Sealer, SealError
 
 # Keys whose values name a person, compared lower-cased without "_", "-" or spaces: emails,
@@ -74,14 +75,14 @@ def open_text(sealer: Sealer | None, stored: str | None) -> str | None:
         return None
 
 
-# Built once, not per call as json.dumps does for any non-default argument.
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+def _encode(value: Any) -> str:
+    return compact_text(value, default=str)
 
 
 def dumps(value: Any) -> str | None:
     if value is None:
         return None
-    return _ENCODE(value)
+    return _encode(value)
 
 
 def seal_json(sealer: Sealer | None, value: Any) -> str | None:
@@ -103,7 +104,7 @@ BUNDLE = "columns:"
 def seal_columns(sealer: Sealer, values: Mapping[str, Any]) -> dict[str, str | None]:
     """`values` (JSON values by column name) sealed as one value in the first column."""
     columns: dict[str, str | None] = dict.fromkeys(values)
-    columns[next(iter(values))] = sealer.seal(BUNDLE + _ENCODE(values))
+    columns[next(iter(values))] = sealer.seal(BUNDLE + _encode(values))
     return columns
 
 

@@ -47,6 +47,7 @@ from relay.passkit.operations import PassKitRequest, dig
 from relay.store import Source
 from relay.stripe import events as stripe_events
 from relay.stripe.spend import SpendTiers
+from relay.web.answers import JSONAnswer
 from relay.web.checkout import record_checkout
 
 MAX_KEY = 255  # an idempotency key is a record's id, not a record
@@ -327,7 +328,7 @@ class Endpoints:
                     private=[quote_value(order[1])],
                 ) from None
             entry.status = 200
-        return JSONResponse(entry.answer)
+        return JSONAnswer(entry.answer)
 
     async def stripe_delivery(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -356,7 +357,7 @@ class Endpoints:
             entry.status, entry.answer = await self.handle_event(
                 hook, event, entry.template, request_id, entry.trace
             )
-        return JSONResponse(entry.answer, status_code=entry.status)
+        return JSONAnswer(entry.answer, status_code=entry.status)
 
     async def handle_event(
         self, hook: Hook, event: dict[str, Any], template: str, request_id: str, trace: Trace
