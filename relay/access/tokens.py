@@ -9,6 +9,7 @@ Key rotation: `RELAY_SECRET_KEY=new,old` signs with the first key and verifies w
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections import OrderedDict
@@ -38,7 +39,7 @@ class Hook:
     template: str
     params: Mapping[str, str] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property  # read several times a delivery; a verified Hook is shared
     def version(self) -> int:
         """2 for hooks minted with the truthful answers (relay 2026-12), 1 for older URLs."""
         value = str(self.params.get(VERSION_PARAM, ""))
