@@ -36,8 +36,7 @@ def compact(value: Any, *, default: Callable[[Any], Any] | None = None) -> bytes
     try:
         return orjson.dumps(value, default=_elsewhere, option=_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError is one
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=default)
-        return text.encode()
+        return _standard(value, default).encode()
 
 
 def compact_text(value: Any, *, default: Callable[[Any], Any] | None = None) -> str:
@@ -45,4 +44,9 @@ def compact_text(value: Any, *, default: Callable[[Any], Any] | None = None) -> 
     try:
         return orjson.dumps(value, default=_elsewhere, option=_OPTIONS).decode()
     except TypeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=default)
+        return _standard(value, default)
+
+
+def _standard(value: Any, default: Callable[[Any], Any] | None) -> str:
+    """What orjson leaves: the standard library's compact JSON text."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=default)

@@ -74,8 +74,7 @@ def _connect(path: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Co
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # the switch to WAL may wait
     _use_wal(conn)
     conn.execute("PRAGMA synchronous = NORMAL")
-    if busy_timeout_ms != BUSY_TIMEOUT_MS:
-        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")  # the writer's is 0: see _begin
     return conn
 
 
