@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.errors import MESSAGE_LIMIT, InvalidBody, PayloadError, UnsupportedMediaType
 from relay.forms.fields import FieldList, FieldValue
@@ -644,3 +646,55 @@ def test_a_mebibyte_body_is_read_quickly(body: bytes, content_type: str | None) 
     with contextlib.suppress(PayloadError):
         parse_payload(body, content_type)
     assert time.perf_counter() - started < 10
+
+
+# The common body (each name once, one text) takes a shortcut past the grouping: it must read
+# exactly as the grouping reads it, and leave every other body to the grouping.
+_NAMES = st.sampled_from(["email", "Email", "e_mail", "first_name", "", "a__b", "tags"])
+_TEXTS = st.text(alphabet=" ab\t,é", max_size=4)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_NAMES, st.one_of(_TEXTS, st.lists(_TEXTS, max_size=3))), max_size=6))
+def test_the_shortcut_for_plain_forms_reads_every_body_as_the_grouping_does(raw):
+    from relay.forms.payloads import _each_once, _merged, _name
+
+    pairs = [((key,), _name(key), value) for key, value in raw]
+    shortcut = _each_once(pairs)
+    if shortcut is None:
+        assert len({name for _, name, _ in pairs}) < len(pairs) or any(
+            isinstance(value, list) for _, _, value in pairs
+        )
+        return
+    merged = _merged(pairs, clean=True)
+    assert shortcut == merged
+    assert [(type(v), v.field) for v in shortcut.values()] == [
+        (type(v), v.field) for v in merged.values()
+    ]
+    assert list(shortcut) == list(merged)  # the order fields arrived in
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.text(alphabet="ab=&+%2041é", max_size=24), st.sampled_from(["utf-8", "latin-1"]))
+def test_form_bodies_split_exactly_as_parse_qsl_splits_them(text, charset):
+    from urllib.parse import parse_qsl
+
+    from relay.forms.payloads import MAX_FIELDS, form_pairs
+
+    def outcome(read):
+        try:
+            return read()
+        except (UnicodeError, ValueError) as exc:
+            return type(exc)
+
+    expected = outcome(lambda: parse_qsl(text, keep_blank_values=True, encoding=charset,
+                                         errors="strict", max_num_fields=MAX_FIELDS))  # fmt: skip
+    assert outcome(lambda: form_pairs(text, charset)) == expected
+
+
+def test_a_form_past_the_field_limit_is_refused_as_before():
+    from relay.forms.payloads import MAX_FIELDS
+
+    with pytest.raises(InvalidBody, match="more than"):
+        parse_payload("&".join(["a=1"] * (MAX_FIELDS + 1)).encode(),
+                      "application/x-www-form-urlencoded")  # fmt: skip

@@ -19,7 +19,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from relay.brokentext import is_broken, mend_text
 from relay.errors import InvalidBody, InvalidField, UnsupportedMediaType, quote_value
@@ -194,17 +194,34 @@ def _position(body: bytes, exc: UnicodeError) -> str:
 
 def _read_form(text: str, charset: str) -> list[Pair]:
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict",
-                          max_num_fields=MAX_FIELDS)  # fmt: skip
+        pairs = form_pairs(text, charset)
     except UnicodeError as exc:
         raise InvalidBody(
             f"A form value is not valid {charset.upper()} once %-decoded "
             f"({getattr(exc, 'reason', 'undecodable')}).",
             hint=_CHARSET_HINT,
         ) from None
-    except ValueError:  # parse_qsl's "Max number of fields exceeded"
+    except ValueError:  # "Max number of fields exceeded", as parse_qsl says it
         raise _too_many_fields() from None
     return [((key,), _name(key), value) for key, value in pairs]
+
+
+def form_pairs(text: str, charset: str) -> list[tuple[str, str]]:
+    """`parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)`,
+    in half its time (~2 µs of a form's ~5): a part with no `%` or `+` is taken as it is."""
+    if 1 + text.count("&") > MAX_FIELDS:
+        raise ValueError("Max number of fields exceeded")
+    pairs = []
+    for part in text.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "+" in part:
+            name, value = name.replace("+", " "), value.replace("+", " ")
+        if "%" in part:
+            name, value = unquote(name, charset, "strict"), unquote(value, charset, "strict")
+        pairs.append((name, value))
+    return pairs
 
 
 def _read_json(text: str) -> list[Pair]:
@@ -345,15 +362,44 @@ def _is_text(media: str) -> bool:
 
 def _collect(pairs: list[Pair]) -> Payload:
     """Drop empty values, merge repeats, and take out the reserved fields."""
-    # name → raw key path → values: spellings of one name are merged, identical ones counted once
-    grouped: dict[str, dict[tuple[str, ...], list[str]]] = {}
-    listed: set[str] = set()  # names that arrived as a JSON array, so stay lists when alone
     # One search over every name and value; only when it finds something, one per field, to
     # name the first broken one.
     clean = not is_broken("".join(
         name + "".join(value) if isinstance(value, list) else name + value
         for _, name, value in pairs
     ))  # fmt: skip
+    fields = _each_once(pairs) if clean else None
+    if fields is None:
+        fields = _merged(pairs, clean)
+    key, dry_run = (_first(fields.pop(name, None)) for name in RESERVED)
+    return Payload(
+        fields=fields,
+        idempotency_key=key,
+        dry_run=is_yes(dry_run),
+        received=list(fields),
+    )
+
+
+def _each_once(pairs: list[Pair]) -> Fields | None:
+    """The common body, each name once with one text (a form a zap maps): its fields, as
+    `_merged` would make them, without its grouping (~5 µs); None for any other body."""
+    if len({name for _, name, _ in pairs}) != len(pairs):
+        return None
+    fields: Fields = {}
+    for _, name, value in pairs:
+        if not isinstance(value, str):
+            return None
+        text = value.strip()
+        if name and text:
+            fields[name] = FieldValue(text, name)
+    return fields
+
+
+def _merged(pairs: list[Pair], clean: bool) -> Fields:
+    """Fields from any pairs: repeated names and spellings merged, arrays kept as lists."""
+    # name → raw key path → values: spellings of one name are merged, identical ones counted once
+    grouped: dict[str, dict[tuple[str, ...], list[str]]] = {}
+    listed: set[str] = set()  # names that arrived as a JSON array, so stay lists when alone
     for path, name, value in pairs:
         if not name:
             continue
@@ -375,13 +421,7 @@ def _collect(pairs: list[Pair]) -> Payload:
                 values.extend(FieldValue(text, name) for text in texts)
         many = len(values) > 1 or name in listed
         fields[name] = FieldList(values, name) if many else values[0]
-    key, dry_run = (_first(fields.pop(name, None)) for name in RESERVED)
-    return Payload(
-        fields=fields,
-        idempotency_key=key,
-        dry_run=is_yes(dry_run),
-        received=list(fields),
-    )
+    return fields
 
 
 def _refuse_broken_text(name: str, texts: list[str]) -> None:
