@@ -310,6 +310,12 @@ class RequestTemplate:
         return tuple(s.name[:-1] for s in self.fields.values() if s.name.endswith("*"))
 
     @functools.cached_property
+    def jinja_globals(self) -> dict[str, Any]:
+        """Its Jinja globals as one plain dict (Jinja keeps them as a ChainMap over the
+        environment's, and walks it twice for every render: ~5 µs)."""
+        return dict(self.jinja.globals)
+
+    @functools.cached_property
     def by_names(self) -> dict[Any, Any]:
         """Answers worked out from a delivery's field names alone, kept per template by the
         module that asks (relay.delivery.unused): one zap sends the same names every time."""
@@ -628,7 +634,7 @@ def render(
         **(extra or {}),
     }
     try:
-        text = template.jinja.render(context)
+        text = _render_text(template, context)
     except (RelayError, SkipDelivery):
         raise
     except Exception as exc:
@@ -652,6 +658,20 @@ def render(
             "PassKit. Whoever edits the templates should write each value as "
             "{{ form.x|tojson }}, with no quotes around it."
         ) from None
+
+
+def _render_text(template: RequestTemplate, context: dict[str, Any]) -> str:
+    """`template.jinja.render(context)`, as Jinja's own render does it, with the context built
+    over the template's plain globals (`jinja_globals`) instead of its ChainMap."""
+    jinja, plain = template.jinja, template.jinja_globals
+    environment = jinja.environment
+    ctx = environment.context_class(environment, {**plain, **context}, jinja.name, jinja.blocks,
+                                    globals=plain)  # fmt: skip
+    try:
+        return environment.concat(jinja.root_render_func(ctx))  # type: ignore[attr-defined]
+    except Exception:
+        environment.handle_exception()  # raises, with the traceback mapped to the template
+    raise AssertionError("unreachable")
 
 
 def _sent_values(fields: Fields) -> list[str]:
