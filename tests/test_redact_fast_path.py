@@ -4,6 +4,8 @@ answers exactly what the regular expressions would, on every kind of secret and 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.brokentext import mend_text
 from relay.redact import _SECRET_SHAPES, MASK, redact_text, secret_key
@@ -29,3 +31,29 @@ def test_remembered_key_names_answer_as_computed_ones() -> None:
                 for part in ("authorization", "api_key", "token")
             )
         )
+
+
+# JSON values as the log meets them: names and emails under person and name keys, secrets
+# under secret keys (text or not), nesting, lists, numbers, booleans, nulls.
+_KEYS = st.sampled_from(["email", "Email-Address", "first_name", "surname", "api_key",
+                         "token", "points", "json", "person", "externalId", "x"])  # fmt: skip
+_LEAVES = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False),
+    st.sampled_from(["ana@example.com", "Ana Díaz", "Bearer abc.def", "sk_live_x1", "", " "]),
+)  # fmt: skip
+_JSON = st.recursive(_LEAVES, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=4)), max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON, st.booleans(), st.booleans())
+def test_the_log_walks_once_and_finds_what_two_walks_found(value, store_payloads, names):
+    from relay.redact import redact
+    from relay.store.personal import logged, people_and_names, people_in
+
+    copy, people, found_names = logged(value, store_payloads=store_payloads, names=names)
+    assert copy == redact(value, store_payloads=store_payloads)
+    if names:
+        assert (people, found_names) == people_and_names(value)
+    else:
+        assert (people, found_names) == (people_in(value), ())

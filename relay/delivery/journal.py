@@ -15,8 +15,8 @@ from relay.errors import RelayError, shorten
 from relay.forms.fields import Fields
 from relay.redact import redact_text
 from relay.sealing import normalised
-from relay.store import DeliveryRecord, Outcome, Source, new_delivery_id, redact
-from relay.store.personal import people_and_names, people_in
+from relay.store import DeliveryRecord, Outcome, Source, new_delivery_id
+from relay.store.personal import logged
 
 FIELD_NAME_LIMIT = 64
 
@@ -74,8 +74,16 @@ def delivery_record(
     message = trace.error.logged_message() if trace.error else answer.get("reason")
     outcome = outcome_of(status, answer)
     failure = trace.error if outcome == "failed" else None
-    sent, sent_names = people_and_names(request)
-    asked, asked_names = people_and_names(trace.passkit_request)
+    # Each value walked once: redacted, and who it is about found on the way (before
+    # redaction, so a person is erasable also when payloads are not logged).
+    request_logged, sent, sent_names = logged(request, store_payloads=log_payloads)
+    asked_logged, asked, asked_names = logged(trace.passkit_request, store_payloads=log_payloads)
+    answered = (
+        {"status": trace.passkit_status, "json": trace.passkit_response}
+        if trace.passkit_status is not None
+        else None
+    )
+    answered_logged, told, _ = logged(answered, store_payloads=log_payloads, names=False)
     return DeliveryRecord(
         id=new_delivery_id(at),  # here, not by the store: a dataclass replace() costs ~8 µs
         at=at,
@@ -93,16 +101,10 @@ def delivery_record(
         error_hint=redact_text(shorten(failure.hint, 400)) if failure and failure.hint else None,
         replay_of=replay_of,
         hook_params=hook_params,
-        request=redact(request, store_payloads=log_payloads),
-        passkit_request=redact(trace.passkit_request, store_payloads=log_payloads),
-        passkit_response=redact(
-            {"status": trace.passkit_status, "json": trace.passkit_response}
-            if trace.passkit_status is not None
-            else None,
-            store_payloads=log_payloads,
-        ),
-        # Found before redaction, so a person is erasable also when payloads are not logged.
-        people=tuple(dict.fromkeys([*sent, *asked, *people_in(trace.passkit_response)])),
+        request=request_logged,
+        passkit_request=asked_logged,
+        passkit_response=answered_logged,
+        people=tuple(dict.fromkeys([*sent, *asked, *told])),
         names=tuple(dict.fromkeys([*sent_names, *asked_names])),
         fix_key=fix_key(key, sent),
     )

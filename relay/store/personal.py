@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from relay.jsontext import compact_text
+from relay.redact import MASK, redact_text, secret_key
 from relay.sealing import PREFIX, Sealer, SealError
 
 # Keys whose values name a person, compared lower-cased without "_", "-" or spaces: emails,
@@ -139,6 +140,48 @@ def people_and_names(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return people, names
 
 
+def logged(
+    value: Any, *, store_payloads: bool, names: bool = True
+) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
+    """What the delivery log takes of a JSON value, in one walk: `redact(value,
+    store_payloads=…)`, `people_in(value)` and (with `names`) `name_words(value)`."""
+    wanted = _PEOPLE_AND_NAMES if names else _PEOPLE
+    found: list[dict[str, None]] = [{} for _ in wanted]
+    plan = _plan(wanted)
+    if store_payloads:
+        copy = _redact_finding(value, plan, found)
+    else:
+        copy = None
+        _walk_texts(value, plan, found)
+    return copy, tuple(found[0]), tuple(found[1]) if names else ()
+
+
+def _redact_finding(value: Any, plan: Plan, found: list[dict[str, None]]) -> Any:
+    """relay.redact's copy of `value`, finding what `_walk_texts` finds on the way: one walk
+    where the log took two (`test_the_log_walks_once_and_finds_what_two_walks_found`)."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if value is None or isinstance(value, int | float):
+        return value
+    if isinstance(value, Mapping):
+        redacted = {}
+        for key, item in value.items():
+            masked = isinstance(key, str) and secret_key(key) and item
+            if isinstance(item, str):
+                for index, take in plan.get(_folded_key(str(key)), ()):
+                    found[index].update(dict.fromkeys(take(item)))
+                redacted[key] = MASK if masked else redact_text(item)
+            elif masked:
+                _walk_texts(item, plan, found)
+                redacted[key] = MASK
+            else:
+                redacted[key] = _redact_finding(item, plan, found)
+        return redacted
+    if isinstance(value, list | tuple):
+        return [_redact_finding(item, plan, found) for item in value]
+    return value
+
+
 def _identifier(text: str) -> list[str]:
     return [text.strip()] if text.strip() else []
 
@@ -198,8 +241,15 @@ def _fold_key(key: str) -> str:
 
 def words(text: str) -> list[str]:
     """A name's whole words, case and accents folded ("Ana Díaz" → ana, diaz)."""
-    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    # ASCII has no accents to take off (its NFKD form is itself): most names skip the walk.
+    plain = text if text.isascii() else "".join(
+        c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)
+    )
     return [w for w in _WORD.findall(plain.casefold()) if len(w) <= 60][:8]
+
+
+_PEOPLE = ((_PERSON_KEYS, _identifier),)
+_PEOPLE_AND_NAMES = ((_PERSON_KEYS, _identifier), (_NAME_KEYS, words))
 
 
 def name_index(sealer: Sealer, word: str) -> str:
