@@ -10,8 +10,9 @@ spelt otherwise (`0.00001` where `json` writes `1e-05`: the same number), and Na
 becomes `null` where `json` writes `NaN`, which is not JSON (no validated request holds one:
 the PassKit schema refuses non-finite numbers, and a payload's NaN stays text).
 
-What must not change by a byte (the fields' digest an idempotency key is checked against) keeps
-its own encoder: see relay.delivery.idempotency.
+`canonical(value)` is the text a digest is taken of, which must not change by a byte (the
+fields' digest an idempotency key is checked against): keys sorted, and only for text keys and
+text values (or lists of them), where orjson writes exactly what the standard library writes.
 """
 
 from __future__ import annotations
@@ -50,3 +51,18 @@ def compact_text(value: Any, *, default: Callable[[Any], Any] | None = None) -> 
 def _standard(value: Any, default: Callable[[Any], Any] | None) -> str:
     """What orjson leaves: the standard library's compact JSON text."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=default)
+
+
+# Built once: json.dumps with arguments builds a new encoder on every call (the same text).
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+
+
+def canonical(value: Any) -> bytes:
+    """`json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))` in UTF-8,
+    byte for byte, for an object of text keys and text values or lists of text (a lone
+    surrogate, which orjson refuses, is written by the standard library and kept as
+    "surrogatepass" encodes it)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return _CANONICAL(value).encode("utf-8", "surrogatepass")

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import Markup
 
-from relay.jsontext import compact, compact_text
+from relay.jsontext import canonical, compact, compact_text
 
 
 def stdlib(value: Any, default: Any = None) -> bytes:
@@ -75,3 +75,14 @@ def test_values_json_refuses_are_refused_the_same_way() -> None:
 def test_a_non_finite_number_is_null_not_the_invalid_nan_json_would_write() -> None:
     assert compact([math.nan, math.inf]) == b"[null,null]"
     assert stdlib([math.nan]) == b"[NaN]"  # not JSON: no parser but Python's reads it
+
+
+# Any text at all, lone surrogates included: a form value can carry one.
+any_text = st.text(max_size=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(any_text, any_text | st.lists(any_text, max_size=3), max_size=6))
+def test_the_canonical_text_a_digest_is_taken_of_is_the_standard_librarys_byte_for_byte(flat):
+    expected = json.dumps(flat, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert canonical(flat) == expected.encode("utf-8", "surrogatepass")

@@ -35,7 +35,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from relay.errors import RelayError
-from relay.jsontext import compact_text
+from relay.jsontext import canonical, compact_text
 from relay.passkit.operations import PassKitRequest, dig
 from relay.store import IDEMPOTENCY_TTL, Claim, Completion, redact
 from relay.store.handle import StoreHandle
@@ -77,12 +77,7 @@ def fields_digest(fields: Mapping[str, Any]) -> str:
     flat = {
         name: list(map(str, v)) if isinstance(v, list) else str(v) for name, v in fields.items()
     }
-    canonical = _CANONICAL(flat)
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-# Built once: json.dumps with arguments builds a new encoder on every call (the same text).
-_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+    return hashlib.sha256(canonical(flat)).hexdigest()
 
 
 def create_key(request: PassKitRequest) -> str | None:
