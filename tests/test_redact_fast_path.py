@@ -41,8 +41,11 @@ _LEAVES = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False),
     st.sampled_from(["ana@example.com", "Ana Díaz", "Bearer abc.def", "sk_live_x1", "", " "]),
 )  # fmt: skip
-_JSON = st.recursive(_LEAVES, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=4)), max_leaves=12)
+_JSON = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=4)),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=400, deadline=None)

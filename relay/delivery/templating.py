@@ -668,10 +668,10 @@ def _render_text(template: RequestTemplate, context: dict[str, Any]) -> str:
     ctx = environment.context_class(environment, {**plain, **context}, jinja.name, jinja.blocks,
                                     globals=plain)  # fmt: skip
     try:
-        return environment.concat(jinja.root_render_func(ctx))  # type: ignore[attr-defined]
-    except Exception:
-        environment.handle_exception()  # raises, with the traceback mapped to the template
-    raise AssertionError("unreachable")
+        return environment.concat(jinja.root_render_func(ctx))
+    except Exception:  # noqa: BLE001 - re-raised by Jinja, mapped to the template's lines
+        environment.handle_exception()
+    raise AssertionError("unreachable: handle_exception raises")
 
 
 def _sent_values(fields: Fields) -> list[str]:

@@ -242,8 +242,10 @@ def _fold_key(key: str) -> str:
 def words(text: str) -> list[str]:
     """A name's whole words, case and accents folded ("Ana Díaz" → ana, diaz)."""
     # ASCII has no accents to take off (its NFKD form is itself): most names skip the walk.
-    plain = text if text.isascii() else "".join(
-        c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)
+    plain = (
+        text
+        if text.isascii()
+        else "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     )
     return [w for w in _WORD.findall(plain.casefold()) if len(w) <= 60][:8]
 
