@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from relay.brokentext import mend_text
+from relay.brokentext import BROKEN, mend_text
 
 MASK = "[redacted]"
 
@@ -73,15 +73,21 @@ def redact_text(text: str) -> str:
 
 
 def _plainly_clean(text: str) -> bool:
-    """True for ASCII text holding none of the pieces every secret shape (and every broken
-    character) must hold: `eyJ`, `.eJ`, `k_` (sk_/rk_), `whsec_`, `bearer` in any case, NUL.
-    Most values are such (names, emails, ids): they skip both regular expressions."""
+    """True for text holding no broken character and none of the pieces every secret shape
+    must hold: `eyJ`, `.eJ`, `k_live_` or `k_test_` (Stripe's sk_/rk_ keys), `whsec_`, `bearer`
+    in any case (no character but ASCII's own capitals folds to those letters). Most values
+    are such (names, emails, ids, the access log's line with its "…" and its hook id `hk_…`):
+    they skip the secret shapes' expression."""
+    if text.isascii():
+        if "\x00" in text:
+            return False
+    elif BROKEN.search(text):
+        return False
     return (
-        text.isascii()
-        and "\x00" not in text
-        and "eyJ" not in text
+        "eyJ" not in text
         and ".eJ" not in text
-        and "k_" not in text
+        and "k_live_" not in text
+        and "k_test_" not in text
         and "whsec_" not in text
         and "earer" not in text.lower()
     )
