@@ -17,7 +17,6 @@ delivery's metadata (time, hook, outcome, status, latency, error code).
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,29 +49,34 @@ _SECRET_SHAPES = re.compile(
 )
 
 
+# Field names repeat from delivery to delivery: short ones are remembered with their answer,
+# so a walk asks this dict (`SECRET_KEYS.get(name)`), not a function, for each key. Long names,
+# which only a sender's oddity makes, are not; a full dict starts again, so it stays small.
+SECRET_KEYS: dict[str, bool] = {}
+REMEMBERED = 4096
+
+
 def secret_key(name: str) -> bool:
     """True when a field called `name` holds a credential by its name alone."""
-    # Field names repeat from delivery to delivery: short ones are remembered (long ones, which
-    # only a sender's oddity makes, are not, so the memory stays small).
-    return _secret_key_remembered(name) if len(name) <= 64 else _secret_key(name)
-
-
-def _secret_key(name: str) -> bool:
-    normal = name.strip().lower().replace("-", "_").replace(" ", "_")
-    return any(part in normal for part in _SECRET_KEY_PARTS)
-
-
-_secret_key_remembered = functools.lru_cache(maxsize=4096)(_secret_key)
+    secret = SECRET_KEYS.get(name)
+    if secret is None:
+        normal = name.strip().lower().replace("-", "_").replace(" ", "_")
+        secret = any(part in normal for part in _SECRET_KEY_PARTS)
+        if len(name) <= 64:
+            if len(SECRET_KEYS) >= REMEMBERED:
+                SECRET_KEYS.clear()
+            SECRET_KEYS[name] = secret
+    return secret
 
 
 def redact_text(text: str) -> str:
     """`text` with anything shaped like a secret masked, and fit to store (no lone surrogates)."""
-    if _plainly_clean(text):
+    if plainly_clean(text):
         return text
     return mend_text(_SECRET_SHAPES.sub(MASK, text))
 
 
-def _plainly_clean(text: str) -> bool:
+def plainly_clean(text: str) -> bool:
     """True for text holding no broken character and none of the pieces every secret shape
     must hold: `eyJ`, `.eJ`, `k_live_` or `k_test_` (Stripe's sk_/rk_ keys), `whsec_`, `bearer`
     in any case (no character but ASCII's own capitals folds to those letters). Most values
@@ -116,10 +120,13 @@ def _redact(value: Any) -> Any:
     if isinstance(value, Mapping):
         redacted = {}
         for key, item in value.items():
-            if isinstance(key, str) and secret_key(key) and item:
+            secret = SECRET_KEYS.get(key)  # a look-up, not a call: see SECRET_KEYS
+            if secret is None:
+                secret = isinstance(key, str) and secret_key(key)
+            if secret and item:
                 redacted[key] = MASK
             elif isinstance(item, str):  # here, not through another call: most values are text
-                redacted[key] = redact_text(item)
+                redacted[key] = item if plainly_clean(item) else redact_text(item)
             else:
                 redacted[key] = _redact(item)
         return redacted

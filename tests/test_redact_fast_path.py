@@ -73,3 +73,15 @@ def test_the_log_walks_once_and_finds_what_two_walks_found(value, store_payloads
         assert (people, found_names) == people_and_names(value)
     else:
         assert (people, found_names) == (people_in(value), ())
+
+
+def test_key_names_remembered_by_the_thousand_still_answer_right_and_the_memory_stays_small():
+    from relay.redact import REMEMBERED, SECRET_KEYS, redact
+
+    for i in range(REMEMBERED + 10):  # a sender's oddity: a new field name each time
+        assert redact({f"field_{i}": "x", f"api-key-{i}": "y"}) == {
+            f"field_{i}": "x",
+            f"api-key-{i}": MASK,
+        }
+    assert len(SECRET_KEYS) <= REMEMBERED
+    assert secret_key("Authorization") and not secret_key("first_name")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from relay.jsontext import compact_text
-from relay.redact import MASK, redact_text, secret_key
+from relay.redact import MASK, REMEMBERED, SECRET_KEYS, plainly_clean, redact_text, secret_key
 from relay.sealing import PREFIX, Sealer, SealError
 
 # Keys whose values name a person, compared lower-cased without "_", "-" or spaces: emails,
@@ -166,11 +166,17 @@ def _redact_finding(value: Any, plan: Plan, found: list[dict[str, None]]) -> Any
     if isinstance(value, Mapping):
         redacted = {}
         for key, item in value.items():
-            masked = isinstance(key, str) and secret_key(key) and item
+            secret = SECRET_KEYS.get(key)  # look-ups, not calls: see SECRET_KEYS and FOLDED
+            if secret is None:
+                secret = isinstance(key, str) and secret_key(key)
+            masked = secret and item
             if isinstance(item, str):
-                for index, take in plan.get(_folded_key(str(key)), ()):
+                for index, take in plan.get(FOLDED.get(key) or _folded_key(str(key)), ()):
                     found[index].update(dict.fromkeys(take(item)))
-                redacted[key] = MASK if masked else redact_text(item)
+                if masked:
+                    redacted[key] = MASK
+                else:
+                    redacted[key] = item if plainly_clean(item) else redact_text(item)
             elif masked:
                 _walk_texts(item, plan, found)
                 redacted[key] = MASK
@@ -220,7 +226,7 @@ def _walk_texts(value: Any, plan: Plan, found: list[dict[str, None]]) -> None:
     if isinstance(value, Mapping):
         for key, item in value.items():
             if isinstance(item, str):
-                for index, take in plan.get(_folded_key(str(key)), ()):
+                for index, take in plan.get(FOLDED.get(key) or _folded_key(str(key)), ()):
                     found[index].update(dict.fromkeys(take(item)))
             else:
                 _walk_texts(item, plan, found)
@@ -229,14 +235,20 @@ def _walk_texts(value: Any, plan: Plan, found: list[dict[str, None]]) -> None:
             _walk_texts(item, plan, found)
 
 
+# Field names repeat from delivery to delivery: short ones are remembered folded, so a walk
+# asks this dict (`FOLDED.get(key)`) before calling `_folded_key`; a full dict starts again.
+FOLDED: dict[str, str] = {}
+
+
 def _folded_key(key: str) -> str:
-    # Field names repeat from delivery to delivery: short ones are remembered.
-    return _fold_key(key) if len(key) <= 64 else _fold_key.__wrapped__(key)
-
-
-@functools.lru_cache(maxsize=4096)
-def _fold_key(key: str) -> str:
-    return _NOT_A_LETTER.sub("", key).lower()
+    folded = FOLDED.get(key)
+    if folded is None:
+        folded = _NOT_A_LETTER.sub("", key).lower()
+        if len(key) <= 64:
+            if len(FOLDED) >= REMEMBERED:
+                FOLDED.clear()
+            FOLDED[key] = folded
+    return folded
 
 
 def words(text: str) -> list[str]:
