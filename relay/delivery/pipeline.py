@@ -609,9 +609,15 @@ def local_times(hook: Hook, request: PassKitRequest) -> dict[str, Any]:
 def _walk_times(value: Any, path: str, zone: str, found: dict[str, str]) -> None:
     # Not nested in local_times: a nested function that calls itself is a reference cycle,
     # left for the garbage collector after every delivery.
+    # A value's path is spelt only for a moment found or an object or list to walk into: most
+    # values are text that is no moment, or numbers.
     if isinstance(value, dict) or (not isinstance(value, str) and isinstance(value, Mapping)):
         for key, inner in value.items():
-            _walk_times(inner, f"{path}.{key}" if path else str(key), zone, found)
+            if isinstance(inner, str):
+                if (moment := humandates.local_moment(inner, zone)) is not None:
+                    found[f"{path}.{key}" if path else str(key)] = moment.isoformat()
+            elif not (inner is None or isinstance(inner, int | float)):
+                _walk_times(inner, f"{path}.{key}" if path else str(key), zone, found)
     elif isinstance(value, list):
         for index, inner in enumerate(value):
             _walk_times(inner, f"{path}.{index}", zone, found)
