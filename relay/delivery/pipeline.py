@@ -44,7 +44,7 @@ from relay.errors import (
 )
 from relay.forms import dates as humandates
 from relay.forms.fields import Fields
-from relay.forms.filters import number_format, time_zone
+from relay.forms.filters import Readings
 from relay.passkit.client import PassKitAnswer, PassKitClient, error_for_answer, raise_for_answer
 from relay.passkit.operations import CATALOG, Operation, PassKitRequest, build_request, dig
 from relay.store import Completion
@@ -233,7 +233,7 @@ class Relay:
         now = self.clock()
         body: Any = None
         remaining = dict(fields)
-        with number_format(reading), time_zone(zone) as notes:
+        with Readings(reading, zone) as notes:
             for _ in range(MAX_PROBLEMS):
                 try:
                     body = render(template, remaining, params, now=now, extra=extra,

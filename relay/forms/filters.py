@@ -356,6 +356,28 @@ def time_zone(name: str | None) -> Iterator[list[str]]:
         humandates.NOTES.reset(notes_token)
 
 
+class Readings:
+    """`with number_format(reading), time_zone(zone) as notes:` as one object, for the render
+    of every delivery: two generator-based context managers cost ~3 µs more."""
+
+    __slots__ = ("_reading", "_tokens", "_zone")
+
+    def __init__(self, reading: str | None, zone: str | None) -> None:
+        self._reading, self._zone = reading, zone
+
+    def __enter__(self) -> list[str]:
+        notes: list[str] = []
+        self._tokens = (_READING.set(self._reading), _ZONE.set(self._zone),
+                        humandates.NOTES.set(notes))  # fmt: skip
+        return notes
+
+    def __exit__(self, *exc: object) -> None:
+        reading, zone, notes = self._tokens
+        humandates.NOTES.reset(notes)
+        _ZONE.reset(zone)
+        _READING.reset(reading)
+
+
 def to_datetime(
     value: object, tz: str | None = None, end_of_day: bool = False, order: str | None = None
 ) -> str | None:
