@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,34 +159,56 @@ class Logging:
     key: str | None = None  # its idempotency key (a Stripe event's id)
 
 
+class Recording:
+    """`async with endpoints.recording(…) as entry:` (see there), as a class: an async
+    generator's context manager costs ~2 µs more a delivery."""
+
+    __slots__ = ("endpoints", "entry", "hook", "request", "request_id", "source", "started")
+
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        source: Source,
+        hook: Hook,
+        request: Request,
+        request_id: str,
+        started: float,
+    ) -> None:
+        self.endpoints, self.source, self.hook = endpoints, source, hook
+        self.request, self.request_id, self.started = request, request_id, started
+        self.entry = Logging(hook.template)
+        self.entry.trace.deferred = []  # the stored answers go with the log entry, in `record`
+
+    async def __aenter__(self) -> Logging:
+        return self.entry
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        traceback: object) -> None:  # fmt: skip
+        entry = self.entry
+        if isinstance(exc, RelayError):
+            entry.status, entry.answer = entry.trace.failed(exc)
+        elif isinstance(exc, Exception):
+            entry.status, entry.answer = entry.trace.failed(InternalError())
+        # The failure, if any, goes on as raised (None: not swallowed).
+        await self.endpoints.record(self.source, self.hook, entry.template, trace=entry.trace,
+                                    status=entry.status, answer=entry.answer,
+                                    started=self.started, request_id=self.request_id,
+                                    request=entry.logged, note=self.request.scope.get("state"),
+                                    dry_run=entry.dry_run, key=entry.key)  # fmt: skip
+
+
 class Endpoints:
     def __init__(self, services: Services) -> None:
         self.s = services
         self.stripe_secrets = [s.reveal() for s in services.settings.stripe_webhook_secrets]
         self.spend = SpendTiers(services.store, services.sealer.blind, services.timestamp)
 
-    @asynccontextmanager
-    async def recording(
+    def recording(
         self, source: Source, hook: Hook, request: Request, request_id: str, started: float
-    ) -> AsyncIterator[Logging]:
+    ) -> Recording:
         """Log the delivery the block runs, however it ends: its answer, or the failure it
         raised (which goes on to the error handlers, as raised)."""
-        entry = Logging(hook.template)
-        entry.trace.deferred = []  # the stored answers go with the log entry, in `record`
-        try:
-            yield entry
-        except RelayError as exc:
-            entry.status, entry.answer = entry.trace.failed(exc)
-            raise
-        except Exception:
-            entry.status, entry.answer = entry.trace.failed(InternalError())
-            raise
-        finally:
-            await self.record(source, hook, entry.template, trace=entry.trace,
-                              status=entry.status, answer=entry.answer, started=started,
-                              request_id=request_id, request=entry.logged,
-                              note=request.scope.get("state"), dry_run=entry.dry_run,
-                              key=entry.key)  # fmt: skip
+        return Recording(self, source, hook, request, request_id, started)
 
     async def record(
         self,
