@@ -129,19 +129,28 @@ async def _load_aiohttp() -> None:
         _aiohttp_loaded = True
 
 
-@contextmanager
-def _aiohttp_failures() -> Iterator[None]:
-    """aiohttp's failures as the upstream's two: no answer in time, or no connection."""
-    import aiohttp  # loaded already: _load_aiohttp ran before any call
+class _AiohttpFailures:
+    """`with _AIOHTTP_FAILURES:` aiohttp's failures as the upstream's two: no answer in time,
+    or no connection. A class, not a generator's context manager: ~1.5 µs a call less."""
 
-    try:
-        yield
-    except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if exc is None:
+            return
+        import aiohttp  # loaded already: _load_aiohttp ran before any call
+
+        if isinstance(exc, aiohttp.SocketTimeoutError | aiohttp.ServerTimeoutError):
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                raise UpstreamUnreachable(_in_words(exc)) from exc
+            raise UpstreamTimeout(_in_words(exc)) from exc
+        if isinstance(exc, TimeoutError | aiohttp.ClientError | OSError):
             raise UpstreamUnreachable(_in_words(exc)) from exc
-        raise UpstreamTimeout(_in_words(exc)) from exc
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise UpstreamUnreachable(_in_words(exc)) from exc
+        # Anything else goes on as raised.
+
+
+_AIOHTTP_FAILURES = _AiohttpFailures()  # holds nothing: one for every call
 
 
 @functools.lru_cache(maxsize=16)  # the settings' few pairs: not one new object a call
@@ -189,7 +198,7 @@ class AiohttpUpstream:
     ) -> Reply:
         session = await self._open()
         limits = _timeouts(connect_timeout, timeout)
-        with _aiohttp_failures():
+        with _AIOHTTP_FAILURES:
             async with session.request(
                 method, self.base_url + path, data=body, headers=headers, timeout=limits,
                 allow_redirects=False,
@@ -210,7 +219,7 @@ class AiohttpUpstream:
         session = await self._open()
         limits = _timeouts(connect_timeout, timeout)
         splitter = _LineSplitter(max_bytes)
-        with _aiohttp_failures():
+        with _AIOHTTP_FAILURES:
             async with session.request(
                 method, self.base_url + path, data=body, headers=headers, timeout=limits,
                 allow_redirects=False,
