@@ -769,3 +769,22 @@ async def test_group_commit_gathers_what_the_next_loop_turn_queues_into_one_batc
     await asyncio.gather(group.submit("a"), one_turn_later("b"))
     await group.aclose()
     assert batches == [["a", "b"]]
+
+
+async def test_group_commit_splits_at_its_batch_limit_and_closes_only_after_what_was_queued():
+    from relay.store.batch import GroupCommit
+
+    batches: list[list[str]] = []
+
+    async def flush(items: Sequence[str]) -> list[str]:
+        batches.append(list(items))
+        return [item.upper() for item in items]
+
+    group: GroupCommit[str, str] = GroupCommit(flush, max_batch=2)
+    futures = [group.queue(item) for item in "abcde"]
+    closing = asyncio.ensure_future(group.aclose())  # asked while all five are still queued
+    assert [await future for future in futures] == ["A", "B", "C", "D", "E"]
+    await closing
+    assert batches == [["a", "b"], ["c", "d"], ["e"]]
+    with pytest.raises(RuntimeError, match="closed"):
+        group.queue("f")
