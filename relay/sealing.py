@@ -14,7 +14,6 @@ person) that tells nothing about the person to someone holding the database alon
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from collections.abc import Sequence
 
@@ -121,4 +120,6 @@ class Sealer:
     def blinds(self, identifier: str) -> list[str]:
         """Its blind index under every key (the first is the current one)."""
         text = normalised(identifier).encode()
-        return [hmac.new(key, text, hashlib.sha256).hexdigest()[:32] for key in self._index_keys]
+        # hmac.digest: OpenSSL's one-shot HMAC, the same bytes as hmac.new(…).digest() without
+        # building an HMAC object (~0.5 µs of ~2, five times a delivery).
+        return [hmac.digest(key, text, "sha256").hex()[:32] for key in self._index_keys]

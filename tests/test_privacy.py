@@ -314,3 +314,23 @@ def test_a_wrong_encryption_key_stops_the_start_saying_what_a_key_looks_like() -
     [problem] = refused.value.problems
     assert problem.startswith("RELAY_ENCRYPTION_KEY: each key") and "Fernet.generate_key" in problem
     assert "not-a-fernet-key" not in problem  # a key is never repeated back
+
+
+def test_a_blind_index_is_the_hmac_every_stored_row_was_indexed_with():
+    """Rows indexed before are found by the same index: a known answer pins it (HMAC-SHA256 of
+    the normalised identifier under the key derived from the secret, first 32 hex digits)."""
+    import hashlib
+    import hmac
+
+    from relay.sealing import derived_key
+
+    sealer = Sealer.from_secrets(["s" * 32, "older-secret-key-0123"])
+    for identifier in ("Ana@Example.com", "  ana@example.com ", "CRM 123", "Dïaz"):
+        text = " ".join(identifier.split()).casefold().encode()
+        expected = [
+            hmac.new(derived_key(secret, b"passkit-relay: blind index"), text,
+                     hashlib.sha256).hexdigest()[:32]
+            for secret in ("s" * 32, "older-secret-key-0123")
+        ]  # fmt: skip
+        assert sealer.blinds(identifier) == expected
+        assert sealer.blind(identifier) == expected[0]
