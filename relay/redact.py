@@ -18,7 +18,7 @@ delivery's metadata (time, hook, outcome, status, latency, error code).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from relay.brokentext import BROKEN, mend_text
@@ -108,10 +108,20 @@ def redact(value: Any, *, store_payloads: bool = True) -> Any:
     """A copy of the JSON value `value` with every credential masked (None: keep nothing)."""
     if not store_payloads:
         return None
-    return _redact(value)
+    return _redact(value, None)
 
 
-def _redact(value: Any) -> Any:
+Finder = Callable[[Any, Any], None]
+
+
+def redact_finding(value: Any, find: Finder) -> Any:
+    """`redact(value)`, showing `find` on the way each (key, item) of every object whose item
+    is text or is masked whole (the objects and lists under other keys it is shown the keys
+    of): a walk that also finds what it needs (relay.store.personal.logged) walks once."""
+    return _redact(value, find)
+
+
+def _redact(value: Any, find: Finder | None) -> Any:
     # Text and numbers first: most values are, and the Mapping test is an ABC's slow check.
     if isinstance(value, str):
         return redact_text(value)
@@ -123,13 +133,20 @@ def _redact(value: Any) -> Any:
             secret = SECRET_KEYS.get(key)  # a look-up, not a call: see SECRET_KEYS
             if secret is None:
                 secret = isinstance(key, str) and secret_key(key)
-            if secret and item:
+            if isinstance(item, str):  # here, not through another call: most values are text
+                if find is not None:
+                    find(key, item)
+                if secret and item:
+                    redacted[key] = MASK
+                else:
+                    redacted[key] = item if plainly_clean(item) else redact_text(item)
+            elif secret and item:
+                if find is not None:
+                    find(key, item)
                 redacted[key] = MASK
-            elif isinstance(item, str):  # here, not through another call: most values are text
-                redacted[key] = item if plainly_clean(item) else redact_text(item)
             else:
-                redacted[key] = _redact(item)
+                redacted[key] = _redact(item, find)
         return redacted
     if isinstance(value, list | tuple):
-        return [_redact(item) for item in value]
+        return [_redact(item, find) for item in value]
     return value

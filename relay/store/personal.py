@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from relay.jsontext import compact_text
-from relay.redact import MASK, REMEMBERED, SECRET_KEYS, plainly_clean, redact_text, secret_key
+from relay.redact import REMEMBERED, redact_finding
 from relay.sealing import PREFIX, Sealer, SealError
 
 # Keys whose values name a person, compared lower-cased without "_", "-" or spaces: emails,
@@ -148,44 +148,19 @@ def logged(
     wanted = _PEOPLE_AND_NAMES if names else _PEOPLE
     found: list[dict[str, None]] = [{} for _ in wanted]
     plan = _plan(wanted)
-    if store_payloads:
-        copy = _redact_finding(value, plan, found)
-    else:
-        copy = None
+    if not store_payloads:
         _walk_texts(value, plan, found)
+        return None, tuple(found[0]), tuple(found[1]) if names else ()
+
+    def find(key: Any, item: Any) -> None:  # what _walk_texts does with each key's item
+        if isinstance(item, str):
+            for index, take in plan.get(FOLDED.get(key) or _folded_key(str(key)), ()):
+                found[index].update(dict.fromkeys(take(item)))
+        else:  # masked whole: its texts are still a person's
+            _walk_texts(item, plan, found)
+
+    copy = redact_finding(value, find)
     return copy, tuple(found[0]), tuple(found[1]) if names else ()
-
-
-def _redact_finding(value: Any, plan: Plan, found: list[dict[str, None]]) -> Any:
-    """relay.redact's copy of `value`, finding what `_walk_texts` finds on the way: one walk
-    where the log took two (`test_the_log_walks_once_and_finds_what_two_walks_found`)."""
-    if isinstance(value, str):
-        return redact_text(value)
-    if value is None or isinstance(value, int | float):
-        return value
-    if isinstance(value, Mapping):
-        redacted = {}
-        for key, item in value.items():
-            secret = SECRET_KEYS.get(key)  # look-ups, not calls: see SECRET_KEYS and FOLDED
-            if secret is None:
-                secret = isinstance(key, str) and secret_key(key)
-            masked = secret and item
-            if isinstance(item, str):
-                for index, take in plan.get(FOLDED.get(key) or _folded_key(str(key)), ()):
-                    found[index].update(dict.fromkeys(take(item)))
-                if masked:
-                    redacted[key] = MASK
-                else:
-                    redacted[key] = item if plainly_clean(item) else redact_text(item)
-            elif masked:
-                _walk_texts(item, plan, found)
-                redacted[key] = MASK
-            else:
-                redacted[key] = _redact_finding(item, plan, found)
-        return redacted
-    if isinstance(value, list | tuple):
-        return [_redact_finding(item, plan, found) for item in value]
-    return value
 
 
 def _identifier(text: str) -> list[str]:
