@@ -16,7 +16,7 @@ from relay.forms.fields import Fields
 from relay.redact import redact_text
 from relay.sealing import normalised
 from relay.store import DeliveryRecord, Outcome, Source, new_delivery_id
-from relay.store.personal import logged
+from relay.store.personal import logged, people_in
 
 FIELD_NAME_LIMIT = 64
 
@@ -84,6 +84,8 @@ def delivery_record(
         else None
     )
     answered_logged, told, _ = logged(answered, store_payloads=log_payloads, names=False)
+    if answered is None and trace.passkit_response is not None:  # never so from the pipeline
+        told = people_in(trace.passkit_response)
     return DeliveryRecord(
         id=new_delivery_id(at),  # here, not by the store: a dataclass replace() costs ~8 µs
         at=at,

@@ -30,6 +30,8 @@ class GroupCommit(Generic[T, R]):
         *,
         max_batch: int = 500,
     ) -> None:
+        if max_batch < 1:
+            raise ValueError("a batch holds at least one item")
         self._flush = flush
         self._max_batch = max_batch
         # What is queued, and the writer task's wait for more when it is empty: a deque and one
@@ -64,8 +66,7 @@ class GroupCommit(Generic[T, R]):
         return future
 
     async def _run(self) -> None:
-        assert self._task is not None
-        loop = self._task.get_loop()
+        loop = asyncio.get_running_loop()
         items = self._items
         while True:
             if not items:

@@ -185,11 +185,16 @@ class Recording:
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         traceback: object) -> None:  # fmt: skip
         entry = self.entry
-        if isinstance(exc, RelayError):
-            entry.status, entry.answer = entry.trace.failed(exc)
-        elif isinstance(exc, Exception):
-            entry.status, entry.answer = entry.trace.failed(InternalError())
-        # The failure, if any, goes on as raised (None: not swallowed).
+        try:
+            if isinstance(exc, RelayError):
+                entry.status, entry.answer = entry.trace.failed(exc)
+            elif isinstance(exc, Exception):
+                entry.status, entry.answer = entry.trace.failed(InternalError())
+        finally:  # logged however it ended; the failure, if any, goes on as raised
+            await self._record()
+
+    async def _record(self) -> None:
+        entry = self.entry
         await self.endpoints.record(self.source, self.hook, entry.template, trace=entry.trace,
                                     status=entry.status, answer=entry.answer,
                                     started=self.started, request_id=self.request_id,
