@@ -3,10 +3,12 @@ that decides whether CI fails, and the reading of /proc it rests on."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from tests.bench import cpu, stages
 from tests.processes import tree_cpu_s
@@ -65,3 +67,16 @@ def test_a_sample_counts_for_the_innermost_stage_passing_over_general_code() -> 
     assert stages.stage_of(loop) == stages.SERVER
     raw = [";".join(parse) + " 3", ";".join(loop) + " 1"]
     assert stages.split(raw) == {"parse": 0.75, stages.SERVER: 0.25}
+
+
+def test_the_in_process_bench_delivers_for_real_and_prints_the_cpu_of_each_run() -> None:
+    """`python -m tests.bench.in_process`: every delivery answered 200 (it asserts so), one
+    figure a run, in a plausible range for a relay's own work (not 0: something ran)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.bench.in_process", "--runs", "2", "--deliveries", "150"],
+        capture_output=True, text=True, check=True, timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    figures = json.loads(out.stdout.strip().splitlines()[-1])["cpu_us_per_delivery"]
+    assert len(figures) == 2
+    assert all(50 < figure < 20_000 for figure in figures), figures
