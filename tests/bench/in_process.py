@@ -1,6 +1,7 @@
 """The relay's own CPU per delivery with nothing else in the process: no sockets, no HTTP server,
-no sandbox. A step of a round is measured here; the headline ratio under wrk is not, because
-this machine moves a single wrk round by ±15 % and a step is worth 1-5 %.
+no sandbox. For a step worth 1-5 %: a wrk round on this machine moves ±15 %, while these runs,
+with only the relay's work in them, spread a few per cent on a quiet machine (compare medians
+of alternated runs on a busy one).
 
 The app is driven by direct ASGI calls (the bench's form post: a new member every request, keyed
 by its own idempotency key), 64 at a time as wrk's connections would be, with PassKit an httpx
