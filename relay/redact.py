@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from relay.brokentext import BROKEN, mend_text
 
@@ -49,11 +49,23 @@ _SECRET_SHAPES = re.compile(
 )
 
 
-# Field names repeat from delivery to delivery: short ones are remembered with their answer,
-# so a walk asks this dict (`SECRET_KEYS.get(name)`), not a function, for each key. Long names,
-# which only a sender's oddity makes, are not; a full dict starts again, so it stays small.
-SECRET_KEYS: dict[str, bool] = {}
 REMEMBERED = 4096
+V = TypeVar("V")
+
+
+def remember(memo: dict[str, V], name: str, answer: V) -> V:
+    """`answer` for a field name, kept in `memo` when the name is short. Field names repeat from
+    delivery to delivery, so a walk asks a dict (`memo.get(name)`), not a function, for each
+    key; long names, which only a sender's oddity makes, are not kept, and a memo holding
+    REMEMBERED names starts again, so it stays small whatever senders send."""
+    if len(name) <= 64:
+        if len(memo) >= REMEMBERED:
+            memo.clear()
+        memo[name] = answer
+    return answer
+
+
+SECRET_KEYS: dict[str, bool] = {}  # secret_key's answers (see remember)
 
 
 def secret_key(name: str) -> bool:
@@ -61,11 +73,7 @@ def secret_key(name: str) -> bool:
     secret = SECRET_KEYS.get(name)
     if secret is None:
         normal = name.strip().lower().replace("-", "_").replace(" ", "_")
-        secret = any(part in normal for part in _SECRET_KEY_PARTS)
-        if len(name) <= 64:
-            if len(SECRET_KEYS) >= REMEMBERED:
-                SECRET_KEYS.clear()
-            SECRET_KEYS[name] = secret
+        secret = remember(SECRET_KEYS, name, any(part in normal for part in _SECRET_KEY_PARTS))
     return secret
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from relay.jsontext import compact_text
-from relay.redact import REMEMBERED, redact_finding
+from relay.redact import redact_finding, remember
 from relay.sealing import PREFIX, Sealer, SealError
 
 # Keys whose values name a person, compared lower-cased without "_", "-" or spaces: emails,
@@ -210,19 +210,13 @@ def _walk_texts(value: Any, plan: Plan, found: list[dict[str, None]]) -> None:
             _walk_texts(item, plan, found)
 
 
-# Field names repeat from delivery to delivery: short ones are remembered folded, so a walk
-# asks this dict (`FOLDED.get(key)`) before calling `_folded_key`; a full dict starts again.
-FOLDED: dict[str, str] = {}
+FOLDED: dict[str, str] = {}  # field names folded, as relay.redact.remember keeps them
 
 
 def _folded_key(key: str) -> str:
     folded = FOLDED.get(key)
     if folded is None:
-        folded = _NOT_A_LETTER.sub("", key).lower()
-        if len(key) <= 64:
-            if len(FOLDED) >= REMEMBERED:
-                FOLDED.clear()
-            FOLDED[key] = folded
+        folded = remember(FOLDED, key, _NOT_A_LETTER.sub("", key).lower())
     return folded
 
 
