@@ -154,9 +154,14 @@ CLAIM = (
 )
 
 
+# Each new key's parameter names in CLAIM_NEW, by its place: spelt once, not per claim.
+_CLAIM_NEW_NAMES = [(f"scope{i}", f"key{i}", f"owner{i}", f"person{i}") for i in range(2)]
+
+
 def _claim_new(keys: int) -> str:
     rows = ", ".join(
-        f"(:scope{i}, :key{i}, :owner{i}, 'pending', :now, :person{i})" for i in range(keys)
+        f"(:{scope}, :{key}, :{owner}, 'pending', :now, :{person})"
+        for scope, key, owner, person in _CLAIM_NEW_NAMES[:keys]
     )
     return (
         "INSERT INTO idempotency (scope, idem_key, owner, state, created_at, person) "
@@ -169,6 +174,14 @@ def _claim_new(keys: int) -> str:
 # new, every claim is won; otherwise CLAIM decides each key (its own rows included: their owner
 # comes back). One statement instead of two, and no RETURNING (SQLite buffers those rows).
 CLAIM_NEW = {keys: _claim_new(keys) for keys in (1, 2)}
+
+
+def claim_new_params(claims: Sequence[tuple[str, str, str, str | None]], now: float) -> Params:
+    """CLAIM_NEW's parameters for (scope, key, owner, person) of each new key."""
+    params: dict[str, Any] = {"now": now}
+    for names, values in zip(_CLAIM_NEW_NAMES[: len(claims)], claims, strict=True):
+        params.update(zip(names, values, strict=True))
+    return params
 
 
 # Only the claim's owner may complete or release it: after a stale takeover, the slow first

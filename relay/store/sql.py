@@ -151,10 +151,9 @@ class SQLStore(PersonalData, EventOutbox, CheckoutRecords, SpendLedger, ImportFi
         owners = [unique_hex(16) for _ in wanted]
         persons = [person_column(self.sealer, people) for _, _, people in wanted]
         if (new := q.CLAIM_NEW.get(len(wanted))) is not None:
-            params: dict[str, object] = {"now": now}
-            for i, ((scope, key, _), owner) in enumerate(zip(wanted, owners, strict=True)):
-                params |= {f"scope{i}": scope, f"key{i}": key, f"owner{i}": owner,
-                           f"person{i}": persons[i]}  # fmt: skip
+            params = q.claim_new_params([(scope, key, owner, person) for (scope, key, _), owner,
+                                         person in zip(wanted, owners, persons, strict=True)],
+                                        now)  # fmt: skip
             inserted, _ = await self._write(new, params)
             if inserted == len(wanted):
                 return [Claim("won", scope, key, owner)
