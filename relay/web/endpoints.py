@@ -191,15 +191,12 @@ class Recording:
             elif isinstance(exc, Exception):
                 entry.status, entry.answer = entry.trace.failed(InternalError())
         finally:  # logged however it ended; the failure, if any, goes on as raised
-            await self._record()
-
-    async def _record(self) -> None:
-        entry = self.entry
-        await self.endpoints.record(self.source, self.hook, entry.template, trace=entry.trace,
-                                    status=entry.status, answer=entry.answer,
-                                    started=self.started, request_id=self.request_id,
-                                    request=entry.logged, note=self.request.scope.get("state"),
-                                    dry_run=entry.dry_run, key=entry.key)  # fmt: skip
+            await self.endpoints.record(
+                self.source, self.hook, entry.template, trace=entry.trace, status=entry.status,
+                answer=entry.answer, started=self.started, request_id=self.request_id,
+                request=entry.logged, note=self.request.scope.get("state"),
+                dry_run=entry.dry_run, key=entry.key,
+            )  # fmt: skip
 
 
 class Endpoints:
